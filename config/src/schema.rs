@@ -1,0 +1,556 @@
+//! The configuration schema. Every struct denies unknown fields so a typo is
+//! an error naming the key, never a silently ignored setting.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::MacAddr;
+
+/// One server's whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster this server belongs to: VIPs, cluster MAC, members.
+    pub cluster: Cluster,
+    /// The services answered on the VIPs (`[[services]]`).
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Packet I/O and worker settings of `shoal-dataplane`.
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    /// Settings of `shoal-control`.
+    #[serde(default)]
+    pub control: Control,
+}
+
+/// The cluster: what every member shares, plus which member this file is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// A name for logs and metrics labels.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    /// The virtual IPs every member answers as one.
+    pub vips: Vec<Ipv4Addr>,
+    /// The MAC address ARP answers for the VIPs carry (shared by all members).
+    pub mac: MacAddr,
+    /// Name of the member this file configures (one of `members[].name`).
+    pub local_member: String,
+    /// File holding the shared cluster key (HMAC for control and handoff
+    /// messages). Relative paths are relative to the config file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Every member of the cluster, this one included (`[[cluster.members]]`).
+    pub members: Vec<Member>,
+}
+
+/// One server of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Stable numeric id (1..=65535), the same on every server.
+    pub id: u16,
+    /// Human name (`srv1`), unique.
+    pub name: String,
+    /// The member's own (non-VIP) address.
+    pub address: Ipv4Addr,
+    /// The member's own MAC address on the shared segment.
+    pub mac: MacAddr,
+    /// Relative share of new connections (0 = drained). Default 100.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// Transport protocol of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// What the inspector does with a connection it owns (design: "Modes of a service").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The chosen server's own kernel serves the connection (DTS L4 broadcast).
+    Local,
+    /// DPR on one LAN: rewrite the destination MAC to the chosen server's MAC.
+    DprMac,
+    /// DPR across networks: IP-in-IP (RFC 2003) to the chosen server's address.
+    DprIpip,
+    /// L7: complete the handshake, read the request, splice to the chosen server.
+    Splice,
+}
+
+/// Whether the choice of server is recomputed per packet or kept per flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// The choice is a pure hash: no per-flow state.
+    Stateless,
+    /// The choice is made at SYN time and kept in the flow table.
+    #[default]
+    Stateful,
+}
+
+/// A service: VIP, port and protocol, and how its connections are placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Name for logs and metric labels; unique.
+    pub name: String,
+    /// One of `cluster.vips`.
+    pub vip: Ipv4Addr,
+    /// Service port.
+    pub port: u16,
+    /// Transport protocol (default tcp).
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    /// What the inspector does (default local).
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Stateless or stateful placement (DPR modes).
+    #[serde(default)]
+    pub state: State,
+    /// Inspector selection (`[services.selection]`).
+    #[serde(default)]
+    pub selection: Selection,
+    /// L7 dispatch policy, for `mode = "splice"` (`[services.dispatch]`).
+    #[serde(default)]
+    pub dispatch: Option<Dispatch>,
+}
+
+/// Consistent-hash algorithm electing the inspector of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// Ring consistent hashing with virtual nodes (DTS).
+    Ring,
+    /// Maglev lookup table.
+    Maglev,
+    /// Rendezvous (highest random weight) hashing.
+    #[default]
+    Rendezvous,
+}
+
+/// How to pick among servers when load matters (DPR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadChoice {
+    /// The least-loaded healthy server (deterministic).
+    #[default]
+    LeastLoaded,
+    /// A server drawn with probability inverse to its load.
+    Probabilistic,
+}
+
+/// Inspector selection parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Hash algorithm (default rendezvous).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Virtual nodes per member for `ring` (DTS Fig. 8: at least 31 for balance).
+    #[serde(default = "default_vnodes")]
+    pub vnodes: u32,
+    /// Maglev table size; must be a prime larger than 100 x members.
+    #[serde(default = "default_maglev_table_size")]
+    pub maglev_table_size: u32,
+    /// Load above which the hashed server is passed over (DPR `MaxLoad`); none = ignore load.
+    #[serde(default)]
+    pub max_load: Option<f64>,
+    /// Choice when the hashed server is over `max_load`.
+    #[serde(default)]
+    pub load_choice: LoadChoice,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            algorithm: Algorithm::default(),
+            vnodes: default_vnodes(),
+            maglev_table_size: default_maglev_table_size(),
+            max_load: None,
+            load_choice: LoadChoice::default(),
+        }
+    }
+}
+
+/// L7 dispatch policy of a splice service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DispatchPolicy {
+    /// Consistent hashing of the URL path, with hot-path rules (DTS Fig. 9).
+    #[default]
+    UrlHash,
+    /// The least-loaded server.
+    LeastLoaded,
+    /// Locality-aware request distribution with a load threshold.
+    Lard,
+    /// A named cookie's value picks the server.
+    Cookie,
+    /// Static host/prefix rules with a default.
+    Rules,
+}
+
+/// CARISMA handoff mode of a splice service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandoffMode {
+    /// The dataplane always does the handshake and hands over, even to itself.
+    #[default]
+    Frequent,
+    /// The hashed server's kernel does the handshake; move only when needed.
+    Rare,
+}
+
+/// What a bad (garbage, oversized or slow) request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadRequestAction {
+    /// An HTTP 400 (or 431 for oversized headers) response, then close.
+    #[default]
+    Respond,
+    /// A TCP reset.
+    Reset,
+    /// Hand the connection to `dispatch.default_member` anyway.
+    PassToDefault,
+}
+
+/// A static dispatch rule: requests matching host and path prefix go to `member`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchRule {
+    /// Host header to match (none = any).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix to match (default "/").
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Member name that answers matching requests.
+    pub member: String,
+}
+
+/// L7 dispatch settings (`[services.dispatch]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispatch {
+    /// The policy.
+    #[serde(default)]
+    pub policy: DispatchPolicy,
+    /// CARISMA mode.
+    #[serde(default)]
+    pub handoff: HandoffMode,
+    /// Path prefixes treated as hot: hashed per full path over all members (DTS Fig. 9).
+    #[serde(default)]
+    pub hot_paths: Vec<String>,
+    /// Cookie whose value picks the server (`policy = "cookie"`).
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// Load threshold for LARD / least-loaded.
+    #[serde(default)]
+    pub load_threshold: Option<f64>,
+    /// Static rules (`policy = "rules"`), first match wins.
+    #[serde(default)]
+    pub rules: Vec<DispatchRule>,
+    /// Member for requests no rule matches, and for `pass-to-default`.
+    #[serde(default)]
+    pub default_member: Option<String>,
+    /// Largest request head buffered before deciding (bytes).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: u32,
+    /// Longest wait for a complete request head (milliseconds).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u32,
+    /// What bad requests get.
+    #[serde(default)]
+    pub on_bad_request: BadRequestAction,
+}
+
+/// Packet I/O backend of the dataplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// DPDK poll-mode drivers (PCI devices or vdevs).
+    #[default]
+    Dpdk,
+    /// AF_PACKET on the NIC plus a Linux TAP, no DPDK (development machines).
+    Portable,
+    /// In-memory queues (tests and `replay`).
+    Memory,
+}
+
+/// Role of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortRole {
+    /// The NIC on the shared segment where clients and peers are.
+    Wire,
+    /// The exception path toward the local kernel (TAP).
+    Kernel,
+}
+
+/// One port of the dataplane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// Name for logs and metrics (`wire0`, `kernel0`).
+    pub name: String,
+    /// What the port is for.
+    pub role: PortRole,
+    /// The device: a PCI address (`0000:3b:00.0`), a DPDK vdev string
+    /// (`net_af_packet0,iface=eth0`, `net_tap0,iface=shoal0`) or, for the
+    /// portable backend, an interface name.
+    pub device: String,
+}
+
+/// TCP-state timeouts of the flow table, in seconds (SYN in milliseconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTimeouts {
+    /// Half-open flows (SYN seen, no ACK yet), milliseconds.
+    #[serde(default = "default_syn_ms")]
+    pub syn_ms: u64,
+    /// Established flows without traffic, seconds.
+    #[serde(default = "default_established_s")]
+    pub established_s: u64,
+    /// Flows after FIN or RST, seconds.
+    #[serde(default = "default_closing_s")]
+    pub closing_s: u64,
+    /// Tombstones (flows handed to another server), seconds.
+    #[serde(default = "default_tombstone_s")]
+    pub tombstone_s: u64,
+}
+
+impl Default for FlowTimeouts {
+    fn default() -> Self {
+        FlowTimeouts {
+            syn_ms: default_syn_ms(),
+            established_s: default_established_s(),
+            closing_s: default_closing_s(),
+            tombstone_s: default_tombstone_s(),
+        }
+    }
+}
+
+/// The per-worker flow table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTable {
+    /// Flows per worker, fixed at start (no growth on the packet path).
+    #[serde(default = "default_flow_capacity")]
+    pub capacity: u32,
+    /// Per-state timeouts.
+    #[serde(default)]
+    pub timeouts: FlowTimeouts,
+}
+
+impl Default for FlowTable {
+    fn default() -> Self {
+        FlowTable { capacity: default_flow_capacity(), timeouts: FlowTimeouts::default() }
+    }
+}
+
+/// Dataplane settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// I/O backend.
+    #[serde(default)]
+    pub backend: Backend,
+    /// Ports: exactly one `wire` and one `kernel` port.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// CPU cores (DPDK lcores) that run workers, one worker per core.
+    #[serde(default = "default_cores")]
+    pub cores: Vec<u32>,
+    /// Packets per rx/tx burst (1..=256).
+    #[serde(default = "default_burst_size")]
+    pub burst_size: u16,
+    /// Descriptors per rx queue (power of two).
+    #[serde(default = "default_queue_size")]
+    pub rx_queue_size: u16,
+    /// Descriptors per tx queue (power of two).
+    #[serde(default = "default_queue_size")]
+    pub tx_queue_size: u16,
+    /// Mbufs in the packet pool; must cover every queue plus bursts in flight.
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// Use hugepages (production). Off = `--no-huge` (lab and tests).
+    #[serde(default = "default_true")]
+    pub hugepages: bool,
+    /// Memory for EAL in megabytes when `hugepages = false`.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    /// Extra EAL arguments, appended verbatim.
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    /// Flow table settings.
+    #[serde(default)]
+    pub flow_table: FlowTable,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            backend: Backend::default(),
+            ports: Vec::new(),
+            cores: default_cores(),
+            burst_size: default_burst_size(),
+            rx_queue_size: default_queue_size(),
+            tx_queue_size: default_queue_size(),
+            mbufs: default_mbufs(),
+            hugepages: true,
+            memory_mb: default_memory_mb(),
+            eal_args: Vec::new(),
+            flow_table: FlowTable::default(),
+        }
+    }
+}
+
+/// A network the control process exchanges membership and load on (seed 000
+/// names several).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Name for logs.
+    pub name: String,
+    /// Local address and port to bind.
+    pub bind: SocketAddr,
+    /// Multicast group and port to send to; none = unicast to `peers`.
+    #[serde(default)]
+    pub multicast: Option<SocketAddr>,
+    /// Unicast peers, where multicast is unavailable.
+    #[serde(default)]
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Control-process settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Interval between membership/load announcements, milliseconds.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// A member silent this long is removed, milliseconds (seed 000's cleaner).
+    #[serde(default = "default_failure_timeout_ms")]
+    pub failure_timeout_ms: u64,
+    /// Smoothing factor of load reports (exponential moving average, 0..1].
+    #[serde(default = "default_load_smoothing")]
+    pub load_smoothing: f64,
+    /// Networks to announce on.
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    /// Prometheus exporter address.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
+    /// Admin API address (keep on localhost).
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// File holding the admin token mutating admin calls need.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Shared-memory file between control and dataplane.
+    #[serde(default = "default_shm_path")]
+    pub shm_path: PathBuf,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            interval_ms: default_interval_ms(),
+            failure_timeout_ms: default_failure_timeout_ms(),
+            load_smoothing: default_load_smoothing(),
+            networks: Vec::new(),
+            metrics_listen: default_metrics_listen(),
+            admin_listen: default_admin_listen(),
+            admin_token_file: None,
+            shm_path: default_shm_path(),
+        }
+    }
+}
+
+fn default_cluster_name() -> String {
+    "shoal".to_owned()
+}
+fn default_weight() -> u32 {
+    100
+}
+fn default_protocol() -> Protocol {
+    Protocol::Tcp
+}
+fn default_mode() -> Mode {
+    Mode::Local
+}
+fn default_vnodes() -> u32 {
+    64
+}
+fn default_maglev_table_size() -> u32 {
+    65_537
+}
+fn default_prefix() -> String {
+    "/".to_owned()
+}
+fn default_max_request_bytes() -> u32 {
+    16 * 1024
+}
+fn default_request_timeout_ms() -> u32 {
+    5_000
+}
+fn default_syn_ms() -> u64 {
+    5_000
+}
+fn default_established_s() -> u64 {
+    300
+}
+fn default_closing_s() -> u64 {
+    10
+}
+fn default_tombstone_s() -> u64 {
+    60
+}
+fn default_flow_capacity() -> u32 {
+    1 << 20
+}
+fn default_cores() -> Vec<u32> {
+    vec![1]
+}
+fn default_burst_size() -> u16 {
+    32
+}
+fn default_queue_size() -> u16 {
+    1024
+}
+fn default_mbufs() -> u32 {
+    16_383
+}
+fn default_true() -> bool {
+    true
+}
+fn default_memory_mb() -> u32 {
+    256
+}
+fn default_interval_ms() -> u64 {
+    200
+}
+fn default_failure_timeout_ms() -> u64 {
+    1_000
+}
+fn default_load_smoothing() -> f64 {
+    0.3
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9465))
+}
+fn default_shm_path() -> PathBuf {
+    PathBuf::from("/dev/shm/shoal")
+}

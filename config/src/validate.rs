@@ -1,0 +1,1 @@
+//! `Config::validate`. (Helper: flesh out.)

@@ -1,0 +1,280 @@
+//! Per-worker counters: one for every outcome and every drop reason.
+//!
+//! Counters are plain `u64`s owned by one worker (no atomics on the packet
+//! path). Each has a stable snake_case name used in `replay`'s JSON summary
+//! and, through the stats segment, in Prometheus labels. Malformed input is
+//! counted per layer and per parse error in a small matrix.
+
+use serde::Serialize;
+
+use crate::wire;
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, )*) => {
+        /// Every outcome the pipeline counts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum Counter {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Counter {
+            /// Every counter, in declaration order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            /// Number of counters.
+            pub const COUNT: usize = Counter::ALL.len();
+
+            /// The counter's stable snake_case name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received on the wire port.
+    WireRx => "wire_rx_packets",
+    /// Bytes received on the wire port.
+    WireRxBytes => "wire_rx_bytes",
+    /// Frames received from the local kernel (TAP).
+    KernelRx => "kernel_rx_packets",
+    /// Bytes received from the local kernel.
+    KernelRxBytes => "kernel_rx_bytes",
+    /// Frames transmitted on the wire port.
+    WireTx => "wire_tx_packets",
+    /// Bytes transmitted on the wire port.
+    WireTxBytes => "wire_tx_bytes",
+    /// Frames delivered to the local kernel.
+    KernelTx => "kernel_tx_packets",
+    /// Bytes delivered to the local kernel.
+    KernelTxBytes => "kernel_tx_bytes",
+    /// Frames dropped because a transmit queue was full.
+    DropTxFull => "drop_tx_queue_full",
+
+    /// ARP requests for a VIP answered with the cluster MAC.
+    ArpVipReplied => "arp_vip_replied",
+    /// ARP frames for this server's own address passed to the kernel.
+    ArpToKernel => "arp_to_kernel",
+    /// ARP frames about other hosts, ignored.
+    ArpIgnored => "arp_ignored",
+
+    /// Frames addressed to another host's MAC (normal on a hub).
+    DropOtherHost => "drop_other_host",
+    /// Ethertypes the dataplane does not handle (IPv6, LLDP, ...).
+    DropUnsupportedEthertype => "drop_unsupported_ethertype",
+    /// Frames with more VLAN tags or a VLAN the config does not know.
+    DropVlan => "drop_vlan",
+    /// IPv4 packets for neither a VIP nor this server's address.
+    DropNotForUs => "drop_not_for_us",
+    /// Malformed frames (details in the per-layer matrix).
+    DropMalformed => "drop_malformed",
+
+    /// IPv4 traffic to this server's own address, passed to the kernel.
+    OwnToKernel => "own_to_kernel",
+
+    /// SYNs for a VIP service this server is inspector of: flow created.
+    SynAccepted => "syn_accepted",
+    /// SYNs another server is inspector of (dropped silently).
+    SynOtherInspector => "syn_other_inspector",
+    /// Retransmitted SYNs of a flow already in the table.
+    SynRetransmit => "syn_retransmit",
+    /// SYNs this server owns but could not track (flow table full, nothing evictable).
+    DropFlowTableFull => "drop_flow_table_full",
+    /// VIP packets that matched a flow in the table and were forwarded.
+    FlowHit => "flow_hit",
+    /// Non-SYN VIP TCP packets that match no flow here (another server owns them).
+    VipNoFlow => "vip_no_flow",
+    /// VIP packets to a port/protocol with no configured service.
+    DropNoService => "drop_no_service",
+    /// VIP UDP or ICMP packets this server is the owner of, passed to the kernel.
+    VipStatelessLocal => "vip_stateless_local",
+    /// VIP UDP or ICMP packets another server owns (dropped silently).
+    VipStatelessOther => "vip_stateless_other",
+    /// IPv4 fragments of VIP traffic (not yet followed: dropped).
+    DropFragment => "drop_fragment",
+    /// VIP packets of a protocol the services do not cover.
+    DropVipProtocol => "drop_vip_protocol",
+
+    /// Frames from the kernel forwarded to the wire.
+    KernelToWire => "kernel_to_wire",
+    /// Kernel RSTs for VIP flows this server does not hold (suppressed).
+    KernelRstSuppressed => "kernel_rst_suppressed",
+    /// Kernel frames that could not be parsed (dropped).
+    DropKernelMalformed => "drop_kernel_malformed",
+
+    /// Flows removed by expiry.
+    FlowExpired => "flow_expired",
+}
+
+/// The protocol layer a malformed frame failed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Ethernet header (and VLAN tags).
+    Ethernet,
+    /// ARP.
+    Arp,
+    /// IPv4 header.
+    Ipv4,
+    /// TCP header and options.
+    Tcp,
+    /// UDP header.
+    Udp,
+    /// ICMPv4.
+    Icmp,
+}
+
+impl Layer {
+    /// Every layer, in order.
+    pub const ALL: [Layer; 6] =
+        [Layer::Ethernet, Layer::Arp, Layer::Ipv4, Layer::Tcp, Layer::Udp, Layer::Icmp];
+
+    /// The layer's name as a label.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Layer::Ethernet => "ethernet",
+            Layer::Arp => "arp",
+            Layer::Ipv4 => "ipv4",
+            Layer::Tcp => "tcp",
+            Layer::Udp => "udp",
+            Layer::Icmp => "icmp",
+        }
+    }
+}
+
+/// Distinct parse-error kinds tracked per layer.
+const REASONS: usize = wire::Error::ALL.len();
+
+/// One worker's counters.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    values: [u64; Counter::COUNT],
+    malformed: [[u64; REASONS]; Layer::ALL.len()],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { values: [0; Counter::COUNT], malformed: [[0; REASONS]; Layer::ALL.len()] }
+    }
+}
+
+impl Counters {
+    /// Adds one to `c`.
+    #[inline]
+    pub fn inc(&mut self, c: Counter) {
+        self.values[c as usize] += 1;
+    }
+
+    /// Adds `n` to `c`.
+    #[inline]
+    pub fn add(&mut self, c: Counter, n: u64) {
+        self.values[c as usize] += n;
+    }
+
+    /// The value of `c`.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize]
+    }
+
+    /// Counts a malformed frame at `layer` failing with `err` (also bumps
+    /// [`Counter::DropMalformed`]).
+    #[inline]
+    pub fn malformed(&mut self, layer: Layer, err: wire::Error) {
+        self.values[Counter::DropMalformed as usize] += 1;
+        self.malformed[layer as usize][error_index(err)] += 1;
+    }
+
+    /// Malformed frames at `layer` with error `err`.
+    pub fn get_malformed(&self, layer: Layer, err: wire::Error) -> u64 {
+        self.malformed[layer as usize][error_index(err)]
+    }
+
+    /// Every counter with its value, in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.values[c as usize]))
+    }
+
+    /// Every non-zero malformed cell as (layer, error, count).
+    pub fn iter_malformed(&self) -> impl Iterator<Item = (Layer, wire::Error, u64)> + '_ {
+        Layer::ALL.iter().flat_map(move |&layer| {
+            wire::Error::ALL.iter().filter_map(move |&err| {
+                let n = self.malformed[layer as usize][error_index(err)];
+                (n > 0).then_some((layer, err, n))
+            })
+        })
+    }
+
+    /// Adds every value of `other` into `self` (totals across workers).
+    pub fn merge(&mut self, other: &Counters) {
+        for (a, b) in self.values.iter_mut().zip(other.values.iter()) {
+            *a += b;
+        }
+        for (ra, rb) in self.malformed.iter_mut().zip(other.malformed.iter()) {
+            for (a, b) in ra.iter_mut().zip(rb.iter()) {
+                *a += b;
+            }
+        }
+    }
+
+    /// A serialisable snapshot: `{counters: {name: n}, malformed: {layer: {reason: n}}}`.
+    pub fn snapshot(&self) -> Snapshot {
+        let counters = self.iter().map(|(c, n)| (c.name(), n)).collect();
+        let mut malformed: std::collections::BTreeMap<&'static str, _> = Default::default();
+        for (layer, err, n) in self.iter_malformed() {
+            malformed
+                .entry(layer.name())
+                .or_insert_with(std::collections::BTreeMap::new)
+                .insert(err.as_str(), n);
+        }
+        Snapshot { counters, malformed }
+    }
+}
+
+fn error_index(err: wire::Error) -> usize {
+    wire::Error::ALL.iter().position(|&e| e == err).unwrap_or(0)
+}
+
+/// Counters in a form for JSON output.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every counter by name (zeros included, so the set of keys is stable).
+    pub counters: std::collections::BTreeMap<&'static str, u64>,
+    /// Malformed frames by layer and reason (non-zero cells only).
+    pub malformed: std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_snake_case() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert!(names.iter().all(|n| n.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn counts_and_merges() {
+        let mut a = Counters::default();
+        a.inc(Counter::SynAccepted);
+        a.add(Counter::WireRxBytes, 60);
+        a.malformed(Layer::Tcp, wire::Error::BadDataOffset);
+        let mut b = Counters::default();
+        b.inc(Counter::SynAccepted);
+        b.merge(&a);
+        assert_eq!(b.get(Counter::SynAccepted), 2);
+        assert_eq!(b.get(Counter::WireRxBytes), 60);
+        assert_eq!(b.get(Counter::DropMalformed), 1);
+        assert_eq!(b.get_malformed(Layer::Tcp, wire::Error::BadDataOffset), 1);
+        let snap = b.snapshot();
+        assert_eq!(snap.counters["syn_accepted"], 2);
+        assert_eq!(snap.malformed["tcp"][wire::Error::BadDataOffset.as_str()], 1);
+        assert_eq!(snap.counters.len(), Counter::COUNT);
+    }
+}
