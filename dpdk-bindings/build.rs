@@ -30,6 +30,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_dev_socket_id",
     "rte_eth_dev_info_get",
     "rte_eth_dev_configure",
+    "rte_eth_dev_adjust_nb_rx_tx_desc",
     "rte_eth_rx_queue_setup",
     "rte_eth_tx_queue_setup",
     "rte_eth_dev_start",
@@ -63,20 +64,25 @@ const VARS: &[&str] = &[
     "RTE_ETH_NAME_MAX_LEN",
     "RTE_ETH_RSS_.*",
     "RTE_ETH_LINK_.*",
+    "RTE_ETH_SPEED_NUM_.*",
     "RING_F_.*",
     "LCORE_ID_ANY",
     "SOCKET_ID_ANY",
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let csrc = manifest_dir.join("csrc");
     for file in ["wrapper.h", "shim.h", "shim.c"] {
         println!("cargo:rerun-if-changed={}", csrc.join(file).display());
     }
 
-    let dpdk = match pkg_config::Config::new().atleast_version("22.11").probe("libdpdk") {
+    let dpdk = match pkg_config::Config::new()
+        .atleast_version("22.11")
+        .probe("libdpdk")
+    {
         Ok(lib) => lib,
         Err(err) => panic!(
             "libdpdk not found: install libdpdk-dev (Debian 12: apt-get install libdpdk-dev) \
@@ -112,7 +118,10 @@ fn main() {
         // RTE_ETH_RSS_* are `RTE_BIT64(n)` macros: let clang evaluate them.
         .clang_macro_fallback()
         .default_enum_style(bindgen::EnumVariation::Consts)
+        .prepend_enum_name(false)
         .layout_tests(false)
+        // DPDK's doxygen would become (failing) doc-tests of the private sys module.
+        .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
     for f in FUNCTIONS {
         builder = builder.allowlist_function(f);
@@ -123,9 +132,12 @@ fn main() {
     builder = builder
         .allowlist_type("rte_eth_rx_mq_mode")
         .allowlist_type("rte_eth_tx_mq_mode");
-    let bindings = builder
-        .generate()
-        .unwrap_or_else(|err| panic!("bindgen failed on {}: {err}", csrc.join("wrapper.h").display()));
+    let bindings = builder.generate().unwrap_or_else(|err| {
+        panic!(
+            "bindgen failed on {}: {err}",
+            csrc.join("wrapper.h").display()
+        )
+    });
     bindings
         .write_to_file(out_dir.join("dpdk.rs"))
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", out_dir.join("dpdk.rs").display()));

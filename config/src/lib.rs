@@ -6,11 +6,13 @@
 //! given and knows nothing about packets; both `shoal-dataplane` and
 //! `shoal-control` depend on it.
 
+mod load;
+mod locate;
 mod mac;
 mod schema;
-mod load;
 mod validate;
 
 pub use load::{load_file, load_str, ConfigError, Location};
-pub use mac::MacAddr;
+pub use mac::{MacAddr, ParseMacError};
 pub use schema::*;
+pub use validate::Problem;

@@ -92,9 +92,11 @@ fn render(file: &Path, problems: &[Problem]) -> String {
         }
         out.push_str(&file.display().to_string());
         if let Some(location) = problem.location {
-            out.push_str(&format!(":{location}"));
+            out.push(':');
+            out.push_str(&location.to_string());
         }
-        out.push_str(&format!(": {problem}"));
+        out.push_str(": ");
+        out.push_str(&problem.to_string());
     }
     out
 }
@@ -104,8 +106,10 @@ fn render(file: &Path, problems: &[Problem]) -> String {
 /// Relative `cluster.key_file`, `control.admin_token_file` and
 /// `control.shm_path` become relative to the file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     load_str(&text, path)
 }
 
@@ -123,11 +127,15 @@ pub fn load_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     if let Err(mut problems) = config.validate() {
         if let Some(index) = KeyIndex::new(text) {
             for problem in &mut problems {
-                problem.location =
-                    index.span_of(&problem.key).and_then(|span| location_at(text, span.start));
+                problem.location = index
+                    .span_of(&problem.key)
+                    .and_then(|span| location_at(text, span.start));
             }
         }
-        return Err(ConfigError::Invalid { file: origin.to_owned(), problems });
+        return Err(ConfigError::Invalid {
+            file: origin.to_owned(),
+            problems,
+        });
     }
     let dir = origin.parent().unwrap_or_else(|| Path::new(""));
     resolve(&mut config.cluster.key_file, dir);
@@ -170,7 +178,11 @@ fn parse_problem(text: &str, error: &toml::de::Error) -> Problem {
     };
     let (key, reason) = if let Some(rest) = message.strip_prefix("missing field ") {
         let name = rest.trim_matches('`');
-        let key = if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+        let key = if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
         let reason = if key == "cluster" {
             "the [cluster] section is missing (every config needs [cluster] with vips, mac, \
              local_member and [[cluster.members]])"
@@ -181,8 +193,14 @@ fn parse_problem(text: &str, error: &toml::de::Error) -> Problem {
         (key, reason)
     } else if let Some(rest) = message.strip_prefix("unknown field ") {
         (path, format!("unknown key {rest}"))
+    } else if path.is_empty() {
+        (path, format!("invalid TOML: {message}"))
     } else {
         (path, message)
     };
-    Problem { key, location, reason }
+    Problem {
+        key,
+        location,
+        reason,
+    }
 }

@@ -27,7 +27,9 @@ impl KeyIndex {
     /// Indexes `text`; `None` when it is not valid TOML.
     pub(crate) fn new(text: &str) -> Option<KeyIndex> {
         let doc = ImDocument::parse(text).ok()?;
-        let mut index = KeyIndex { entries: Vec::new() };
+        let mut index = KeyIndex {
+            entries: Vec::new(),
+        };
         index.table(doc.as_table(), "");
         Some(index)
     }
@@ -37,13 +39,20 @@ impl KeyIndex {
     pub(crate) fn span_of(&self, path: &str) -> Option<Range<usize>> {
         let mut matching = self.entries.iter().filter(|e| e.path == path);
         let first_key = matching.clone().find(|e| e.is_key);
-        matching.find(|e| !e.is_key).or(first_key).map(|e| e.span.clone())
+        matching
+            .find(|e| !e.is_key)
+            .or(first_key)
+            .map(|e| e.span.clone())
     }
 
     /// The key path of the narrowest key, value or table at `span`: one whose
     /// span is exactly `span`, else the smallest one containing its start.
     pub(crate) fn path_at(&self, span: &Range<usize>) -> Option<&str> {
-        if let Some(exact) = self.entries.iter().find(|e| e.span == *span && !e.path.is_empty()) {
+        if let Some(exact) = self
+            .entries
+            .iter()
+            .find(|e| e.span == *span && !e.path.is_empty())
+        {
             return Some(&exact.path);
         }
         self.entries
@@ -55,7 +64,11 @@ impl KeyIndex {
 
     fn push(&mut self, path: &str, span: Option<Range<usize>>, is_key: bool) {
         if let Some(span) = span {
-            self.entries.push(Entry { path: path.to_owned(), span, is_key });
+            self.entries.push(Entry {
+                path: path.to_owned(),
+                span,
+                is_key,
+            });
         }
     }
 
@@ -142,7 +155,9 @@ policy = \"rules\"
 
     fn text_at(path: &str) -> &'static str {
         let index = KeyIndex::new(TEXT).expect("valid TOML");
-        let span = index.span_of(path).unwrap_or_else(|| panic!("{path} not found"));
+        let span = index
+            .span_of(path)
+            .unwrap_or_else(|| panic!("{path} not found"));
         &TEXT[span]
     }
 
@@ -165,11 +180,16 @@ policy = \"rules\"
         let index = KeyIndex::new(TEXT).expect("valid TOML");
         let at = |needle: &str| {
             let start = TEXT.find(needle).expect("needle in text");
-            index.path_at(&(start..start + needle.len())).map(str::to_owned)
+            index
+                .path_at(&(start..start + needle.len()))
+                .map(str::to_owned)
         };
         assert_eq!(at("\"two\"").as_deref(), Some("services[1].name"));
         assert_eq!(at("policy").as_deref(), Some("services[1].dispatch.policy"));
-        assert_eq!(at("vnodes").as_deref(), Some("services[1].selection.vnodes"));
+        assert_eq!(
+            at("vnodes").as_deref(),
+            Some("services[1].selection.vnodes")
+        );
         assert_eq!(at("\"198.18.0.101\"").as_deref(), Some("cluster.vips[1]"));
     }
 

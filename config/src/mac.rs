@@ -82,16 +82,25 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        let m: MacAddr = "02:00:C6:12:00:64".parse().unwrap();
+        let m: MacAddr = "02:00:C6:12:00:64".parse().expect("valid MAC");
         assert_eq!(m.0, [0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]);
         assert_eq!(m.to_string(), "02:00:c6:12:00:64");
         assert!(!m.is_multicast());
-        assert!("ff:ff:ff:ff:ff:ff".parse::<MacAddr>().unwrap().is_multicast());
+        assert!("ff:ff:ff:ff:ff:ff"
+            .parse::<MacAddr>()
+            .expect("valid MAC")
+            .is_multicast());
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "02:00", "02:00:c6:12:00:64:00", "0g:00:00:00:00:00", "2:0:0:0:0:0"] {
+        for bad in [
+            "",
+            "02:00",
+            "02:00:c6:12:00:64:00",
+            "0g:00:00:00:00:00",
+            "2:0:0:0:0:0",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

@@ -64,7 +64,7 @@ pub struct Member {
 }
 
 /// Transport protocol of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// TCP.
@@ -74,7 +74,7 @@ pub enum Protocol {
 }
 
 /// What the inspector does with a connection it owns (design: "Modes of a service").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// The chosen server's own kernel serves the connection (DTS L4 broadcast).
@@ -88,7 +88,7 @@ pub enum Mode {
 }
 
 /// Whether the choice of server is recomputed per packet or kept per flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     /// The choice is a pure hash: no per-flow state.
@@ -120,13 +120,16 @@ pub struct Service {
     /// Inspector selection (`[services.selection]`).
     #[serde(default)]
     pub selection: Selection,
-    /// L7 dispatch policy, for `mode = "splice"` (`[services.dispatch]`).
+    /// L7 dispatch policy (`[services.dispatch]`), only for `mode = "splice"`.
+    /// A splice service written without it is loaded with
+    /// [`Dispatch::default()`], so after loading it is `Some` exactly for
+    /// splice services.
     #[serde(default)]
     pub dispatch: Option<Dispatch>,
 }
 
 /// Consistent-hash algorithm electing the inspector of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
     /// Ring consistent hashing with virtual nodes (DTS).
@@ -139,7 +142,7 @@ pub enum Algorithm {
 }
 
 /// How to pick among servers when load matters (DPR).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadChoice {
     /// The least-loaded healthy server (deterministic).
@@ -183,7 +186,7 @@ impl Default for Selection {
 }
 
 /// L7 dispatch policy of a splice service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DispatchPolicy {
     /// Consistent hashing of the URL path, with hot-path rules (DTS Fig. 9).
@@ -200,7 +203,7 @@ pub enum DispatchPolicy {
 }
 
 /// CARISMA handoff mode of a splice service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HandoffMode {
     /// The dataplane always does the handshake and hands over, even to itself.
@@ -211,7 +214,7 @@ pub enum HandoffMode {
 }
 
 /// What a bad (garbage, oversized or slow) request gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BadRequestAction {
     /// An HTTP 400 (or 431 for oversized headers) response, then close.
@@ -273,21 +276,40 @@ pub struct Dispatch {
     pub on_bad_request: BadRequestAction,
 }
 
+impl Default for Dispatch {
+    /// What a splice service without `[services.dispatch]` gets: URL hashing,
+    /// frequent handoff, 16 KiB / 5 s request limits, 400 for bad requests.
+    fn default() -> Self {
+        Dispatch {
+            policy: DispatchPolicy::default(),
+            handoff: HandoffMode::default(),
+            hot_paths: Vec::new(),
+            cookie_name: None,
+            load_threshold: None,
+            rules: Vec::new(),
+            default_member: None,
+            max_request_bytes: default_max_request_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
+            on_bad_request: BadRequestAction::default(),
+        }
+    }
+}
+
 /// Packet I/O backend of the dataplane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// DPDK poll-mode drivers (PCI devices or vdevs).
     #[default]
     Dpdk,
-    /// AF_PACKET on the NIC plus a Linux TAP, no DPDK (development machines).
+    /// `AF_PACKET` on the NIC plus a Linux TAP, no DPDK (development machines).
     Portable,
     /// In-memory queues (tests and `replay`).
     Memory,
 }
 
 /// Role of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PortRole {
     /// The NIC on the shared segment where clients and peers are.
@@ -353,7 +375,10 @@ pub struct FlowTable {
 
 impl Default for FlowTable {
     fn default() -> Self {
-        FlowTable { capacity: default_flow_capacity(), timeouts: FlowTimeouts::default() }
+        FlowTable {
+            capacity: default_flow_capacity(),
+            timeouts: FlowTimeouts::default(),
+        }
     }
 }
 
@@ -364,7 +389,8 @@ pub struct Dataplane {
     /// I/O backend.
     #[serde(default)]
     pub backend: Backend,
-    /// Ports: exactly one `wire` and one `kernel` port.
+    /// Ports: exactly one `wire` and one `kernel` port (optional for the
+    /// `memory` backend, where they only name the in-memory queues).
     #[serde(default)]
     pub ports: Vec<Port>,
     /// CPU cores (DPDK lcores) that run workers, one worker per core.
@@ -388,7 +414,7 @@ pub struct Dataplane {
     /// Memory for EAL in megabytes when `hugepages = false`.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u32,
-    /// Extra EAL arguments, appended verbatim.
+    /// Extra EAL arguments, appended verbatim (`dpdk` backend only).
     #[serde(default)]
     pub eal_args: Vec<String>,
     /// Flow table settings.
@@ -423,7 +449,8 @@ pub struct Network {
     pub name: String,
     /// Local address and port to bind.
     pub bind: SocketAddr,
-    /// Multicast group and port to send to; none = unicast to `peers`.
+    /// Multicast group and port to send to; none = unicast to `peers`. A
+    /// network needs a group, peers, or both.
     #[serde(default)]
     pub multicast: Option<SocketAddr>,
     /// Unicast peers, where multicast is unavailable.
@@ -453,10 +480,12 @@ pub struct Control {
     /// Admin API address (keep on localhost).
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
-    /// File holding the admin token mutating admin calls need.
+    /// File holding the admin token mutating admin calls need. Relative
+    /// paths are relative to the config file.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
-    /// Shared-memory file between control and dataplane.
+    /// Shared-memory file between control and dataplane. Relative paths are
+    /// relative to the config file.
     #[serde(default = "default_shm_path")]
     pub shm_path: PathBuf,
 }

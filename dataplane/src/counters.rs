@@ -1,7 +1,7 @@
 //! Per-worker counters: one for every outcome and every drop reason.
 //!
 //! Counters are plain `u64`s owned by one worker (no atomics on the packet
-//! path). Each has a stable snake_case name used in `replay`'s JSON summary
+//! path). Each has a stable `snake_case` name used in `replay`'s JSON summary
 //! and, through the stats segment, in Prometheus labels. Malformed input is
 //! counted per layer and per parse error in a small matrix.
 
@@ -24,7 +24,7 @@ macro_rules! counters {
             /// Number of counters.
             pub const COUNT: usize = Counter::ALL.len();
 
-            /// The counter's stable snake_case name.
+            /// The counter's stable `snake_case` name.
             pub const fn name(self) -> &'static str {
                 match self {
                     $(Counter::$variant => $name,)*
@@ -102,11 +102,42 @@ counters! {
     KernelToWire => "kernel_to_wire",
     /// Kernel RSTs for VIP flows this server does not hold (suppressed).
     KernelRstSuppressed => "kernel_rst_suppressed",
+    /// Kernel ARP frames naming a VIP as sender (would teach clients this
+    /// server's MAC for the VIP; dropped).
+    KernelArpVipSuppressed => "kernel_arp_vip_suppressed",
     /// Kernel frames that could not be parsed (dropped).
     DropKernelMalformed => "drop_kernel_malformed",
+}
 
-    /// Flows removed by expiry.
-    FlowExpired => "flow_expired",
+impl Counter {
+    /// The counters that name the one final outcome of a received frame:
+    /// every frame the pipeline processes bumps exactly one of these, so
+    /// their sum equals `wire_rx_packets + kernel_rx_packets`.
+    pub const OUTCOMES: &'static [Counter] = &[
+        Counter::ArpVipReplied,
+        Counter::ArpToKernel,
+        Counter::ArpIgnored,
+        Counter::DropOtherHost,
+        Counter::DropUnsupportedEthertype,
+        Counter::DropVlan,
+        Counter::DropNotForUs,
+        Counter::DropMalformed,
+        Counter::OwnToKernel,
+        Counter::SynAccepted,
+        Counter::SynOtherInspector,
+        Counter::DropFlowTableFull,
+        Counter::FlowHit,
+        Counter::VipNoFlow,
+        Counter::DropNoService,
+        Counter::VipStatelessLocal,
+        Counter::VipStatelessOther,
+        Counter::DropFragment,
+        Counter::DropVipProtocol,
+        Counter::KernelToWire,
+        Counter::KernelRstSuppressed,
+        Counter::KernelArpVipSuppressed,
+        Counter::DropKernelMalformed,
+    ];
 }
 
 /// The protocol layer a malformed frame failed at.
@@ -128,8 +159,14 @@ pub enum Layer {
 
 impl Layer {
     /// Every layer, in order.
-    pub const ALL: [Layer; 6] =
-        [Layer::Ethernet, Layer::Arp, Layer::Ipv4, Layer::Tcp, Layer::Udp, Layer::Icmp];
+    pub const ALL: [Layer; 6] = [
+        Layer::Ethernet,
+        Layer::Arp,
+        Layer::Ipv4,
+        Layer::Tcp,
+        Layer::Udp,
+        Layer::Icmp,
+    ];
 
     /// The layer's name as a label.
     pub const fn name(self) -> &'static str {
@@ -156,7 +193,10 @@ pub struct Counters {
 
 impl Default for Counters {
     fn default() -> Self {
-        Counters { values: [0; Counter::COUNT], malformed: [[0; REASONS]; Layer::ALL.len()] }
+        Counters {
+            values: [0; Counter::COUNT],
+            malformed: [[0; REASONS]; Layer::ALL.len()],
+        }
     }
 }
 
@@ -191,6 +231,11 @@ impl Counters {
         self.malformed[layer as usize][error_index(err)]
     }
 
+    /// Sum of the [`Counter::OUTCOMES`]: frames that reached a final outcome.
+    pub fn outcomes(&self) -> u64 {
+        Counter::OUTCOMES.iter().map(|&c| self.get(c)).sum()
+    }
+
     /// Every counter with its value, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
         Counter::ALL.iter().map(|&c| (c, self.values[c as usize]))
@@ -221,14 +266,18 @@ impl Counters {
     /// A serialisable snapshot: `{counters: {name: n}, malformed: {layer: {reason: n}}}`.
     pub fn snapshot(&self) -> Snapshot {
         let counters = self.iter().map(|(c, n)| (c.name(), n)).collect();
-        let mut malformed: std::collections::BTreeMap<&'static str, _> = Default::default();
+        let mut malformed: std::collections::BTreeMap<&'static str, _> =
+            std::collections::BTreeMap::new();
         for (layer, err, n) in self.iter_malformed() {
             malformed
                 .entry(layer.name())
                 .or_insert_with(std::collections::BTreeMap::new)
                 .insert(err.as_str(), n);
         }
-        Snapshot { counters, malformed }
+        Snapshot {
+            counters,
+            malformed,
+        }
     }
 }
 
@@ -242,7 +291,8 @@ pub struct Snapshot {
     /// Every counter by name (zeros included, so the set of keys is stable).
     pub counters: std::collections::BTreeMap<&'static str, u64>,
     /// Malformed frames by layer and reason (non-zero cells only).
-    pub malformed: std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
+    pub malformed:
+        std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
 }
 
 #[cfg(test)]
@@ -252,7 +302,9 @@ mod tests {
     #[test]
     fn names_are_unique_and_snake_case() {
         let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
         names.sort_unstable();
         let before = names.len();
         names.dedup();
@@ -274,7 +326,10 @@ mod tests {
         assert_eq!(b.get_malformed(Layer::Tcp, wire::Error::BadDataOffset), 1);
         let snap = b.snapshot();
         assert_eq!(snap.counters["syn_accepted"], 2);
-        assert_eq!(snap.malformed["tcp"][wire::Error::BadDataOffset.as_str()], 1);
+        assert_eq!(
+            snap.malformed["tcp"][wire::Error::BadDataOffset.as_str()],
+            1
+        );
         assert_eq!(snap.counters.len(), Counter::COUNT);
     }
 }

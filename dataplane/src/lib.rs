@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod replay;
 pub mod select;
 pub mod time;
+pub mod traffic;
 pub mod worker;

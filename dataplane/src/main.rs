@@ -4,12 +4,15 @@
 //! - `replay --config FILE --in IN.pcap --out OUT.pcap [--kernel-in K.pcap] [--kernel-out K.pcap]`:
 //!   run a capture through the real pipeline and print a JSON summary of
 //!   every counter.
+//! - `gen-trace --config FILE --out OUT.pcap [--connections N] [--clients N]`:
+//!   write a synthetic client capture to replay.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shoal_dataplane::replay::{replay, ReplayFiles};
+use shoal_dataplane::traffic::{client_trace, write_pcap, Endpoint, TraceSpec};
 
 #[derive(Parser)]
 #[command(name = "shoal-dataplane", version, about = "Shoal dataplane")]
@@ -39,6 +42,29 @@ enum Command {
         /// Where to write the frames delivered to the local kernel.
         #[arg(long)]
         kernel_out: Option<PathBuf>,
+        /// Replay as this member of the config's cluster instead of
+        /// `cluster.local_member`.
+        #[arg(long)]
+        member: Option<String>,
+    },
+    /// Write a synthetic client capture for the config's first TCP service:
+    /// ARP for the VIP, then short HTTP-like connections (client side only).
+    GenTrace {
+        /// Server config (TOML) naming the VIP, cluster MAC and service.
+        #[arg(long)]
+        config: PathBuf,
+        /// Output capture (pcap).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of connections.
+        #[arg(long, default_value_t = 300)]
+        connections: u32,
+        /// Number of distinct client hosts.
+        #[arg(long, default_value_t = 30)]
+        clients: u32,
+        /// Seed for ports and sequence numbers.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -55,11 +81,66 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Replay { config, input, out, kernel_in, kernel_out } => {
-            let cfg = shoal_config::load_file(&config)?;
-            let files = ReplayFiles { wire_in: input, kernel_in, wire_out: out, kernel_out };
+        Command::Replay {
+            config,
+            input,
+            out,
+            kernel_in,
+            kernel_out,
+            member,
+        } => {
+            let mut cfg = shoal_config::load_file(&config)?;
+            if let Some(member) = member {
+                if !cfg.cluster.members.iter().any(|m| m.name == member) {
+                    anyhow::bail!("--member {member}: no such member in {}", config.display());
+                }
+                cfg.cluster.local_member = member;
+            }
+            let files = ReplayFiles {
+                wire_in: input,
+                kernel_in,
+                wire_out: out,
+                kernel_out,
+            };
             let summary = replay(&cfg, &files)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::GenTrace {
+            config,
+            out,
+            connections,
+            clients,
+            seed,
+        } => {
+            let cfg = shoal_config::load_file(&config)?;
+            let Some(svc) = cfg
+                .services
+                .iter()
+                .find(|s| s.protocol == shoal_config::Protocol::Tcp)
+            else {
+                anyhow::bail!(
+                    "{}: no TCP service to generate traffic for",
+                    config.display()
+                );
+            };
+            let service = Endpoint {
+                mac: shoal_dataplane::wire::EthernetAddress(cfg.cluster.mac.0),
+                ip: svc.vip,
+                port: svc.port,
+            };
+            let mut spec = TraceSpec::new(service, clients, connections);
+            spec.seed = seed;
+            let frames = client_trace(&spec);
+            write_pcap(&out, &frames).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            eprintln!(
+                "wrote {} frames ({connections} connections from {} clients to {}:{}) to {}",
+                frames.len(),
+                clients.min(connections.max(1)),
+                svc.vip,
+                svc.port,
+                out.display()
+            );
             Ok(())
         }
     }

@@ -96,6 +96,14 @@ pub struct FlowSummary {
     pub closing: usize,
     /// Tombstones.
     pub tombstone: usize,
+    /// Flows created during the replay.
+    pub inserted: u64,
+    /// Flows that timed out.
+    pub expired: u64,
+    /// Live flows evicted because the table was full.
+    pub evicted: u64,
+    /// New flows refused because the table was full and nothing was evictable.
+    pub rejected: u64,
 }
 
 /// The JSON summary `replay` prints.
@@ -120,14 +128,26 @@ struct Input {
 
 impl Input {
     fn open(path: &Path) -> Result<(Input, PcapHeader), ReplayError> {
-        let file = File::open(path).map_err(|source| ReplayError::Io { path: path.into(), source })?;
-        let reader = PcapReader::new(BufReader::new(file))
-            .map_err(|source| ReplayError::Pcap { path: path.into(), source })?;
+        let file = File::open(path).map_err(|source| ReplayError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let reader = PcapReader::new(BufReader::new(file)).map_err(|source| ReplayError::Pcap {
+            path: path.into(),
+            source,
+        })?;
         let header = reader.header();
         if header.datalink != DataLink::ETHERNET {
-            return Err(ReplayError::LinkType { path: path.into(), link: header.datalink });
+            return Err(ReplayError::LinkType {
+                path: path.into(),
+                link: header.datalink,
+            });
         }
-        let mut input = Input { path: path.into(), reader, next: None };
+        let mut input = Input {
+            path: path.into(),
+            reader,
+            next: None,
+        };
         input.advance()?;
         Ok((input, header))
     }
@@ -136,7 +156,12 @@ impl Input {
         self.next = match self.reader.next_packet() {
             None => None,
             Some(Ok(p)) => Some((p.timestamp, p.data.into_owned())),
-            Some(Err(source)) => return Err(ReplayError::Pcap { path: self.path.clone(), source }),
+            Some(Err(source)) => {
+                return Err(ReplayError::Pcap {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
         };
         Ok(())
     }
@@ -149,11 +174,25 @@ struct Output {
 
 impl Output {
     fn create(path: &Path, like: PcapHeader) -> Result<Output, ReplayError> {
-        let file = File::create(path).map_err(|source| ReplayError::Io { path: path.into(), source })?;
-        let header = PcapHeader { datalink: DataLink::ETHERNET, snaplen: 65_535, ..like };
-        let writer = PcapWriter::with_header(BufWriter::new(file), header)
-            .map_err(|source| ReplayError::Pcap { path: path.into(), source })?;
-        Ok(Output { path: path.into(), writer })
+        let file = File::create(path).map_err(|source| ReplayError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let header = PcapHeader {
+            datalink: DataLink::ETHERNET,
+            snaplen: 65_535,
+            ..like
+        };
+        let writer = PcapWriter::with_header(BufWriter::new(file), header).map_err(|source| {
+            ReplayError::Pcap {
+                path: path.into(),
+                source,
+            }
+        })?;
+        Ok(Output {
+            path: path.into(),
+            writer,
+        })
     }
 
     fn write(&mut self, ts: Duration, data: &[u8]) -> Result<(), ReplayError> {
@@ -161,7 +200,10 @@ impl Output {
         self.writer
             .write_packet(&PcapPacket::new(ts, len, data))
             .map(|_| ())
-            .map_err(|source| ReplayError::Pcap { path: self.path.clone(), source })
+            .map_err(|source| ReplayError::Pcap {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -170,8 +212,16 @@ impl Output {
 pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<Summary, ReplayError> {
     let tables = Arc::new(Tables::from_config(cfg, 1)?);
     let capacity = cfg.dataplane.flow_table.capacity as usize;
-    let pipeline = Pipeline::new(tables, capacity, Timeouts::from_config(&cfg.dataplane.flow_table.timeouts));
-    let mut worker = Worker::new(MemoryIo::new(2), pipeline, usize::from(cfg.dataplane.burst_size));
+    let pipeline = Pipeline::new(
+        tables,
+        capacity,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    let mut worker = Worker::new(
+        MemoryIo::new(2),
+        pipeline,
+        usize::from(cfg.dataplane.burst_size),
+    );
 
     let (mut wire_in, header) = Input::open(&files.wire_in)?;
     let mut kernel_in = match &files.kernel_in {
@@ -188,7 +238,10 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<Summary, ReplayError>
 
     loop {
         // Earliest frame first; the wire wins ties.
-        let port: PortId = match (&wire_in.next, kernel_in.as_ref().and_then(|k| k.next.as_ref())) {
+        let port: PortId = match (
+            &wire_in.next,
+            kernel_in.as_ref().and_then(|k| k.next.as_ref()),
+        ) {
             (None, None) => break,
             (Some(_), None) => WIRE,
             (None, Some(_)) => KERNEL,
@@ -200,8 +253,14 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<Summary, ReplayError>
                 }
             }
         };
-        let input = if port == WIRE { &mut wire_in } else { kernel_in.as_mut().expect("kernel input present") };
-        let Some((ts, data)) = input.next.take() else { break };
+        let input = if port == WIRE {
+            &mut wire_in
+        } else {
+            kernel_in.as_mut().expect("kernel input present")
+        };
+        let Some((ts, data)) = input.next.take() else {
+            break;
+        };
         input.advance()?;
         if port == WIRE {
             summary_in.wire += 1;
@@ -225,6 +284,7 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<Summary, ReplayError>
 
     let p = worker.pipeline();
     let by_state = p.flows().count_by_state();
+    let stats = p.flows().stats();
     Ok(Summary {
         frames_in: summary_in,
         frames_out: summary_out,
@@ -235,6 +295,10 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<Summary, ReplayError>
             established: by_state[FlowState::Established as usize],
             closing: by_state[FlowState::Closing as usize],
             tombstone: by_state[FlowState::Tombstone as usize],
+            inserted: stats.inserts,
+            expired: stats.expired_total(),
+            evicted: stats.evicted_total(),
+            rejected: stats.rejected_full,
         },
         counters: p.counters().snapshot(),
     })

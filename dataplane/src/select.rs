@@ -5,8 +5,9 @@
 //! off the packet path and swapped in whole; lookups allocate nothing.
 //!
 //! This module owns the interface ([`Selector`]) and the hashing of client
-//! keys. Implemented: weighted rendezvous hashing. Ring consistent hashing
-//! (DTS) and Maglev slot in behind the same trait.
+//! keys. Implemented: ring consistent hashing exactly as DTS (MD5, virtual
+//! nodes) and weighted rendezvous hashing. Maglev slots in behind the same
+//! trait.
 
 use core::net::Ipv4Addr;
 
@@ -35,7 +36,7 @@ pub trait Selector: Send + Sync + core::fmt::Debug {
     fn select(&self, key: ClientKey) -> Option<u16>;
 }
 
-/// SplitMix64 finaliser: a fixed, well-mixed 64-bit hash every member computes
+/// `SplitMix64` finaliser: a fixed, well-mixed 64-bit hash every member computes
 /// identically (unlike a per-process random hasher).
 #[inline]
 pub fn mix64(mut z: u64) -> u64 {
@@ -61,7 +62,8 @@ pub struct Rendezvous {
 impl Rendezvous {
     /// A table over `members` (members with weight 0 are never chosen).
     pub fn new(members: &[Candidate]) -> Self {
-        let mut members: Vec<Candidate> = members.iter().copied().filter(|m| m.weight > 0).collect();
+        let mut members: Vec<Candidate> =
+            members.iter().copied().filter(|m| m.weight > 0).collect();
         members.sort_by_key(|m| m.id);
         Rendezvous { members }
     }
@@ -84,19 +86,95 @@ impl Selector for Rendezvous {
     }
 }
 
+/// Ring consistent hashing as in DTS (seed 002, §3.2): every member owns
+/// `vnodes x weight / 100` points on a 64-bit ring, point = MD5(member address
+/// || vnode index); a key hashes to MD5(client address || client port) and
+/// belongs to the first point at or after it (wrapping). Removing a member
+/// moves only the keys of its points, to their ring successors.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    /// (point, member id), sorted by point.
+    points: Vec<(u64, u16)>,
+}
+
+/// A member of a [`Ring`]: its id, its address (what DTS hashes) and weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RingMember {
+    /// Cluster-wide id.
+    pub id: u16,
+    /// Own address; hashed to place the member's virtual nodes.
+    pub addr: Ipv4Addr,
+    /// Relative weight (100 = `vnodes` points; 0 = no points).
+    pub weight: u32,
+}
+
+fn md5_u64(parts: &[&[u8]]) -> u64 {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    let d = h.finalize();
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+impl Ring {
+    /// A ring with `vnodes` virtual nodes per member of weight 100.
+    pub fn new(members: &[RingMember], vnodes: u32) -> Self {
+        let mut points = Vec::new();
+        for m in members {
+            let n = (u64::from(vnodes) * u64::from(m.weight)).div_ceil(100);
+            for v in 0..n {
+                let v = u32::try_from(v).unwrap_or(u32::MAX);
+                points.push((md5_u64(&[&m.addr.octets(), &v.to_be_bytes()]), m.id));
+            }
+        }
+        // Ties (astronomically rare) break by id so every member agrees.
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// Number of points on the ring.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// True if no member has points.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+impl Selector for Ring {
+    fn select(&self, key: ClientKey) -> Option<u16> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let h = md5_u64(&[&key.addr.octets(), &key.port.to_be_bytes()]);
+        let i = self.points.partition_point(|&(p, _)| p < h);
+        Some(self.points[if i == self.points.len() { 0 } else { i }].1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(i: u32) -> ClientKey {
-        ClientKey { addr: Ipv4Addr::from(0xc612_0000 + (i >> 8)), port: (i & 0xffff) as u16 }
+        ClientKey {
+            addr: Ipv4Addr::from(0xc612_0000 + (i >> 8)),
+            port: (i & 0xffff) as u16,
+        }
     }
 
     fn members(weights: &[u32]) -> Vec<Candidate> {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &w)| Candidate { id: i as u16 + 1, weight: w })
+            .map(|(i, &w)| Candidate {
+                id: i as u16 + 1,
+                weight: w,
+            })
             .collect()
     }
 
@@ -135,12 +213,54 @@ mod tests {
         for i in 0..10_000 {
             let before = all.select(key(i)).unwrap();
             let after = without.select(key(i)).unwrap();
-            if before != 2 {
-                assert_eq!(before, after, "key {i} moved without reason");
-            } else {
+            if before == 2 {
                 assert_ne!(after, 2);
+            } else {
+                assert_eq!(before, after, "key {i} moved without reason");
             }
         }
+    }
+
+    fn ring_members(weights: &[u32]) -> Vec<RingMember> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| RingMember {
+                id: i as u16 + 1,
+                addr: Ipv4Addr::new(198, 18, 0, 11 + i as u8),
+                weight: w,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ring_removal_moves_only_the_removed_members_keys() {
+        let all = Ring::new(&ring_members(&[100, 100, 100]), 64);
+        assert_eq!(all.len(), 192);
+        let without = Ring::new(&ring_members(&[100, 0, 100]), 64);
+        let mut moved = 0;
+        for i in 0..10_000 {
+            let (b, a) = (all.select(key(i)).unwrap(), without.select(key(i)).unwrap());
+            if b == 2 {
+                assert_ne!(a, 2);
+                moved += 1;
+            } else {
+                assert_eq!(b, a);
+            }
+        }
+        // Member 2 held about a third of the keys.
+        assert!((2_500..4_200).contains(&moved), "moved {moved}");
+    }
+
+    #[test]
+    fn ring_is_md5_of_address_and_vnode() {
+        // One member, one vnode: every key maps to it; the point is MD5(addr || 0u32).
+        let r = Ring::new(&ring_members(&[100]), 1);
+        assert_eq!(r.select(key(5)), Some(1));
+        let expected = md5_u64(&[&[198, 18, 0, 11], &[0, 0, 0, 0]]);
+        assert_eq!(r.points, vec![(expected, 1)]);
+        assert!(Ring::new(&ring_members(&[0]), 64).is_empty());
+        assert_eq!(Ring::new(&[], 64).select(key(1)), None);
     }
 
     #[test]

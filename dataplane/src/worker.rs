@@ -66,8 +66,11 @@ impl<Io: PacketIo> Worker<Io> {
         let count = queue.len();
         let sent = self.io.tx_burst(port, queue);
         let unsent_bytes: usize = queue.iter().map(Frame::len).sum();
-        let (pkts, bytes) =
-            if port == WIRE { (Counter::WireTx, Counter::WireTxBytes) } else { (Counter::KernelTx, Counter::KernelTxBytes) };
+        let (pkts, bytes) = if port == WIRE {
+            (Counter::WireTx, Counter::WireTxBytes)
+        } else {
+            (Counter::KernelTx, Counter::KernelTxBytes)
+        };
         let counters = self.pipeline.counters_mut();
         counters.add(pkts, sent as u64);
         counters.add(bytes, (offered - unsent_bytes) as u64);

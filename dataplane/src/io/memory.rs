@@ -22,7 +22,10 @@ impl HeapFrame {
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut buf = vec![0; HEADROOM + bytes.len()];
         buf[HEADROOM..].copy_from_slice(bytes);
-        HeapFrame { buf, start: HEADROOM }
+        HeapFrame {
+            buf,
+            start: HEADROOM,
+        }
     }
 }
 
@@ -153,13 +156,19 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(io.rx_burst(0, &mut got, 3), 3);
         assert_eq!(io.pending_rx(0), 2);
-        assert_eq!(got.iter().map(|f| f.bytes()[0]).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            got.iter().map(|f| f.bytes()[0]).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         io.set_tx_limit(Some(2));
         assert_eq!(io.tx_burst(1, &mut got), 2);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].bytes(), &[2]);
         let sent = io.take_tx(1);
-        assert_eq!(sent.iter().map(|f| f.bytes()[0]).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            sent.iter().map(|f| f.bytes()[0]).collect::<Vec<_>>(),
+            [0, 1]
+        );
         assert!(io.take_tx(1).is_empty());
     }
 }

@@ -29,8 +29,8 @@ use crate::io::{Frame, PortId};
 use crate::select::ClientKey;
 use crate::time::Instant;
 use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, Icmpv4Packet,
-    IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol,
+    Ipv4Packet, TcpFlags, TcpPacket, UdpPacket,
 };
 
 /// Port index of the wire (NIC on the shared segment).
@@ -66,7 +66,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// A processor over `tables` with a flow table of `capacity` flows.
     pub fn new(tables: Arc<Tables>, capacity: usize, timeouts: Timeouts) -> Self {
-        Pipeline { tables, flows: FlowTable::new(capacity, timeouts), counters: Counters::default() }
+        Pipeline {
+            tables,
+            flows: FlowTable::new(capacity, timeouts),
+            counters: Counters::default(),
+        }
     }
 
     /// Switches to new tables (a new epoch). Existing flows keep their action;
@@ -97,8 +101,8 @@ impl Pipeline {
 
     /// Expires up to `budget` flows whose timeout passed; call once per burst.
     pub fn expire(&mut self, now: Instant, budget: usize) {
-        let n = self.flows.expire(now, budget);
-        self.counters.add(Counter::FlowExpired, n as u64);
+        // Counted in the flow table's own stats (expired by state).
+        self.flows.expire(now, budget);
     }
 
     /// Decides what happens to `frame`, received on port `from`, rewriting it
@@ -108,15 +112,15 @@ impl Pipeline {
         if from == KERNEL {
             self.counters.inc(Counter::KernelRx);
             self.counters.add(Counter::KernelRxBytes, len);
-            self.from_kernel(frame.bytes_mut(), now)
+            self.on_kernel(frame.bytes_mut(), now)
         } else {
             self.counters.inc(Counter::WireRx);
             self.counters.add(Counter::WireRxBytes, len);
-            self.from_wire(frame.bytes_mut(), now)
+            self.on_wire(frame.bytes_mut(), now)
         }
     }
 
-    fn from_wire(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
+    fn on_wire(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
         let mut eth = match EthernetFrame::new_checked(bytes) {
             Ok(eth) => eth,
             Err(e) => return self.malformed(Layer::Ethernet, e),
@@ -141,7 +145,8 @@ impl Pipeline {
     fn arp(&mut self, eth: &mut EthernetFrame<&mut [u8]>) -> Verdict {
         let t = &*self.tables;
         let (cluster_mac, own_mac, own_addr) = (t.cluster_mac, t.own_mac, t.own_addr);
-        let repr = match ArpPacket::new_checked(eth.payload_mut()).and_then(|p| ArpRepr::parse(&p)) {
+        let repr = match ArpPacket::new_checked(eth.payload_mut()).and_then(|p| ArpRepr::parse(&p))
+        {
             Ok(r) => r,
             Err(e) => return self.malformed(Layer::Arp, e),
         };
@@ -223,10 +228,19 @@ impl Pipeline {
         is_udp: bool,
     ) -> Verdict {
         let t = &*self.tables;
-        if is_udp && t.service(dst, dst_port, IpProtocol::Udp).is_none() {
-            return self.drop(Counter::DropNoService);
-        }
-        if t.selector.select(ClientKey { addr: src, port: src_port }) == Some(t.own_id) {
+        let selector = if is_udp {
+            match t.service(dst, dst_port, IpProtocol::Udp) {
+                Some(service) => &service.selector,
+                None => return self.drop(Counter::DropNoService),
+            }
+        } else {
+            &t.selector
+        };
+        if selector.select(ClientKey {
+            addr: src,
+            port: src_port,
+        }) == Some(t.own_id)
+        {
             self.counters.inc(Counter::VipStatelessLocal);
             Verdict::Forward(KERNEL)
         } else {
@@ -234,18 +248,30 @@ impl Pipeline {
         }
     }
 
-    fn tcp_from_wire(&mut self, src: Ipv4Addr, dst: Ipv4Addr, bytes: &mut [u8], now: Instant) -> Verdict {
+    fn tcp_from_wire(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &mut [u8],
+        now: Instant,
+    ) -> Verdict {
         let tcp = match TcpPacket::new_checked(bytes) {
             Ok(tcp) => tcp,
             Err(e) => return self.malformed(Layer::Tcp, e),
         };
-        let key = FlowKey::new(src, dst, tcp.src_port(), tcp.dst_port(), IpProtocol::Tcp.into());
+        let key = FlowKey::new(
+            src,
+            tcp.src_port(),
+            dst,
+            tcp.dst_port(),
+            IpProtocol::Tcp.into(),
+        );
         let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
-        if let Some(flow) = self.flows.lookup_touch(&key, now) {
-            let (state, action) = (flow.state, flow.value);
-            let next = next_state(state, syn, ack, fin, rst, true);
+        if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
+            let (state, action) = (flow.state(), flow.value);
+            let next = next_state(state, tcp.flags(), true);
             if next != state {
-                self.flows.set_state(&key, next, now);
+                flow.set_state(next, now);
             }
             if syn && !ack {
                 self.counters.inc(Counter::SynRetransmit);
@@ -262,7 +288,11 @@ impl Pipeline {
         if !(syn && !ack && !rst && !fin) {
             return self.drop(Counter::VipNoFlow);
         }
-        if t.selector.select(ClientKey { addr: src, port: tcp.src_port() }) != Some(t.own_id) {
+        if service.selector.select(ClientKey {
+            addr: src,
+            port: tcp.src_port(),
+        }) != Some(t.own_id)
+        {
             return self.drop(Counter::SynOtherInspector);
         }
         let action = match service.mode {
@@ -270,20 +300,34 @@ impl Pipeline {
             // Tables::from_config refuses every other mode in this build.
             _ => return self.drop(Counter::DropNoService),
         };
-        match self.flows.insert(key, FlowState::Syn, action, now) {
-            Insert::Rejected => self.drop(Counter::DropFlowTableFull),
-            _ => {
-                self.counters.inc(Counter::SynAccepted);
-                Verdict::Forward(KERNEL)
-            }
+        if self.flows.insert(key, FlowState::Syn, action, now) == Insert::Rejected {
+            return self.drop(Counter::DropFlowTableFull);
         }
+        self.counters.inc(Counter::SynAccepted);
+        Verdict::Forward(KERNEL)
     }
 
-    fn from_kernel(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
+    fn on_kernel(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
         let Ok(mut eth) = EthernetFrame::new_checked(bytes) else {
             return self.drop(Counter::DropKernelMalformed);
         };
-        if eth.ethertype() == EtherType::Ipv4 {
+        if eth.ethertype() == EtherType::Arp {
+            let Ok(repr) =
+                ArpPacket::new_checked(eth.payload_mut()).and_then(|p| ArpRepr::parse(&p))
+            else {
+                return self.drop(Counter::DropKernelMalformed);
+            };
+            let ArpRepr::EthernetIpv4 {
+                source_protocol_addr,
+                ..
+            } = repr;
+            if self.tables.is_vip(source_protocol_addr) {
+                // Only the dataplane speaks ARP for the VIP (with the cluster
+                // MAC); a kernel ARP from the VIP would teach clients this
+                // server's own MAC for it.
+                return self.drop(Counter::KernelArpVipSuppressed);
+            }
+        } else if eth.ethertype() == EtherType::Ipv4 {
             let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
                 return self.drop(Counter::DropKernelMalformed);
             };
@@ -293,15 +337,20 @@ impl Pipeline {
                     return self.drop(Counter::DropKernelMalformed);
                 };
                 // Flows are keyed in the client -> VIP direction.
-                let key = FlowKey::new(dst, src, tcp.dst_port(), tcp.src_port(), IpProtocol::Tcp.into());
-                let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
-                if let Some(flow) = self.flows.lookup_touch(&key, now) {
-                    let state = flow.state;
-                    let next = next_state(state, syn, ack, fin, rst, false);
+                let key = FlowKey::new(
+                    dst,
+                    tcp.dst_port(),
+                    src,
+                    tcp.src_port(),
+                    IpProtocol::Tcp.into(),
+                );
+                if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
+                    let state = flow.state();
+                    let next = next_state(state, tcp.flags(), false);
                     if next != state {
-                        self.flows.set_state(&key, next, now);
+                        flow.set_state(next, now);
                     }
-                } else if rst {
+                } else if tcp.rst() {
                     // The kernel only sees flows this server accepted; a RST for
                     // anything else must not reach a client another server serves.
                     return self.drop(Counter::KernelRstSuppressed);
@@ -327,14 +376,15 @@ impl Pipeline {
 
 /// TCP state tracking as far as timeouts need it: any FIN or RST closes, the
 /// client's first ACK after the SYN establishes.
-fn next_state(state: FlowState, syn: bool, ack: bool, fin: bool, rst: bool, from_client: bool) -> FlowState {
-    if fin || rst {
+fn next_state(state: FlowState, flags: TcpFlags, from_client: bool) -> FlowState {
+    let has = |f| flags.contains(f);
+    if has(TcpFlags::FIN) || has(TcpFlags::RST) {
         return match state {
             FlowState::Tombstone => FlowState::Tombstone,
             _ => FlowState::Closing,
         };
     }
-    if state == FlowState::Syn && from_client && ack && !syn {
+    if state == FlowState::Syn && from_client && has(TcpFlags::ACK) && !has(TcpFlags::SYN) {
         return FlowState::Established;
     }
     state

@@ -5,14 +5,16 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Algorithm, Config, Mode, Protocol};
+use shoal_config::{Algorithm, Config, Member, Mode, Protocol};
 
-use crate::select::{Candidate, Rendezvous, Selector};
+use crate::select::{Candidate, Rendezvous, Ring, RingMember, Selector};
 use crate::wire::{EthernetAddress, IpProtocol};
 
 /// A service as the pipeline matches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServiceEntry {
+    /// Inspector selection for this service's new connections.
+    pub selector: Arc<dyn Selector>,
     /// VIP.
     pub vip: Ipv4Addr,
     /// Port.
@@ -26,11 +28,13 @@ pub struct ServiceEntry {
 /// Why tables could not be built from a config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TablesError {
-    /// `cluster.local_member` names no member (validate() normally catches this).
+    /// `cluster.local_member` names no member (`validate()` normally catches this).
     #[error("cluster.local_member '{0}' is not one of cluster.members")]
     UnknownLocalMember(String),
     /// A service uses a mode this build does not implement yet.
-    #[error("services '{service}': mode {mode} is not implemented in this build (only \"local\" is)")]
+    #[error(
+        "services '{service}': mode {mode} is not implemented in this build (only \"local\" is)"
+    )]
     UnsupportedMode {
         /// Service name.
         service: String,
@@ -40,7 +44,7 @@ pub enum TablesError {
     /// A service uses a selection algorithm this build does not implement yet.
     #[error(
         "services '{service}': selection.algorithm {algorithm} is not implemented in this build \
-         (only \"rendezvous\" is)"
+         (\"ring\" and \"rendezvous\" are)"
     )]
     UnsupportedAlgorithm {
         /// Service name.
@@ -67,7 +71,7 @@ pub struct Tables {
     pub own_mac: EthernetAddress,
     /// Services on the VIPs.
     pub services: Vec<ServiceEntry>,
-    /// Inspector selection over the members of this epoch.
+    /// Selection for VIP traffic outside any service (ICMP).
     pub selector: Arc<dyn Selector>,
 }
 
@@ -88,17 +92,14 @@ impl Tables {
                     mode: mode_name(s.mode),
                 });
             }
-            if s.selection.algorithm != Algorithm::Rendezvous {
+            if s.selection.algorithm == Algorithm::Maglev {
                 return Err(TablesError::UnsupportedAlgorithm {
                     service: s.name.clone(),
-                    algorithm: match s.selection.algorithm {
-                        Algorithm::Ring => "ring",
-                        Algorithm::Maglev => "maglev",
-                        Algorithm::Rendezvous => "rendezvous",
-                    },
+                    algorithm: "maglev",
                 });
             }
             services.push(ServiceEntry {
+                selector: build_selector(&s.selection, &cfg.cluster.members),
                 vip: s.vip,
                 port: s.port,
                 protocol: match s.protocol {
@@ -108,12 +109,12 @@ impl Tables {
                 mode: s.mode,
             });
         }
-        let candidates: Vec<Candidate> = cfg
-            .cluster
-            .members
-            .iter()
-            .map(|m| Candidate { id: m.id, weight: m.weight })
-            .collect();
+        // ICMP to a VIP has no service; it follows the first service's
+        // selector so a ping is answered by exactly one member.
+        let selector = match services.first() {
+            Some(first) => Arc::clone(&first.selector),
+            None => build_selector(&shoal_config::Selection::default(), &cfg.cluster.members),
+        };
         Ok(Tables {
             epoch,
             vips: cfg.cluster.vips.clone(),
@@ -122,7 +123,7 @@ impl Tables {
             own_addr: me.address,
             own_mac: EthernetAddress(me.mac.0),
             services,
-            selector: Arc::new(Rendezvous::new(&candidates)),
+            selector,
         })
     }
 
@@ -135,7 +136,36 @@ impl Tables {
     /// The service at (vip, port, protocol), if configured.
     #[inline]
     pub fn service(&self, vip: Ipv4Addr, port: u16, protocol: IpProtocol) -> Option<&ServiceEntry> {
-        self.services.iter().find(|s| s.port == port && s.vip == vip && s.protocol == protocol)
+        self.services
+            .iter()
+            .find(|s| s.port == port && s.vip == vip && s.protocol == protocol)
+    }
+}
+
+/// The selector a service's `[selection]` asks for, over `members`.
+fn build_selector(selection: &shoal_config::Selection, members: &[Member]) -> Arc<dyn Selector> {
+    match selection.algorithm {
+        Algorithm::Ring => Arc::new(Ring::new(
+            &members
+                .iter()
+                .map(|m| RingMember {
+                    id: m.id,
+                    addr: m.address,
+                    weight: m.weight,
+                })
+                .collect::<Vec<_>>(),
+            selection.vnodes,
+        )),
+        // Maglev is refused by from_config until it exists.
+        Algorithm::Rendezvous | Algorithm::Maglev => Arc::new(Rendezvous::new(
+            &members
+                .iter()
+                .map(|m| Candidate {
+                    id: m.id,
+                    weight: m.weight,
+                })
+                .collect::<Vec<_>>(),
+        )),
     }
 }
 

@@ -329,12 +329,22 @@ mod tests {
 
     #[test]
     fn length_and_kind_checks() {
-        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).err(), Some(Error::Truncated));
-        assert_eq!(ArpPacket::new_checked(&REQUEST[..7]).err(), Some(Error::Truncated));
-        let mut long_hw = [0u8; 36];
+        assert_eq!(
+            ArpPacket::new_checked(&REQUEST[..27]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            ArpPacket::new_checked(&REQUEST[..7]).err(),
+            Some(Error::Truncated)
+        );
+        let mut long_hw = [0u8; 32];
         long_hw[..8].copy_from_slice(&[0x00, 0x01, 0x08, 0x00, 0x08, 0x04, 0x00, 0x01]);
-        let packet = ArpPacket::new_checked(&long_hw[..]).expect("hlen 8 fits in 36 bytes");
+        let packet = ArpPacket::new_checked(&long_hw[..])
+            .expect("hlen 8 fits in 8 + 2 * (8 + 4) = 32 bytes");
         assert_eq!(ArpRepr::parse(&packet), Err(Error::Unsupported));
-        assert_eq!(ArpPacket::new_checked(&long_hw[..35]).err(), Some(Error::Truncated));
+        assert_eq!(
+            ArpPacket::new_checked(&long_hw[..31]).err(),
+            Some(Error::Truncated)
+        );
     }
 }

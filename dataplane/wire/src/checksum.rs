@@ -137,13 +137,19 @@ pub fn update_bytes(checksum: u16, offset: usize, old: &[u8], new: &[u8]) -> u16
 /// Unfolded sum of `bytes` as they contribute to a region in which they start
 /// at `offset`.
 fn sum_at(offset: usize, bytes: &[u8]) -> u64 {
-    if offset % 2 == 0 {
+    if offset & 1 == 0 {
         sum(bytes)
     } else {
         bytes
             .iter()
             .enumerate()
-            .map(|(i, &b)| if i % 2 == 0 { u64::from(b) } else { u64::from(b) << 8 })
+            .map(|(i, &b)| {
+                if i % 2 == 0 {
+                    u64::from(b)
+                } else {
+                    u64::from(b) << 8
+                }
+            })
             .sum()
     }
 }

@@ -1,5 +1,5 @@
 //! Ethernet II frames, with up to two stacked VLAN tags (802.1Q, and 802.1ad
-//! QinQ: an 0x88A8 or 0x8100 outer tag followed by an 0x8100 inner tag).
+//! `QinQ`: an 0x88A8 or 0x8100 outer tag followed by an 0x8100 inner tag).
 //!
 //! The frame view always reports the *innermost* ethertype (the one that names
 //! the payload) and a payload that starts after the tags. The frame check
@@ -73,7 +73,7 @@ pub enum EtherType {
     Ipv6,
     /// 802.1Q VLAN tag, 0x8100.
     Vlan,
-    /// 802.1ad service tag (QinQ outer tag), 0x88A8.
+    /// 802.1ad service tag (`QinQ` outer tag), 0x88A8.
     QinQ,
     /// Anything else.
     Unknown(u16),
@@ -273,7 +273,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
         if index >= self.tag_count() {
             return false;
         }
-        let at = if index == 0 { field::OUTER_TCI.start } else { field::INNER_TCI.start };
+        let at = if index == 0 {
+            field::OUTER_TCI.start
+        } else {
+            field::INNER_TCI.start
+        };
         let b = self.buffer.as_mut();
         let tci = (read_u16(b, at) & !VLAN_ID_MASK) | (id & VLAN_ID_MASK);
         write_u16(b, at, tci);
@@ -300,7 +304,7 @@ pub struct EthernetRepr {
     pub dst_addr: EthernetAddress,
     /// Outer (or only) VLAN identifier.
     pub vlan: Option<u16>,
-    /// Inner VLAN identifier of a QinQ frame; ignored by `emit` when `vlan` is `None`.
+    /// Inner VLAN identifier of a `QinQ` frame; ignored by `emit` when `vlan` is `None`.
     pub inner_vlan: Option<u16>,
     /// Payload ethertype.
     pub ethertype: EtherType,
@@ -362,9 +366,8 @@ impl EthernetRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::string::ToString;
 
-    /// A QinQ frame: S-tag 0x88A8 VLAN 100 (PCP 3), C-tag 0x8100 VLAN 200,
+    /// A `QinQ` frame: S-tag 0x88A8 VLAN 100 (PCP 3), C-tag 0x8100 VLAN 200,
     /// carrying the start of an IPv4 header.
     const QINQ: [u8; 26] = [
         0x00, 0x1b, 0x21, 0x3c, 0x4d, 0x5e, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x88, 0xa8, 0x60,
@@ -381,7 +384,10 @@ mod tests {
         assert_eq!(frame.ethertype(), EtherType::Ipv4);
         assert_eq!(frame.payload(), &[0x45, 0x00, 0x00, 0x54]);
         assert_eq!(frame.dst_addr().to_string(), "00:1b:21:3c:4d:5e");
-        assert_eq!(frame.src_addr(), EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
+        assert_eq!(
+            frame.src_addr(),
+            EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
+        );
         let repr = EthernetRepr::parse(&frame).expect("parses");
         assert_eq!(repr.vlan, Some(100));
         assert_eq!(repr.inner_vlan, Some(200));
@@ -396,9 +402,18 @@ mod tests {
 
     #[test]
     fn truncated_tags_are_rejected() {
-        assert_eq!(EthernetFrame::new_checked(&QINQ[..13]).err(), Some(Error::Truncated));
-        assert_eq!(EthernetFrame::new_checked(&QINQ[..17]).err(), Some(Error::Truncated));
-        assert_eq!(EthernetFrame::new_checked(&QINQ[..21]).err(), Some(Error::Truncated));
+        assert_eq!(
+            EthernetFrame::new_checked(&QINQ[..13]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            EthernetFrame::new_checked(&QINQ[..17]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            EthernetFrame::new_checked(&QINQ[..21]).err(),
+            Some(Error::Truncated)
+        );
         assert!(EthernetFrame::new_checked(&QINQ[..22]).is_ok());
     }
 

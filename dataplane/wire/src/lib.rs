@@ -1,5 +1,5 @@
 //! Zero-copy views and parsed representations of the packet formats Shoal
-//! handles: Ethernet (with up to two VLAN tags), ARP, IPv4, ICMPv4, UDP, TCP and
+//! handles: Ethernet (with up to two VLAN tags), ARP, IPv4, ICMP, UDP, TCP and
 //! IP-in-IP, plus the Internet checksum (full and RFC 1624 incremental).
 //!
 //! The style follows smoltcp:
@@ -156,7 +156,6 @@ pub(crate) fn write_u32(buf: &mut [u8], at: usize, value: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::string::ToString;
 
     #[test]
     fn error_labels_are_snake_case_and_distinct() {

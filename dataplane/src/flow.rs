@@ -1,1 +1,0 @@
-//! Per-worker flow table (helper: being written).
