@@ -40,12 +40,21 @@ fn config(member: &str) -> Config {
 }
 
 fn service() -> Endpoint {
-    Endpoint { mac: CLUSTER_MAC, ip: VIP, port: 80 }
+    Endpoint {
+        mac: CLUSTER_MAC,
+        ip: VIP,
+        port: 80,
+    }
 }
 
 fn own_mac(member: &str) -> EthernetAddress {
     let cfg = config(member);
-    let m = cfg.cluster.members.iter().find(|m| m.name == member).unwrap();
+    let m = cfg
+        .cluster
+        .members
+        .iter()
+        .find(|m| m.name == member)
+        .unwrap();
     EthernetAddress(m.mac.0)
 }
 
@@ -77,7 +86,12 @@ fn run(member: &str, wire: &[(Duration, Vec<u8>)], kernel: &[(Duration, Vec<u8>)
     // Every frame reached exactly one final outcome.
     let c = &run.summary.counters.counters;
     let outcomes: u64 = Counter::OUTCOMES.iter().map(|o| c[o.name()]).sum();
-    assert_eq!(outcomes, c["wire_rx_packets"] + c["kernel_rx_packets"], "{:#?}", run.summary);
+    assert_eq!(
+        outcomes,
+        c["wire_rx_packets"] + c["kernel_rx_packets"],
+        "{:#?}",
+        run.summary
+    );
     run
 }
 
@@ -95,9 +109,18 @@ fn inspector_of(client: &Endpoint) -> String {
     let tables = Tables::from_config(&cfg, 1).unwrap();
     let id = tables.services[0]
         .selector
-        .select(ClientKey { addr: client.ip, port: client.port })
+        .select(ClientKey {
+            addr: client.ip,
+            port: client.port,
+        })
         .unwrap();
-    cfg.cluster.members.iter().find(|m| m.id == id).unwrap().name.clone()
+    cfg.cluster
+        .members
+        .iter()
+        .find(|m| m.id == id)
+        .unwrap()
+        .name
+        .clone()
 }
 
 /// A client port whose inspector is `member`.
@@ -165,7 +188,10 @@ fn every_connection_is_accepted_by_exactly_one_member() {
         // The only frames it puts on the wire are its 30 ARP replies.
         assert_eq!(counter(s, Counter::ArpVipReplied), 30);
         assert_eq!(r.wire_out.len(), 30);
-        assert!(r.wire_out.iter().all(|(_, f)| f[6..12] == own_mac(member).0));
+        assert!(r
+            .wire_out
+            .iter()
+            .all(|(_, f)| f[6..12] == own_mac(member).0));
         // All its flows saw a FIN: closing, none expired yet.
         assert_eq!(s.flows.closing as u64, accepted);
         assert_eq!(s.flows.live as u64, accepted);
@@ -184,10 +210,26 @@ fn every_connection_is_accepted_by_exactly_one_member() {
 #[test]
 fn half_open_flows_expire_after_the_syn_timeout() {
     let client = client_owned_by("srv3");
-    let syn = tcp_frame(&client, &service(), &tcp_header(client.port, 80, 100, None, TcpFlags::SYN), &[], 1);
-    let ack = tcp_frame(&client, &service(), &tcp_header(client.port, 80, 101, Some(9), TcpFlags::ACK), &[], 2);
+    let syn = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 100, None, TcpFlags::SYN),
+        &[],
+        1,
+    );
+    let ack = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 101, Some(9), TcpFlags::ACK),
+        &[],
+        2,
+    );
     // The example config's SYN timeout is the default, 5 s.
-    let r = run("srv3", &[(at(0), syn.clone()), (at(4_999), ack.clone())], &[]);
+    let r = run(
+        "srv3",
+        &[(at(0), syn.clone()), (at(4_999), ack.clone())],
+        &[],
+    );
     assert_eq!(counter(&r.summary, Counter::FlowHit), 1);
     assert_eq!(r.summary.flows.established, 1);
     assert_eq!(r.kernel_out.len(), 2);
@@ -203,26 +245,64 @@ fn half_open_flows_expire_after_the_syn_timeout() {
 #[test]
 fn kernel_frames_go_to_the_wire_except_foreign_rsts_and_vip_arp() {
     let client = client_owned_by("srv1");
-    let server = Endpoint { mac: own_mac("srv1"), ip: VIP, port: 80 };
-    let syn = tcp_frame(&client, &service(), &tcp_header(client.port, 80, 100, None, TcpFlags::SYN), &[], 1);
+    let server = Endpoint {
+        mac: own_mac("srv1"),
+        ip: VIP,
+        port: 80,
+    };
+    let syn = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 100, None, TcpFlags::SYN),
+        &[],
+        1,
+    );
     let mut synack_repr = tcp_header(80, client.port, 5000, Some(101), TcpFlags::SYN);
     synack_repr.window_len = 65_160;
     let synack = tcp_frame(&server, &client, &synack_repr, &[], 0);
     // A RST from the kernel for a flow this member never accepted.
     let stranger = client_endpoint(9, 50_000);
-    let rst = tcp_frame(&server, &stranger, &tcp_header(80, 50_000, 1, None, TcpFlags::RST), &[], 0);
+    let rst = tcp_frame(
+        &server,
+        &stranger,
+        &tcp_header(80, 50_000, 1, None, TcpFlags::RST),
+        &[],
+        0,
+    );
     // The kernel asking for a client's MAC from the VIP must not leak;
     // from the own address it must.
-    let arp_from_vip = arp_request(&Endpoint { mac: own_mac("srv1"), ip: VIP, port: 0 }, client.ip);
-    let own = Endpoint { mac: own_mac("srv1"), ip: Ipv4Addr::new(198, 18, 0, 11), port: 0 };
+    let arp_from_vip = arp_request(
+        &Endpoint {
+            mac: own_mac("srv1"),
+            ip: VIP,
+            port: 0,
+        },
+        client.ip,
+    );
+    let own = Endpoint {
+        mac: own_mac("srv1"),
+        ip: Ipv4Addr::new(198, 18, 0, 11),
+        port: 0,
+    };
     let arp_from_own = arp_request(&own, client.ip);
 
     let r = run(
         "srv1",
         &[(at(0), syn)],
-        &[(at(1), synack.clone()), (at(2), rst), (at(3), arp_from_vip), (at(4), arp_from_own.clone())],
+        &[
+            (at(1), synack.clone()),
+            (at(2), rst),
+            (at(3), arp_from_vip),
+            (at(4), arp_from_own.clone()),
+        ],
     );
-    assert_eq!(r.wire_out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), vec![synack, arp_from_own]);
+    assert_eq!(
+        r.wire_out
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect::<Vec<_>>(),
+        vec![synack, arp_from_own]
+    );
     assert_eq!(counter(&r.summary, Counter::KernelToWire), 2);
     assert_eq!(counter(&r.summary, Counter::KernelRstSuppressed), 1);
     assert_eq!(counter(&r.summary, Counter::KernelArpVipSuppressed), 1);
@@ -232,14 +312,22 @@ fn kernel_frames_go_to_the_wire_except_foreign_rsts_and_vip_arp() {
 /// A valid SYN to the VIP from a client srv1 inspects.
 fn valid_syn() -> Vec<u8> {
     let client = client_owned_by("srv1");
-    tcp_frame(&client, &service(), &tcp_header(client.port, 80, 100, None, TcpFlags::SYN), &[], 1)
+    tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 100, None, TcpFlags::SYN),
+        &[],
+        1,
+    )
 }
 
 #[test]
 fn truncations_at_every_byte_are_counted_drops() {
     let syn = valid_syn();
     assert_eq!(syn.len(), 74);
-    let frames: Vec<_> = (0..syn.len()).map(|n| (at(n as u64), syn[..n].to_vec())).collect();
+    let frames: Vec<_> = (0..syn.len())
+        .map(|n| (at(n as u64), syn[..n].to_vec()))
+        .collect();
     let r = run("srv1", &frames, &[]);
     let m = &r.summary.counters.malformed;
     // < 14 bytes: no Ethernet header; 14..34: no full IPv4 header; 34..74:
@@ -294,7 +382,11 @@ fn corrupt_headers_are_counted_by_layer_and_reason() {
     for (i, (frame, layer, reason)) in cases.into_iter().enumerate() {
         let r = run("srv1", &[(at(0), frame)], &[]);
         let m = &r.summary.counters.malformed;
-        assert_eq!(m.get(layer).and_then(|l| l.get(reason)), Some(&1), "case {i}: {m:?}");
+        assert_eq!(
+            m.get(layer).and_then(|l| l.get(reason)),
+            Some(&1),
+            "case {i}: {m:?}"
+        );
         assert_eq!(counter(&r.summary, Counter::DropMalformed), 1, "case {i}");
         assert!(r.kernel_out.is_empty(), "case {i}");
     }
@@ -315,16 +407,27 @@ fn the_checked_in_corpus_ends_in_counted_drops() {
     for member in ["srv1", "srv2", "srv3"] {
         let r = run(member, &frames, &[]);
         assert_eq!(r.summary.frames_in.wire, n);
-        assert!(r.wire_out.is_empty() && r.kernel_out.is_empty(), "{member}: corpus frame forwarded");
+        assert!(
+            r.wire_out.is_empty() && r.kernel_out.is_empty(),
+            "{member}: corpus frame forwarded"
+        );
         // Every corpus frame is a drop with a reason (mostly drop_malformed).
-        assert!(counter(&r.summary, Counter::DropMalformed) >= n / 2, "{:#?}", r.summary);
+        assert!(
+            counter(&r.summary, Counter::DropMalformed) >= n / 2,
+            "{:#?}",
+            r.summary
+        );
     }
 }
 
 fn pipeline(member: &str) -> Pipeline {
     let cfg = config(member);
     let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
-    Pipeline::new(tables, 1024, Timeouts::from_config(&cfg.dataplane.flow_table.timeouts))
+    Pipeline::new(
+        tables,
+        1024,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    )
 }
 
 proptest! {

@@ -99,6 +99,9 @@ pub struct EthPort<'p> {
     started: bool,
     claimed: Box<[AtomicBool]>,
     _pool: &'p Mempool,
+    /// Invariant in `'p`: TX accepts buffers that outlive `'p`, so `'p` must
+    /// not be shortened by coercion.
+    _invariant: PhantomData<fn(&'p ()) -> &'p ()>,
 }
 
 impl<'p> EthPort<'p> {
@@ -218,6 +221,7 @@ impl<'p> EthPort<'p> {
             started: false,
             claimed: (0..queues).map(|_| AtomicBool::new(false)).collect(),
             _pool: pool,
+            _invariant: PhantomData,
         })
     }
 

@@ -118,11 +118,15 @@ impl Drop for RingInner {
     }
 }
 
+/// Holds `Mbuf<'p>`s and is invariant in `'p`: a half must not be coerced
+/// to a shorter pool lifetime than the other half.
+type Invariant<'p> = PhantomData<fn(Mbuf<'p>) -> Mbuf<'p>>;
+
 /// A named SP/SC ring of buffers from pools that live for `'p`.
 #[derive(Debug)]
 pub struct Ring<'p> {
     inner: Arc<RingInner>,
-    _mbufs: PhantomData<Mbuf<'p>>,
+    _mbufs: Invariant<'p>,
 }
 
 impl<'p> Ring<'p> {
@@ -203,7 +207,7 @@ impl<'p> Ring<'p> {
 #[derive(Debug)]
 pub struct RingProducer<'p> {
     inner: Arc<RingInner>,
-    _mbufs: PhantomData<Mbuf<'p>>,
+    _mbufs: Invariant<'p>,
 }
 
 impl<'p> RingProducer<'p> {
@@ -222,7 +226,7 @@ impl<'p> RingProducer<'p> {
 #[derive(Debug)]
 pub struct RingConsumer<'p> {
     inner: Arc<RingInner>,
-    _mbufs: PhantomData<Mbuf<'p>>,
+    _mbufs: Invariant<'p>,
 }
 
 impl<'p> RingConsumer<'p> {

@@ -24,9 +24,16 @@
 //!   deadline as gone even if the sweep has not reclaimed it yet, so behaviour
 //!   does not depend on how often [`FlowTable::expire`] runs.
 //! - **Time is passed in** ([`Instant`]); the table never reads a clock.
-//! - **Hash flooding.** The hasher is `foldhash` seeded at random per table
-//!   (per-process random seed mixed with a per-table counter), so a client
-//!   cannot precompute 5-tuples that collide in every server's table.
+//! - **Hash flooding.** Clients choose the keys, so a fixed hash function
+//!   would let them precompute 5-tuples that all land in one probe sequence
+//!   and turn every lookup into a scan. The index uses `foldhash` (fast on a
+//!   16-byte key) with a seed drawn per process (from ASLR addresses and the
+//!   clock) and mixed per table, so each worker of each server hashes
+//!   differently and nothing can be precomputed. foldhash is not a keyed
+//!   PRF: an attacker able to measure lookup timing over many packets might
+//!   still learn collisions in one table; the fixed capacity, the short
+//!   probe sequences of a table kept at most 44 % full and the eviction
+//!   policy bound the damage to that worker.
 //!
 //! # Expiry: a hashed timer wheel with lazy re-arming
 //!

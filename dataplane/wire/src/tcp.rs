@@ -608,6 +608,14 @@ impl<'a> TcpPacket<&'a [u8]> {
     }
 }
 
+impl<'a> TcpPacket<&'a mut [u8]> {
+    /// The mutable payload with the lifetime of the underlying buffer.
+    pub fn into_payload_mut(self) -> &'a mut [u8] {
+        let at = self.header_len();
+        &mut self.buffer[at..]
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Sets the source port.
     pub fn set_src_port(&mut self, value: u16) {

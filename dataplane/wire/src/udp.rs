@@ -112,6 +112,14 @@ impl<'a> UdpPacket<&'a [u8]> {
     }
 }
 
+impl<'a> UdpPacket<&'a mut [u8]> {
+    /// The mutable payload with the lifetime of the underlying buffer.
+    pub fn into_payload_mut(self) -> &'a mut [u8] {
+        let end = self.len() as usize;
+        &mut self.buffer[field::HEADER_LEN..end]
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// Sets the source port.
     pub fn set_src_port(&mut self, value: u16) {

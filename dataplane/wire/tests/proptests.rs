@@ -2,6 +2,8 @@
 //! RFC 1624 incremental checksum updates against full recomputation, and
 //! robustness of every parser against arbitrary and truncated input.
 
+mod common;
+
 use std::net::Ipv4Addr;
 
 use proptest::collection::vec;
@@ -19,6 +21,8 @@ use shoal_wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use shoal_wire::tcp::{option_kind, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
 use shoal_wire::udp::{UdpPacket, UdpRepr};
 use shoal_wire::Error;
+
+use common::{walk, walk_ipv4, Walked};
 
 // ---------------------------------------------------------------- strategies
 
@@ -231,62 +235,6 @@ fn tcp_frame(eth: &EthernetRepr, ip: &Ipv4Repr, tcp: &TcpRepr, payload: &[u8]) -
     let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
     tcp.emit(&mut segment, ip.src_addr, ip.dst_addr, payload);
     buf
-}
-
-/// What walking a frame down its layers found.
-#[derive(Debug, PartialEq)]
-enum Walked {
-    Arp(ArpRepr),
-    Tcp(TcpRepr, usize),
-    Udp(UdpRepr, usize),
-    Icmp,
-    Other,
-}
-
-/// Parses a frame layer by layer, verifying every checksum.
-fn walk(frame: &[u8]) -> Result<Walked, Error> {
-    let frame = EthernetFrame::new_checked(frame)?;
-    EthernetRepr::parse(&frame)?;
-    match frame.ethertype() {
-        EtherType::Arp => Ok(Walked::Arp(ArpRepr::parse(&ArpPacket::new_checked(
-            frame.into_payload(),
-        )?)?)),
-        EtherType::Ipv4 => walk_ipv4(frame.into_payload()),
-        _ => Ok(Walked::Other),
-    }
-}
-
-fn walk_ipv4(bytes: &[u8]) -> Result<Walked, Error> {
-    let packet = Ipv4Packet::new_checked(bytes)?;
-    let ip = Ipv4Repr::parse(&packet)?;
-    if !packet.verify_checksum() {
-        return Err(Error::BadChecksum);
-    }
-    match ip.protocol {
-        IpProtocol::Tcp => {
-            let segment = TcpPacket::new_checked(packet.payload())?;
-            let repr = TcpRepr::parse(&segment)?;
-            if !segment.verify_checksum(ip.src_addr, ip.dst_addr) {
-                return Err(Error::BadChecksum);
-            }
-            Ok(Walked::Tcp(repr, segment.payload().len()))
-        }
-        IpProtocol::Udp => {
-            let datagram = UdpPacket::new_checked(packet.payload())?;
-            let repr = UdpRepr::parse(&datagram)?;
-            if !datagram.verify_checksum(ip.src_addr, ip.dst_addr) {
-                return Err(Error::BadChecksum);
-            }
-            Ok(Walked::Udp(repr, datagram.payload().len()))
-        }
-        IpProtocol::Icmp => {
-            let message = Icmpv4Packet::new_checked(packet.into_payload())?;
-            Icmpv4Repr::parse(&message)?;
-            Ok(Walked::Icmp)
-        }
-        IpProtocol::IpIp => walk_ipv4(ipip::decapsulate(&packet)?.into_inner()),
-        IpProtocol::Unknown(_) => Ok(Walked::Other),
-    }
 }
 
 // ---------------------------------------------------------------- round trips

@@ -1,0 +1,205 @@
+//! The pipeline on a realistic mix, per packet, one core.
+//!
+//! Member srv1 of the example 3-member cluster (`deploy/examples/replay.toml`,
+//! ring hashing, `local` mode) with 100 000 established flows of its own.
+//! Groups:
+//! - `established`: client data segments of flows srv1 holds (the hot path:
+//!   parse, one flow lookup, forward to the kernel), cycling over all 100 000
+//!   flows so frames and flow entries mostly miss the CPU caches;
+//! - `established_hot`: the same over 1024 flows (cache-resident);
+//! - `mix`: per 32-packet burst 3 new SYNs (a fresh client port each time, so
+//!   the selector runs and a third of them insert), 19 established data,
+//!   6 pure ACKs, 4 other (VIP packets of flows another member holds, frames
+//!   to another host's MAC).
+//!
+//! Frames are processed in place (local mode does not rewrite them), so no
+//! per-iteration copying distorts the figure. Throughput is in packets.
+
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::memory::HeapFrame;
+use shoal_dataplane::io::Frame;
+use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::select::ClientKey;
+use shoal_dataplane::time::Instant;
+use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_dataplane::wire::{EthernetAddress, TcpFlags};
+
+const FLOWS: u32 = 100_000;
+const BURST: usize = 32;
+
+struct Setup {
+    pipeline: Pipeline,
+    /// Established data segments of srv1's flows.
+    established: Vec<HeapFrame>,
+    /// Pure ACKs of srv1's flows.
+    acks: Vec<HeapFrame>,
+    /// Data segments of flows srv1 does not hold.
+    foreign: Vec<HeapFrame>,
+    /// SYN templates (source port rewritten per use).
+    syns: Vec<HeapFrame>,
+    /// A frame for another host's MAC.
+    other_host: HeapFrame,
+}
+
+fn setup() -> Setup {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).expect("example config loads");
+    cfg.dataplane.flow_table.capacity = 1 << 20;
+    let tables = Arc::new(Tables::from_config(&cfg, 1).expect("tables"));
+    let mine = |c: &Endpoint| {
+        tables.services[0].selector.select(ClientKey {
+            addr: c.ip,
+            port: c.port,
+        }) == Some(1)
+    };
+    let svc = Endpoint {
+        mac: EthernetAddress(cfg.cluster.mac.0),
+        ip: Ipv4Addr::new(198, 18, 0, 100),
+        port: 80,
+    };
+    let mut pipeline = Pipeline::new(
+        Arc::clone(&tables),
+        cfg.dataplane.flow_table.capacity as usize,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    let (mut established, mut acks, mut foreign, mut syns) = (vec![], vec![], vec![], vec![]);
+    let payload = [0x41u8; 512];
+    let mut i = 0u32;
+    while established.len() < FLOWS as usize {
+        let c = client_endpoint(i % 60_000, 1024 + (i / 60_000) as u16 * 7 + (i % 13) as u16);
+        i += 1;
+        let data = tcp_header(c.port, 80, 1001, Some(5001), TcpFlags::PSH);
+        if mine(&c) {
+            let mut syn = HeapFrame::from_bytes(&tcp_frame(
+                &c,
+                &svc,
+                &tcp_header(c.port, 80, 1000, None, TcpFlags::SYN),
+                &[],
+                1,
+            ));
+            assert_eq!(
+                pipeline.process(WIRE, &mut syn, Instant::ZERO),
+                Verdict::Forward(KERNEL)
+            );
+            established.push(HeapFrame::from_bytes(&tcp_frame(
+                &c, &svc, &data, &payload, 2,
+            )));
+            let ack = tcp_header(c.port, 80, 1001, Some(9001), TcpFlags::ACK);
+            acks.push(HeapFrame::from_bytes(&tcp_frame(&c, &svc, &ack, &[], 3)));
+            if syns.len() < 64 {
+                syns.push(syn);
+            }
+        } else if foreign.len() < 4096 {
+            foreign.push(HeapFrame::from_bytes(&tcp_frame(
+                &c, &svc, &data, &payload, 2,
+            )));
+        }
+    }
+    let mut other = tcp_frame(
+        &client_endpoint(1, 5000),
+        &svc,
+        &tcp_header(5000, 80, 1, Some(1), TcpFlags::ACK),
+        &[],
+        1,
+    );
+    other[..6].copy_from_slice(&[0x02, 0, 0xc6, 0x12, 0, 0x0c]); // srv2's MAC
+    Setup {
+        pipeline,
+        established,
+        acks,
+        foreign,
+        syns,
+        other_host: HeapFrame::from_bytes(&other),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut s = setup();
+    let now = Instant::from_secs(1);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BURST as u64));
+
+    let mut next = 0usize;
+    g.bench_function("established", |b| {
+        b.iter(|| {
+            let len = s.established.len();
+            for _ in 0..BURST {
+                let f = &mut s.established[next];
+                next = (next + 1) % len;
+                black_box(s.pipeline.process(WIRE, f, now));
+            }
+        });
+    });
+
+    // The same, cycling over 1024 flows: frames and flow entries stay in
+    // cache, as a burst fresh from the NIC (DDIO) hitting busy flows would.
+    let mut hot = 0usize;
+    g.bench_function("established_hot", |b| {
+        b.iter(|| {
+            for _ in 0..BURST {
+                let f = &mut s.established[hot];
+                hot = (hot + 1) % 1024;
+                black_box(s.pipeline.process(WIRE, f, now));
+            }
+        });
+    });
+
+    let mut port: u16 = 0;
+    let (mut e, mut a, mut o) = (0usize, 0usize, 0usize);
+    g.bench_function("mix", |b| {
+        b.iter_batched_ref(
+            || (),
+            |()| {
+                for k in 0..BURST {
+                    let f: &mut HeapFrame = match k {
+                        0 | 11 | 22 => {
+                            port = port.wrapping_add(1);
+                            let i = usize::from(port) % s.syns.len();
+                            let syn = &mut s.syns[i];
+                            // A new client port: a new connection.
+                            syn.bytes_mut()[34..36].copy_from_slice(&(port | 0x8000).to_be_bytes());
+                            syn
+                        }
+                        1..=6 => {
+                            a = (a + 1) % s.acks.len();
+                            &mut s.acks[a]
+                        }
+                        7..=9 => {
+                            o = (o + 1) % s.foreign.len();
+                            &mut s.foreign[o]
+                        }
+                        10 => &mut s.other_host,
+                        _ => {
+                            e = (e + 1) % s.established.len();
+                            &mut s.established[e]
+                        }
+                    };
+                    black_box(s.pipeline.process(WIRE, f, now));
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+    let c = s.pipeline.counters();
+    eprintln!(
+        "pipeline counters after the run: flow_hit {}, syn_accepted {}, syn_other_inspector {}, vip_no_flow {}, drop_other_host {}, flows live {}",
+        c.get(shoal_dataplane::counters::Counter::FlowHit),
+        c.get(shoal_dataplane::counters::Counter::SynAccepted),
+        c.get(shoal_dataplane::counters::Counter::SynOtherInspector),
+        c.get(shoal_dataplane::counters::Counter::VipNoFlow),
+        c.get(shoal_dataplane::counters::Counter::DropOtherHost),
+        s.pipeline.flows().len(),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
