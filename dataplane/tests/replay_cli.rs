@@ -1,6 +1,8 @@
 //! The `shoal-dataplane` binary: `gen-trace` and `replay` as an operator runs
 //! them, including the errors they print.
 
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -121,10 +121,10 @@ fn setup() -> Setup {
     }
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(crit: &mut Criterion) {
     let mut s = setup();
     let now = Instant::from_secs(1);
-    let mut g = c.benchmark_group("pipeline");
+    let mut g = crit.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BURST as u64));
 
     let mut next = 0usize;
@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut port: u16 = 0;
-    let (mut e, mut a, mut o) = (0usize, 0usize, 0usize);
+    let (mut est, mut ack, mut other) = (0usize, 0usize, 0usize);
     g.bench_function("mix", |b| {
         b.iter_batched_ref(
             || (),
@@ -169,17 +169,17 @@ fn bench(c: &mut Criterion) {
                             syn
                         }
                         1..=6 => {
-                            a = (a + 1) % s.acks.len();
-                            &mut s.acks[a]
+                            ack = (ack + 1) % s.acks.len();
+                            &mut s.acks[ack]
                         }
                         7..=9 => {
-                            o = (o + 1) % s.foreign.len();
-                            &mut s.foreign[o]
+                            other = (other + 1) % s.foreign.len();
+                            &mut s.foreign[other]
                         }
                         10 => &mut s.other_host,
                         _ => {
-                            e = (e + 1) % s.established.len();
-                            &mut s.established[e]
+                            est = (est + 1) % s.established.len();
+                            &mut s.established[est]
                         }
                     };
                     black_box(s.pipeline.process(WIRE, f, now));
@@ -189,14 +189,14 @@ fn bench(c: &mut Criterion) {
         );
     });
     g.finish();
-    let c = s.pipeline.counters();
+    let counters = s.pipeline.counters();
     eprintln!(
         "pipeline counters after the run: flow_hit {}, syn_accepted {}, syn_other_inspector {}, vip_no_flow {}, drop_other_host {}, flows live {}",
-        c.get(shoal_dataplane::counters::Counter::FlowHit),
-        c.get(shoal_dataplane::counters::Counter::SynAccepted),
-        c.get(shoal_dataplane::counters::Counter::SynOtherInspector),
-        c.get(shoal_dataplane::counters::Counter::VipNoFlow),
-        c.get(shoal_dataplane::counters::Counter::DropOtherHost),
+        counters.get(shoal_dataplane::counters::Counter::FlowHit),
+        counters.get(shoal_dataplane::counters::Counter::SynAccepted),
+        counters.get(shoal_dataplane::counters::Counter::SynOtherInspector),
+        counters.get(shoal_dataplane::counters::Counter::VipNoFlow),
+        counters.get(shoal_dataplane::counters::Counter::DropOtherHost),
         s.pipeline.flows().len(),
     );
 }

@@ -29,8 +29,8 @@ use crate::io::{Frame, PortId};
 use crate::select::ClientKey;
 use crate::time::Instant;
 use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol,
-    Ipv4Packet, TcpFlags, TcpPacket, UdpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Repr,
+    IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, UdpPacket,
 };
 
 /// Port index of the wire (NIC on the shared segment).
@@ -200,6 +200,9 @@ impl Pipeline {
         if !t.is_vip(dst) {
             return self.drop(Counter::DropNotForUs);
         }
+        if let Err(e) = ip.check_options() {
+            return self.malformed(Layer::Ipv4, e);
+        }
         if ip.is_fragment() {
             return self.drop(Counter::DropFragment);
         }
@@ -209,10 +212,16 @@ impl Pipeline {
                 Ok(udp) => self.stateless_to_owner(src, dst, udp.src_port(), udp.dst_port(), true),
                 Err(e) => self.malformed(Layer::Udp, e),
             },
-            IpProtocol::Icmp => match Icmpv4Packet::new_checked(ip.payload_mut()) {
-                Ok(_) => self.stateless_to_owner(src, dst, 0, 0, false),
-                Err(e) => self.malformed(Layer::Icmp, e),
-            },
+            IpProtocol::Icmp => {
+                // Only messages with a repr (echo, unreachable, time
+                // exceeded) reach a kernel; redirects and the like are dropped.
+                match Icmpv4Packet::new_checked(&ip.payload_mut()[..])
+                    .and_then(|p| Icmpv4Repr::parse(&p).map(|_| ()))
+                {
+                    Ok(()) => self.stateless_to_owner(src, dst, 0, 0, false),
+                    Err(e) => self.malformed(Layer::Icmp, e),
+                }
+            }
             _ => self.drop(Counter::DropVipProtocol),
         }
     }
@@ -287,6 +296,11 @@ impl Pipeline {
         };
         if !(syn && !ack && !rst && !fin) {
             return self.drop(Counter::VipNoFlow);
+        }
+        // A SYN creates state: make sure it is intact (established traffic is
+        // left to the NIC's and the kernel's checksum checks).
+        if !tcp.verify_checksum(src, dst) {
+            return self.malformed(Layer::Tcp, crate::wire::Error::BadChecksum);
         }
         if service.selector.select(ClientKey {
             addr: src,
