@@ -19,7 +19,7 @@ use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
-use shoal_dataplane::replay::{replay, ReplayFiles, Summary};
+use shoal_dataplane::replay::{replay, PortFrames, ReplayFiles, Summary};
 use shoal_dataplane::select::ClientKey;
 use shoal_dataplane::time::Instant;
 use shoal_dataplane::traffic::{
@@ -475,7 +475,7 @@ fn the_checked_in_corpus_ends_in_counted_drops() {
             );
             assert_eq!(s.counters.counters["drop_malformed"], 1, "{name}");
         }
-        assert_eq!(s.frames_out, Default::default(), "{name} was forwarded");
+        assert_eq!(s.frames_out, PortFrames::default(), "{name} was forwarded");
     }
     // The control frame is a valid SYN: exactly one member of three takes it.
     let syn = std::fs::read(dir.join("valid_linux_syn.bin")).unwrap();
