@@ -13,6 +13,7 @@ pub mod flow;
 pub mod io;
 pub mod pipeline;
 pub mod replay;
+pub mod run;
 pub mod select;
 pub mod time;
 pub mod traffic;

@@ -4,6 +4,8 @@
 //! - `replay --config FILE --in IN.pcap --out OUT.pcap [--kernel-in K.pcap] [--kernel-out K.pcap]`:
 //!   run a capture through the real pipeline and print a JSON summary of
 //!   every counter.
+//! - `run --config FILE [--stats-file F]`: the dataplane itself (DPDK or
+//!   portable backend) until SIGTERM.
 //! - `gen-trace --config FILE --out OUT.pcap [--connections N] [--clients N]`:
 //!   write a synthetic client capture to replay.
 
@@ -46,6 +48,22 @@ enum Command {
         /// `cluster.local_member`.
         #[arg(long)]
         member: Option<String>,
+    },
+    /// Run the dataplane with the configured backend until SIGTERM/SIGINT.
+    Run {
+        /// Server config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Write counters and flow-table figures as JSON to this file.
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+        /// Seconds between stats-file writes.
+        #[arg(long, default_value_t = 1.0)]
+        stats_interval: f64,
+        /// Microseconds to sleep after an idle stretch (0 = always busy-poll,
+        /// the production setting; the lab shares few cores among servers).
+        #[arg(long, default_value_t = 0)]
+        idle_sleep_us: u64,
     },
     /// Write a synthetic client capture for the config's first TCP service:
     /// ARP for the VIP, then short HTTP-like connections (client side only).
@@ -104,6 +122,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let summary = replay(&cfg, &files)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Run {
+            config,
+            stats_file,
+            stats_interval,
+            idle_sleep_us,
+        } => {
+            let cfg = shoal_config::load_file(&config)?;
+            let stop = shoal_dataplane::run::stop_flag()?;
+            let opts = shoal_dataplane::run::RunOptions {
+                stats_file,
+                stats_interval: std::time::Duration::from_secs_f64(stats_interval.max(0.05)),
+                idle_sleep: std::time::Duration::from_micros(idle_sleep_us),
+            };
+            shoal_dataplane::run::run(&cfg, &opts, &stop)?;
             Ok(())
         }
         Command::GenTrace {

@@ -6,7 +6,10 @@
 //! bytes live in a DPDK mbuf, an AF_PACKET ring slot or a `Vec`. Backends own
 //! queues and buffers and must not make per-packet decisions.
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod memory;
+pub mod portable;
 
 /// Index of a port in the worker's port list (see [`PortRole`](shoal_config::PortRole)).
 pub type PortId = usize;

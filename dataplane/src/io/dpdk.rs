@@ -1,0 +1,92 @@
+//! The DPDK backend: DPDK ports (PCI devices or vdevs such as
+//! `net_af_packet`, `net_tap`, `net_ring`) with mbufs processed in place.
+//! One rx/tx queue pair per port per worker; nothing allocated per packet.
+
+use dpdk_bindings::{EthPort, Mbuf};
+
+use super::{Frame, PacketIo, PortId};
+use crate::pipeline::WIRE;
+
+impl Frame for Mbuf<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.data()
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+
+    fn prepend(&mut self, n: usize) -> bool {
+        Mbuf::prepend(self, n).is_some()
+    }
+
+    fn adj(&mut self, n: usize) -> bool {
+        Mbuf::adj(self, n)
+    }
+
+    fn truncate(&mut self, len: usize) -> bool {
+        let cur = Mbuf::len(self);
+        len <= cur && self.trim(cur - len)
+    }
+
+    fn len(&self) -> usize {
+        Mbuf::len(self)
+    }
+}
+
+/// The wire and kernel ports of one worker (queue 0 of each).
+pub struct DpdkIo<'p> {
+    wire: EthPort<'p>,
+    kernel: EthPort<'p>,
+}
+
+impl core::fmt::Debug for DpdkIo<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "DpdkIo(wire {}, kernel {})",
+            self.wire.port_id(),
+            self.kernel.port_id()
+        )
+    }
+}
+
+impl<'p> DpdkIo<'p> {
+    /// Ports already configured and started.
+    pub fn new(wire: EthPort<'p>, kernel: EthPort<'p>) -> Self {
+        DpdkIo { wire, kernel }
+    }
+
+    /// The wire port (stats).
+    pub fn wire(&self) -> &EthPort<'p> {
+        &self.wire
+    }
+
+    /// The kernel port (stats).
+    pub fn kernel(&self) -> &EthPort<'p> {
+        &self.kernel
+    }
+}
+
+impl<'p> PacketIo for DpdkIo<'p> {
+    type Frame = Mbuf<'p>;
+
+    fn rx_burst(&mut self, port: PortId, out: &mut Vec<Mbuf<'p>>, max: usize) -> usize {
+        // The bindings fill the vector's spare capacity: the worker's rx
+        // vector is created with capacity = burst, so that is `max`.
+        debug_assert!(out.capacity() - out.len() <= max.max(1) * 2);
+        if port == WIRE {
+            self.wire.rx_burst(0, out)
+        } else {
+            self.kernel.rx_burst(0, out)
+        }
+    }
+
+    fn tx_burst(&mut self, port: PortId, frames: &mut Vec<Mbuf<'p>>) -> usize {
+        if port == WIRE {
+            self.wire.tx_burst(0, frames)
+        } else {
+            self.kernel.tx_burst(0, frames)
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! `shoal-dataplane run`: bring up the configured backend and poll until told
+//! to stop.
+//!
+//! One worker on the calling thread. (Several workers need the wire NIC's
+//! RSS and the kernel side to agree on a flow's worker, or a software
+//! hand-over between workers; until that exists, `cores` must list one core
+//! and `run` says so.) Every `stats_interval` the counters and flow-table
+//! figures are written as JSON to the stats file (atomically: temp + rename),
+//! which the lab and operators read until the control process exports them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use serde::Serialize;
+use shoal_config::{Backend, Config, PortRole};
+
+use crate::counters::Snapshot;
+use crate::flow::Timeouts;
+use crate::io::portable::{PortableError, PortableIo};
+use crate::io::PacketIo;
+use crate::pipeline::{Pipeline, Tables, TablesError};
+use crate::time::Instant;
+use crate::worker::Worker;
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config cannot run in this build.
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    /// `dataplane.ports` lacks a port of a role.
+    #[error("dataplane.ports: no port with role = \"{0}\"")]
+    MissingPort(&'static str),
+    /// More than one worker core.
+    #[error(
+        "dataplane.cores: {0} cores configured; this build runs one worker per process \
+         (list a single core)"
+    )]
+    OneWorkerOnly(usize),
+    /// The memory backend only exists for tests and `replay`.
+    #[error(
+        "dataplane.backend = \"memory\" cannot run: use `replay`, or the dpdk / portable backend"
+    )]
+    MemoryBackend,
+    /// The DPDK backend was not compiled in.
+    #[error(
+        "dataplane.backend = \"dpdk\" but this binary was built without DPDK \
+         (cargo build --features dpdk, needs libdpdk-dev)"
+    )]
+    DpdkNotBuilt,
+    /// The portable backend could not start.
+    #[error(transparent)]
+    Portable(#[from] PortableError),
+    /// DPDK could not start.
+    #[cfg(feature = "dpdk")]
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] dpdk_bindings::DpdkError),
+    /// A DPDK setting does not fit.
+    #[error("{0}")]
+    DpdkSetup(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Options of `run` outside the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to write the stats JSON (none: not written).
+    pub stats_file: Option<PathBuf>,
+    /// How often.
+    pub stats_interval: Duration,
+    /// Sleep this long after an idle stretch of polls (0 = busy-poll always).
+    pub idle_sleep: Duration,
+}
+
+/// What the stats file holds.
+#[derive(Debug, Serialize)]
+struct Stats<'a> {
+    member: &'a str,
+    backend: &'a str,
+    uptime_s: f64,
+    flows_live: usize,
+    flows_capacity: usize,
+    flows_by_state: [usize; 4],
+    flows_inserted: u64,
+    flows_expired: u64,
+    flows_evicted: u64,
+    #[serde(flatten)]
+    counters: Snapshot,
+}
+
+/// Installs SIGTERM/SIGINT handlers that set the returned flag.
+pub fn stop_flag() -> Result<Arc<AtomicBool>, RunError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
+    }
+    Ok(stop)
+}
+
+fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
+    cfg.dataplane
+        .ports
+        .iter()
+        .find(|p| p.role == role)
+        .map(|p| p.device.as_str())
+        .ok_or(RunError::MissingPort(match role {
+            PortRole::Wire => "wire",
+            PortRole::Kernel => "kernel",
+        }))
+}
+
+fn pipeline(cfg: &Config) -> Result<Pipeline, RunError> {
+    let tables = Arc::new(Tables::from_config(cfg, 1)?);
+    Ok(Pipeline::new(
+        tables,
+        cfg.dataplane.flow_table.capacity as usize,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    ))
+}
+
+/// Runs the dataplane described by `cfg` until `stop` is set.
+pub fn run(cfg: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<(), RunError> {
+    if cfg.dataplane.cores.len() > 1 {
+        return Err(RunError::OneWorkerOnly(cfg.dataplane.cores.len()));
+    }
+    match cfg.dataplane.backend {
+        Backend::Memory => Err(RunError::MemoryBackend),
+        Backend::Portable => {
+            let io =
+                PortableIo::open(device(cfg, PortRole::Wire)?, device(cfg, PortRole::Kernel)?)?;
+            let mut worker = Worker::new(io, pipeline(cfg)?, usize::from(cfg.dataplane.burst_size));
+            drive(&mut worker, cfg, "portable", opts, stop);
+            Ok(())
+        }
+        Backend::Dpdk => run_dpdk(cfg, opts, stop),
+    }
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(_: &Config, _: &RunOptions, _: &AtomicBool) -> Result<(), RunError> {
+    Err(RunError::DpdkNotBuilt)
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk(cfg: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<(), RunError> {
+    use dpdk_bindings::{Eal, EalArgs, EthPort, Mempool, PortConfig};
+
+    let dp = &cfg.dataplane;
+    let wire_dev = device(cfg, PortRole::Wire)?;
+    let kernel_dev = device(cfg, PortRole::Kernel)?;
+    let is_vdev = |d: &str| d.starts_with("net_");
+    let mut args = EalArgs::new().lcores(&dp.cores);
+    if !dp.hugepages {
+        args = args.no_huge(dp.memory_mb);
+    }
+    // Only vdevs: never let EAL probe (and take) the machine's PCI NICs.
+    if is_vdev(wire_dev) && is_vdev(kernel_dev) && !dp.eal_args.iter().any(|a| a == "--no-pci") {
+        args = args.no_pci();
+    }
+    for d in [wire_dev, kernel_dev] {
+        if is_vdev(d) {
+            args = args.vdev(d);
+        }
+    }
+    let args = args.extra(dp.eal_args.iter().cloned()).build();
+    let _eal = Eal::init(&args)?;
+
+    let per_port =
+        u32::from(dp.rx_queue_size) + u32::from(dp.tx_queue_size) + 2 * u32::from(dp.burst_size);
+    if dp.mbufs < 2 * per_port {
+        return Err(RunError::DpdkSetup(format!(
+            "dataplane.mbufs = {} is too small for two ports with {} rx + {} tx descriptors and \
+             bursts of {}: need at least {}",
+            dp.mbufs,
+            dp.rx_queue_size,
+            dp.tx_queue_size,
+            dp.burst_size,
+            2 * per_port
+        )));
+    }
+    let pool = Mempool::new("shoal_pkts", dp.mbufs, 256.min(dp.mbufs / 8), None)?;
+    let name = |d: &str| d.split(',').next().unwrap_or(d).to_owned();
+    let port_cfg = PortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: dp.rx_queue_size,
+        tx_desc: dp.tx_queue_size,
+        rss: false,
+    };
+    let mut wire = EthPort::configure(EthPort::by_name(&name(wire_dev))?, port_cfg, &pool)?;
+    let mut kernel = EthPort::configure(EthPort::by_name(&name(kernel_dev))?, port_cfg, &pool)?;
+    wire.start()?;
+    kernel.start()?;
+    wire.promiscuous(true)?;
+    kernel.promiscuous(true)?;
+    let io = crate::io::dpdk::DpdkIo::new(wire, kernel);
+    let mut worker = Worker::new(io, pipeline(cfg)?, usize::from(dp.burst_size));
+    drive(&mut worker, cfg, "dpdk", opts, stop);
+    Ok(())
+}
+
+/// The poll loop: poll, back off when idle, write stats, until `stop`.
+fn drive<Io: PacketIo>(
+    worker: &mut Worker<Io>,
+    cfg: &Config,
+    backend: &str,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+) {
+    let start = StdInstant::now();
+    let mut last_stats = start;
+    let mut idle_polls: u32 = 0;
+    eprintln!(
+        "shoal-dataplane: member {} running ({backend} backend); stop with SIGTERM",
+        cfg.cluster.local_member
+    );
+    while !stop.load(Ordering::Relaxed) {
+        let elapsed = start.elapsed();
+        let now = Instant::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        if worker.poll(now) == 0 {
+            idle_polls = idle_polls.saturating_add(1);
+            if idle_polls > 256 && !opts.idle_sleep.is_zero() {
+                std::thread::sleep(opts.idle_sleep);
+            }
+        } else {
+            idle_polls = 0;
+        }
+        if let Some(path) = &opts.stats_file {
+            let t = StdInstant::now();
+            if t - last_stats >= opts.stats_interval {
+                last_stats = t;
+                write_stats(path, worker, cfg, backend, start);
+            }
+        }
+    }
+    if let Some(path) = &opts.stats_file {
+        write_stats(path, worker, cfg, backend, start);
+    }
+    eprintln!("shoal-dataplane: stopped");
+}
+
+fn write_stats<Io: PacketIo>(
+    path: &Path,
+    worker: &Worker<Io>,
+    cfg: &Config,
+    backend: &str,
+    start: StdInstant,
+) {
+    let p = worker.pipeline();
+    let flows = p.flows();
+    let stats = Stats {
+        member: &cfg.cluster.local_member,
+        backend,
+        uptime_s: start.elapsed().as_secs_f64(),
+        flows_live: flows.len(),
+        flows_capacity: flows.capacity(),
+        flows_by_state: flows.count_by_state(),
+        flows_inserted: flows.stats().inserts,
+        flows_expired: flows.stats().expired_total(),
+        flows_evicted: flows.stats().evicted_total(),
+        counters: p.counters().snapshot(),
+    };
+    let tmp = path.with_extension("tmp");
+    let written = serde_json::to_vec_pretty(&stats)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&tmp, json))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        eprintln!(
+            "shoal-dataplane: cannot write stats to {}: {e}",
+            path.display()
+        );
+    }
+}
