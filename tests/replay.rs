@@ -202,8 +202,14 @@ fn every_connection_is_accepted_by_exactly_one_member() {
         delivered.extend(r.kernel_out.into_iter().map(|(_, f)| f));
     }
     assert_eq!(accepted_total, 300);
-    // The kernels together received every TCP frame exactly once, unchanged.
+    // The kernels together received every TCP frame exactly once, unchanged
+    // but for the destination MAC: the cluster MAC becomes the receiving
+    // member's own (its TAP's) MAC.
     let mut want: Vec<Vec<u8>> = tcp_frames.into_iter().cloned().collect();
+    for f in &mut delivered {
+        assert!([1u8, 2, 3].iter().any(|k| f[..6] == [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0a + k]));
+        f[..6].copy_from_slice(&CLUSTER_MAC.0);
+    }
     want.sort();
     delivered.sort();
     assert_eq!(delivered, want);
@@ -235,6 +241,9 @@ fn half_open_flows_expire_after_the_syn_timeout() {
     assert_eq!(counter(&r.summary, Counter::FlowHit), 1);
     assert_eq!(r.summary.flows.established, 1);
     assert_eq!(r.kernel_out.len(), 2);
+    let mut expected_syn = syn.clone();
+    expected_syn[..6].copy_from_slice(&own_mac("srv3").0);
+    assert_eq!(r.kernel_out[0].1, expected_syn);
 
     let r = run("srv3", &[(at(0), syn), (at(5_001), ack)], &[]);
     assert_eq!(counter(&r.summary, Counter::FlowHit), 0);
@@ -537,7 +546,8 @@ proptest! {
         let verdict = p.process(WIRE, &mut f, Instant::ZERO);
         prop_assert_eq!(p.counters().outcomes(), 1);
         if verdict == Verdict::Forward(KERNEL) {
-            prop_assert_eq!(f.bytes(), &bytes[..]);
+            // Only the destination MAC changes (cluster MAC -> own MAC).
+            prop_assert_eq!(&f.bytes()[6..], &bytes[6..]);
         }
         prop_assert_eq!(p.counters().get_malformed(Layer::Tcp, wire::Error::Truncated) <= 1, true);
     }

@@ -147,6 +147,7 @@ say "ok: 'up' is idempotent and refuses other parameters"
 cfg=$("$LAB" dataplane-config srv2 --nodes 3 --backend dpdk)
 grep -qx 'local_member = "srv2"' <<<"$cfg" || fail "dataplane-config srv2: local_member"
 grep -qx 'eal_args = \["--no-pci", "--file-prefix", "shoal-lab-srv2"\]' <<<"$cfg" || fail "dataplane-config srv2: eal_args"
+grep -qx 'device = "net_tap0,iface=shoal0,mac=02:00:c6:12:00:0c"' <<<"$cfg" || fail "dataplane-config srv2: kernel device"
 [[ $(grep -c '^\[\[cluster.members\]\]' <<<"$cfg") == 3 ]] || fail "dataplane-config srv2: members"
 say "ok: dataplane-config renders per node"
 

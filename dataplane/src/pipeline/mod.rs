@@ -135,7 +135,15 @@ impl Pipeline {
         }
         match eth.ethertype() {
             EtherType::Arp => self.arp(&mut eth),
-            EtherType::Ipv4 => self.ipv4_from_wire(eth.payload_mut(), now),
+            EtherType::Ipv4 => {
+                let verdict = self.ipv4_from_wire(eth.payload_mut(), now);
+                // The kernel's TAP has this member's own MAC and silently
+                // drops frames for any other unicast MAC (the cluster MAC).
+                if verdict == Verdict::Forward(KERNEL) && dst == self.tables.cluster_mac {
+                    eth.set_dst_addr(self.tables.own_mac);
+                }
+                verdict
+            }
             _ => self.drop(Counter::DropUnsupportedEthertype),
         }
     }
