@@ -207,7 +207,9 @@ fn every_connection_is_accepted_by_exactly_one_member() {
     // member's own (its TAP's) MAC.
     let mut want: Vec<Vec<u8>> = tcp_frames.into_iter().cloned().collect();
     for f in &mut delivered {
-        assert!([1u8, 2, 3].iter().any(|k| f[..6] == [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0a + k]));
+        assert!([1u8, 2, 3]
+            .iter()
+            .any(|k| f[..6] == [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0a + k]));
         f[..6].copy_from_slice(&CLUSTER_MAC.0);
     }
     want.sort();

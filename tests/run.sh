@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- prerequisites -----------------------------------------------------------
-PKGS=(build-essential pkg-config clang libclang-dev libdpdk-dev dpdk tcpdump)
+PKGS=(build-essential pkg-config clang libclang-dev libdpdk-dev dpdk
+      iproute2 ethtool nginx-light curl wrk openssl python3 procps tcpdump util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,4 +40,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+# --- end to end on the lab (root, network namespaces, DPDK vdevs) -----------
+echo "== lab end-to-end tests (3 servers; DPDK and portable backends)"
+cargo build --release --locked -p shoal-dataplane --features dpdk
+SHOAL_BIN_DIR="$PWD/target/release" \
+    cargo test --locked -p shoal-e2e --test lab -- --ignored --test-threads=1
 echo "== all tests passed"

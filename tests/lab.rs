@@ -1,0 +1,287 @@
+//! End-to-end tests on the lab (`deploy/lab/lab`): real kernels, nginx and
+//! curl in network namespaces, `shoal-dataplane` on DPDK (`net_af_packet` +
+//! `net_tap`) or on the portable backend.
+//!
+//! They need root, network namespaces and release binaries, so they are
+//! `#[ignore]`d in a plain `cargo test`; `tests/run.sh` builds the binaries
+//! and runs them with `--ignored --test-threads=1` (one lab at a time), with
+//! `SHOAL_BIN_DIR` pointing at the release build.
+#![allow(clippy::unwrap_used)]
+// a panic is a failed test
+// Methods on the `Lab` guard tie every lab command to a lab that is up.
+#![allow(clippy::unused_self)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn lab(args: &[&str]) -> Output {
+    let out = Command::new(repo().join("deploy/lab/lab"))
+        .args(args)
+        .output()
+        .unwrap();
+    out
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running lab; `down` when dropped, then checks nothing is left.
+struct Lab;
+
+impl Lab {
+    fn up(backend: &str) -> Lab {
+        assert!(
+            std::env::var_os("SHOAL_BIN_DIR").is_some(),
+            "set SHOAL_BIN_DIR to the release build (tests/run.sh does)"
+        );
+        // A lab left by an earlier failed run.
+        let _ = lab(&["down"]);
+        ok(&lab(&["up", "--nodes", "3", "--backend", backend]));
+        Lab
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&ok(&lab(&["status", "--json"]))).unwrap()
+    }
+
+    fn client(&self, script: &str) -> String {
+        ok(&lab(&["client", "bash", "-c", script]))
+    }
+
+    fn stats(&self, node: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(format!("/run/shoal-lab/{node}/stats.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn counter(&self, node: &str, name: &str) -> u64 {
+        self.stats(node)["counters"][name].as_u64().unwrap()
+    }
+
+    /// Waits until every dataplane has written stats at least twice more.
+    fn settle(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+
+    fn assert_alive(&self) {
+        let s = self.status();
+        for n in s["nodes"].as_array().unwrap() {
+            assert_eq!(
+                n["dataplane"]["alive"], true,
+                "{} dataplane died",
+                n["name"]
+            );
+            assert_eq!(n["nginx"]["alive"], true, "{} nginx died", n["name"]);
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = lab(&["down"]);
+        let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let left = String::from_utf8_lossy(&netns.stdout).into_owned();
+        if !std::thread::panicking() {
+            ok(&out);
+            assert!(!left.contains("shoal-"), "namespaces left: {left}");
+            assert!(!Path::new("/run/shoal-lab").exists(), "run dir left");
+            // Stopped processes may linger a moment as zombies until reaped.
+            let ps = Command::new("ps")
+                .args(["-C", "shoal-dataplane", "-o", "stat="])
+                .output()
+                .unwrap();
+            let live = String::from_utf8_lossy(&ps.stdout)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('Z'))
+                .count();
+            assert_eq!(live, 0, "dataplane processes left");
+        }
+    }
+}
+
+/// One client request's result.
+#[derive(Debug)]
+struct Fetch {
+    path: String,
+    code: u16,
+    served_by: String,
+    size: u64,
+    sha256: String,
+    body_head: String,
+}
+
+/// Runs `n` requests (16 at a time, one connection each) from the client.
+fn fetch_many(lab: &Lab, n: u32) -> Vec<Fetch> {
+    let script = format!(
+        r#"set -eu
+dir=$(mktemp -d /tmp/shoal-e2e.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+seq 1 {n} | xargs -P 16 -I{{}} sh -c '
+  i={{}}
+  if [ $((i % 20)) -eq 0 ]; then p=files/8m
+  elif [ $((i % 5)) -eq 1 ]; then p=files/1m
+  elif [ $((i % 2)) -eq 0 ]; then p=files/1k
+  else p=whoami; fi
+  curl -s -m 60 -H "Connection: close" -o "$0/$i.body" \
+    -w "$i $p %{{http_code}} %header{{x-served-by}} %{{size_download}}\n" \
+    "http://198.18.0.100/$p" > "$0/$i.result" || echo "$i $p 000 - 0" > "$0/$i.result"
+' "$dir"
+for f in "$dir"/*.result; do
+  i=$(basename "$f" .result)
+  sum=$(sha256sum "$dir/$i.body" 2>/dev/null | cut -d" " -f1)
+  head=$(head -c 8 "$dir/$i.body" 2>/dev/null | tr -dc "a-z0-9")
+  echo "$(cat "$f") ${{sum:--}} ${{head:--}}"
+done
+"#
+    );
+    let out = lab.client(&script);
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 7, "bad result line: {l}");
+            Fetch {
+                path: f[1].to_owned(),
+                code: f[2].parse().unwrap(),
+                served_by: f[3].to_owned(),
+                size: f[4].parse().unwrap(),
+                sha256: f[5].to_owned(),
+                body_head: f[6].to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// 200 requests all succeed with the right bodies, spread over the three
+/// servers, each answered by exactly one of them.
+fn serve_200(backend: &str) {
+    let lab = Lab::up(backend);
+    let status = lab.status();
+    let files = &status["files"];
+    let fetches = fetch_many(&lab, 200);
+    assert_eq!(fetches.len(), 200);
+    let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &fetches {
+        assert_eq!(f.code, 200, "{f:?}");
+        *by_server.entry(f.served_by.clone()).or_default() += 1;
+        if f.path == "whoami" {
+            assert_eq!(f.body_head, f.served_by, "{f:?}");
+        } else {
+            let name = f.path.trim_start_matches("files/");
+            assert_eq!(f.size, files[name]["size"].as_u64().unwrap(), "{f:?}");
+            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+        }
+    }
+    assert_eq!(fetches.iter().filter(|f| f.path == "files/8m").count(), 10);
+    // All three answered; ring hashing of 200 client ports: each >= 25.
+    assert_eq!(
+        by_server.keys().cloned().collect::<Vec<_>>(),
+        ["srv1", "srv2", "srv3"]
+    );
+    assert!(by_server.values().all(|&n| n >= 25), "{by_server:?}");
+    lab.settle();
+    let mut accepted = 0;
+    for (node, served) in &by_server {
+        // Each connection's SYN was taken by exactly one dataplane, and that
+        // server's nginx logged exactly the requests the client saw from it.
+        let syns = lab.counter(node, "syn_accepted");
+        accepted += syns;
+        assert_eq!(syns, *served, "{node}");
+        let log = std::fs::read_to_string(format!("/run/shoal-lab/{node}/access.log")).unwrap();
+        assert_eq!(log.lines().count() as u64, *served, "{node} access log");
+        assert_eq!(lab.counter(node, "drop_malformed"), 0, "{node}");
+    }
+    assert_eq!(accepted, 200);
+    lab.assert_alive();
+}
+
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn dpdk_backend_serves_200_requests_each_by_one_server() {
+    serve_200("dpdk");
+}
+
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn portable_backend_serves_200_requests_each_by_one_server() {
+    serve_200("portable");
+}
+
+/// Garbage on the hub and clients vanishing mid-transfer: counted, no crash,
+/// and the cluster keeps serving.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn garbage_and_vanishing_clients_are_survived() {
+    let lab = Lab::up("dpdk");
+    // 600 frames from the client's raw socket: 200 random frames to the
+    // cluster MAC with the IPv4 ethertype, 200 truncated IPv4 headers, 200
+    // IPv4 to the VIP with a bad IHL. Every server sees all of them.
+    let sender = r#"
+import os, random, socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+rnd = random.Random(7)
+cluster = bytes.fromhex("0200c6120064"); me = bytes.fromhex("0200c6120002")
+vip = bytes([198, 18, 0, 100]); cli = bytes([198, 18, 0, 2])
+def csum(h):
+    t = sum(struct.unpack("!%dH" % (len(h) // 2), h)); t = (t >> 16) + (t & 0xffff); t += t >> 16
+    return (~t) & 0xffff
+sent = 0
+for i in range(200):
+    s.send(cluster + me + b"\x08\x00" + bytes([0x90 | rnd.randrange(16)]) + os.urandom(rnd.randrange(19, 80))); sent += 1
+    s.send(cluster + me + b"\x08\x00" + bytes([0x45]) + os.urandom(rnd.randrange(0, 18))); sent += 1
+    h = bytearray(struct.pack("!BBHHHBBH4s4s", 0x43, 0, 40, i, 0, 64, 6, 0, cli, vip))
+    s.send(cluster + me + b"\x08\x00" + bytes(h) + bytes(20)); sent += 1
+print(sent)
+"#;
+    let before: Vec<u64> = ["srv1", "srv2", "srv3"]
+        .iter()
+        .map(|n| lab.counter(n, "drop_malformed"))
+        .collect();
+    let sent = lab.client(&format!(
+        "/usr/bin/python3 -c '{}'",
+        sender.replace('\'', "\"")
+    ));
+    assert_eq!(sent.trim(), "600");
+    // Six slow downloads killed after a second: their servers hold flows and
+    // sockets for a client that is gone.
+    lab.client(
+        r"pids=''
+for i in 1 2 3 4 5 6; do
+  curl -s -m 20 --limit-rate 300k -o /dev/null http://198.18.0.100/files/8m & pids=$pids' '$!
+done
+sleep 1; kill -9 $pids; wait 2>/dev/null || true",
+    );
+    lab.settle();
+    for (i, node) in ["srv1", "srv2", "srv3"].iter().enumerate() {
+        let dropped = lab.counter(node, "drop_malformed") - before[i];
+        assert_eq!(dropped, 600, "{node}: malformed frames counted");
+        let m = &lab.stats(node)["malformed"]["ipv4"];
+        assert_eq!(m["bad_version"], 200, "{node}: {m}");
+        assert_eq!(m["truncated"], 200, "{node}: {m}");
+        assert_eq!(m["bad_ihl"], 200, "{node}: {m}");
+    }
+    lab.assert_alive();
+    // Still serving, intact.
+    let fetches = fetch_many(&lab, 20);
+    assert!(fetches.iter().all(|f| f.code == 200), "{fetches:?}");
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fetches
+        .iter()
+        .filter(|f| f.path == "files/8m")
+        .all(|f| f.sha256 == sha));
+    lab.assert_alive();
+}
