@@ -10,26 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential pkg-config python3 curl ca-certificates clang libclang-dev libdpdk-dev dpdk
-      iproute2 ethtool nginx-light wrk openssl procps util-linux)
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "== installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "== installing the Rust toolchain (rustup)"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-    . "$HOME/.cargo/env"
-fi
+. deploy/prereqs.sh
+ensure_packages build-essential pkg-config python3 curl ca-certificates clang libclang-dev libdpdk-dev dpdk \
+    iproute2 ethtool nginx-light wrk openssl procps util-linux
+ensure_rust
 
 echo "== building shoal-dataplane (release)"
-export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo build --release --locked -q -p shoal-dataplane --features dpdk
 cargo build --release --locked -q -p shoal-control
 BIN=target/release

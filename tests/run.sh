@@ -6,30 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- prerequisites -----------------------------------------------------------
-PKGS=(build-essential pkg-config clang libclang-dev libdpdk-dev dpdk
-      iproute2 ethtool nginx-light curl wrk openssl python3 procps tcpdump util-linux)
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "== installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if ! command -v cargo >/dev/null 2>&1; then
-    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-fi
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "== installing the Rust toolchain (rustup)"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
-    . "$HOME/.cargo/env"
-fi
-for c in rustfmt clippy; do
-    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || true
-done
-
+. deploy/prereqs.sh
+ensure_packages build-essential pkg-config curl ca-certificates clang libclang-dev libdpdk-dev dpdk \
+    iproute2 ethtool nginx-light wrk openssl python3 procps tcpdump util-linux
+ensure_rust
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 

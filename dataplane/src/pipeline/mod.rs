@@ -284,12 +284,7 @@ impl Pipeline {
             IpProtocol::Tcp.into(),
         );
         let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
-        if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
-            let (state, action) = (flow.state(), flow.value);
-            let next = next_state(state, tcp.flags(), true);
-            if next != state {
-                flow.set_state(next, now);
-            }
+        if let Some(action) = self.track(&key, tcp.flags(), true, now) {
             if syn && !ack {
                 self.counters.inc(Counter::SynRetransmit);
             }
@@ -366,12 +361,7 @@ impl Pipeline {
                     tcp.src_port(),
                     IpProtocol::Tcp.into(),
                 );
-                if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
-                    let state = flow.state();
-                    let next = next_state(state, tcp.flags(), false);
-                    if next != state {
-                        flow.set_state(next, now);
-                    }
+                if self.track(&key, tcp.flags(), false, now).is_some() {
                 } else if tcp.rst() {
                     // The kernel only sees flows this server accepted; a RST for
                     // anything else must not reach a client another server serves.
@@ -381,6 +371,25 @@ impl Pipeline {
         }
         self.counters.inc(Counter::KernelToWire);
         Verdict::Forward(WIRE)
+    }
+
+    /// Looks the flow up (refreshing it), moves it along the TCP states
+    /// timeouts care about, and returns its action; `None` if no live flow.
+    #[inline]
+    fn track(
+        &mut self,
+        key: &FlowKey,
+        flags: TcpFlags,
+        from_client: bool,
+        now: Instant,
+    ) -> Option<FlowAction> {
+        let mut flow = self.flows.lookup_touch(key, now)?;
+        let state = flow.state();
+        let next = next_state(state, flags, from_client);
+        if next != state {
+            flow.set_state(next, now);
+        }
+        Some(flow.value)
     }
 
     #[inline]
