@@ -405,6 +405,11 @@ pub struct Dataplane {
     /// Descriptors per tx queue (power of two).
     #[serde(default = "default_queue_size")]
     pub tx_queue_size: u16,
+    /// IP MTU of the segment (bytes). IP-in-IP redirection clamps the MSS of
+    /// SYNs to `mtu - 60` and answers bigger DF packets with ICMP
+    /// fragmentation-needed.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
     /// Mbufs in the packet pool; must cover every queue plus bursts in flight.
     #[serde(default = "default_mbufs")]
     pub mbufs: u32,
@@ -429,6 +434,7 @@ impl Default for Dataplane {
             ports: Vec::new(),
             cores: default_cores(),
             burst_size: default_burst_size(),
+            mtu: default_mtu(),
             rx_queue_size: default_queue_size(),
             tx_queue_size: default_queue_size(),
             mbufs: default_mbufs(),
@@ -552,6 +558,9 @@ fn default_cores() -> Vec<u32> {
 }
 fn default_burst_size() -> u16 {
     32
+}
+fn default_mtu() -> u16 {
+    1500
 }
 fn default_queue_size() -> u16 {
     1024

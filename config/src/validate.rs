@@ -607,6 +607,12 @@ fn check_dataplane(d: &Dataplane, p: &mut Problems) {
             .map(|(i, c)| (format!("dataplane.cores[{i}]"), *c, *c)),
         "core",
     );
+    if !(576..=9216).contains(&d.mtu) {
+        p.add(
+            "dataplane.mtu",
+            format!("must be between 576 and 9216 bytes (got {})", d.mtu),
+        );
+    }
     let burst_ok = (1..=MAX_BURST_SIZE).contains(&d.burst_size);
     if !burst_ok {
         p.add(

@@ -1,7 +1,10 @@
 //! Shoal's control side. Today: the operator's view of a config
-//! ([`describe`]), used by `shoalctl check-config`. Membership and load
+//! ([`describe`]), used by `shoalctl check-config`, and the selection
+//! figures of `shoalctl ring-stats` ([`ring_stats`]). Membership and load
 //! exchange, failure detection, the shared-memory command rings, the
 //! Prometheus exporter and the admin API land here (issue 7).
+
+pub mod ring_stats;
 
 use serde::Serialize;
 use shoal_config::Config;

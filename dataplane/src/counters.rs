@@ -93,10 +93,40 @@ counters! {
     VipStatelessLocal => "vip_stateless_local",
     /// VIP UDP or ICMP packets another server owns (dropped silently).
     VipStatelessOther => "vip_stateless_other",
-    /// IPv4 fragments of VIP traffic (not yet followed: dropped).
+    /// Later fragments of a datagram whose first fragment was dropped.
     DropFragment => "drop_fragment",
     /// VIP packets of a protocol the services do not cover.
     DropVipProtocol => "drop_vip_protocol",
+
+    /// DPR stateless: VIP packets the inspector placed by the target hash.
+    DprStateless => "dpr_stateless",
+    /// Frames redirected here by another member (MAC rewrite) and delivered.
+    DprReceived => "dpr_received",
+    /// Broadcast copies of packets an inspector redirects here (ignored).
+    RedirectCopyIgnored => "redirect_copy_ignored",
+    /// IP-in-IP packets addressed to this member, decapsulated and delivered.
+    IpipDecapsulated => "ipip_decapsulated",
+    /// IP-in-IP packets whose inner packet is not for a VIP (or fragmented outer).
+    DropIpipInner => "drop_ipip_inner",
+    /// Later fragments that followed their first fragment's decision.
+    FragmentFollowed => "fragment_followed",
+    /// Later fragments of a datagram never seen (or expired): dropped.
+    DropFragmentOrphan => "drop_fragment_orphan",
+    /// Frames sent to another member (MAC rewrite or IP-in-IP). Not an outcome.
+    DprRedirected => "dpr_redirected",
+    /// New connections passed to another member because this one was over
+    /// `max_load`. Not an outcome.
+    DprOverloadChoice => "dpr_overload_choice",
+    /// SYNs whose MSS was lowered for IP-in-IP. Not an outcome.
+    MssClamped => "mss_clamped",
+    /// ICMP fragmentation-needed sent for DF packets too big to tunnel. Not an outcome.
+    IcmpFragNeededSent => "icmp_frag_needed_sent",
+    /// Non-DF packets too big to tunnel (no outer fragmentation). Not an outcome.
+    DropTooBig => "drop_too_big",
+    /// Redirects to a member no longer in the tables. Not an outcome.
+    DropRedirectTargetGone => "drop_redirect_target_gone",
+    /// Frames without headroom for an outer header. Not an outcome.
+    DropNoHeadroom => "drop_no_headroom",
 
     /// Frames from the kernel forwarded to the wire.
     KernelToWire => "kernel_to_wire",
@@ -133,6 +163,13 @@ impl Counter {
         Counter::VipStatelessOther,
         Counter::DropFragment,
         Counter::DropVipProtocol,
+        Counter::DprStateless,
+        Counter::DprReceived,
+        Counter::RedirectCopyIgnored,
+        Counter::IpipDecapsulated,
+        Counter::DropIpipInner,
+        Counter::FragmentFollowed,
+        Counter::DropFragmentOrphan,
         Counter::KernelToWire,
         Counter::KernelRstSuppressed,
         Counter::KernelArpVipSuppressed,

@@ -11,6 +11,7 @@ pub use shoal_wire as wire;
 pub mod counters;
 pub mod flow;
 pub mod io;
+pub mod membership;
 pub mod pipeline;
 pub mod replay;
 pub mod run;

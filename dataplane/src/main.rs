@@ -60,6 +60,10 @@ enum Command {
         /// Seconds between stats-file writes.
         #[arg(long, default_value_t = 1.0)]
         stats_interval: f64,
+        /// Membership overrides (JSON: weights, drain, load), re-read with the
+        /// config on SIGHUP.
+        #[arg(long)]
+        membership_file: Option<PathBuf>,
         /// Microseconds to sleep after an idle stretch (0 = always busy-poll,
         /// the production setting; the lab shares few cores among servers).
         #[arg(long, default_value_t = 0)]
@@ -129,15 +133,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stats_file,
             stats_interval,
             idle_sleep_us,
+            membership_file,
         } => {
             let cfg = shoal_config::load_file(&config)?;
-            let stop = shoal_dataplane::run::stop_flag()?;
+            let signals = shoal_dataplane::run::signals()?;
             let opts = shoal_dataplane::run::RunOptions {
                 stats_file,
                 stats_interval: std::time::Duration::from_secs_f64(stats_interval.max(0.05)),
                 idle_sleep: std::time::Duration::from_micros(idle_sleep_us),
+                config_path: config,
+                membership_file,
             };
-            shoal_dataplane::run::run(&cfg, &opts, &stop)?;
+            shoal_dataplane::run::run(&cfg, &opts, &signals)?;
             Ok(())
         }
         Command::GenTrace {

@@ -20,6 +20,7 @@ use crate::counters::Snapshot;
 use crate::flow::Timeouts;
 use crate::io::portable::{PortableError, PortableIo};
 use crate::io::PacketIo;
+use crate::membership;
 use crate::pipeline::{Pipeline, Tables, TablesError};
 use crate::time::Instant;
 use crate::worker::Worker;
@@ -60,6 +61,9 @@ pub enum RunError {
     /// A DPDK setting does not fit.
     #[error("{0}")]
     DpdkSetup(String),
+    /// The membership file or the tables built from it were refused.
+    #[error("{0}")]
+    Membership(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -74,6 +78,10 @@ pub struct RunOptions {
     pub stats_interval: Duration,
     /// Sleep this long after an idle stretch of polls (0 = busy-poll always).
     pub idle_sleep: Duration,
+    /// The config file, re-read on SIGHUP.
+    pub config_path: PathBuf,
+    /// Membership overrides (weights, drain, load), read at start and on SIGHUP.
+    pub membership_file: Option<PathBuf>,
 }
 
 /// What the stats file holds.
@@ -92,13 +100,37 @@ struct Stats<'a> {
     counters: Snapshot,
 }
 
-/// Installs SIGTERM/SIGINT handlers that set the returned flag.
-pub fn stop_flag() -> Result<Arc<AtomicBool>, RunError> {
+/// Flags the signal handlers set: stop (SIGTERM, SIGINT) and reload (SIGHUP).
+#[derive(Debug, Clone)]
+pub struct Signals {
+    /// Set by SIGTERM and SIGINT.
+    pub stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: re-read the config and the membership file.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// Installs the signal handlers.
+pub fn signals() -> Result<Signals, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
     }
-    Ok(stop)
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(RunError::Signals)?;
+    Ok(Signals { stop, reload })
+}
+
+/// Builds tables for `epoch` from the config and the membership file.
+fn tables(cfg: &Config, opts: &RunOptions, epoch: u64) -> Result<Tables, String> {
+    let members = match &opts.membership_file {
+        Some(path) if path.exists() => {
+            let file = membership::read(path).map_err(|e| e.to_string())?;
+            membership::apply(cfg, &file, path).map_err(|e| e.to_string())?
+        }
+        _ => return Tables::from_config(cfg, epoch).map_err(|e| e.to_string()),
+    };
+    Tables::build(cfg, epoch, members).map_err(|e| e.to_string())
 }
 
 fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
@@ -113,8 +145,8 @@ fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
         }))
 }
 
-fn pipeline(cfg: &Config) -> Result<Pipeline, RunError> {
-    let tables = Arc::new(Tables::from_config(cfg, 1)?);
+fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
+    let tables = Arc::new(tables(cfg, opts, 1).map_err(RunError::Membership)?);
     Ok(Pipeline::new(
         tables,
         cfg.dataplane.flow_table.capacity as usize,
@@ -123,7 +155,7 @@ fn pipeline(cfg: &Config) -> Result<Pipeline, RunError> {
 }
 
 /// Runs the dataplane described by `cfg` until `stop` is set.
-pub fn run(cfg: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<(), RunError> {
+pub fn run(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
     if cfg.dataplane.cores.len() > 1 {
         return Err(RunError::OneWorkerOnly(cfg.dataplane.cores.len()));
     }
@@ -132,21 +164,25 @@ pub fn run(cfg: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<(), Run
         Backend::Portable => {
             let io =
                 PortableIo::open(device(cfg, PortRole::Wire)?, device(cfg, PortRole::Kernel)?)?;
-            let mut worker = Worker::new(io, pipeline(cfg)?, usize::from(cfg.dataplane.burst_size));
-            drive(&mut worker, cfg, "portable", opts, stop);
+            let mut worker = Worker::new(
+                io,
+                pipeline(cfg, opts)?,
+                usize::from(cfg.dataplane.burst_size),
+            );
+            drive(&mut worker, cfg, "portable", opts, signals);
             Ok(())
         }
-        Backend::Dpdk => run_dpdk(cfg, opts, stop),
+        Backend::Dpdk => run_dpdk(cfg, opts, signals),
     }
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dpdk(_: &Config, _: &RunOptions, _: &AtomicBool) -> Result<(), RunError> {
+fn run_dpdk(_: &Config, _: &RunOptions, _: &Signals) -> Result<(), RunError> {
     Err(RunError::DpdkNotBuilt)
 }
 
 #[cfg(feature = "dpdk")]
-fn run_dpdk(cfg: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<(), RunError> {
+fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
     use dpdk_bindings::{Eal, EalArgs, EthPort, Mempool, PortConfig};
 
     let dp = &cfg.dataplane;
@@ -198,8 +234,8 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<(), Ru
     wire.promiscuous(true)?;
     kernel.promiscuous(true)?;
     let io = crate::io::dpdk::DpdkIo::new(wire, kernel);
-    let mut worker = Worker::new(io, pipeline(cfg)?, usize::from(dp.burst_size));
-    drive(&mut worker, cfg, "dpdk", opts, stop);
+    let mut worker = Worker::new(io, pipeline(cfg, opts)?, usize::from(dp.burst_size));
+    drive(&mut worker, cfg, "dpdk", opts, signals);
     Ok(())
 }
 
@@ -209,8 +245,9 @@ fn drive<Io: PacketIo>(
     cfg: &Config,
     backend: &str,
     opts: &RunOptions,
-    stop: &AtomicBool,
+    signals: &Signals,
 ) {
+    let mut epoch = 1;
     let start = StdInstant::now();
     let mut last_stats = start;
     let mut idle_polls: u32 = 0;
@@ -218,7 +255,28 @@ fn drive<Io: PacketIo>(
         "shoal-dataplane: member {} running ({backend} backend); stop with SIGTERM",
         cfg.cluster.local_member
     );
-    while !stop.load(Ordering::Relaxed) {
+    while !signals.stop.load(Ordering::Relaxed) {
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            // Built off the packet path, swapped in whole between bursts;
+            // refused as a whole when anything is wrong.
+            let reloaded = shoal_config::load_file(&opts.config_path)
+                .map_err(|e| e.to_string())
+                .and_then(|new_cfg| tables(&new_cfg, opts, epoch + 1));
+            match reloaded {
+                Ok(t) => {
+                    epoch += 1;
+                    let drained: Vec<u16> = t
+                        .members
+                        .iter()
+                        .filter(|m| m.effective_weight() == 0)
+                        .map(|m| m.id)
+                        .collect();
+                    eprintln!("shoal-dataplane: epoch {epoch} applied (members without new connections: {drained:?})");
+                    worker.pipeline_mut().set_tables(Arc::new(t));
+                }
+                Err(e) => eprintln!("shoal-dataplane: reload refused, epoch {epoch} stays: {e}"),
+            }
+        }
         let elapsed = start.elapsed();
         let now = Instant::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         if worker.poll(now) == 0 {

@@ -2,11 +2,19 @@
 //!
 //! - `check-config FILE [--json]`: load and validate a server config; print a
 //!   summary, or every problem with file, line, column and key; exit 1 on error.
+//! - `ring-stats --nodes N --algo ring|maglev|rendezvous [--vnodes V]
+//!   [--weights W,...] [--keys K] [--remove I] [--table-size M] [--seed S]
+//!   [--json]`: spread synthetic client keys over N synthetic members with the
+//!   dataplane's selector; print each member's share, the max/min share
+//!   ratio and, with `--remove`, the fraction of keys that move when member I
+//!   leaves; exit 1 on a bad argument.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use shoal_config::Algorithm;
+use shoal_control::ring_stats::{ring_stats, Spec};
 
 #[derive(Parser)]
 #[command(name = "shoalctl", version, about = "Shoal operator CLI")]
@@ -25,10 +33,99 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Spread synthetic client keys over synthetic members with a selection
+    /// algorithm: shares, max/min ratio, keys moved by removing a member.
+    RingStats {
+        /// Members (ids 1..N, addresses 198.18.0.11 upward).
+        #[arg(long)]
+        nodes: u16,
+        /// Selection algorithm.
+        #[arg(long, value_enum)]
+        algo: AlgoArg,
+        /// Ring: virtual nodes per member of weight 100 (DTS: >= 31).
+        #[arg(long, default_value_t = 64)]
+        vnodes: u32,
+        /// One weight per member, comma-separated (default 100 each).
+        #[arg(long, value_delimiter = ',')]
+        weights: Vec<u32>,
+        /// Sampled client keys (198.19.0.0/16, ports 1024-65535).
+        #[arg(long, default_value_t = 100_000)]
+        keys: u32,
+        /// Also measure removing member I (1-based).
+        #[arg(long, value_name = "I")]
+        remove: Option<u16>,
+        /// Maglev: table size M, a prime > 100 x N.
+        #[arg(long, default_value_t = 65_537)]
+        table_size: u32,
+        /// Seed of the key sample.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--algo` values: the config's spelling.
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgoArg {
+    /// DTS ring consistent hashing (MD5, virtual nodes).
+    Ring,
+    /// Maglev lookup table.
+    Maglev,
+    /// Weighted rendezvous hashing.
+    Rendezvous,
+}
+
+impl From<AlgoArg> for Algorithm {
+    fn from(a: AlgoArg) -> Algorithm {
+        match a {
+            AlgoArg::Ring => Algorithm::Ring,
+            AlgoArg::Maglev => Algorithm::Maglev,
+            AlgoArg::Rendezvous => Algorithm::Rendezvous,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::RingStats {
+            nodes,
+            algo,
+            vnodes,
+            weights,
+            keys,
+            remove,
+            table_size,
+            seed,
+            json,
+        } => {
+            let spec = Spec {
+                algorithm: algo.into(),
+                nodes,
+                vnodes,
+                weights,
+                keys,
+                remove,
+                table_size,
+                seed,
+            };
+            match ring_stats(&spec) {
+                Ok(stats) if json => match serde_json::to_string_pretty(&stats) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("shoalctl: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                Ok(stats) => print!("{stats}"),
+                Err(e) => {
+                    eprintln!("shoalctl ring-stats: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { file, json } => match shoal_config::load_file(&file) {
             Ok(cfg) => {
                 let summary = shoal_control::describe(&cfg);

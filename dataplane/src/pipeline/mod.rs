@@ -19,18 +19,23 @@
 mod tables;
 
 use core::net::Ipv4Addr;
+use core::time::Duration;
 use std::sync::Arc;
 
-pub use tables::{ServiceEntry, Tables, TablesError};
+use shoal_config::{LoadChoice, Mode, State};
+
+pub use tables::{MemberEntry, ServiceEntry, Tables, TablesError};
 
 use crate::counters::{Counter, Counters, Layer};
 use crate::flow::{FlowKey, FlowState, FlowTable, Insert, Timeouts};
 use crate::io::{Frame, PortId};
-use crate::select::ClientKey;
+use crate::select::{key_hash, ClientKey};
 use crate::time::Instant;
+use crate::wire::tcp::option_kind;
 use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Repr,
-    IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, UdpPacket,
+    checksum, ipip, ArpOperation, ArpPacket, ArpRepr, Error, EtherType, EthernetFrame,
+    Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags,
+    TcpPacket, UdpPacket,
 };
 
 /// Port index of the wire (NIC on the shared segment).
@@ -50,9 +55,47 @@ pub enum Verdict {
 /// What the flow table remembers per flow: how to treat its packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowAction {
-    /// This server's kernel serves the flow (`local` mode).
+    /// This server's kernel serves the flow (`local` mode, a DPR connection
+    /// this member kept, or one redirected here).
     Local,
+    /// DPR on the LAN: rewrite the destination MAC to this member's own MAC.
+    RedirectMac {
+        /// Target member id.
+        member: u16,
+    },
+    /// DPR across networks: IP-in-IP (RFC 2003) to this member's own address.
+    RedirectIpip {
+        /// Target member id.
+        member: u16,
+    },
+    /// A connection another member's inspector redirects here: its packets
+    /// arrive by MAC rewrite or tunnel and go to this kernel; the broadcast
+    /// copies of the same packets (to the cluster MAC) are ignored.
+    Received,
 }
+
+/// What the byte-level pass decided; the steps that grow or shrink the
+/// frame happen after it, in [`Pipeline::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Decided: forward or drop as is (Ethernet destination already set).
+    Done(Verdict),
+    /// Rewrite the destination MAC to member `to`'s own and send on the wire.
+    RewriteMac { to: u16 },
+    /// Tunnel the IPv4 packet to member `to` (IP-in-IP) on the wire.
+    Encap { to: u16 },
+    /// This member is the tunnel's end: strip `outer_len` bytes of outer
+    /// IPv4 header and deliver the inner packet to the kernel.
+    Decap { outer_len: usize },
+}
+
+/// What later fragments of a datagram get: what the first one got.
+type FragAction = Option<FlowAction>;
+
+/// How long a datagram's fragments are followed after its last fragment.
+const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Datagrams followed at once per worker.
+const FRAGMENT_CAPACITY: usize = 4096;
 
 /// One worker's processor: tables of the current epoch, the flow table and
 /// the counters.
@@ -60,16 +103,29 @@ pub enum FlowAction {
 pub struct Pipeline {
     tables: Arc<Tables>,
     flows: FlowTable<FlowAction>,
+    /// First-fragment decisions keyed (src, dst, IP id as src port, proto).
+    fragments: FlowTable<FragAction>,
     counters: Counters,
+    /// IP identification of the outer headers and ICMP errors this worker sends.
+    ident: u16,
 }
 
 impl Pipeline {
     /// A processor over `tables` with a flow table of `capacity` flows.
     pub fn new(tables: Arc<Tables>, capacity: usize, timeouts: Timeouts) -> Self {
+        let t = FRAGMENT_TIMEOUT;
+        let fragment_timeouts = Timeouts {
+            syn: t,
+            established: t,
+            closing: t,
+            tombstone: t,
+        };
         Pipeline {
             tables,
             flows: FlowTable::new(capacity, timeouts),
+            fragments: FlowTable::new(FRAGMENT_CAPACITY, fragment_timeouts),
             counters: Counters::default(),
+            ident: 0,
         }
     }
 
@@ -103,6 +159,7 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant, budget: usize) {
         // Counted in the flow table's own stats (expired by state).
         self.flows.expire(now, budget);
+        self.fragments.expire(now, budget);
     }
 
     /// Decides what happens to `frame`, received on port `from`, rewriting it
@@ -116,35 +173,63 @@ impl Pipeline {
         } else {
             self.counters.inc(Counter::WireRx);
             self.counters.add(Counter::WireRxBytes, len);
-            self.on_wire(frame.bytes_mut(), now)
+            match self.on_wire(frame.bytes_mut(), now) {
+                Plan::Done(verdict) => verdict,
+                Plan::Encap { to } => self.encapsulate(frame, to),
+                Plan::Decap { outer_len } => {
+                    let bytes = frame.bytes_mut();
+                    bytes.copy_within(0..ETH_LEN, outer_len);
+                    if frame.adj(outer_len) {
+                        Verdict::Forward(KERNEL)
+                    } else {
+                        Verdict::Drop
+                    }
+                }
+                // Handled inside on_wire, which has the Ethernet header.
+                Plan::RewriteMac { .. } => Verdict::Drop,
+            }
         }
     }
 
-    fn on_wire(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
+    fn on_wire(&mut self, bytes: &mut [u8], now: Instant) -> Plan {
         let mut eth = match EthernetFrame::new_checked(bytes) {
             Ok(eth) => eth,
-            Err(e) => return self.malformed(Layer::Ethernet, e),
+            Err(e) => return Plan::Done(self.malformed(Layer::Ethernet, e)),
         };
         let t = &*self.tables;
         let dst = eth.dst_addr();
         if dst != t.cluster_mac && dst != t.own_mac && !dst.is_multicast() {
-            return self.drop(Counter::DropOtherHost);
+            return Plan::Done(self.drop(Counter::DropOtherHost));
         }
         if eth.vlan_ids()[0].is_some() {
-            return self.drop(Counter::DropVlan);
+            return Plan::Done(self.drop(Counter::DropVlan));
         }
         match eth.ethertype() {
-            EtherType::Arp => self.arp(&mut eth),
+            EtherType::Arp => Plan::Done(self.arp(&mut eth)),
             EtherType::Ipv4 => {
-                let verdict = self.ipv4_from_wire(eth.payload_mut(), now);
-                // The kernel's TAP has this member's own MAC and silently
-                // drops frames for any other unicast MAC (the cluster MAC).
-                if verdict == Verdict::Forward(KERNEL) && dst == self.tables.cluster_mac {
-                    eth.set_dst_addr(self.tables.own_mac);
+                let to_me = dst == t.own_mac;
+                let plan = self.ipv4_from_wire(eth.payload_mut(), to_me, now);
+                let t = &*self.tables;
+                match plan {
+                    // The kernel's TAP has this member's own MAC and silently
+                    // drops frames for any other unicast MAC (the cluster MAC).
+                    Plan::Done(Verdict::Forward(KERNEL)) | Plan::Decap { .. } => {
+                        eth.set_dst_addr(t.own_mac);
+                        plan
+                    }
+                    Plan::RewriteMac { to } => match t.member(to) {
+                        Some(m) => {
+                            eth.set_dst_addr(m.mac);
+                            eth.set_src_addr(t.own_mac);
+                            self.counters.inc(Counter::DprRedirected);
+                            Plan::Done(Verdict::Forward(WIRE))
+                        }
+                        None => Plan::Done(self.drop(Counter::DropRedirectTargetGone)),
+                    },
+                    _ => plan,
                 }
-                verdict
             }
-            _ => self.drop(Counter::DropUnsupportedEthertype),
+            _ => Plan::Done(self.drop(Counter::DropUnsupportedEthertype)),
         }
     }
 
@@ -191,46 +276,162 @@ impl Pipeline {
         self.drop(Counter::ArpIgnored)
     }
 
-    fn ipv4_from_wire(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
+    fn ipv4_from_wire(&mut self, bytes: &mut [u8], to_me: bool, now: Instant) -> Plan {
         let mut ip = match Ipv4Packet::new_checked(bytes) {
             Ok(ip) => ip,
-            Err(e) => return self.malformed(Layer::Ipv4, e),
+            Err(e) => return Plan::Done(self.malformed(Layer::Ipv4, e)),
         };
         if !ip.verify_checksum() {
-            return self.malformed(Layer::Ipv4, crate::wire::Error::BadChecksum);
+            return Plan::Done(self.malformed(Layer::Ipv4, Error::BadChecksum));
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let t = &*self.tables;
         if dst == t.own_addr {
+            if ip.next_header() == IpProtocol::IpIp {
+                return self.tunnel_end(&mut ip, now);
+            }
             self.counters.inc(Counter::OwnToKernel);
-            return Verdict::Forward(KERNEL);
+            return Plan::Done(Verdict::Forward(KERNEL));
         }
         if !t.is_vip(dst) {
-            return self.drop(Counter::DropNotForUs);
+            return Plan::Done(self.drop(Counter::DropNotForUs));
         }
         if let Err(e) = ip.check_options() {
-            return self.malformed(Layer::Ipv4, e);
+            return Plan::Done(self.malformed(Layer::Ipv4, e));
         }
-        if ip.is_fragment() {
-            return self.drop(Counter::DropFragment);
+        let protocol = ip.next_header();
+        if to_me {
+            // Redirected here by an inspector (DPR MAC rewrite), fragments
+            // included: this member's kernel serves it, whatever the hash says.
+            if protocol == IpProtocol::Tcp && ip.frag_offset() == 0 {
+                match TcpPacket::new_checked(ip.payload_mut()) {
+                    Ok(tcp) => self.redirected_in(src, dst, &tcp, now),
+                    Err(e) => return Plan::Done(self.malformed(Layer::Tcp, e)),
+                }
+            }
+            self.counters.inc(Counter::DprReceived);
+            return Plan::Done(Verdict::Forward(KERNEL));
         }
-        match ip.next_header() {
+        // Fragments follow their datagram's first fragment (which carries the
+        // ports and so the decision), keyed by source, destination and IP id.
+        let frag_key = FlowKey::new(src, ip.ident(), dst, 0, protocol.into());
+        if ip.frag_offset() > 0 {
+            return match self.fragments.lookup_touch(&frag_key, now).map(|f| f.value) {
+                Some(Some(action)) => {
+                    self.counters.inc(Counter::FragmentFollowed);
+                    self.place(action, None)
+                }
+                Some(None) => Plan::Done(self.drop(Counter::DropFragment)),
+                None => Plan::Done(self.drop(Counter::DropFragmentOrphan)),
+            };
+        }
+        let first_fragment = ip.more_frags();
+        let plan = match protocol {
             IpProtocol::Tcp => self.tcp_from_wire(src, dst, ip.payload_mut(), now),
-            IpProtocol::Udp => match UdpPacket::new_checked(ip.payload_mut()) {
+            IpProtocol::Udp => Plan::Done(match UdpPacket::new_checked(ip.payload_mut()) {
                 Ok(udp) => self.stateless_to_owner(src, dst, udp.src_port(), udp.dst_port(), true),
                 Err(e) => self.malformed(Layer::Udp, e),
-            },
+            }),
             IpProtocol::Icmp => {
                 // Only messages with a repr (echo, unreachable, time
                 // exceeded) reach a kernel; redirects and the like are dropped.
-                match Icmpv4Packet::new_checked(&ip.payload_mut()[..])
-                    .and_then(|p| Icmpv4Repr::parse(&p).map(|_| ()))
-                {
-                    Ok(()) => self.stateless_to_owner(src, dst, 0, 0, false),
-                    Err(e) => self.malformed(Layer::Icmp, e),
-                }
+                Plan::Done(
+                    match Icmpv4Packet::new_checked(&ip.payload_mut()[..])
+                        .and_then(|p| Icmpv4Repr::parse(&p).map(|_| ()))
+                    {
+                        Ok(()) => self.stateless_to_owner(src, dst, 0, 0, false),
+                        Err(e) => self.malformed(Layer::Icmp, e),
+                    },
+                )
             }
-            _ => self.drop(Counter::DropVipProtocol),
+            _ => Plan::Done(self.drop(Counter::DropVipProtocol)),
+        };
+        if first_fragment {
+            let action = match plan {
+                Plan::Done(Verdict::Forward(KERNEL)) => Some(FlowAction::Local),
+                Plan::RewriteMac { to } => Some(FlowAction::RedirectMac { member: to }),
+                Plan::Encap { to } => Some(FlowAction::RedirectIpip { member: to }),
+                _ => None,
+            };
+            // A full fragment table only means later fragments are dropped.
+            let _ = self
+                .fragments
+                .insert(frag_key, FlowState::Established, action, now);
+        }
+        plan
+    }
+
+    /// IP-in-IP addressed to this member: validate the inner packet (a VIP
+    /// packet an inspector redirected here), track its flow, deliver it.
+    fn tunnel_end(&mut self, outer: &mut Ipv4Packet<&mut [u8]>, now: Instant) -> Plan {
+        let outer_len = outer.header_len();
+        if outer.is_fragment() {
+            return Plan::Done(self.drop(Counter::DropIpipInner));
+        }
+        let mut inner = match Ipv4Packet::new_checked(outer.payload_mut()) {
+            Ok(inner) => inner,
+            Err(e) => return Plan::Done(self.malformed(Layer::Ipv4, e)),
+        };
+        if !inner.verify_checksum() {
+            return Plan::Done(self.malformed(Layer::Ipv4, Error::BadChecksum));
+        }
+        let (src, dst) = (inner.src_addr(), inner.dst_addr());
+        if !self.tables.is_vip(dst) {
+            return Plan::Done(self.drop(Counter::DropIpipInner));
+        }
+        if inner.next_header() == IpProtocol::Tcp && inner.frag_offset() == 0 {
+            match TcpPacket::new_checked(inner.payload_mut()) {
+                Ok(tcp) => self.redirected_in(src, dst, &tcp, now),
+                Err(e) => return Plan::Done(self.malformed(Layer::Tcp, e)),
+            }
+        }
+        self.counters.inc(Counter::IpipDecapsulated);
+        Plan::Decap { outer_len }
+    }
+
+    /// A TCP packet another member redirected here: keep a `Received` flow
+    /// so the kernel's replies and resets for it are recognised as ours and
+    /// the broadcast copies of its packets are not delivered twice.
+    fn redirected_in<T: AsRef<[u8]>>(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        tcp: &TcpPacket<T>,
+        now: Instant,
+    ) {
+        let key = FlowKey::new(
+            src,
+            tcp.src_port(),
+            dst,
+            tcp.dst_port(),
+            IpProtocol::Tcp.into(),
+        );
+        if self.track(&key, tcp.flags(), true, now).is_none() {
+            let state = if tcp.syn() {
+                FlowState::Syn
+            } else {
+                FlowState::Established
+            };
+            let _ = self.flows.insert(key, state, FlowAction::Received, now);
+        }
+    }
+
+    /// The plan for a packet of a flow placed with `action`. For a SYN
+    /// tunnelled with IP-in-IP the MSS is clamped so that client segments
+    /// plus the outer header fit the MTU.
+    fn place(&mut self, action: FlowAction, syn: Option<&mut TcpPacket<&mut [u8]>>) -> Plan {
+        match action {
+            FlowAction::Local | FlowAction::Received => Plan::Done(Verdict::Forward(KERNEL)),
+            FlowAction::RedirectMac { member } => Plan::RewriteMac { to: member },
+            FlowAction::RedirectIpip { member } => {
+                if let Some(tcp) = syn {
+                    let max = self.tables.mtu.saturating_sub(IPIP_OVERHEAD + 40);
+                    if clamp_mss(tcp, max) {
+                        self.counters.inc(Counter::MssClamped);
+                    }
+                }
+                Plan::Encap { to: member }
+            }
         }
     }
 
@@ -271,10 +472,10 @@ impl Pipeline {
         dst: Ipv4Addr,
         bytes: &mut [u8],
         now: Instant,
-    ) -> Verdict {
-        let tcp = match TcpPacket::new_checked(bytes) {
+    ) -> Plan {
+        let mut tcp = match TcpPacket::new_checked(bytes) {
             Ok(tcp) => tcp,
-            Err(e) => return self.malformed(Layer::Tcp, e),
+            Err(e) => return Plan::Done(self.malformed(Layer::Tcp, e)),
         };
         let key = FlowKey::new(
             src,
@@ -283,45 +484,167 @@ impl Pipeline {
             tcp.dst_port(),
             IpProtocol::Tcp.into(),
         );
+        let client = ClientKey {
+            addr: src,
+            port: tcp.src_port(),
+        };
         let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
+        let pure_syn = syn && !ack && !rst && !fin;
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
+            if action == FlowAction::Received {
+                // The inspector redirects this packet here; this is its
+                // broadcast copy.
+                return Plan::Done(self.drop(Counter::RedirectCopyIgnored));
+            }
             if syn && !ack {
                 self.counters.inc(Counter::SynRetransmit);
             }
             self.counters.inc(Counter::FlowHit);
-            return match action {
-                FlowAction::Local => Verdict::Forward(KERNEL),
-            };
+            return self.place(action, pure_syn.then_some(&mut tcp));
         }
         let t = &*self.tables;
         let Some(service) = t.service(dst, tcp.dst_port(), IpProtocol::Tcp) else {
-            return self.drop(Counter::DropNoService);
+            return Plan::Done(self.drop(Counter::DropNoService));
         };
-        if !(syn && !ack && !rst && !fin) {
-            return self.drop(Counter::VipNoFlow);
+        let inspector = service.selector.select(client) == Some(t.own_id);
+        let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
+        if stateless_dpr && !pure_syn {
+            // Stateless DPR: the inspector places every packet by a pure
+            // hash of the client, so it needs no flow (DPR, stateless).
+            if !inspector {
+                return Plan::Done(self.drop(Counter::VipNoFlow));
+            }
+            let target = service.target.select(client);
+            let action = redirect(service.mode, target, t.own_id);
+            self.counters.inc(Counter::DprStateless);
+            return self.place(action, None);
+        }
+        if !pure_syn {
+            return Plan::Done(self.drop(Counter::VipNoFlow));
         }
         // A SYN creates state: make sure it is intact (established traffic is
         // left to the NIC's and the kernel's checksum checks).
         if !tcp.verify_checksum(src, dst) {
-            return self.malformed(Layer::Tcp, crate::wire::Error::BadChecksum);
+            return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
         }
-        if service.selector.select(ClientKey {
-            addr: src,
-            port: tcp.src_port(),
-        }) != Some(t.own_id)
-        {
-            return self.drop(Counter::SynOtherInspector);
+        if !inspector {
+            return Plan::Done(self.drop(Counter::SynOtherInspector));
         }
-        let action = match service.mode {
-            shoal_config::Mode::Local => FlowAction::Local,
-            // Tables::from_config refuses every other mode in this build.
-            _ => return self.drop(Counter::DropNoService),
+        let action = match (service.mode, service.state) {
+            (Mode::Local, _) => FlowAction::Local,
+            (_, State::Stateless) => {
+                redirect(service.mode, service.target.select(client), t.own_id)
+            }
+            (_, State::Stateful) => {
+                let target = choose_by_load(t, service, client);
+                if target != t.own_id {
+                    self.counters.inc(Counter::DprOverloadChoice);
+                }
+                redirect(service.mode, Some(target), t.own_id)
+            }
         };
-        if self.flows.insert(key, FlowState::Syn, action, now) == Insert::Rejected {
-            return self.drop(Counter::DropFlowTableFull);
+        // The inspector keeps a flow for stateful placement, and for
+        // connections its own kernel serves (to know their kernel resets).
+        if !(stateless_dpr && action != FlowAction::Local)
+            && self.flows.insert(key, FlowState::Syn, action, now) == Insert::Rejected
+        {
+            return Plan::Done(self.drop(Counter::DropFlowTableFull));
         }
-        self.counters.inc(Counter::SynAccepted);
-        Verdict::Forward(KERNEL)
+        if stateless_dpr {
+            self.counters.inc(Counter::DprStateless);
+        } else {
+            self.counters.inc(Counter::SynAccepted);
+        }
+        self.place(action, Some(&mut tcp))
+    }
+
+    /// Grows the frame by an outer IPv4 header toward member `to` (RFC 2003),
+    /// or answers the client with ICMP fragmentation-needed when the result
+    /// would exceed the MTU and the packet may not be fragmented.
+    fn encapsulate<F: Frame>(&mut self, frame: &mut F, to: u16) -> Verdict {
+        let t = Arc::clone(&self.tables);
+        let Some(member) = t.member(to) else {
+            self.counters.inc(Counter::DropRedirectTargetGone);
+            return Verdict::Drop;
+        };
+        let (inner_len, dont_frag) = {
+            let ip = Ipv4Packet::new_unchecked(&frame.bytes()[ETH_LEN..]);
+            (usize::from(ip.total_len()), ip.dont_frag())
+        };
+        if inner_len + usize::from(IPIP_OVERHEAD) > usize::from(t.mtu) {
+            if dont_frag {
+                return self.frag_needed(frame);
+            }
+            self.counters.inc(Counter::DropTooBig);
+            return Verdict::Drop;
+        }
+        self.ident = self.ident.wrapping_add(1);
+        let outer = {
+            let ip = Ipv4Packet::new_unchecked(&frame.bytes()[ETH_LEN..]);
+            ipip::outer_repr(&ip, t.own_addr, member.addr, self.ident)
+        };
+        // Drop Ethernet padding, then make room in the headroom.
+        if !frame.truncate(ETH_LEN + inner_len) || !frame.prepend(usize::from(IPIP_OVERHEAD)) {
+            self.counters.inc(Counter::DropNoHeadroom);
+            return Verdict::Drop;
+        }
+        let over = usize::from(IPIP_OVERHEAD);
+        let bytes = frame.bytes_mut();
+        bytes.copy_within(over..over + ETH_LEN, 0);
+        let mut eth = EthernetFrame::new_unchecked(&mut bytes[..]);
+        eth.set_dst_addr(member.mac);
+        eth.set_src_addr(t.own_mac);
+        let mut ip = Ipv4Packet::new_unchecked(&mut bytes[ETH_LEN..]);
+        outer.emit(&mut ip);
+        ip.fill_checksum();
+        self.counters.inc(Counter::DprRedirected);
+        Verdict::Forward(WIRE)
+    }
+
+    /// Turns the frame, in place, into ICMP fragmentation-needed (RFC 792,
+    /// RFC 1191) toward its sender, quoting its IP header and 8 bytes.
+    fn frag_needed<F: Frame>(&mut self, frame: &mut F) -> Verdict {
+        let t = Arc::clone(&self.tables);
+        let mut quote = [0u8; 68];
+        let (client_mac, client, quote_len) = {
+            let bytes = frame.bytes();
+            let eth = EthernetFrame::new_unchecked(bytes);
+            let ip = Ipv4Packet::new_unchecked(&bytes[ETH_LEN..]);
+            let n = (ip.header_len() + 8).min(usize::from(ip.total_len()));
+            quote[..n].copy_from_slice(&bytes[ETH_LEN..ETH_LEN + n]);
+            (eth.src_addr(), ip.src_addr(), n)
+        };
+        let icmp = Icmpv4Repr::DstUnreachable {
+            reason: Icmpv4DstUnreachable::FragRequired,
+            next_hop_mtu: t.mtu - IPIP_OVERHEAD,
+            invoking: &quote[..quote_len],
+        };
+        self.ident = self.ident.wrapping_add(1);
+        let ip = Ipv4Repr {
+            src_addr: t.own_addr,
+            dst_addr: client,
+            protocol: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            ttl: 64,
+            ident: self.ident,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+            dscp_ecn: 0,
+        };
+        if !frame.truncate(ETH_LEN + 20 + icmp.buffer_len()) {
+            return Verdict::Drop;
+        }
+        let bytes = frame.bytes_mut();
+        let mut eth = EthernetFrame::new_unchecked(&mut bytes[..]);
+        eth.set_dst_addr(client_mac);
+        eth.set_src_addr(t.own_mac);
+        let mut packet = Ipv4Packet::new_unchecked(&mut bytes[ETH_LEN..]);
+        ip.emit(&mut packet);
+        packet.fill_checksum();
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()));
+        self.counters.inc(Counter::IcmpFragNeededSent);
+        Verdict::Forward(WIRE)
     }
 
     fn on_kernel(&mut self, bytes: &mut [u8], now: Instant) -> Verdict {
@@ -403,6 +726,79 @@ impl Pipeline {
         self.counters.malformed(layer, e);
         Verdict::Drop
     }
+}
+
+/// Bytes of an untagged Ethernet header.
+const ETH_LEN: usize = 14;
+/// Bytes IP-in-IP adds (an outer IPv4 header without options).
+const IPIP_OVERHEAD: u16 = 20;
+
+/// The action for a connection whose chosen member is `target`.
+fn redirect(mode: Mode, target: Option<u16>, own: u16) -> FlowAction {
+    match (mode, target) {
+        (Mode::DprMac, Some(member)) if member != own => FlowAction::RedirectMac { member },
+        (Mode::DprIpip, Some(member)) if member != own => FlowAction::RedirectIpip { member },
+        _ => FlowAction::Local,
+    }
+}
+
+/// DPR stateful choice for a new connection this member inspects: itself
+/// unless its load is above `max_load`; then the least-loaded other member,
+/// or one drawn with probability inverse to load (the draw is a hash of the
+/// client, so replays are deterministic), among members under `max_load`
+/// that take connections. Itself again when every other member is over.
+fn choose_by_load(t: &Tables, service: &ServiceEntry, client: ClientKey) -> u16 {
+    let Some(max_load) = service.max_load else {
+        return t.own_id;
+    };
+    if t.member(t.own_id).is_none_or(|me| me.load <= max_load) {
+        return t.own_id;
+    }
+    let eligible = || {
+        t.members
+            .iter()
+            .filter(move |m| m.id != t.own_id && m.effective_weight() > 0 && m.load < max_load)
+    };
+    match service.load_choice {
+        LoadChoice::LeastLoaded => eligible()
+            .min_by(|a, b| a.load.total_cmp(&b.load).then(a.id.cmp(&b.id)))
+            .map_or(t.own_id, |m| m.id),
+        LoadChoice::Probabilistic => {
+            let weight = |m: &MemberEntry| 1.0 / (m.load.max(0.0) + 0.01);
+            let total: f64 = eligible().map(weight).sum();
+            if total <= 0.0 {
+                return t.own_id;
+            }
+            let mut draw = (key_hash(client) >> 11) as f64 / (1u64 << 53) as f64 * total;
+            for m in eligible() {
+                draw -= weight(m);
+                if draw < 0.0 {
+                    return m.id;
+                }
+            }
+            eligible().next_back().map_or(t.own_id, |m| m.id)
+        }
+    }
+}
+
+/// Lowers the MSS option of a SYN to `max` (incremental checksum update);
+/// true if it changed.
+fn clamp_mss(tcp: &mut TcpPacket<&mut [u8]>, max: u16) -> bool {
+    let (Some(old), Some(at)) = (tcp.mss(), tcp.option_offset(option_kind::MSS)) else {
+        return false;
+    };
+    if old <= max {
+        return false;
+    }
+    let csum = checksum::update_bytes(
+        tcp.checksum(),
+        at + 2,
+        &old.to_be_bytes(),
+        &max.to_be_bytes(),
+    );
+    tcp.set_mss(max);
+    tcp.set_checksum(csum);
+    true
 }
 
 /// TCP state tracking as far as timeouts need it: any FIN or RST closes, the

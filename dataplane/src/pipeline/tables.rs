@@ -5,9 +5,9 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Algorithm, Config, Member, Mode, Protocol};
+use shoal_config::{Algorithm, Config, LoadChoice, Mode, Protocol, State};
 
-use crate::select::{Candidate, Rendezvous, Ring, RingMember, Selector};
+use crate::select::{Candidate, ClientKey, Rendezvous, Ring, RingMember, Selector};
 use crate::wire::{EthernetAddress, IpProtocol};
 
 /// A service as the pipeline matches it.
@@ -23,6 +23,45 @@ pub struct ServiceEntry {
     pub protocol: IpProtocol,
     /// What the inspector does.
     pub mode: Mode,
+    /// DPR: stateless (pure hash per packet) or stateful (choice kept per flow).
+    pub state: State,
+    /// DPR stateless: the target of a connection, a consistent hash
+    /// independent of the inspector's (as DPR's entry point and target are).
+    pub target: Arc<dyn Selector>,
+    /// DPR stateful: load above which the inspector passes a new connection on.
+    pub max_load: Option<f64>,
+    /// DPR stateful: how the other member is chosen then.
+    pub load_choice: LoadChoice,
+}
+
+/// A member as the pipeline sees it in one epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberEntry {
+    /// Cluster-wide id.
+    pub id: u16,
+    /// Own address (IP-in-IP tunnel endpoint).
+    pub addr: Ipv4Addr,
+    /// Own MAC (MAC-rewrite target).
+    pub mac: EthernetAddress,
+    /// Configured weight (0 = no new connections).
+    pub weight: u32,
+    /// Draining: finishes its connections, takes no new ones.
+    pub draining: bool,
+    /// Alive in this epoch (control's failure detector).
+    pub alive: bool,
+    /// Current load figure (DPR `max_load` compares against it).
+    pub load: f64,
+}
+
+impl MemberEntry {
+    /// The weight selection uses: 0 when draining or dead.
+    pub fn effective_weight(&self) -> u32 {
+        if self.draining || !self.alive {
+            0
+        } else {
+            self.weight
+        }
+    }
 }
 
 /// Why tables could not be built from a config.
@@ -33,7 +72,8 @@ pub enum TablesError {
     UnknownLocalMember(String),
     /// A service uses a mode this build does not implement yet.
     #[error(
-        "services '{service}': mode {mode} is not implemented in this build (only \"local\" is)"
+        "services '{service}': mode {mode} is not implemented in this build \
+         (\"local\", \"dpr-mac\" and \"dpr-ipip\" are)"
     )]
     UnsupportedMode {
         /// Service name.
@@ -73,11 +113,41 @@ pub struct Tables {
     pub services: Vec<ServiceEntry>,
     /// Selection for VIP traffic outside any service (ICMP).
     pub selector: Arc<dyn Selector>,
+    /// Every member of the epoch (alive or not), ordered by id.
+    pub members: Vec<MemberEntry>,
+    /// IP MTU of the segment.
+    pub mtu: u16,
 }
 
 impl Tables {
-    /// Builds epoch `epoch`'s tables from a validated config.
+    /// Builds epoch `epoch`'s tables from a validated config, with every
+    /// member alive, undrained, at its configured weight and load 0.
     pub fn from_config(cfg: &Config, epoch: u64) -> Result<Tables, TablesError> {
+        let members = cfg
+            .cluster
+            .members
+            .iter()
+            .map(|m| MemberEntry {
+                id: m.id,
+                addr: m.address,
+                mac: EthernetAddress(m.mac.0),
+                weight: m.weight,
+                draining: false,
+                alive: true,
+                load: 0.0,
+            })
+            .collect();
+        Tables::build(cfg, epoch, members)
+    }
+
+    /// Builds tables from a validated config and the membership of an epoch
+    /// (weights, drain, liveness and load as control last reported them).
+    pub fn build(
+        cfg: &Config,
+        epoch: u64,
+        mut members: Vec<MemberEntry>,
+    ) -> Result<Tables, TablesError> {
+        members.sort_by_key(|m| m.id);
         let me = cfg
             .cluster
             .members
@@ -86,20 +156,18 @@ impl Tables {
             .ok_or_else(|| TablesError::UnknownLocalMember(cfg.cluster.local_member.clone()))?;
         let mut services = Vec::with_capacity(cfg.services.len());
         for s in &cfg.services {
-            if s.mode != Mode::Local {
+            if s.mode == Mode::Splice {
                 return Err(TablesError::UnsupportedMode {
                     service: s.name.clone(),
                     mode: mode_name(s.mode),
                 });
             }
-            if s.selection.algorithm == Algorithm::Maglev {
-                return Err(TablesError::UnsupportedAlgorithm {
-                    service: s.name.clone(),
-                    algorithm: "maglev",
-                });
-            }
             services.push(ServiceEntry {
-                selector: build_selector(&s.selection, &cfg.cluster.members),
+                selector: build_selector(&s.selection, &members),
+                target: Arc::new(Salted(build_selector(&s.selection, &members))),
+                state: s.state,
+                max_load: s.selection.max_load,
+                load_choice: s.selection.load_choice,
                 vip: s.vip,
                 port: s.port,
                 protocol: match s.protocol {
@@ -113,7 +181,7 @@ impl Tables {
         // selector so a ping is answered by exactly one member.
         let selector = match services.first() {
             Some(first) => Arc::clone(&first.selector),
-            None => build_selector(&shoal_config::Selection::default(), &cfg.cluster.members),
+            None => build_selector(&shoal_config::Selection::default(), &members),
         };
         Ok(Tables {
             epoch,
@@ -124,6 +192,8 @@ impl Tables {
             own_mac: EthernetAddress(me.mac.0),
             services,
             selector,
+            members,
+            mtu: cfg.dataplane.mtu,
         })
     }
 
@@ -131,6 +201,12 @@ impl Tables {
     #[inline]
     pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
         self.vips.contains(&addr)
+    }
+
+    /// The member with id `id`.
+    #[inline]
+    pub fn member(&self, id: u16) -> Option<&MemberEntry> {
+        self.members.iter().find(|m| m.id == id)
     }
 
     /// The service at (vip, port, protocol), if configured.
@@ -143,29 +219,59 @@ impl Tables {
 }
 
 /// The selector a service's `[selection]` asks for, over `members`.
-fn build_selector(selection: &shoal_config::Selection, members: &[Member]) -> Arc<dyn Selector> {
+fn build_selector(
+    selection: &shoal_config::Selection,
+    members: &[MemberEntry],
+) -> Arc<dyn Selector> {
     match selection.algorithm {
         Algorithm::Ring => Arc::new(Ring::new(
             &members
                 .iter()
                 .map(|m| RingMember {
                     id: m.id,
-                    addr: m.address,
-                    weight: m.weight,
+                    addr: m.addr,
+                    weight: m.effective_weight(),
                 })
                 .collect::<Vec<_>>(),
             selection.vnodes,
         )),
-        // Maglev is refused by from_config until it exists.
-        Algorithm::Rendezvous | Algorithm::Maglev => Arc::new(Rendezvous::new(
+        // validate() requires a prime M > 100 x members.
+        Algorithm::Maglev => Arc::new(crate::select::Maglev::new(
+            &members
+                .iter()
+                .map(|m| RingMember {
+                    id: m.id,
+                    addr: m.addr,
+                    weight: m.effective_weight(),
+                })
+                .collect::<Vec<_>>(),
+            selection.maglev_table_size,
+        )),
+        Algorithm::Rendezvous => Arc::new(Rendezvous::new(
             &members
                 .iter()
                 .map(|m| Candidate {
                     id: m.id,
-                    weight: m.weight,
+                    weight: m.effective_weight(),
                 })
                 .collect::<Vec<_>>(),
         )),
+    }
+}
+
+/// A selector asked with a transformed key: an independent consistent hash
+/// over the same members (the stateless DPR target, unrelated to who is the
+/// inspector of the connection).
+#[derive(Debug)]
+struct Salted(Arc<dyn Selector>);
+
+impl Selector for Salted {
+    fn select(&self, key: ClientKey) -> Option<u16> {
+        let salted = u32::from(key.addr) ^ 0x5bd1_e995;
+        self.0.select(ClientKey {
+            addr: Ipv4Addr::from(salted),
+            port: key.port.rotate_left(7),
+        })
     }
 }
 

@@ -1,0 +1,309 @@
+//! The link to the local dataplane: its command rings (control → workers)
+//! and stats segments (workers → control), through `shoal-channel`.
+//!
+//! File layout, in the directory `control.shm_path`: worker `w`'s command
+//! ring is `cmd-<w>`, its stats segment `stats-<w>`; the dataplane creates
+//! both when it starts, one pair per `dataplane.cores` entry.
+//!
+//! This module owns *when* to push: the full [`Command::Membership`] goes to
+//! a worker whenever what it last received differs from the current epoch
+//! (new epoch number or table, which includes weight and drain changes),
+//! whenever the ring belongs to a new dataplane instance (the dataplane
+//! restarted) and after this process starts; in between, loads travel as
+//! [`Command::Load`]. A missing dataplane is logged once per outage,
+//! counted, and retried every interval. It knows nothing about sockets or
+//! the membership protocol.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use shoal_channel::{Command, CommandSender, MemberState, SendError, StatsReader, StatsSnapshot};
+
+use crate::log;
+use crate::membership::Membership;
+use crate::status::WorkerStatus;
+
+/// Push results, the `result` label of `shoal_control_dataplane_pushes_total`.
+pub const PUSH_RESULTS: [&str; 5] = ["error", "full", "ok", "stale", "unavailable"];
+
+/// The member table of a membership command for the current epoch, with
+/// each member's last known load.
+pub fn member_states(m: &Membership) -> Vec<MemberState> {
+    let epoch = m.epoch();
+    m.members()
+        .iter()
+        .map(|info| {
+            let row = epoch.table.iter().find(|e| e.id == info.id);
+            MemberState {
+                id: info.id,
+                addr: info.address,
+                mac: info.mac,
+                weight: row.map_or(info.weight, |e| e.weight),
+                alive: row.is_some_and(|e| e.alive),
+                draining: row.is_some_and(|e| e.draining),
+                load: sanitize(m.load_of(info.id).load),
+            }
+        })
+        .collect()
+}
+
+fn sanitize(load: f32) -> f32 {
+    if load.is_finite() && load >= 0.0 {
+        load
+    } else {
+        0.0
+    }
+}
+
+#[derive(Default)]
+struct Worker {
+    ring: Option<CommandSender>,
+    stats: Option<StatsReader>,
+    /// (ring instance, epoch number, epoch digest) of the last full push.
+    pushed: Option<(u64, u64, u64)>,
+    /// Loads last sent to this worker, by member id.
+    loads: BTreeMap<u16, f32>,
+    last: Option<StatsSnapshot>,
+    ring_down_logged: bool,
+    stats_down_logged: bool,
+}
+
+/// The command rings and stats segments of every worker.
+pub struct DataplaneLink {
+    dir: PathBuf,
+    workers: Vec<Worker>,
+    pushes: BTreeMap<&'static str, u64>,
+}
+
+impl std::fmt::Debug for DataplaneLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataplaneLink")
+            .field("dir", &self.dir)
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Worker `w`'s command ring in `dir`.
+pub fn ring_path(dir: &Path, w: usize) -> PathBuf {
+    dir.join(format!("cmd-{w}"))
+}
+
+/// Worker `w`'s stats segment in `dir`.
+pub fn stats_path(dir: &Path, w: usize) -> PathBuf {
+    dir.join(format!("stats-{w}"))
+}
+
+impl DataplaneLink {
+    /// A link to `workers` workers whose files are in `dir`. Nothing is
+    /// opened yet.
+    pub fn new(dir: &Path, workers: usize) -> DataplaneLink {
+        DataplaneLink {
+            dir: dir.to_owned(),
+            workers: (0..workers).map(|_| Worker::default()).collect(),
+            pushes: PUSH_RESULTS.iter().map(|&r| (r, 0)).collect(),
+        }
+    }
+
+    /// Push counts by result.
+    pub fn pushes(&self) -> &BTreeMap<&'static str, u64> {
+        &self.pushes
+    }
+
+    /// Reads every worker's stats segment (opening it when needed); the
+    /// result is index-aligned with the workers, `None` where unreadable.
+    pub fn read_stats(&mut self) -> Vec<Option<&StatsSnapshot>> {
+        for (w, worker) in self.workers.iter_mut().enumerate() {
+            let path = stats_path(&self.dir, w);
+            if worker.stats.is_none() {
+                match StatsReader::open(&path) {
+                    Ok(r) => {
+                        if worker.stats_down_logged {
+                            log(&format!("worker {w}: stats segment {} is back", path.display()));
+                        }
+                        worker.stats_down_logged = false;
+                        worker.stats = Some(r);
+                    }
+                    Err(e) => {
+                        if !worker.stats_down_logged {
+                            log(&format!(
+                                "worker {w}: cannot read stats ({e}); is shoal-dataplane running? \
+                                 retrying every interval"
+                            ));
+                            worker.stats_down_logged = true;
+                        }
+                        worker.last = None;
+                        continue;
+                    }
+                }
+            }
+            if let Some(reader) = &mut worker.stats {
+                match reader.read() {
+                    Ok(snap) => worker.last = Some(snap),
+                    Err(e) => {
+                        log(&format!("worker {w}: stats read failed ({e}); reopening"));
+                        worker.stats = None;
+                        worker.last = None;
+                    }
+                }
+            }
+        }
+        self.workers.iter().map(|w| w.last.as_ref()).collect()
+    }
+
+    /// Brings every worker up to date with `m`'s epoch and loads. Does
+    /// nothing before the first epoch (start-up settling): the dataplane
+    /// keeps whatever it had, so a control restart disturbs nothing.
+    pub fn push(&mut self, m: &Membership) {
+        let epoch = m.epoch();
+        if epoch.number == 0 {
+            return;
+        }
+        let states = member_states(m);
+        let full = Command::Membership {
+            epoch: epoch.number,
+            members: states.clone(),
+        };
+        for w in 0..self.workers.len() {
+            self.push_worker(w, &full, (epoch.number, epoch.digest), &states);
+        }
+    }
+
+    fn count(&mut self, result: &'static str) {
+        *self.pushes.entry(result).or_insert(0) += 1;
+    }
+
+    fn push_worker(
+        &mut self,
+        w: usize,
+        full: &Command,
+        (number, digest): (u64, u64),
+        states: &[MemberState],
+    ) {
+        // Up to two rounds: a stale ring is reopened and the full state resent at once.
+        for _ in 0..2 {
+            if !self.open_ring(w) {
+                self.count("unavailable");
+                return;
+            }
+            let worker = &mut self.workers[w];
+            let Some(ring) = worker.ring.as_mut() else {
+                return;
+            };
+            let instance = ring.instance();
+            let result = if worker.pushed == Some((instance, number, digest)) {
+                send_loads(ring, &mut worker.loads, states)
+            } else {
+                match ring.send(full) {
+                    Ok(()) => {
+                        worker.pushed = Some((instance, number, digest));
+                        worker.loads = states.iter().map(|s| (s.id, s.load)).collect();
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.count("ok");
+                    return;
+                }
+                Err(SendError::Full) => {
+                    // Retried next interval; the full push stays pending.
+                    self.count("full");
+                    return;
+                }
+                Err(SendError::Stale) => {
+                    log(&format!(
+                        "worker {w}: the dataplane restarted (ring instance {instance} is stale); \
+                         reopening and resending the membership"
+                    ));
+                    self.count("stale");
+                    let worker = &mut self.workers[w];
+                    worker.ring = None;
+                    worker.pushed = None;
+                }
+                #[allow(unreachable_patterns)]
+                Err(e) => {
+                    log(&format!("worker {w}: command ring error ({e}); reopening"));
+                    self.count("error");
+                    let worker = &mut self.workers[w];
+                    worker.ring = None;
+                    worker.pushed = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open_ring(&mut self, w: usize) -> bool {
+        let worker = &mut self.workers[w];
+        if worker.ring.is_some() {
+            return true;
+        }
+        let path = ring_path(&self.dir, w);
+        match CommandSender::open(&path) {
+            Ok(ring) => {
+                log(&format!(
+                    "worker {w}: command ring {} open (dataplane instance {})",
+                    path.display(),
+                    ring.instance()
+                ));
+                worker.ring = Some(ring);
+                worker.ring_down_logged = false;
+                worker.pushed = None;
+                true
+            }
+            Err(e) => {
+                if !worker.ring_down_logged {
+                    log(&format!(
+                        "worker {w}: cannot open the command ring ({e}); is shoal-dataplane \
+                         running? retrying every interval"
+                    ));
+                    worker.ring_down_logged = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Per-worker status for `/status` and `/metrics`; `now_unix_ns` dates
+    /// the stats segments.
+    pub fn status(&self, now_unix_ns: u64) -> Vec<WorkerStatus> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(w, worker)| WorkerStatus {
+                worker: w,
+                ring_open: worker.ring.is_some(),
+                ring_instance: worker.ring.as_ref().map(CommandSender::instance),
+                pushed_epoch: worker.pushed.map(|(_, e, _)| e),
+                stats_open: worker.last.is_some(),
+                stats_age_seconds: worker
+                    .last
+                    .as_ref()
+                    .map(|s| now_unix_ns.saturating_sub(s.written_at_unix_ns) as f64 / 1e9),
+                names: worker.last.as_ref().map(|s| s.names.clone()).unwrap_or_default(),
+                values: worker.last.as_ref().map(|s| s.values.clone()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Sends `Load` for every member whose load differs from what the worker has.
+fn send_loads(
+    ring: &mut CommandSender,
+    sent: &mut BTreeMap<u16, f32>,
+    states: &[MemberState],
+) -> Result<(), SendError> {
+    for s in states {
+        if sent.get(&s.id) != Some(&s.load) {
+            ring.send(&Command::Load {
+                member: s.id,
+                load: s.load,
+            })?;
+            sent.insert(s.id, s.load);
+        }
+    }
+    Ok(())
+}

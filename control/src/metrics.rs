@@ -1,0 +1,558 @@
+//! The Prometheus exporter's text: [`render`] turns a [`Status`] snapshot
+//! into the text exposition format (version 0.0.4).
+//!
+//! This module owns the metric names, their help and types, and how the
+//! dataplane's counter names map to them. The text is written by hand
+//! rather than through `prometheus-client`: the dataplane's counter set is
+//! only known at run time (it comes from the stats segment), every value is
+//! an absolute reading to copy rather than an event to count, and the
+//! whole output is rebuilt from one snapshot per scrape — a registry of
+//! incrementing counters would add a second copy of state and a crate for
+//! ~150 lines of formatting. The HTTP side lives in `daemon.rs`.
+//!
+//! Dataplane counters (per `worker`):
+//!
+//! | stats name | metric |
+//! |---|---|
+//! | `{wire,kernel}_{rx,tx}_{packets,bytes}` | `shoal_dataplane_{packets,bytes}_total{port,direction}` |
+//! | `drop_<reason>` | `shoal_dataplane_drops_total{reason}` |
+//! | `malformed_<layer>_<reason>` | `shoal_dataplane_malformed_total{layer,reason}` |
+//! | `syn_accepted`, `syn_other_inspector`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
+//! | `flows_live` | `shoal_dataplane_flows_live` |
+//! | `flows_{syn,established,closing,tombstone}` | `shoal_dataplane_flows{state}` |
+//! | `flows_{redirected,handed_over}` | `shoal_dataplane_flows_{redirected,handed_over}` |
+//! | `polls_{busy,idle}` | `shoal_dataplane_polls_total{result}` |
+//! | anything else | `shoal_dataplane_events_total{event}` |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::status::Status;
+
+/// `text/plain; version=0.0.4`: the content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+struct Family {
+    help: &'static str,
+    kind: Kind,
+    samples: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Out {
+    families: BTreeMap<&'static str, Family>,
+}
+
+impl Out {
+    fn add(
+        &mut self,
+        name: &'static str,
+        kind: Kind,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: String,
+    ) {
+        let f = self.families.entry(name).or_insert_with(|| Family {
+            help,
+            kind,
+            samples: Vec::new(),
+        });
+        let mut l = String::new();
+        if !labels.is_empty() {
+            l.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                let _ = write!(l, "{k}=\"{}\"", escape(v));
+            }
+            l.push('}');
+        }
+        f.samples.push((l, value));
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], v: u64) {
+        self.add(name, Kind::Counter, help, labels, v.to_string());
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], v: f64) {
+        self.add(name, Kind::Gauge, help, labels, float(v));
+    }
+
+    fn finish(self) -> String {
+        let mut s = String::new();
+        for (name, f) in self.families {
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(s, "# HELP {name} {}", f.help);
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+            for (labels, value) in f.samples {
+                let _ = writeln!(s, "{name}{labels} {value}");
+            }
+        }
+        s
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{v}")
+    }
+}
+
+const SELECTIONS: [&str; 5] = [
+    "syn_accepted",
+    "syn_other_inspector",
+    "syn_retransmit",
+    "vip_stateless_local",
+    "vip_stateless_other",
+];
+
+fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
+    let w = ("worker", worker);
+    let mut parts = name.splitn(3, '_');
+    let (a, b, c) = (parts.next(), parts.next(), parts.next());
+    if let (Some(port @ ("wire" | "kernel")), Some(dir @ ("rx" | "tx")), Some(unit)) = (a, b, c) {
+        let labels = [w, ("port", port), ("direction", dir)];
+        match unit {
+            "packets" => {
+                return out.counter(
+                    "shoal_dataplane_packets_total",
+                    "Frames received/transmitted per port.",
+                    &labels,
+                    v,
+                )
+            }
+            "bytes" => {
+                return out.counter(
+                    "shoal_dataplane_bytes_total",
+                    "Bytes received/transmitted per port.",
+                    &labels,
+                    v,
+                )
+            }
+            _ => {}
+        }
+    }
+    if let Some(reason) = name.strip_prefix("drop_") {
+        return out.counter(
+            "shoal_dataplane_drops_total",
+            "Frames dropped, by reason.",
+            &[w, ("reason", reason)],
+            v,
+        );
+    }
+    if let Some(rest) = name.strip_prefix("malformed_") {
+        if let Some((layer, reason)) = rest.split_once('_') {
+            return out.counter(
+                "shoal_dataplane_malformed_total",
+                "Malformed frames, by protocol layer and parse error.",
+                &[w, ("layer", layer), ("reason", reason)],
+                v,
+            );
+        }
+    }
+    if SELECTIONS.contains(&name) {
+        return out.counter(
+            "shoal_dataplane_selections_total",
+            "Inspector selection outcomes for new connections and stateless packets.",
+            &[w, ("outcome", name)],
+            v,
+        );
+    }
+    match name {
+        "flows_live" => out.gauge(
+            "shoal_dataplane_flows_live",
+            "Flows in the worker's flow table.",
+            &[w],
+            v as f64,
+        ),
+        "flows_syn" | "flows_established" | "flows_closing" | "flows_tombstone" => out.gauge(
+            "shoal_dataplane_flows",
+            "Flows in the worker's flow table, by state.",
+            &[w, ("state", &name["flows_".len()..])],
+            v as f64,
+        ),
+        "flows_redirected" => out.gauge(
+            "shoal_dataplane_flows_redirected",
+            "Connections redirected to another member.",
+            &[w],
+            v as f64,
+        ),
+        "flows_handed_over" => out.gauge(
+            "shoal_dataplane_flows_handed_over",
+            "Connections handed over to another member (splice).",
+            &[w],
+            v as f64,
+        ),
+        "polls_busy" | "polls_idle" => out.counter(
+            "shoal_dataplane_polls_total",
+            "Worker polls that found packets (busy) or none (idle).",
+            &[w, ("result", &name["polls_".len()..])],
+            v,
+        ),
+        _ => out.counter(
+            "shoal_dataplane_events_total",
+            "Other pipeline outcomes, by dataplane counter name.",
+            &[w, ("event", name)],
+            v,
+        ),
+    }
+}
+
+/// The exposition text of `s`.
+pub fn render(s: &Status) -> String {
+    let mut out = Out::default();
+    out.gauge(
+        "shoal_epoch",
+        "Membership epoch number in force on this member.",
+        &[],
+        s.epoch as f64,
+    );
+    out.counter(
+        "shoal_epoch_changes_total",
+        "Membership epoch changes since start.",
+        &[],
+        s.epoch_changes,
+    );
+    out.gauge(
+        "shoal_epoch_converged",
+        "1 when every live peer announces this member's epoch and table.",
+        &[],
+        f64::from(u8::from(s.converged)),
+    );
+    for m in &s.members {
+        let id = m.id.to_string();
+        let l = [("member", m.name.as_str()), ("id", id.as_str())];
+        out.gauge(
+            "shoal_member_up",
+            "1 when the member is alive in this member's view.",
+            &l,
+            f64::from(u8::from(m.alive)),
+        );
+        out.gauge(
+            "shoal_member_weight",
+            "Member weight in force (relative share of new connections).",
+            &l,
+            f64::from(m.weight),
+        );
+        out.gauge(
+            "shoal_member_draining",
+            "1 when the member is drained (no new connections).",
+            &l,
+            f64::from(u8::from(m.draining)),
+        );
+        out.gauge(
+            "shoal_member_load_ratio",
+            "Member load as a share of capacity (compared with max_load).",
+            &l,
+            f64::from(m.load.load),
+        );
+        out.gauge(
+            "shoal_member_busy_ratio",
+            "Fraction of the member's dataplane polls that found packets (smoothed).",
+            &l,
+            f64::from(m.load.busy),
+        );
+        out.gauge(
+            "shoal_member_connections",
+            "Open connections on the member (smoothed).",
+            &l,
+            f64::from(m.load.connections),
+        );
+    }
+    for (outcome, n) in &s.messages_received {
+        out.counter(
+            "shoal_control_messages_received_total",
+            "Control announcements received, by outcome.",
+            &[("outcome", outcome)],
+            *n,
+        );
+    }
+    for n in &s.networks {
+        out.counter(
+            "shoal_control_messages_sent_total",
+            "Control announcements sent, per network.",
+            &[("network", &n.name)],
+            n.sent,
+        );
+        out.counter(
+            "shoal_control_send_errors_total",
+            "Control announcements the socket refused, per network.",
+            &[("network", &n.name)],
+            n.send_errors,
+        );
+    }
+    for (result, n) in &s.dataplane_pushes {
+        out.counter(
+            "shoal_control_dataplane_pushes_total",
+            "Commands pushed to dataplane workers, by result.",
+            &[("result", result)],
+            *n,
+        );
+    }
+    for w in &s.workers {
+        let worker = w.worker.to_string();
+        out.gauge(
+            "shoal_dataplane_up",
+            "1 when the worker's stats segment is readable.",
+            &[("worker", &worker)],
+            f64::from(u8::from(w.stats_open)),
+        );
+        out.gauge(
+            "shoal_dataplane_command_ring_open",
+            "1 when control has the worker's command ring open.",
+            &[("worker", &worker)],
+            f64::from(u8::from(w.ring_open)),
+        );
+        if let Some(age) = w.stats_age_seconds {
+            out.gauge(
+                "shoal_dataplane_stats_age_seconds",
+                "Seconds since the worker last wrote its stats segment.",
+                &[("worker", &worker)],
+                age,
+            );
+        }
+        for (name, v) in w.names.iter().zip(&w.values) {
+            dataplane_counter(&mut out, &worker, name, *v);
+        }
+    }
+    out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::LoadFigures;
+    use crate::status::{MemberStatus, NetworkStatus, WorkerStatus};
+    use std::net::Ipv4Addr;
+
+    pub(crate) fn fixed_status() -> Status {
+        let names = [
+            "wire_rx_packets",
+            "wire_rx_bytes",
+            "kernel_tx_packets",
+            "drop_other_host",
+            "drop_malformed",
+            "malformed_tcp_bad_data_offset",
+            "syn_accepted",
+            "flows_live",
+            "flows_established",
+            "polls_busy",
+            "polls_idle",
+            "arp_vip_replied",
+        ];
+        Status {
+            cluster: "lab".into(),
+            member: "srv1".into(),
+            id: 1,
+            epoch: 7,
+            epoch_changes: 3,
+            converged: true,
+            settled: true,
+            members: vec![
+                MemberStatus {
+                    id: 1,
+                    name: "srv1".into(),
+                    address: Ipv4Addr::new(198, 18, 0, 11),
+                    local: true,
+                    alive: true,
+                    weight: 100,
+                    draining: false,
+                    load: LoadFigures {
+                        load: 0.25,
+                        busy: 0.25,
+                        connections: 12.0,
+                        ..LoadFigures::default()
+                    },
+                    incarnation: 1,
+                    last_heard_ms_ago: None,
+                    epoch: 7,
+                },
+                MemberStatus {
+                    id: 2,
+                    name: "srv2".into(),
+                    address: Ipv4Addr::new(198, 18, 0, 12),
+                    local: false,
+                    alive: false,
+                    weight: 50,
+                    draining: true,
+                    load: LoadFigures::default(),
+                    incarnation: 0,
+                    last_heard_ms_ago: None,
+                    epoch: 0,
+                },
+            ],
+            messages_received: [("accepted", 10), ("bad_mac", 2)]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            networks: vec![NetworkStatus {
+                name: "lab".into(),
+                sent: 20,
+                send_errors: 1,
+            }],
+            dataplane_pushes: [("ok".to_owned(), 4)].into_iter().collect(),
+            workers: vec![WorkerStatus {
+                worker: 0,
+                ring_open: true,
+                ring_instance: Some(9),
+                pushed_epoch: Some(7),
+                stats_open: true,
+                stats_age_seconds: Some(0.5),
+                names: names.iter().map(|s| (*s).to_owned()).collect(),
+                values: (1..=names.len() as u64).collect(),
+            }],
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn exact_text_for_a_fixed_snapshot() {
+        let text = render(&fixed_status());
+        let expected = "\
+# HELP shoal_control_dataplane_pushes_total Commands pushed to dataplane workers, by result.
+# TYPE shoal_control_dataplane_pushes_total counter
+shoal_control_dataplane_pushes_total{result=\"ok\"} 4
+# HELP shoal_control_messages_received_total Control announcements received, by outcome.
+# TYPE shoal_control_messages_received_total counter
+shoal_control_messages_received_total{outcome=\"accepted\"} 10
+shoal_control_messages_received_total{outcome=\"bad_mac\"} 2
+# HELP shoal_control_messages_sent_total Control announcements sent, per network.
+# TYPE shoal_control_messages_sent_total counter
+shoal_control_messages_sent_total{network=\"lab\"} 20
+# HELP shoal_control_send_errors_total Control announcements the socket refused, per network.
+# TYPE shoal_control_send_errors_total counter
+shoal_control_send_errors_total{network=\"lab\"} 1
+# HELP shoal_dataplane_bytes_total Bytes received/transmitted per port.
+# TYPE shoal_dataplane_bytes_total counter
+shoal_dataplane_bytes_total{worker=\"0\",port=\"wire\",direction=\"rx\"} 2
+# HELP shoal_dataplane_command_ring_open 1 when control has the worker's command ring open.
+# TYPE shoal_dataplane_command_ring_open gauge
+shoal_dataplane_command_ring_open{worker=\"0\"} 1
+# HELP shoal_dataplane_drops_total Frames dropped, by reason.
+# TYPE shoal_dataplane_drops_total counter
+shoal_dataplane_drops_total{worker=\"0\",reason=\"other_host\"} 4
+shoal_dataplane_drops_total{worker=\"0\",reason=\"malformed\"} 5
+# HELP shoal_dataplane_events_total Other pipeline outcomes, by dataplane counter name.
+# TYPE shoal_dataplane_events_total counter
+shoal_dataplane_events_total{worker=\"0\",event=\"arp_vip_replied\"} 12
+# HELP shoal_dataplane_flows Flows in the worker's flow table, by state.
+# TYPE shoal_dataplane_flows gauge
+shoal_dataplane_flows{worker=\"0\",state=\"established\"} 9
+# HELP shoal_dataplane_flows_live Flows in the worker's flow table.
+# TYPE shoal_dataplane_flows_live gauge
+shoal_dataplane_flows_live{worker=\"0\"} 8
+# HELP shoal_dataplane_malformed_total Malformed frames, by protocol layer and parse error.
+# TYPE shoal_dataplane_malformed_total counter
+shoal_dataplane_malformed_total{worker=\"0\",layer=\"tcp\",reason=\"bad_data_offset\"} 6
+# HELP shoal_dataplane_packets_total Frames received/transmitted per port.
+# TYPE shoal_dataplane_packets_total counter
+shoal_dataplane_packets_total{worker=\"0\",port=\"wire\",direction=\"rx\"} 1
+shoal_dataplane_packets_total{worker=\"0\",port=\"kernel\",direction=\"tx\"} 3
+# HELP shoal_dataplane_polls_total Worker polls that found packets (busy) or none (idle).
+# TYPE shoal_dataplane_polls_total counter
+shoal_dataplane_polls_total{worker=\"0\",result=\"busy\"} 10
+shoal_dataplane_polls_total{worker=\"0\",result=\"idle\"} 11
+# HELP shoal_dataplane_selections_total Inspector selection outcomes for new connections and stateless packets.
+# TYPE shoal_dataplane_selections_total counter
+shoal_dataplane_selections_total{worker=\"0\",outcome=\"syn_accepted\"} 7
+# HELP shoal_dataplane_stats_age_seconds Seconds since the worker last wrote its stats segment.
+# TYPE shoal_dataplane_stats_age_seconds gauge
+shoal_dataplane_stats_age_seconds{worker=\"0\"} 0.5
+# HELP shoal_dataplane_up 1 when the worker's stats segment is readable.
+# TYPE shoal_dataplane_up gauge
+shoal_dataplane_up{worker=\"0\"} 1
+# HELP shoal_epoch Membership epoch number in force on this member.
+# TYPE shoal_epoch gauge
+shoal_epoch 7
+# HELP shoal_epoch_changes_total Membership epoch changes since start.
+# TYPE shoal_epoch_changes_total counter
+shoal_epoch_changes_total 3
+# HELP shoal_epoch_converged 1 when every live peer announces this member's epoch and table.
+# TYPE shoal_epoch_converged gauge
+shoal_epoch_converged 1
+# HELP shoal_member_busy_ratio Fraction of the member's dataplane polls that found packets (smoothed).
+# TYPE shoal_member_busy_ratio gauge
+shoal_member_busy_ratio{member=\"srv1\",id=\"1\"} 0.25
+shoal_member_busy_ratio{member=\"srv2\",id=\"2\"} 0
+# HELP shoal_member_connections Open connections on the member (smoothed).
+# TYPE shoal_member_connections gauge
+shoal_member_connections{member=\"srv1\",id=\"1\"} 12
+shoal_member_connections{member=\"srv2\",id=\"2\"} 0
+# HELP shoal_member_draining 1 when the member is drained (no new connections).
+# TYPE shoal_member_draining gauge
+shoal_member_draining{member=\"srv1\",id=\"1\"} 0
+shoal_member_draining{member=\"srv2\",id=\"2\"} 1
+# HELP shoal_member_load_ratio Member load as a share of capacity (compared with max_load).
+# TYPE shoal_member_load_ratio gauge
+shoal_member_load_ratio{member=\"srv1\",id=\"1\"} 0.25
+shoal_member_load_ratio{member=\"srv2\",id=\"2\"} 0
+# HELP shoal_member_up 1 when the member is alive in this member's view.
+# TYPE shoal_member_up gauge
+shoal_member_up{member=\"srv1\",id=\"1\"} 1
+shoal_member_up{member=\"srv2\",id=\"2\"} 0
+# HELP shoal_member_weight Member weight in force (relative share of new connections).
+# TYPE shoal_member_weight gauge
+shoal_member_weight{member=\"srv1\",id=\"1\"} 100
+shoal_member_weight{member=\"srv2\",id=\"2\"} 50
+";
+        for (i, (got, want)) in text.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(got, want, "line {}", i + 1);
+        }
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(float(f64::INFINITY), "+Inf");
+        assert_eq!(float(0.1), "0.1");
+    }
+
+    #[test]
+    fn promtool_accepts_the_output() {
+        let Ok(out) = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin.write_all(render(&fixed_status()).as_bytes())?;
+                }
+                child.wait_with_output()
+            })
+        else {
+            println!("note: promtool not installed (apt package `prometheus`); check skipped");
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
+}

@@ -1,0 +1,177 @@
+//! The published state of a running `shoal-control`: one immutable
+//! [`Status`] snapshot, rebuilt by the main loop after every change and read
+//! by the admin API (`/status`, `/members`, `/ring`) and the exporter
+//! (`/metrics`). This module owns the snapshot's shape (it is the JSON of
+//! `/status`) and nothing else.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::membership::{Membership, TableEntry};
+use crate::message::LoadFigures;
+
+/// One member as `/members` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberStatus {
+    /// Id.
+    pub id: u16,
+    /// Name.
+    pub name: String,
+    /// Own address.
+    pub address: Ipv4Addr,
+    /// This is the member answering.
+    pub local: bool,
+    /// Alive in the current view.
+    pub alive: bool,
+    /// Weight in force.
+    pub weight: u32,
+    /// Drained.
+    pub draining: bool,
+    /// Its load as last reported.
+    pub load: LoadFigures,
+    /// Its incarnation (0 = never heard).
+    pub incarnation: u64,
+    /// Milliseconds since its last accepted announcement (none = never, or local).
+    pub last_heard_ms_ago: Option<u64>,
+    /// The epoch it announced.
+    pub epoch: u64,
+}
+
+/// One network's send figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkStatus {
+    /// Network name.
+    pub name: String,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams the socket refused.
+    pub send_errors: u64,
+}
+
+/// One dataplane worker as control sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerStatus {
+    /// Worker index.
+    pub worker: usize,
+    /// Its command ring is open.
+    pub ring_open: bool,
+    /// The ring's dataplane instance.
+    pub ring_instance: Option<u64>,
+    /// The epoch last pushed to it in full.
+    pub pushed_epoch: Option<u64>,
+    /// Its stats segment is readable.
+    pub stats_open: bool,
+    /// Seconds since the segment was written (none when unreadable).
+    pub stats_age_seconds: Option<f64>,
+    /// Counter names from the segment.
+    #[serde(skip)]
+    pub names: Vec<String>,
+    /// Counter values, index-aligned with `names`.
+    #[serde(skip)]
+    pub values: Vec<u64>,
+}
+
+/// Everything the admin API and the exporter show.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Status {
+    /// Cluster name.
+    pub cluster: String,
+    /// Local member name.
+    pub member: String,
+    /// Local member id.
+    pub id: u16,
+    /// Local incarnation.
+    pub incarnation: u64,
+    /// Start-up settling is over.
+    pub settled: bool,
+    /// Every live peer announced our (epoch, digest).
+    pub converged: bool,
+    /// Epoch number.
+    pub epoch: u64,
+    /// Epoch digest, hex.
+    pub epoch_digest: String,
+    /// Epoch changes since start.
+    pub epoch_changes: u64,
+    /// The epoch table.
+    pub table: Vec<TableEntry>,
+    /// Every configured member.
+    pub members: Vec<MemberStatus>,
+    /// Own load figures.
+    pub load: LoadFigures,
+    /// Received announcements by outcome.
+    pub messages_received: BTreeMap<String, u64>,
+    /// Sent announcements per network.
+    pub networks: Vec<NetworkStatus>,
+    /// Dataplane pushes by result (`ok`, `full`, `stale`, `unavailable`, `error`).
+    pub dataplane_pushes: BTreeMap<String, u64>,
+    /// The dataplane's workers.
+    pub workers: Vec<WorkerStatus>,
+}
+
+impl Status {
+    /// Fills the membership part of a snapshot from `m` at monotonic `now_ms`.
+    pub fn from_membership(m: &Membership, cluster: &str, now_ms: u64) -> Status {
+        let local = m.local();
+        let epoch = m.epoch();
+        let live = m.live();
+        let members = m
+            .members()
+            .iter()
+            .map(|info| {
+                let peer = m.peers().get(&info.id);
+                let setting = m.settings().get(&info.id);
+                MemberStatus {
+                    id: info.id,
+                    name: info.name.clone(),
+                    address: info.address,
+                    local: info.id == local,
+                    alive: live.contains(&info.id),
+                    weight: setting.map_or(info.weight, |s| s.weight),
+                    draining: setting.is_some_and(|s| s.draining),
+                    load: m.load_of(info.id),
+                    incarnation: if info.id == local {
+                        m.incarnation()
+                    } else {
+                        peer.map_or(0, |p| p.incarnation)
+                    },
+                    last_heard_ms_ago: peer.map(|p| now_ms.saturating_sub(p.last_heard_mono_ms)),
+                    epoch: if info.id == local {
+                        epoch.number
+                    } else {
+                        peer.map_or(0, |p| p.epoch)
+                    },
+                }
+            })
+            .collect();
+        let member = m
+            .members()
+            .iter()
+            .find(|i| i.id == local)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        Status {
+            cluster: cluster.to_owned(),
+            member,
+            id: local,
+            incarnation: m.incarnation(),
+            settled: m.settled(),
+            converged: m.converged(),
+            epoch: epoch.number,
+            epoch_digest: format!("{:016x}", epoch.digest),
+            epoch_changes: m.epoch_changes(),
+            table: epoch.table.clone(),
+            members,
+            load: m.local_load(),
+            messages_received: m
+                .received()
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            networks: Vec::new(),
+            dataplane_pushes: BTreeMap::new(),
+            workers: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! DPR modes (seed 001) and fragments through the pipeline: exact rewrites.
+//!
+//! A small in-process cluster: three `Pipeline`s built from
+//! `deploy/examples/replay.toml` with the service switched to `dpr-mac` or
+//! `dpr-ipip`, stateless or stateful. Every client frame is offered to every
+//! member (the hub); frames a member puts back on the wire are offered to
+//! every member again, as the hub would.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use shoal_config::{Config, LoadChoice, Mode, State};
+use shoal_dataplane::counters::Counter;
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::memory::HeapFrame;
+use shoal_dataplane::io::Frame;
+use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::time::Instant;
+use shoal_dataplane::traffic::{
+    client_endpoint, client_trace, tcp_frame, tcp_header, Endpoint, TraceSpec,
+};
+use shoal_dataplane::wire::{
+    EthernetAddress, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, TcpFlags,
+    TcpPacket,
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const CLUSTER_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]);
+const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
+
+fn mac_of(k: usize) -> [u8; 6] {
+    [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0b + k as u8]
+}
+
+fn config(member: &str, mode: Mode, state: State) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    member.clone_into(&mut cfg.cluster.local_member);
+    cfg.services[0].mode = mode;
+    cfg.services[0].state = state;
+    cfg
+}
+
+/// Member `k`'s pipeline; `loads` sets each member's load figure.
+fn pipeline(
+    k: usize,
+    mode: Mode,
+    state: State,
+    loads: [f64; 3],
+    max_load: Option<f64>,
+) -> Pipeline {
+    let mut cfg = config(MEMBERS[k], mode, state);
+    cfg.services[0].selection.max_load = max_load;
+    cfg.services[0].selection.load_choice = LoadChoice::LeastLoaded;
+    let members = cfg
+        .cluster
+        .members
+        .iter()
+        .zip(loads)
+        .map(|(m, load)| MemberEntry {
+            id: m.id,
+            addr: m.address,
+            mac: EthernetAddress(m.mac.0),
+            weight: m.weight,
+            draining: false,
+            alive: true,
+            load,
+        })
+        .collect();
+    let tables = Arc::new(Tables::build(&cfg, 1, members).unwrap());
+    Pipeline::new(
+        tables,
+        4096,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    )
+}
+
+fn service() -> Endpoint {
+    Endpoint {
+        mac: CLUSTER_MAC,
+        ip: VIP,
+        port: 80,
+    }
+}
+
+/// Offers `frame` to every member; wire output is offered again (once).
+/// Returns what each member's kernel received.
+fn hub(cluster: &mut [Pipeline; 3], frame: &[u8], kernels: &mut [Vec<Vec<u8>>; 3]) -> usize {
+    let mut on_wire = 0;
+    for k in 0..3 {
+        let mut f = HeapFrame::from_bytes(frame);
+        match cluster[k].process(WIRE, &mut f, Instant::ZERO) {
+            Verdict::Forward(KERNEL) => kernels[k].push(f.bytes().to_vec()),
+            Verdict::Forward(WIRE) => {
+                on_wire += 1;
+                let redirected = f.bytes().to_vec();
+                for j in 0..3 {
+                    let mut g = HeapFrame::from_bytes(&redirected);
+                    if cluster[j].process(WIRE, &mut g, Instant::ZERO) == Verdict::Forward(KERNEL) {
+                        kernels[j].push(g.bytes().to_vec());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    on_wire
+}
+
+fn tcp_frames(n: u32) -> Vec<Vec<u8>> {
+    client_trace(&TraceSpec::new(service(), 10, n))
+        .into_iter()
+        .skip(10)
+        .map(|(_, f)| f)
+        .collect()
+}
+
+#[test]
+fn dpr_mac_every_frame_reaches_exactly_one_kernel_with_only_the_mac_changed() {
+    for state in [State::Stateless, State::Stateful] {
+        let mut cluster = [0, 1, 2].map(|k| pipeline(k, Mode::DprMac, state, [0.0; 3], None));
+        let mut kernels: [Vec<Vec<u8>>; 3] = Default::default();
+        let frames = tcp_frames(150);
+        let mut redirected = 0;
+        for f in &frames {
+            redirected += hub(&mut cluster, f, &mut kernels);
+        }
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        for (k, frames) in kernels.iter().enumerate() {
+            for f in frames {
+                // Delivered with the receiving member's own MAC, else unchanged.
+                assert_eq!(f[..6], mac_of(k), "{state:?}");
+                // Source: the client's MAC, or (redirected) the inspector's.
+                let src: [u8; 6] = f[6..12].try_into().unwrap();
+                assert!(src == client_src_mac(f) || (0..3).any(|j| j != k && src == mac_of(j)));
+                let mut orig = f.clone();
+                orig[..6].copy_from_slice(&CLUSTER_MAC.0);
+                orig[6..12].copy_from_slice(&client_src_mac(f));
+                got.push(orig);
+            }
+        }
+        let mut want = frames.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{state:?}: each frame delivered exactly once"
+        );
+        assert!(
+            got == want,
+            "{state:?}: delivered frames differ from the client's"
+        );
+        if state == State::Stateless {
+            // The target hash is independent of the inspector's: about 2/3 redirected.
+            assert!(
+                redirected > frames.len() / 2,
+                "{redirected} of {}",
+                frames.len()
+            );
+            // Each frame placed once by its inspector: by the target hash, or
+            // (when the inspector is the target) by the flow it kept.
+            let placed: u64 = cluster
+                .iter()
+                .map(|p| {
+                    p.counters().get(Counter::DprStateless) + p.counters().get(Counter::FlowHit)
+                })
+                .sum();
+            assert_eq!(placed, frames.len() as u64);
+        } else {
+            // No member is loaded: stateful keeps every connection with its inspector.
+            assert_eq!(redirected, 0);
+            let a: u64 = cluster
+                .iter()
+                .map(|p| p.counters().get(Counter::SynAccepted))
+                .sum();
+            assert_eq!(a, 150);
+        }
+    }
+}
+
+/// The client MAC the trace uses for the frame's client address.
+fn client_src_mac(f: &[u8]) -> [u8; 6] {
+    let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    let [_, _, hi, lo] = ip.src_addr().octets();
+    [0x02, 0x00, 0xc6, 0x13, hi, lo]
+}
+
+/// A client whose inspector (ring hash of the example config) is `k`.
+fn client_of(k: usize) -> Endpoint {
+    let p = pipeline(k, Mode::DprIpip, State::Stateful, [0.0; 3], None);
+    (40_000..41_000)
+        .map(|port| client_endpoint(3, port))
+        .find(|c| {
+            p.tables().services[0]
+                .selector
+                .select(shoal_dataplane::select::ClientKey {
+                    addr: c.ip,
+                    port: c.port,
+                })
+                == Some(k as u16 + 1)
+        })
+        .unwrap()
+}
+
+#[test]
+fn dpr_ipip_stateful_overload_tunnels_to_the_least_loaded_member_exactly() {
+    // srv1 is over max_load 0.5; srv3 is the least loaded.
+    let loads = [0.9, 0.3, 0.1];
+    let mut srv1 = pipeline(0, Mode::DprIpip, State::Stateful, loads, Some(0.5));
+    let mut srv3 = pipeline(2, Mode::DprIpip, State::Stateful, loads, Some(0.5));
+    let client = client_of(0);
+    let syn = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 1000, None, TcpFlags::SYN),
+        &[],
+        7,
+    );
+    let mut f = HeapFrame::from_bytes(&syn);
+    assert_eq!(
+        srv1.process(WIRE, &mut f, Instant::ZERO),
+        Verdict::Forward(WIRE)
+    );
+    assert_eq!(srv1.counters().get(Counter::DprOverloadChoice), 1);
+    assert_eq!(srv1.counters().get(Counter::MssClamped), 1);
+    let out = f.bytes().to_vec();
+    assert_eq!(out.len(), syn.len() + 20);
+    // Ethernet: to srv3's MAC from srv1's.
+    assert_eq!(out[..6], mac_of(2));
+    assert_eq!(out[6..12], mac_of(0));
+    assert_eq!(out[12..14], [0x08, 0x00]);
+    // Outer IPv4 (RFC 2003): version/IHL, TOS copied, length, id 1, DF copied,
+    // TTL 64, protocol 4, srv1 -> srv3; checksum valid.
+    let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(out[14..16], [0x45, 0x00]);
+    assert_eq!(outer.total_len(), 80);
+    assert_eq!(
+        (outer.ident(), outer.dont_frag(), outer.ttl()),
+        (1, true, 64)
+    );
+    assert_eq!(outer.next_header(), IpProtocol::IpIp);
+    assert_eq!(
+        (outer.src_addr(), outer.dst_addr()),
+        (Ipv4Addr::new(198, 18, 0, 11), Ipv4Addr::new(198, 18, 0, 13))
+    );
+    assert!(outer.verify_checksum());
+    // Inner: the client's SYN, MSS clamped 1460 -> 1440 with a valid checksum.
+    let inner = Ipv4Packet::new_checked(outer.payload()).unwrap();
+    assert_eq!(inner.payload().len(), 40);
+    let tcp = TcpPacket::new_checked(inner.payload()).unwrap();
+    assert_eq!(tcp.mss(), Some(1440));
+    assert!(tcp.verify_checksum(inner.src_addr(), inner.dst_addr()));
+    let mut expected_inner = syn[14..].to_vec();
+    expected_inner[20 + 22..20 + 24].copy_from_slice(&1440u16.to_be_bytes());
+    expected_inner[20 + 16..20 + 18].copy_from_slice(&out[34 + 20 + 16..34 + 20 + 18]);
+    assert_eq!(&out[34..], &expected_inner[..]);
+
+    // srv3 decapsulates and hands the inner frame to its kernel.
+    let mut g = HeapFrame::from_bytes(&out);
+    assert_eq!(
+        srv3.process(WIRE, &mut g, Instant::ZERO),
+        Verdict::Forward(KERNEL)
+    );
+    assert_eq!(srv3.counters().get(Counter::IpipDecapsulated), 1);
+    assert_eq!(g.bytes()[..6], mac_of(2));
+    assert_eq!(&g.bytes()[14..], &out[34..]);
+    assert_eq!(srv3.flows().len(), 1);
+
+    // The client's next packets follow the flow to srv3, not re-chosen.
+    let ack = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 1001, Some(5), TcpFlags::ACK),
+        &[],
+        8,
+    );
+    let mut h = HeapFrame::from_bytes(&ack);
+    assert_eq!(
+        srv1.process(WIRE, &mut h, Instant::ZERO),
+        Verdict::Forward(WIRE)
+    );
+    assert_eq!(
+        Ipv4Packet::new_checked(&h.bytes()[14..])
+            .unwrap()
+            .dst_addr(),
+        Ipv4Addr::new(198, 18, 0, 13)
+    );
+    assert_eq!(srv1.counters().get(Counter::FlowHit), 1);
+
+    // A full-size DF segment does not fit the tunnel: ICMP frag-needed back.
+    let big = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 1001, Some(5), TcpFlags::PSH),
+        &[0x55; 1448],
+        9,
+    );
+    assert_eq!(big.len(), 14 + 1500);
+    let mut b = HeapFrame::from_bytes(&big);
+    assert_eq!(
+        srv1.process(WIRE, &mut b, Instant::ZERO),
+        Verdict::Forward(WIRE)
+    );
+    assert_eq!(srv1.counters().get(Counter::IcmpFragNeededSent), 1);
+    let icmp_frame = b.bytes();
+    assert_eq!(icmp_frame[..6], client.mac.0);
+    let ip = Ipv4Packet::new_checked(&icmp_frame[14..]).unwrap();
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (Ipv4Addr::new(198, 18, 0, 11), client.ip)
+    );
+    assert!(ip.verify_checksum());
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    match Icmpv4Repr::parse(&icmp).unwrap() {
+        Icmpv4Repr::DstUnreachable {
+            next_hop_mtu,
+            invoking,
+            ..
+        } => {
+            assert_eq!(next_hop_mtu, 1480);
+            assert_eq!(invoking, &big[14..14 + 28]);
+        }
+        other => panic!("not frag-needed: {other:?}"),
+    }
+}
+
+#[test]
+fn fragments_follow_their_first_fragment() {
+    let client = client_of(1);
+    let full = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 1, Some(1), TcpFlags::PSH),
+        &[0x61; 64],
+        0x4242,
+    );
+    // First fragment: IP header + TCP header (32 bytes) + 24 payload bytes, MF.
+    let mut first = full[..14 + 20 + 32 + 24].to_vec();
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut first[14..]);
+        ip.set_total_len(20 + 56);
+        ip.set_dont_frag(false);
+        ip.set_more_frags(true);
+        ip.fill_checksum();
+    }
+    // Second: the remaining 40 payload bytes at offset 56.
+    let mut second = full[..14 + 20].to_vec();
+    second.extend_from_slice(&full[14 + 20 + 56..]);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut second[14..]);
+        ip.set_total_len(20 + 40);
+        ip.set_dont_frag(false);
+        ip.set_frag_offset(56);
+        ip.fill_checksum();
+    }
+    // A fragment of a datagram never seen.
+    let mut orphan = second.clone();
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut orphan[14..]);
+        ip.set_ident(0x9999);
+        ip.fill_checksum();
+    }
+    // srv2 owns the flow (an established flow, as if its SYN came earlier).
+    let mut cluster = [0, 1, 2].map(|k| pipeline(k, Mode::Local, State::Stateful, [0.0; 3], None));
+    let syn = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 0, None, TcpFlags::SYN),
+        &[],
+        1,
+    );
+    let mut kernels: [Vec<Vec<u8>>; 3] = Default::default();
+    for f in [&syn, &first, &second, &orphan] {
+        hub(&mut cluster, f, &mut kernels);
+    }
+    assert_eq!(kernels[0].len() + kernels[2].len(), 0);
+    assert_eq!(
+        kernels[1].len(),
+        3,
+        "SYN and both fragments reach srv2's kernel"
+    );
+    assert_eq!(&kernels[1][2][12..], &second[12..]);
+    assert_eq!(cluster[1].counters().get(Counter::FragmentFollowed), 1);
+    assert_eq!(cluster[1].counters().get(Counter::DropFragmentOrphan), 1);
+    for k in [0, 2] {
+        assert_eq!(
+            cluster[k].counters().get(Counter::DropFragment),
+            1,
+            "srv{}",
+            k + 1
+        );
+        assert_eq!(cluster[k].counters().get(Counter::DropFragmentOrphan), 1);
+    }
+    let _ = EthernetFrame::new_checked(&first[..]).unwrap();
+}
