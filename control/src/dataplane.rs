@@ -2,8 +2,11 @@
 //! and stats segments (workers → control), through `shoal-channel`.
 //!
 //! File layout, in the directory `control.shm_path`: worker `w`'s command
-//! ring is `cmd-<w>`, its stats segment `stats-<w>`; the dataplane creates
-//! both when it starts, one pair per `dataplane.cores` entry.
+//! ring and stats segment are at `shoal_channel::command_ring_path(dir, w)`
+//! and `shoal_channel::stats_path(dir, w)` (`commands-<w>`, `stats-<w>`);
+//! the dataplane creates both when it starts, one pair per
+//! `dataplane.cores` entry. Stats segments are reopened every interval, so
+//! a restarted dataplane's new files are picked up.
 //!
 //! This module owns *when* to push: the full [`Command::Membership`] goes to
 //! a worker whenever what it last received differs from the current epoch
@@ -17,7 +20,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use shoal_channel::{Command, CommandSender, MemberState, SendError, StatsReader, StatsSnapshot};
+use shoal_channel::{
+    command_ring_path, stats_path, Command, CommandSender, MemberState, SendError, StatsReader,
+    StatsSnapshot,
+};
 
 use crate::log;
 use crate::membership::Membership;
@@ -58,7 +64,6 @@ fn sanitize(load: f32) -> f32 {
 #[derive(Default)]
 struct Worker {
     ring: Option<CommandSender>,
-    stats: Option<StatsReader>,
     /// (ring instance, epoch number, epoch digest) of the last full push.
     pushed: Option<(u64, u64, u64)>,
     /// Loads last sent to this worker, by member id.
@@ -84,16 +89,6 @@ impl std::fmt::Debug for DataplaneLink {
     }
 }
 
-/// Worker `w`'s command ring in `dir`.
-pub fn ring_path(dir: &Path, w: usize) -> PathBuf {
-    dir.join(format!("cmd-{w}"))
-}
-
-/// Worker `w`'s stats segment in `dir`.
-pub fn stats_path(dir: &Path, w: usize) -> PathBuf {
-    dir.join(format!("stats-{w}"))
-}
-
 impl DataplaneLink {
     /// A link to `workers` workers whose files are in `dir`. Nothing is
     /// opened yet.
@@ -115,36 +110,23 @@ impl DataplaneLink {
     pub fn read_stats(&mut self) -> Vec<Option<&StatsSnapshot>> {
         for (w, worker) in self.workers.iter_mut().enumerate() {
             let path = stats_path(&self.dir, w);
-            if worker.stats.is_none() {
-                match StatsReader::open(&path) {
-                    Ok(r) => {
-                        if worker.stats_down_logged {
-                            log(&format!("worker {w}: stats segment {} is back", path.display()));
-                        }
-                        worker.stats_down_logged = false;
-                        worker.stats = Some(r);
+            match StatsReader::open(&path).and_then(|mut r| r.read()) {
+                Ok(snap) => {
+                    if worker.stats_down_logged {
+                        log(&format!("worker {w}: stats segment {} is back", path.display()));
                     }
-                    Err(e) => {
-                        if !worker.stats_down_logged {
-                            log(&format!(
-                                "worker {w}: cannot read stats ({e}); is shoal-dataplane running? \
-                                 retrying every interval"
-                            ));
-                            worker.stats_down_logged = true;
-                        }
-                        worker.last = None;
-                        continue;
-                    }
+                    worker.stats_down_logged = false;
+                    worker.last = Some(snap);
                 }
-            }
-            if let Some(reader) = &mut worker.stats {
-                match reader.read() {
-                    Ok(snap) => worker.last = Some(snap),
-                    Err(e) => {
-                        log(&format!("worker {w}: stats read failed ({e}); reopening"));
-                        worker.stats = None;
-                        worker.last = None;
+                Err(e) => {
+                    if !worker.stats_down_logged {
+                        log(&format!(
+                            "worker {w}: cannot read stats ({e}); is shoal-dataplane running? \
+                             retrying every interval"
+                        ));
+                        worker.stats_down_logged = true;
                     }
+                    worker.last = None;
                 }
             }
         }
@@ -190,7 +172,7 @@ impl DataplaneLink {
             let Some(ring) = worker.ring.as_mut() else {
                 return;
             };
-            let instance = ring.instance();
+            let instance = ring.attached_instance();
             let result = if worker.pushed == Some((instance, number, digest)) {
                 send_loads(ring, &mut worker.loads, states)
             } else {
@@ -223,7 +205,6 @@ impl DataplaneLink {
                     worker.ring = None;
                     worker.pushed = None;
                 }
-                #[allow(unreachable_patterns)]
                 Err(e) => {
                     log(&format!("worker {w}: command ring error ({e}); reopening"));
                     self.count("error");
@@ -241,13 +222,13 @@ impl DataplaneLink {
         if worker.ring.is_some() {
             return true;
         }
-        let path = ring_path(&self.dir, w);
+        let path = command_ring_path(&self.dir, w);
         match CommandSender::open(&path) {
             Ok(ring) => {
                 log(&format!(
                     "worker {w}: command ring {} open (dataplane instance {})",
                     path.display(),
-                    ring.instance()
+                    ring.attached_instance()
                 ));
                 worker.ring = Some(ring);
                 worker.ring_down_logged = false;
@@ -276,7 +257,7 @@ impl DataplaneLink {
             .map(|(w, worker)| WorkerStatus {
                 worker: w,
                 ring_open: worker.ring.is_some(),
-                ring_instance: worker.ring.as_ref().map(CommandSender::instance),
+                ring_instance: worker.ring.as_ref().map(CommandSender::attached_instance),
                 pushed_epoch: worker.pushed.map(|(_, e, _)| e),
                 stats_open: worker.last.is_some(),
                 stats_age_seconds: worker

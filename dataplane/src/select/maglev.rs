@@ -16,8 +16,8 @@
 //! ascending id order, so the table does not depend on the order they are
 //! given in; nothing is seeded, so every member builds the same table.
 //!
-//! A key belongs to `table[key_hash % M]`: one multiplication-free table
-//! read, no allocation. Removing a member keeps most slots where they were
+//! A key belongs to `table[key_hash % M]`: one hash and one table read, no
+//! allocation. Removing a member keeps most slots where they were
 //! (each surviving member's permutation is unchanged); a little more than
 //! the removed member's share moves.
 
@@ -184,18 +184,27 @@ mod tests {
 
     #[test]
     fn permutation_follows_the_paper() {
-        // One member fills the table in its own permutation order:
-        // slot (offset + j x skip) % M gets... the member, for every j.
-        let m = members(&[100]);
-        let t = Maglev::new(&m, 13);
-        assert_eq!(t.table, vec![1; 13]);
-        // Two members: member 1 takes the first slot of its permutation,
-        // member 2 its first free one, alternately.
+        // offset and skip from MD5 of the address; the permutation visits
+        // every slot; round 1 gives each member the first slot of its own.
+        let perm = |addr: [u8; 4], m: u64| {
+            let d = md5(&[&addr]);
+            let h1 = u64::from_be_bytes(d[..8].try_into().unwrap());
+            let h2 = u64::from_be_bytes(d[8..].try_into().unwrap());
+            (h1 % m, h2 % (m - 1) + 1)
+        };
+        let (off1, skip1) = perm([198, 18, 0, 11], 13);
+        let (off2, _) = perm([198, 18, 0, 12], 13);
+        let mut seen: Vec<u64> = (0..13).map(|j| (off1 + j * skip1) % 13).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..13).collect::<Vec<_>>());
         let t = Maglev::new(&members(&[100, 100]), 13);
-        let d1 = md5(&[&[198, 18, 0, 11]]);
-        let off1 = u64::from_be_bytes(d1[..8].try_into().unwrap()) % 13;
         assert_eq!(t.table[off1 as usize], 1);
+        if off2 != off1 {
+            assert_eq!(t.table[off2 as usize], 2);
+        }
         assert_eq!(t.slots_per_member(), vec![(1, 7), (2, 6)]);
+        // One member fills the whole table.
+        assert_eq!(Maglev::new(&members(&[100]), 13).table, vec![1; 13]);
     }
 
     #[test]

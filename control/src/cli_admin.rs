@@ -1,0 +1,382 @@
+//! `shoalctl` commands that talk to a running `shoal-control` through its
+//! admin API: `status`, `members`, `ring`, `drain NODE`, `undrain NODE`,
+//! `weight NODE W`, `reload`, each with `[--admin ADDR] [--token-file F]
+//! [--json]`.
+//!
+//! This module owns the command-line shape of those commands, a minimal
+//! blocking HTTP/1.1 client (one request per connection, no dependency) and
+//! the human-readable rendering of the answers. The routes themselves are
+//! `admin.rs`'s.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::daemon::DEFAULT_ADMIN;
+use crate::key::AdminToken;
+
+/// Where the admin API is and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Admin API address (`control.admin_listen`).
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+    /// File with the admin token (`control.admin_token_file`); needed for
+    /// changes when the daemon has one.
+    #[arg(long, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON answer as is.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The admin commands (flattened into `shoalctl`'s subcommands).
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Epoch, convergence, load, dataplane link of the running member.
+    Status(#[command(flatten)] Connection),
+    /// Every member: alive, weight, drain, load, last heard.
+    Members(#[command(flatten)] Connection),
+    /// The epoch's member table and each member's share of sampled keys.
+    Ring(#[command(flatten)] Connection),
+    /// Stop sending new connections to NODE (cluster-wide).
+    Drain {
+        /// Member name or id.
+        node: String,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Let NODE take new connections again.
+    Undrain {
+        /// Member name or id.
+        node: String,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Set NODE's weight (relative share; 0 takes no new connections).
+    Weight {
+        /// Member name or id.
+        node: String,
+        /// The weight.
+        weight: u32,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Re-read and validate the config file; apply all of it or nothing.
+    Reload(#[command(flatten)] Connection),
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection or I/O failure.
+    #[error("cannot reach the admin API at {addr}: {source} (is shoal-control running? see --admin)")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The answer is not HTTP with a JSON body.
+    #[error("the admin API at {0} sent an answer that is not HTTP/JSON")]
+    BadAnswer(SocketAddr),
+    /// The token file is unusable.
+    #[error(transparent)]
+    Token(#[from] crate::key::KeyError),
+}
+
+/// Sends one request and returns (HTTP status, JSON body).
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&AdminToken>,
+) -> Result<(u16, Value), CallError> {
+    let io = |source| CallError::Io { addr, source };
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(15))).map_err(io)?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    if let Some(t) = token {
+        req.push_str("Authorization: Bearer ");
+        req.push_str(t.as_str());
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).map_err(io)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(io)?;
+    parse_response(&raw).ok_or(CallError::BadAnswer(addr))
+}
+
+/// Splits a complete HTTP/1.1 response into (status, JSON body). Handles
+/// `Content-Length` and chunked bodies.
+fn parse_response(raw: &[u8]) -> Option<(u16, Value)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    let value = serde_json::from_slice(&body).ok()?;
+    Some((status, value))
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// Runs an admin command; prints the answer; exit status 0 on HTTP 2xx.
+pub fn run(cmd: AdminCommand) -> ExitCode {
+    let (conn, method, path) = match &cmd {
+        AdminCommand::Status(c) => (c, "GET", "/status".to_owned()),
+        AdminCommand::Members(c) => (c, "GET", "/members".to_owned()),
+        AdminCommand::Ring(c) => (c, "GET", "/ring".to_owned()),
+        AdminCommand::Drain { node, conn } => (conn, "POST", format!("/drain/{node}")),
+        AdminCommand::Undrain { node, conn } => (conn, "POST", format!("/undrain/{node}")),
+        AdminCommand::Weight { node, weight, conn } => {
+            (conn, "POST", format!("/weight/{node}/{weight}"))
+        }
+        AdminCommand::Reload(c) => (c, "POST", "/reload".to_owned()),
+    };
+    let token = match &conn.token_file {
+        Some(p) => match AdminToken::load(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("shoalctl: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    match call(conn.admin, method, &path, token.as_ref()) {
+        Ok((status, body)) => {
+            if conn.json {
+                println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+            } else if (200..300).contains(&status) {
+                print!("{}", render(&cmd, &body));
+            } else {
+                eprintln!("shoalctl: {method} {path}: HTTP {status}");
+                match body["errors"].as_array() {
+                    Some(errors) if !errors.is_empty() => {
+                        for e in errors {
+                            eprintln!("  {}", e.as_str().unwrap_or_default());
+                        }
+                    }
+                    _ => eprintln!("  {}", body["error"].as_str().unwrap_or_default()),
+                }
+            }
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("shoalctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Human-readable text of an answer.
+pub fn render(cmd: &AdminCommand, b: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    match cmd {
+        AdminCommand::Status(_) => {
+            let _ = writeln!(
+                s,
+                "member {} (id {}) of cluster '{}', incarnation {}",
+                b["member"].as_str().unwrap_or("?"),
+                b["id"],
+                b["cluster"].as_str().unwrap_or("?"),
+                b["incarnation"]
+            );
+            let _ = writeln!(
+                s,
+                "epoch {} (digest {}), {} change(s), {}",
+                b["epoch"],
+                b["epoch_digest"].as_str().unwrap_or(""),
+                b["epoch_changes"],
+                if b["settled"] != true {
+                    "settling after start"
+                } else if b["converged"] == true {
+                    "converged with every live peer"
+                } else {
+                    "NOT converged yet"
+                }
+            );
+            let _ = writeln!(
+                s,
+                "load {:.3} (busy {:.3}, connections {:.0})",
+                f(&b["load"]["load"]),
+                f(&b["load"]["busy"]),
+                f(&b["load"]["connections"])
+            );
+            for w in b["workers"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    s,
+                    "worker {}: command ring {}, pushed epoch {}, stats {}",
+                    w["worker"],
+                    if w["ring_open"] == true { "open" } else { "NOT open" },
+                    w["pushed_epoch"],
+                    if w["stats_open"] == true { "readable" } else { "NOT readable" }
+                );
+            }
+            let received: Vec<String> = b["messages_received"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(s, "messages received: {}", received.join(", "));
+        }
+        AdminCommand::Members(_) => {
+            let _ = writeln!(
+                s,
+                "{:<4} {:<12} {:<16} {:<6} {:>6} {:<9} {:>7} {:>8} {:>11}",
+                "ID", "NAME", "ADDRESS", "ALIVE", "WEIGHT", "DRAINING", "LOAD", "CONNS", "HEARD(ms)"
+            );
+            for m in b["members"].as_array().into_iter().flatten() {
+                let heard = if m["local"] == true {
+                    "local".to_owned()
+                } else {
+                    m["last_heard_ms_ago"]
+                        .as_u64()
+                        .map_or_else(|| "never".to_owned(), |v| v.to_string())
+                };
+                let _ = writeln!(
+                    s,
+                    "{:<4} {:<12} {:<16} {:<6} {:>6} {:<9} {:>7.3} {:>8.0} {:>11}",
+                    m["id"],
+                    m["name"].as_str().unwrap_or(""),
+                    m["address"].as_str().unwrap_or(""),
+                    if m["alive"] == true { "yes" } else { "no" },
+                    m["weight"],
+                    if m["draining"] == true { "yes" } else { "no" },
+                    f(&m["load"]["load"]),
+                    f(&m["load"]["connections"]),
+                    heard
+                );
+            }
+        }
+        AdminCommand::Ring(_) => {
+            let _ = writeln!(
+                s,
+                "epoch {} (digest {}){}",
+                b["epoch"],
+                b["digest"].as_str().unwrap_or(""),
+                if b["converged"] == true { "" } else { ", not converged" }
+            );
+            for e in b["table"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    s,
+                    "  {:<12} id {:<5} {:<5} weight {:<6}{}",
+                    e["name"].as_str().unwrap_or(""),
+                    e["id"],
+                    if e["alive"] == true { "alive" } else { "dead" },
+                    e["weight"],
+                    if e["draining"] == true { " draining" } else { "" }
+                );
+            }
+            for svc in b["services"].as_array().into_iter().flatten() {
+                let shares: Vec<String> = svc["shares"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k} {:.1}%", f(v) * 100.0))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "service {} ({}, {} keys): {}",
+                    svc["service"].as_str().unwrap_or(""),
+                    svc["algorithm"].as_str().unwrap_or(""),
+                    svc["keys"],
+                    shares.join(", ")
+                );
+            }
+        }
+        AdminCommand::Drain { .. } | AdminCommand::Undrain { .. } | AdminCommand::Weight { .. } => {
+            let _ = writeln!(
+                s,
+                "member {}: weight {}, {}; epoch {}",
+                b["member"],
+                b["weight"],
+                if b["draining"] == true { "draining" } else { "not draining" },
+                b["epoch"]
+            );
+        }
+        AdminCommand::Reload(_) => {
+            let _ = writeln!(
+                s,
+                "reloaded {}: {} weight change(s), interval {} ms, failure timeout {} ms",
+                b["reloaded"].as_str().unwrap_or(""),
+                b["weights_changed"].as_array().map_or(0, Vec::len),
+                b["interval_ms"],
+                b["failure_timeout_ms"]
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_answers() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\": 1}\n";
+        assert_eq!(parse_response(plain), Some((200, serde_json::json!({"a": 1}))));
+        let chunked =
+            b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n4\r\n: 2}\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked), Some((401, serde_json::json!({"a": 2}))));
+        assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    #[test]
+    fn renders_a_drain_answer() {
+        let cmd = AdminCommand::Drain {
+            node: "srv2".into(),
+            conn: Connection {
+                admin: DEFAULT_ADMIN,
+                token_file: None,
+                json: false,
+            },
+        };
+        let body = serde_json::json!({"member": 2, "weight": 100, "draining": true, "epoch": 5});
+        assert_eq!(render(&cmd, &body), "member 2: weight 100, draining; epoch 5\n");
+    }
+}

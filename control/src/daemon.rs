@@ -1,0 +1,662 @@
+//! The `shoal-control` process: sockets, threads, clocks and the main loop
+//! around [`Membership`].
+//!
+//! Threads: one receiver per UDP socket (forwards raw datagrams), one
+//! `tiny_http` server each for `/metrics` and the admin API, and the main
+//! loop, which alone owns the membership state. Everything reaches the main
+//! loop over one channel; it answers admin actions over a reply channel and
+//! publishes an immutable [`Status`] snapshot after every change, which the
+//! HTTP threads read. No async runtime: a handful of blocking threads for a
+//! few datagrams per interval.
+//!
+//! Every interval the main loop reads the dataplane's stats (load), runs
+//! the cleaner and the epoch computation, announces on every network and
+//! brings the dataplane's rings up to date. On SIGTERM/SIGINT it announces
+//! that it is leaving (peers remove it at once instead of after the failure
+//! timeout) and returns.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use shoal_config::Config;
+
+use crate::admin::{self, Action, Policy, Request};
+use crate::dataplane::DataplaneLink;
+use crate::key::{AdminToken, ClusterKey, KeyError};
+use crate::load::{LoadTracker, WorkerCounters};
+use crate::log;
+use crate::membership::{Event, LeftReason, MemberInfo, Membership, Now, Timing};
+use crate::metrics;
+use crate::status::{NetworkStatus, Status};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config file is invalid.
+    #[error(transparent)]
+    Config(#[from] shoal_config::ConfigError),
+    /// A secret file is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A multi-member cluster without `cluster.key_file`.
+    #[error(
+        "cluster.key_file is not set: a cluster of {0} members (or any control network) needs \
+         a shared key to authenticate membership messages; create one with \
+         `head -c 32 /dev/urandom > cluster.key`, copy it to every member and set key_file"
+    )]
+    NoKey(usize),
+    /// Admin API on a non-loopback address without a token.
+    #[error(
+        "control.admin_listen = {0} is not a loopback address and control.admin_token_file is \
+         not set: anyone on the network could drain members; set a token file or listen on \
+         127.0.0.1"
+    )]
+    OpenAdmin(SocketAddr),
+    /// `cluster.local_member` names no member (validation should catch it).
+    #[error("cluster.local_member '{0}' is not in cluster.members")]
+    NoLocalMember(String),
+    /// A socket could not be set up.
+    #[error("control.networks '{network}': cannot {what} {addr}: {source}")]
+    Socket {
+        /// Network name.
+        network: String,
+        /// What failed (`bind`, `join multicast group`).
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An HTTP listener could not bind.
+    #[error("cannot listen on {addr} for the {what}: {reason}")]
+    Http {
+        /// `metrics exporter` or `admin API`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Monotonic and wall clocks of the running process.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn now(self) -> Now {
+        Now {
+            mono_ms: self.origin.elapsed().as_millis() as u64,
+            wall_ms: unix_ns() / 1_000_000,
+        }
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+enum Input {
+    Datagram(Vec<u8>),
+    Admin(Action, Sender<Result<Value, (u16, Vec<String>)>>),
+}
+
+struct Shared {
+    status: Mutex<Arc<Status>>,
+    config: Mutex<Arc<Config>>,
+    policy: Mutex<Policy>,
+}
+
+impl Shared {
+    fn status(&self) -> Arc<Status> {
+        self.status
+            .lock()
+            .map(|s| Arc::clone(&s))
+            .unwrap_or_default()
+    }
+}
+
+struct Network {
+    name: String,
+    send: UdpSocket,
+    targets: Vec<SocketAddr>,
+    sent: u64,
+    errors: u64,
+    error_logged: bool,
+}
+
+/// The configured members as membership sees them.
+pub fn member_infos(cfg: &Config) -> Vec<MemberInfo> {
+    cfg.cluster
+        .members
+        .iter()
+        .map(|m| MemberInfo {
+            id: m.id,
+            name: m.name.clone(),
+            address: m.address,
+            mac: m.mac.0,
+            weight: m.weight,
+        })
+        .collect()
+}
+
+/// The cluster key the config asks for: required with more than one member
+/// or any network; a single isolated member runs with a throwaway key.
+pub fn cluster_key(cfg: &Config) -> Result<ClusterKey, StartError> {
+    match &cfg.cluster.key_file {
+        Some(path) => Ok(ClusterKey::load(path)?),
+        None if cfg.cluster.members.len() > 1 || !cfg.control.networks.is_empty() => {
+            Err(StartError::NoKey(cfg.cluster.members.len()))
+        }
+        None => Ok(ClusterKey::from_bytes(&unix_ns().to_be_bytes().repeat(4))
+            .unwrap_or_else(|| unreachable!("32 bytes"))),
+    }
+}
+
+fn open_networks(cfg: &Config) -> Result<(Vec<Network>, Vec<UdpSocket>), StartError> {
+    let mut nets = Vec::new();
+    let mut receivers = Vec::new();
+    for n in &cfg.control.networks {
+        let err = |what, addr, source| StartError::Socket {
+            network: n.name.clone(),
+            what,
+            addr,
+            source,
+        };
+        let send = UdpSocket::bind(n.bind).map_err(|e| err("bind", n.bind, e))?;
+        let mut targets = n.peers.clone();
+        if let Some(group) = n.multicast {
+            targets.insert(0, group);
+            let same_socket = n.bind.ip().is_unspecified() && n.bind.port() == group.port();
+            let recv = if same_socket {
+                send.try_clone().map_err(|e| err("bind", n.bind, e))?
+            } else {
+                UdpSocket::bind(group).map_err(|e| err("bind", group, e))?
+            };
+            match (group.ip(), n.bind.ip()) {
+                (IpAddr::V4(g), IpAddr::V4(i)) => {
+                    recv.join_multicast_v4(&g, &i)
+                        .map_err(|e| err("join multicast group", group, e))?;
+                    send.set_multicast_loop_v4(false)
+                        .map_err(|e| err("configure multicast on", n.bind, e))?;
+                }
+                (IpAddr::V6(g), _) => recv
+                    .join_multicast_v6(&g, 0)
+                    .map_err(|e| err("join multicast group", group, e))?,
+                (IpAddr::V4(_), IpAddr::V6(_)) => {
+                    return Err(err(
+                        "join multicast group",
+                        group,
+                        std::io::Error::other("an IPv4 group needs an IPv4 bind address"),
+                    ))
+                }
+            }
+            if !same_socket {
+                receivers.push(recv);
+            }
+        }
+        receivers.push(send.try_clone().map_err(|e| err("bind", n.bind, e))?);
+        nets.push(Network {
+            name: n.name.clone(),
+            send,
+            targets,
+            sent: 0,
+            errors: 0,
+            error_logged: false,
+        });
+    }
+    Ok((nets, receivers))
+}
+
+fn spawn_receiver(sock: UdpSocket, tx: Sender<Input>, stop: Arc<AtomicBool>) {
+    thread::spawn(move || {
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut buf = vec![0u8; 65_536];
+        while !stop.load(Ordering::Relaxed) {
+            match sock.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    if tx.send(Input::Datagram(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+}
+
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+fn http_response(status: u16, body: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut text = serde_json::to_vec_pretty(body).unwrap_or_default();
+    text.push(b'\n');
+    let mut r = tiny_http::Response::from_data(text).with_status_code(status);
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        r.add_header(h);
+    }
+    if status == 401 {
+        if let Ok(h) = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..]) {
+            r.add_header(h);
+        }
+    }
+    r
+}
+
+fn spawn_admin(server: Arc<tiny_http::Server>, shared: Arc<Shared>, tx: Sender<Input>) {
+    thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let auth = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.as_str().to_owned());
+            let method = request.method().as_str().to_owned();
+            let path = request.url().split('?').next().unwrap_or("").to_owned();
+            let status = shared.status();
+            let config = shared
+                .config
+                .lock()
+                .map(|c| Arc::clone(&c))
+                .unwrap_or_else(|p| Arc::clone(&p.into_inner()));
+            let policy = shared
+                .policy
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            let mut act = |a: Action| {
+                let (rtx, rrx) = mpsc::channel();
+                tx.send(Input::Admin(a, rtx))
+                    .map_err(|_| (503, vec!["shoal-control is shutting down".to_owned()]))?;
+                rrx.recv_timeout(Duration::from_secs(10))
+                    .map_err(|_| (503, vec!["the main loop did not answer".to_owned()]))?
+            };
+            let resp = admin::handle(
+                &Request {
+                    method: &method,
+                    path: &path,
+                    authorization: auth.as_deref(),
+                },
+                &policy,
+                &status,
+                &config,
+                &mut act,
+            );
+            let _ = request.respond(http_response(resp.status, &resp.body));
+        }
+    });
+}
+
+fn spawn_metrics(server: Arc<tiny_http::Server>, shared: Arc<Shared>) {
+    thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let path = request.url().split('?').next().unwrap_or("").to_owned();
+            let resp = if path == "/metrics" {
+                let text = metrics::render(&shared.status());
+                let mut r = tiny_http::Response::from_data(text.into_bytes());
+                if let Ok(h) =
+                    tiny_http::Header::from_bytes(&b"Content-Type"[..], metrics::CONTENT_TYPE)
+                {
+                    r.add_header(h);
+                }
+                r
+            } else {
+                tiny_http::Response::from_data(b"see /metrics\n".to_vec()).with_status_code(404)
+            };
+            let _ = request.respond(resp);
+        }
+    });
+}
+
+fn http_server(what: &'static str, addr: SocketAddr) -> Result<Arc<tiny_http::Server>, StartError> {
+    tiny_http::Server::http(addr)
+        .map(Arc::new)
+        .map_err(|e| StartError::Http {
+            what,
+            addr,
+            reason: e.to_string(),
+        })
+}
+
+fn name_of(m: &Membership, id: u16) -> String {
+    m.members()
+        .iter()
+        .find(|i| i.id == id)
+        .map_or_else(|| format!("id {id}"), |i| format!("{} (id {id})", i.name))
+}
+
+fn log_event(m: &Membership, e: &Event) {
+    let line = match e {
+        Event::Joined {
+            member,
+            incarnation,
+        } => format!("member {} joined (incarnation {incarnation})", name_of(m, *member)),
+        Event::Restarted {
+            member,
+            incarnation,
+        } => format!("member {} restarted (incarnation {incarnation})", name_of(m, *member)),
+        Event::Left {
+            member,
+            reason: LeftReason::Silent(ms),
+        } => format!("member {} removed: silent for {ms} ms", name_of(m, *member)),
+        Event::Left {
+            member,
+            reason: LeftReason::Leaving,
+        } => format!("member {} left (shutting down)", name_of(m, *member)),
+        Event::EpochChanged {
+            previous,
+            epoch,
+            table_changed,
+        } => {
+            let live: Vec<String> = m
+                .epoch()
+                .table
+                .iter()
+                .filter(|e| e.alive)
+                .map(|e| {
+                    let mut s = name_of(m, e.id);
+                    if e.draining {
+                        s.push_str(" draining");
+                    }
+                    s
+                })
+                .collect();
+            format!(
+                "epoch {previous} -> {epoch}{}: live [{}]",
+                if *table_changed { "" } else { " (adopted from a peer)" },
+                live.join(", ")
+            )
+        }
+        Event::SettingChanged(s) => format!(
+            "member {}: weight {}, {}",
+            name_of(m, s.member),
+            s.weight,
+            if s.draining { "draining" } else { "not draining" }
+        ),
+    };
+    log(&line);
+}
+
+/// Everything the main loop owns.
+struct Daemon {
+    config_path: PathBuf,
+    config: Arc<Config>,
+    membership: Membership,
+    load: LoadTracker,
+    link: DataplaneLink,
+    networks: Vec<Network>,
+    clock: Clock,
+    shared: Arc<Shared>,
+}
+
+impl Daemon {
+    fn announce(&mut self, datagram: &[u8]) {
+        for net in &mut self.networks {
+            for target in &net.targets {
+                match net.send.send_to(datagram, target) {
+                    Ok(_) => {
+                        net.sent += 1;
+                        net.error_logged = false;
+                    }
+                    Err(e) => {
+                        net.errors += 1;
+                        if !net.error_logged {
+                            log(&format!("network {}: cannot send to {target}: {e}", net.name));
+                            net.error_logged = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn interval(&mut self) {
+        let reads = self.link.read_stats();
+        let counters: Vec<Option<WorkerCounters<'_>>> = reads
+            .iter()
+            .map(|r| {
+                r.map(|s| WorkerCounters {
+                    instance: s.instance,
+                    names: &s.names,
+                    values: &s.values,
+                })
+            })
+            .collect();
+        let figures = self.load.update(&counters);
+        self.membership.set_local_load(figures);
+        let now = self.clock.now();
+        self.membership.tick(now);
+        let datagram = self.membership.announce_signed(now);
+        self.announce(&datagram);
+        self.link.push(&self.membership);
+    }
+
+    fn act(&mut self, action: Action) -> Result<Value, (u16, Vec<String>)> {
+        match action {
+            Action::Set {
+                member,
+                weight,
+                draining,
+            } => {
+                let s = self
+                    .membership
+                    .set_setting(member, weight, draining)
+                    .ok_or((404, vec![format!("no member with id {member}")]))?;
+                // Apply locally at once (new epoch, push) and tell the peers.
+                self.membership.tick(self.clock.now());
+                let datagram = self.membership.announce_signed(self.clock.now());
+                self.announce(&datagram);
+                self.link.push(&self.membership);
+                Ok(json!({
+                    "member": member,
+                    "weight": s.weight,
+                    "draining": s.draining,
+                    "epoch": self.membership.epoch().number,
+                }))
+            }
+            Action::Reload => self.reload(),
+        }
+    }
+
+    fn reload(&mut self) -> Result<Value, (u16, Vec<String>)> {
+        let new = shoal_config::load_file(&self.config_path).map_err(|e| {
+            let lines = e.to_string().lines().map(str::to_owned).collect();
+            (422, lines)
+        })?;
+        let plan = admin::plan_reload(&self.config, &new).map_err(|errs| (409, errs))?;
+        // Re-read the token before applying anything: all or nothing.
+        let token = match &new.control.admin_token_file {
+            Some(p) => Some(AdminToken::load(p).map_err(|e| (422, vec![e.to_string()]))?),
+            None => None,
+        };
+        self.membership.set_timing(plan.timing);
+        self.load.set_alpha(plan.load_smoothing);
+        for &(id, w) in &plan.weights {
+            self.membership.set_setting(id, Some(w), None);
+        }
+        if let Ok(mut p) = self.shared.policy.lock() {
+            p.token = token;
+        }
+        self.config = Arc::new(new);
+        if let Ok(mut c) = self.shared.config.lock() {
+            *c = Arc::clone(&self.config);
+        }
+        log(&format!(
+            "config reloaded from {}: {} weight change(s)",
+            self.config_path.display(),
+            plan.weights.len()
+        ));
+        Ok(json!({
+            "reloaded": self.config_path.display().to_string(),
+            "weights_changed": plan.weights.iter().map(|(id, w)| json!({"member": id, "weight": w})).collect::<Vec<_>>(),
+            "interval_ms": plan.timing.interval_ms,
+            "failure_timeout_ms": plan.timing.failure_timeout_ms,
+            "load_smoothing": plan.load_smoothing,
+        }))
+    }
+
+    fn publish(&mut self) {
+        for e in self.membership.drain_events() {
+            log_event(&self.membership, &e);
+        }
+        let now = self.clock.now();
+        let mut s = Status::from_membership(&self.membership, &self.config.cluster.name, now.mono_ms);
+        s.networks = self
+            .networks
+            .iter()
+            .map(|n| NetworkStatus {
+                name: n.name.clone(),
+                sent: n.sent,
+                send_errors: n.errors,
+            })
+            .collect();
+        s.dataplane_pushes = self
+            .link
+            .pushes()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        s.workers = self.link.status(unix_ns());
+        if let Ok(mut slot) = self.shared.status.lock() {
+            *slot = Arc::new(s);
+        }
+    }
+}
+
+/// Runs `shoal-control` with the config at `config_path` until `stop` is set.
+pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError> {
+    let config = shoal_config::load_file(config_path)?;
+    let local = config
+        .cluster
+        .members
+        .iter()
+        .find(|m| m.name == config.cluster.local_member)
+        .ok_or_else(|| StartError::NoLocalMember(config.cluster.local_member.clone()))?
+        .id;
+    let key = cluster_key(&config)?;
+    let token = match &config.control.admin_token_file {
+        Some(p) => Some(AdminToken::load(p)?),
+        None => None,
+    };
+    let admin_addr = config.control.admin_listen;
+    if token.is_none() && !is_loopback(admin_addr) {
+        return Err(StartError::OpenAdmin(admin_addr));
+    }
+    let (networks, receivers) = open_networks(&config)?;
+    let metrics_server = http_server("metrics exporter", config.control.metrics_listen)?;
+    let admin_server = http_server("admin API", admin_addr)?;
+
+    let clock = Clock {
+        origin: Instant::now(),
+    };
+    let now = clock.now();
+    let timing = Timing {
+        interval_ms: config.control.interval_ms,
+        failure_timeout_ms: config.control.failure_timeout_ms,
+    };
+    let membership = Membership::new(local, member_infos(&config), timing, key, now.wall_ms, now);
+    let workers = config.dataplane.cores.len();
+    let capacity = u64::from(config.dataplane.flow_table.capacity) * workers as u64;
+    let shared = Arc::new(Shared {
+        status: Mutex::new(Arc::new(Status::default())),
+        config: Mutex::new(Arc::new(config.clone())),
+        policy: Mutex::new(Policy {
+            token,
+            guard_reads: !is_loopback(admin_addr),
+        }),
+    });
+    let (tx, rx) = mpsc::channel();
+    for sock in receivers {
+        spawn_receiver(sock, tx.clone(), Arc::clone(stop));
+    }
+    spawn_metrics(Arc::clone(&metrics_server), Arc::clone(&shared));
+    spawn_admin(Arc::clone(&admin_server), Arc::clone(&shared), tx.clone());
+    drop(tx);
+
+    log(&format!(
+        "member {} (id {local}) of cluster '{}' starting: incarnation {}, {} network(s), \
+         metrics on {}, admin on {}{}, dataplane files in {}",
+        config.cluster.local_member,
+        config.cluster.name,
+        membership.incarnation(),
+        networks.len(),
+        config.control.metrics_listen,
+        admin_addr,
+        if shared.policy.lock().map(|p| p.token.is_some()).unwrap_or(false) {
+            " (token required for changes)"
+        } else {
+            " (no token file: changes open to local users)"
+        },
+        config.control.shm_path.display()
+    ));
+    let mut d = Daemon {
+        config_path: config_path.to_owned(),
+        link: DataplaneLink::new(&config.control.shm_path, workers),
+        load: LoadTracker::new(config.control.load_smoothing, workers, capacity),
+        config: Arc::new(config),
+        membership,
+        networks,
+        clock,
+        shared,
+    };
+    main_loop(&mut d, &rx, stop);
+    let datagram = d.membership.leave_signed(d.clock.now());
+    d.announce(&datagram);
+    log("SIGTERM: announced leaving; exiting");
+    metrics_server.unblock();
+    admin_server.unblock();
+    Ok(())
+}
+
+fn main_loop(d: &mut Daemon, rx: &Receiver<Input>, stop: &AtomicBool) {
+    let mut next = d.clock.now().mono_ms;
+    while !stop.load(Ordering::Relaxed) {
+        let now = d.clock.now();
+        if now.mono_ms >= next {
+            d.interval();
+            let interval = d.membership.timing().interval_ms.max(1);
+            next += interval;
+            if next <= now.mono_ms {
+                next = now.mono_ms + interval;
+            }
+            d.publish();
+            continue;
+        }
+        // Wake at the next interval, or within 100 ms to notice a signal.
+        let wait = (next - now.mono_ms).min(100);
+        match rx.recv_timeout(Duration::from_millis(wait)) {
+            Ok(Input::Datagram(bytes)) => {
+                let now = d.clock.now();
+                let _ = d.membership.receive(&bytes, now);
+                d.publish();
+            }
+            Ok(Input::Admin(action, reply)) => {
+                let result = d.act(action);
+                d.publish();
+                let _ = reply.send(result);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(wait)),
+        }
+    }
+}
+
+/// The loopback address `shoalctl` uses when none is given.
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9465);
