@@ -10,10 +10,14 @@
 // a panic is a failed test
 // Methods on the `Lab` guard tie every lab command to a lab that is up.
 #![allow(clippy::unused_self)]
+// Test scripts are built line by line; clarity over avoiding a temporary.
+#![allow(clippy::format_push_string)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -42,14 +46,91 @@ struct Lab;
 
 impl Lab {
     fn up(backend: &str) -> Lab {
+        Lab::up_with(&["--backend", backend])
+    }
+
+    fn up_with(args: &[&str]) -> Lab {
         assert!(
             std::env::var_os("SHOAL_BIN_DIR").is_some(),
             "set SHOAL_BIN_DIR to the release build (tests/run.sh does)"
         );
         // A lab left by an earlier failed run.
         let _ = lab(&["down"]);
-        ok(&lab(&["up", "--nodes", "3", "--backend", backend]));
+        let mut all = vec!["up", "--nodes", "3"];
+        all.extend_from_slice(args);
+        ok(&lab(&all));
         Lab
+    }
+
+    /// Client ports whose connections `node`'s inspector takes (from the
+    /// lab's own config and the dataplane's selector).
+    fn ports_inspected_by(&self, node: &str, count: usize) -> Vec<u16> {
+        let toml = ok(&lab(&["dataplane-config", "srv1"]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("srv1.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cfg = shoal_config::load_file(&path).unwrap();
+        let id = cfg
+            .cluster
+            .members
+            .iter()
+            .find(|m| m.name == node)
+            .unwrap()
+            .id;
+        let tables = shoal_dataplane::pipeline::Tables::from_config(&cfg, 1).unwrap();
+        let client = std::net::Ipv4Addr::new(198, 18, 0, 2);
+        (20_000..40_000)
+            .filter(|&port| {
+                tables.services[0]
+                    .selector
+                    .select(shoal_dataplane::select::ClientKey { addr: client, port })
+                    == Some(id)
+            })
+            .take(count)
+            .collect()
+    }
+
+    /// Starts slow 8 MB downloads from fixed client ports in the background;
+    /// `finish_downloads` waits for them and returns (served by, sha256).
+    fn start_downloads(&self, ports: &[u16], rate: &str) {
+        let mut script = String::from("mkdir -p /tmp/shoal-dl && rm -f /tmp/shoal-dl/*\n");
+        for p in ports {
+            script.push_str(&format!(
+                "(curl -s -m 60 --local-port {p} --limit-rate {rate} -D /tmp/shoal-dl/{p}.h \
+                 -o /tmp/shoal-dl/{p}.body http://198.18.0.100/files/8m; echo $? > /tmp/shoal-dl/{p}.rc) \
+                 >/dev/null 2>&1 &\n"
+            ));
+        }
+        self.client(&script);
+    }
+
+    fn finish_downloads(&self, ports: &[u16]) -> Vec<(String, String)> {
+        let mut script = String::from(
+            "for i in $(seq 1 600); do n=$(ls /tmp/shoal-dl/*.rc 2>/dev/null | wc -l); \
+             [ \"$n\" -ge PORTS ] && break; sleep 0.1; done\n",
+        )
+        .replace("PORTS", &ports.len().to_string());
+        for p in ports {
+            script.push_str(&format!(
+                "echo \"$(grep -i '^x-served-by' /tmp/shoal-dl/{p}.h | tr -d '\\r' | cut -d' ' -f2) \
+                 $(sha256sum < /tmp/shoal-dl/{p}.body | cut -d' ' -f1) $(cat /tmp/shoal-dl/{p}.rc)\"\n"
+            ));
+        }
+        script.push_str("rm -rf /tmp/shoal-dl\n");
+        self.client(&script)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(f.len(), 3, "download result: {l}");
+                assert_eq!(f[2], "0", "curl failed: {l}");
+                (f[0].to_owned(), f[1].to_owned())
+            })
+            .collect()
+    }
+
+    /// Runs another lab command (drain, load, ...) on this lab.
+    fn cmd(&self, args: &[&str]) -> String {
+        ok(&lab(args))
     }
 
     fn status(&self) -> serde_json::Value {
@@ -123,14 +204,22 @@ struct Fetch {
 
 /// Runs `n` requests (16 at a time, one connection each) from the client.
 fn fetch_many(lab: &Lab, n: u32) -> Vec<Fetch> {
+    fetch_mix(lab, n, 20)
+}
+
+/// `n` requests, 16 at a time, one connection each: every `big_every`-th
+/// fetches /files/8m, every 5th (or 50th when `big_every` > 20) /files/1m,
+/// half /files/1k, the rest /whoami.
+fn fetch_mix(lab: &Lab, n: u32, big_every: u32) -> Vec<Fetch> {
+    let mid_every = if big_every > 20 { 50 } else { 5 };
     let script = format!(
         r#"set -eu
 dir=$(mktemp -d /tmp/shoal-e2e.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 seq 1 {n} | xargs -P 16 -I{{}} sh -c '
   i={{}}
-  if [ $((i % 20)) -eq 0 ]; then p=files/8m
-  elif [ $((i % 5)) -eq 1 ]; then p=files/1m
+  if [ $((i % {big_every})) -eq 0 ]; then p=files/8m
+  elif [ $((i % {mid_every})) -eq 1 ]; then p=files/1m
   elif [ $((i % 2)) -eq 0 ]; then p=files/1k
   else p=whoami; fi
   curl -s -m 60 -H "Connection: close" -o "$0/$i.body" \
@@ -202,6 +291,163 @@ fn serve_200(backend: &str) {
         assert_eq!(lab.counter(node, "drop_malformed"), 0, "{node}");
     }
     assert_eq!(accepted, 200);
+    lab.assert_alive();
+}
+
+/// 1000 connections in each mode: all complete with the right bodies, every
+/// server takes a fair share, the mode's rewriting really happened.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn every_mode_serves_1000_connections() {
+    for (mode, state) in [
+        ("local", "stateful"),
+        ("dpr-mac", "stateless"),
+        ("dpr-mac", "stateful"),
+        ("dpr-ipip", "stateless"),
+        ("dpr-ipip", "stateful"),
+    ] {
+        let lab = Lab::up_with(&["--backend", "dpdk", "--mode", mode, "--state", state]);
+        let files = lab.status()["files"].clone();
+        let fetches = fetch_mix(&lab, 1000, 200);
+        assert_eq!(fetches.len(), 1000, "{mode} {state}");
+        let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &fetches {
+            assert_eq!(f.code, 200, "{mode} {state}: {f:?}");
+            *by_server.entry(f.served_by.clone()).or_default() += 1;
+            if f.path == "whoami" {
+                assert_eq!(f.body_head, f.served_by, "{f:?}");
+            } else {
+                let name = f.path.trim_start_matches("files/");
+                assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+            }
+        }
+        // Equal weights, consistent hashing of 1000 client ports: each
+        // server between 20 % and 47 % of the connections.
+        assert_eq!(by_server.len(), 3, "{mode} {state}: {by_server:?}");
+        assert!(
+            by_server.values().all(|&n| (200..=470).contains(&n)),
+            "{mode} {state}: {by_server:?}"
+        );
+        lab.settle();
+        let sum = |name: &str| -> u64 { MEMBERS.iter().map(|n| lab.counter(n, name)).sum() };
+        let logged: u64 = MEMBERS
+            .iter()
+            .map(|n| {
+                std::fs::read_to_string(format!("/run/shoal-lab/{n}/access.log"))
+                    .unwrap()
+                    .lines()
+                    .count() as u64
+            })
+            .sum();
+        assert_eq!(logged, 1000, "{mode} {state}: requests served in total");
+        assert_eq!(sum("drop_malformed"), 0);
+        match (mode, state) {
+            ("local", _) | (_, "stateful") => {
+                // Nobody loaded: every connection stays with its inspector.
+                assert_eq!(sum("syn_accepted"), 1000, "{mode} {state}");
+                assert_eq!(sum("dpr_redirected"), 0, "{mode} {state}");
+            }
+            ("dpr-mac", _) => {
+                // The target hash sends about 2/3 of connections elsewhere.
+                assert!(
+                    sum("dpr_redirected") > 1000,
+                    "{mode}: {}",
+                    sum("dpr_redirected")
+                );
+                assert_eq!(sum("dpr_redirected"), sum("dpr_received"), "{mode}");
+            }
+            _ => {
+                assert!(sum("ipip_decapsulated") > 1000, "{mode}");
+                assert_eq!(sum("dpr_redirected"), sum("ipip_decapsulated"), "{mode}");
+                // Every tunnelled SYN had its MSS clamped to fit the tunnel.
+                assert!(sum("mss_clamped") > 300, "{mode}: {}", sum("mss_clamped"));
+            }
+        }
+        lab.assert_alive();
+    }
+}
+
+/// A drained server takes no new connections while its downloads finish.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn drained_server_finishes_its_downloads_and_takes_no_new_connections() {
+    let lab = Lab::up("dpdk");
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ports = lab.ports_inspected_by("srv2", 4);
+    lab.start_downloads(&ports, "2M"); // about 4 s each
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    lab.cmd(&["drain", "srv2"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let fetches = fetch_mix(&lab, 150, 1000);
+    assert!(fetches.iter().all(|f| f.code == 200), "{fetches:?}");
+    assert!(
+        fetches.iter().all(|f| f.served_by != "srv2"),
+        "a drained server took a new connection"
+    );
+    let downloads = lab.finish_downloads(&ports);
+    assert_eq!(downloads.len(), 4);
+    for (served_by, got) in downloads {
+        assert_eq!(served_by, "srv2");
+        assert_eq!(got, sha, "a download on the drained server was cut");
+    }
+    // Undrained, it takes connections again.
+    lab.cmd(&["undrain", "srv2"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let again = fetch_mix(&lab, 60, 1000);
+    assert!(again.iter().any(|f| f.served_by == "srv2"));
+    lab.assert_alive();
+}
+
+/// Stateful DPR: a member over `max_load` passes its new connections on while
+/// the ones it holds keep working.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn overloaded_member_passes_new_connections_on_in_stateful_dpr() {
+    let lab = Lab::up_with(&[
+        "--backend",
+        "dpdk",
+        "--mode",
+        "dpr-ipip",
+        "--state",
+        "stateful",
+    ]);
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ports = lab.ports_inspected_by("srv1", 8);
+    let (held, later) = ports.split_at(3);
+    lab.start_downloads(held, "2M");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // The lab config has max_load 0.5 and least-loaded choice.
+    lab.cmd(&["load", "srv1", "0.9"]);
+    lab.cmd(&["load", "srv3", "0.2"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // New connections srv1 inspects go to the least-loaded member, srv2 (load 0).
+    let mut script = String::new();
+    for p in later {
+        script.push_str(&format!(
+            "curl -s -m 10 --local-port {p} -o /dev/null -w '%header{{x-served-by}}\\n' http://198.18.0.100/whoami\n"
+        ));
+    }
+    let served = lab.client(&script);
+    assert_eq!(
+        served.lines().collect::<Vec<_>>(),
+        vec!["srv2"; later.len()],
+        "{served}"
+    );
+    for (served_by, got) in lab.finish_downloads(held) {
+        assert_eq!(served_by, "srv1", "held connections stay");
+        assert_eq!(got, sha);
+    }
+    lab.settle();
+    assert_eq!(
+        lab.counter("srv1", "dpr_overload_choice"),
+        later.len() as u64
+    );
     lab.assert_alive();
 }
 

@@ -18,15 +18,17 @@ fn member_strategy(id: u16) -> impl Strategy<Value = MemberState> {
         any::<bool>(),
         0.0_f32..1.0e6,
     )
-        .prop_map(move |(addr, mac, weight, alive, draining, load)| MemberState {
-            id,
-            addr: Ipv4Addr::from(addr),
-            mac,
-            weight,
-            alive,
-            draining,
-            load,
-        })
+        .prop_map(
+            move |(addr, mac, weight, alive, draining, load)| MemberState {
+                id,
+                addr: Ipv4Addr::from(addr),
+                mac,
+                weight,
+                alive,
+                draining,
+                load,
+            },
+        )
 }
 
 fn membership_strategy() -> impl Strategy<Value = Command> {
@@ -45,8 +47,10 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         membership_strategy(),
         (any::<u16>(), any::<bool>())
             .prop_map(|(member, draining)| Command::Drain { member, draining }),
-        (any::<u16>(), any::<u32>()).prop_map(|(member, weight)| Command::Weight { member, weight }),
-        (any::<u16>(), 0.0_f32..=f32::MAX).prop_map(|(member, load)| Command::Load { member, load }),
+        (any::<u16>(), any::<u32>())
+            .prop_map(|(member, weight)| Command::Weight { member, weight }),
+        (any::<u16>(), 0.0_f32..=f32::MAX)
+            .prop_map(|(member, load)| Command::Load { member, load }),
         Just(Command::Shutdown),
     ]
 }
@@ -96,7 +100,8 @@ proptest! {
         let mut bytes = vec![FORMAT_VERSION, kind, count, 0];
         bytes.extend(body);
         if let Ok(command) = Command::decode(&bytes) {
-            prop_assert_eq!(command.to_bytes().unwrap().as_slice(), bytes.as_slice());
+            let encoded = command.to_bytes().unwrap();
+            prop_assert_eq!(encoded.as_slice(), bytes.as_slice());
         }
     }
 }
@@ -195,8 +200,12 @@ fn duplicate_member_ids() {
 fn invalid_loads() {
     for load in [f32::NAN, f32::INFINITY, -1.0] {
         assert_eq!(
-            Command::Load { member: 9, load }.to_bytes().map_err(|error| error.to_string()),
-            Err(format!("member 9 has load {load}: loads are finite and >= 0"))
+            Command::Load { member: 9, load }
+                .to_bytes()
+                .map_err(|error| error.to_string()),
+            Err(format!(
+                "member 9 has load {load}: loads are finite and >= 0"
+            ))
         );
     }
     let mut bytes = Command::Load {

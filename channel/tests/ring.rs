@@ -7,8 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use shoal_channel::{
-    command_ring_path, ChannelError, Command, CommandRing, CommandSender, EncodeError,
-    MemberState, SendError, StatsWriter, MAX_CAPACITY, MAX_MEMBERS,
+    command_ring_path, ChannelError, Command, CommandRing, CommandSender, EncodeError, MemberState,
+    SendError, StatsWriter, MAX_CAPACITY, MAX_MEMBERS,
 };
 
 fn membership(epoch: u64) -> Command {
@@ -151,10 +151,7 @@ fn a_new_sender_continues_after_the_last() {
     for epoch in 3..=5 {
         second.send(&membership(epoch)).unwrap();
     }
-    assert!(matches!(
-        second.send(&membership(6)),
-        Err(SendError::Full)
-    ));
+    assert!(matches!(second.send(&membership(6)), Err(SendError::Full)));
     for epoch in 2..=5 {
         assert_eq!(ring.try_recv().unwrap(), Some(membership(epoch)));
     }
@@ -179,10 +176,7 @@ fn restart_makes_the_sender_stale_until_reopened() {
     assert_eq!(sender.attached_instance(), old_ring.instance());
     assert!(sender.is_stale().unwrap());
     for _ in 0..3 {
-        assert!(matches!(
-            sender.send(&membership(2)),
-            Err(SendError::Stale)
-        ));
+        assert!(matches!(sender.send(&membership(2)), Err(SendError::Stale)));
     }
     // Nothing reached either ring after the restart; the old ring still has
     // the command sent before it.
@@ -199,10 +193,7 @@ fn restart_makes_the_sender_stale_until_reopened() {
     // A removed ring is stale as well.
     fs::remove_file(&path).unwrap();
     assert!(sender.is_stale().unwrap());
-    assert!(matches!(
-        sender.send(&membership(4)),
-        Err(SendError::Stale)
-    ));
+    assert!(matches!(sender.send(&membership(4)), Err(SendError::Stale)));
     let error = sender.instance().unwrap_err();
     assert!(matches!(&error, ChannelError::Io { source, .. }
         if source.kind() == std::io::ErrorKind::NotFound));
@@ -236,7 +227,9 @@ fn capacity_out_of_range_is_refused() {
     let path = dir.path().join("ring");
     for capacity in [0, MAX_CAPACITY + 1] {
         let error = CommandRing::create(&path, capacity).unwrap_err();
-        assert!(matches!(error, ChannelError::InvalidCapacity { capacity: c, .. } if c == capacity));
+        assert!(
+            matches!(error, ChannelError::InvalidCapacity { capacity: c, .. } if c == capacity)
+        );
         assert_names(&error, &path);
     }
     assert!(!path.exists());
@@ -267,10 +260,20 @@ fn files_that_are_not_rings_are_rejected() {
 
     // Not a ring at all.
     let garbage: Vec<u8> = (0..original.len()).map(|i| (i * 7 + 3) as u8).collect();
-    for path in [write("garbage", &garbage), write("empty", b""), write("short", b"SHO")] {
+    for path in [
+        write("garbage", &garbage),
+        write("empty", b""),
+        write("short", b"SHO"),
+    ] {
         let error = CommandSender::open(&path).unwrap_err();
         assert!(
-            matches!(error, ChannelError::WrongKind { expected: "command ring", .. }),
+            matches!(
+                error,
+                ChannelError::WrongKind {
+                    expected: "command ring",
+                    ..
+                }
+            ),
             "{error}"
         );
         assert_names(&error, &path);
@@ -280,7 +283,9 @@ fn files_that_are_not_rings_are_rejected() {
     let stats = dir.path().join("stats-0");
     drop(StatsWriter::create(&stats, &["a_total"]).unwrap());
     let error = CommandSender::open(&stats).unwrap_err();
-    assert!(error.to_string().contains("is not a Shoal command ring (it starts with \"SHOALSTS\")"));
+    assert!(error
+        .to_string()
+        .contains("is not a Shoal command ring (it starts with \"SHOALSTS\")"));
 
     // Another layout version.
     let mut bytes = original.clone();
@@ -303,7 +308,11 @@ fn files_that_are_not_rings_are_rejected() {
         bytes.resize(len, 0);
         let path = write("sized", &bytes);
         let error = CommandSender::open(&path).unwrap_err();
-        let expected = if len < 256 { 256 } else { original.len() as u64 };
+        let expected = if len < 256 {
+            256
+        } else {
+            original.len() as u64
+        };
         assert!(
             matches!(error, ChannelError::WrongSize { expected: e, found, .. }
                 if e == expected && found == len as u64),

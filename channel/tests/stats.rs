@@ -22,7 +22,11 @@ fn values_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = stats_path(dir.path(), 3);
     assert!(path.ends_with("stats-3"));
-    let names = ["rx_packets_total", "drop_malformed_total{layer=\"ipv4\"}", "flows_active"];
+    let names = [
+        "rx_packets_total",
+        "drop_malformed_total{layer=\"ipv4\"}",
+        "flows_active",
+    ];
     let mut writer = StatsWriter::create(&path, &names).unwrap();
     let mut reader = StatsReader::open(&path).unwrap();
     assert_eq!(reader.instance(), writer.instance());
@@ -39,7 +43,9 @@ fn values_round_trip() {
         }
     );
 
-    writer.write_at(&[10, u64::MAX, 7], 1_700_000_000_000_000_000).unwrap();
+    writer
+        .write_at(&[10, u64::MAX, 7], 1_700_000_000_000_000_000)
+        .unwrap();
     let snapshot = reader.read().unwrap();
     assert_eq!(snapshot.values, [10, u64::MAX, 7]);
     assert_eq!(snapshot.written_at_unix_ns, 1_700_000_000_000_000_000);
@@ -52,7 +58,14 @@ fn values_round_trip() {
     assert!(snapshot.written_at_unix_ns > 1_700_000_000_000_000_000);
 
     let error = writer.write(&[1, 2]).unwrap_err();
-    assert!(matches!(error, ChannelError::ValueCount { expected: 3, found: 2, .. }));
+    assert!(matches!(
+        error,
+        ChannelError::ValueCount {
+            expected: 3,
+            found: 2,
+            ..
+        }
+    ));
     assert_names(&error, &path);
     // A refused write changes nothing.
     assert_eq!(reader.read().unwrap().values, [11, 0, 6]);
@@ -76,8 +89,14 @@ fn invalid_names_are_refused() {
     let long = "x".repeat(256);
     let cases: [(&[&str], &str); 5] = [
         (&[""], "\"\" is empty"),
-        (&["a b"], "\"a b\" has a character that is not printable ASCII (or is a space)"),
-        (&["é"], "\"é\" has a character that is not printable ASCII (or is a space)"),
+        (
+            &["a b"],
+            "\"a b\" has a character that is not printable ASCII (or is a space)",
+        ),
+        (
+            &["é"],
+            "\"é\" has a character that is not printable ASCII (or is a space)",
+        ),
         (&["a", "b", "a"], "\"a\" appears more than once"),
         (&[&long], "is longer than 255 bytes"),
     ];
@@ -92,7 +111,9 @@ fn invalid_names_are_refused() {
     let many: Vec<String> = (0..=MAX_VALUES).map(|i| format!("v{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let error = StatsWriter::create(&path, &many).unwrap_err();
-    assert!(error.to_string().ends_with("4097 names, at most 4096 are allowed"));
+    assert!(error
+        .to_string()
+        .ends_with("4097 names, at most 4096 are allowed"));
     assert!(StatsWriter::create(&path, &many[..MAX_VALUES]).is_ok());
     assert!(StatsWriter::create(&path, &["x".repeat(255).as_str()]).is_ok());
 }
@@ -135,7 +156,13 @@ fn files_that_are_not_stats_segments_are_rejected() {
     for path in [write("garbage", &garbage), write("empty", b"")] {
         let error = StatsReader::open(&path).unwrap_err();
         assert!(
-            matches!(error, ChannelError::WrongKind { expected: "stats segment", .. }),
+            matches!(
+                error,
+                ChannelError::WrongKind {
+                    expected: "stats segment",
+                    ..
+                }
+            ),
             "{error}"
         );
         assert_names(&error, &path);
@@ -144,13 +171,18 @@ fn files_that_are_not_stats_segments_are_rejected() {
     let ring = dir.path().join("ring");
     drop(CommandRing::create(&ring, 1).unwrap());
     let error = StatsReader::open(&ring).unwrap_err();
-    assert!(error.to_string().contains("is not a Shoal stats segment (it starts with \"SHOALCMR\")"));
+    assert!(error
+        .to_string()
+        .contains("is not a Shoal stats segment (it starts with \"SHOALCMR\")"));
 
     let mut bytes = original.clone();
     bytes[8..12].copy_from_slice(&7_u32.to_le_bytes());
     let path = write("version", &bytes);
     let error = StatsReader::open(&path).unwrap_err();
-    assert!(matches!(error, ChannelError::UnsupportedVersion { found: 7, .. }));
+    assert!(matches!(
+        error,
+        ChannelError::UnsupportedVersion { found: 7, .. }
+    ));
 
     for len in [40, original.len() - 8, original.len() + 8] {
         let mut bytes = original.clone();
@@ -161,29 +193,43 @@ fn files_that_are_not_stats_segments_are_rejected() {
         assert_names(&error, &path);
     }
 
-    // Names region damaged: a length running past it, a space, a duplicate,
-    // a count that does not match.
+    // Names region damaged: a length running past it, a bad character, an
+    // empty name, a region length that does not match the names (the same
+    // padded size, so the file size still matches).
     for (offset, value, reason) in [
-        (64, 9_u8, "name 1 runs past the names region"),
-        (66, b' ', "name 0 has a character that is not printable ASCII (or is a space)"),
-        (12, 1, "1 bytes after the last name"),
-        (12, 3, "the names region ends before name 2"),
+        (64, 11_u8, "name 0 runs past the names region"),
+        (
+            66,
+            b' ',
+            "name 0 has a character that is not printable ASCII (or is a space)",
+        ),
         (72, 7, "name 1 runs past the names region"),
+        (72, 0, "name 1 is empty"),
+        (24, 9, "name 1 runs past the names region"),
+        (24, 8, "the names region ends before name 1"),
+        (24, 12, "1 bytes after the last name"),
     ] {
         let mut bytes = original.clone();
         bytes[offset] = value;
         let path = write("names", &bytes);
         let error = StatsReader::open(&path).unwrap_err();
         assert!(
-            matches!(&error, ChannelError::BadHeader { reason: r, .. } if r.ends_with(reason)),
+            matches!(&error, ChannelError::BadHeader { reason: r, .. } if r == reason),
             "{offset}: {error}"
         );
         assert_names(&error, &path);
     }
-    let mut bytes = original.clone();
-    bytes[73..75].copy_from_slice(b"a_");
-    bytes[72] = 2;
-    let path = write("duplicate", &bytes);
+
+    // The same name twice.
+    let path = dir.path().join("duplicate");
+    drop(StatsWriter::create(&path, &["ab", "cd"]).unwrap());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[68..70].copy_from_slice(b"ab");
+    fs::write(&path, bytes).unwrap();
     let error = StatsReader::open(&path).unwrap_err();
-    assert!(matches!(error, ChannelError::BadHeader { .. }), "{error}");
+    assert!(
+        matches!(&error, ChannelError::BadHeader { reason, .. }
+            if reason == "name \"ab\" appears more than once"),
+        "{error}"
+    );
 }

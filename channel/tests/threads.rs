@@ -59,5 +59,7 @@ fn hundred_thousand_commands_across_threads() {
     }
     let full = producer.join().unwrap();
     assert_eq!(ring.try_recv().unwrap(), None);
-    println!("{COMMANDS} commands received in order; the producer found the ring full {full} times");
+    println!(
+        "{COMMANDS} commands received in order; the producer found the ring full {full} times"
+    );
 }

@@ -114,9 +114,12 @@ pub fn handle(
     let mutating = match (req.method, parts.as_slice()) {
         ("GET", ["status" | "members" | "ring"]) => false,
         ("POST", ["drain" | "undrain", _] | ["weight", _, _] | ["reload"]) => true,
-        (_, ["status" | "members" | "ring" | "reload"] | ["drain" | "undrain", _] | ["weight", _, _]) => {
-            return Response::error(405, "method not allowed (reads are GET, changes are POST)")
-        }
+        (
+            _,
+            ["status" | "members" | "ring" | "reload"]
+            | ["drain" | "undrain", _]
+            | ["weight", _, _],
+        ) => return Response::error(405, "method not allowed (reads are GET, changes are POST)"),
         _ => {
             return Response::error(
                 404,
@@ -132,12 +135,14 @@ pub fn handle(
              contents of control.admin_token_file)",
         );
     }
-    let run = |act: &mut dyn FnMut(Action) -> Result<Value, (u16, Vec<String>)>, a: Action| match act(a) {
-        Ok(v) => Response::ok(v),
-        Err((code, errors)) => Response {
-            status: code,
-            body: json!({ "error": errors.first().cloned().unwrap_or_default(), "errors": errors }),
-        },
+    let run = |act: &mut dyn FnMut(Action) -> Result<Value, (u16, Vec<String>)>, a: Action| {
+        match act(a) {
+            Ok(v) => Response::ok(v),
+            Err((code, errors)) => Response {
+                status: code,
+                body: json!({ "error": errors.first().cloned().unwrap_or_default(), "errors": errors }),
+            },
+        }
     };
     match parts.as_slice() {
         ["status"] => Response::ok(serde_json::to_value(status).unwrap_or(Value::Null)),
@@ -318,15 +323,31 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
     };
     let restart_control = "it is only read at start (restart shoal-control)";
     let restart_both = "it is only read at start (restart shoal-dataplane and shoal-control)";
-    fixed("cluster.name", old.cluster.name == new.cluster.name, restart_control);
-    fixed("cluster.vips", old.cluster.vips == new.cluster.vips, restart_both);
-    fixed("cluster.mac", old.cluster.mac == new.cluster.mac, restart_both);
+    fixed(
+        "cluster.name",
+        old.cluster.name == new.cluster.name,
+        restart_control,
+    );
+    fixed(
+        "cluster.vips",
+        old.cluster.vips == new.cluster.vips,
+        restart_both,
+    );
+    fixed(
+        "cluster.mac",
+        old.cluster.mac == new.cluster.mac,
+        restart_both,
+    );
     fixed(
         "cluster.local_member",
         old.cluster.local_member == new.cluster.local_member,
         restart_both,
     );
-    fixed("cluster.key_file", old.cluster.key_file == new.cluster.key_file, restart_control);
+    fixed(
+        "cluster.key_file",
+        old.cluster.key_file == new.cluster.key_file,
+        restart_control,
+    );
     let strip = |c: &Config| {
         c.cluster
             .members
@@ -341,11 +362,27 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
          add, remove or renumber members)",
     );
     fixed("services", old.services == new.services, restart_both);
-    fixed("dataplane", old.dataplane == new.dataplane, "restart shoal-dataplane");
+    fixed(
+        "dataplane",
+        old.dataplane == new.dataplane,
+        "restart shoal-dataplane",
+    );
     let (oc, nc) = (&old.control, &new.control);
-    fixed("control.networks", oc.networks == nc.networks, restart_control);
-    fixed("control.metrics_listen", oc.metrics_listen == nc.metrics_listen, restart_control);
-    fixed("control.admin_listen", oc.admin_listen == nc.admin_listen, restart_control);
+    fixed(
+        "control.networks",
+        oc.networks == nc.networks,
+        restart_control,
+    );
+    fixed(
+        "control.metrics_listen",
+        oc.metrics_listen == nc.metrics_listen,
+        restart_control,
+    );
+    fixed(
+        "control.admin_listen",
+        oc.admin_listen == nc.admin_listen,
+        restart_control,
+    );
     fixed(
         "control.admin_token_file",
         oc.admin_token_file == nc.admin_token_file,
@@ -398,6 +435,8 @@ mac = "02:00:c6:12:00:0c"
 name = "web"
 vip = "198.18.0.100"
 port = 80
+[dataplane]
+backend = "memory"
 [control]
 [[control.networks]]
 name = "lab"
@@ -437,7 +476,12 @@ peers = ["127.0.0.1:7947"]
         }
     }
 
-    fn call(policy: &Policy, method: &str, path: &str, auth: Option<&str>) -> (Response, Vec<Action>) {
+    fn call(
+        policy: &Policy,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+    ) -> (Response, Vec<Action>) {
         let mut done = Vec::new();
         let r = handle(
             &Request {
@@ -487,7 +531,10 @@ peers = ["127.0.0.1:7947"]
         );
         // Reads are open on loopback, guarded otherwise.
         assert_eq!(call(&p, "GET", "/members", None).0.status, 200);
-        assert_eq!(call(&token_policy(true), "GET", "/members", None).0.status, 401);
+        assert_eq!(
+            call(&token_policy(true), "GET", "/members", None).0.status,
+            401
+        );
         // No token configured: changes allowed (loopback-only listener).
         let open = Policy {
             token: None,
@@ -505,7 +552,10 @@ peers = ["127.0.0.1:7947"]
         assert_eq!(call(&p, "POST", "/status", None).0.status, 405);
         let (r, done) = call(&p, "POST", "/drain/srv9", auth);
         assert_eq!(r.status, 404);
-        assert_eq!(r.body, json!({"error": "no member named or numbered 'srv9'"}));
+        assert_eq!(
+            r.body,
+            json!({"error": "no member named or numbered 'srv9'"})
+        );
         assert!(done.is_empty());
         let (r, _) = call(&p, "POST", "/weight/srv1/-1", auth);
         assert_eq!(r.status, 400);
@@ -520,7 +570,10 @@ peers = ["127.0.0.1:7947"]
         assert_eq!(v["services"][0]["algorithm"], "rendezvous");
         assert_eq!(v["services"][0]["shares"]["srv1"], 1.0);
         assert_eq!(v["services"][0]["shares"]["srv2"], 0.0);
-        assert_eq!(v["table"][1], json!({"id": 2, "name": "srv2", "alive": true, "weight": 100, "draining": true}));
+        assert_eq!(
+            v["table"][1],
+            json!({"id": 2, "name": "srv2", "alive": true, "weight": 100, "draining": true})
+        );
         // Both active: each about half.
         let mut s = status();
         s.table[1].draining = false;

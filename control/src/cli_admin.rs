@@ -78,7 +78,9 @@ pub enum AdminCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No connection or I/O failure.
-    #[error("cannot reach the admin API at {addr}: {source} (is shoal-control running? see --admin)")]
+    #[error(
+        "cannot reach the admin API at {addr}: {source} (is shoal-control running? see --admin)"
+    )]
     Io {
         /// The address.
         addr: SocketAddr,
@@ -103,7 +105,8 @@ pub fn call(
 ) -> Result<(u16, Value), CallError> {
     let io = |source| CallError::Io { addr, source };
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(io)?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
     );
@@ -179,7 +182,10 @@ pub fn run(cmd: AdminCommand) -> ExitCode {
     match call(conn.admin, method, &path, token.as_ref()) {
         Ok((status, body)) => {
             if conn.json {
-                println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
             } else if (200..300).contains(&status) {
                 print!("{}", render(&cmd, &body));
             } else {
@@ -250,9 +256,17 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                     s,
                     "worker {}: command ring {}, pushed epoch {}, stats {}",
                     w["worker"],
-                    if w["ring_open"] == true { "open" } else { "NOT open" },
+                    if w["ring_open"] == true {
+                        "open"
+                    } else {
+                        "NOT open"
+                    },
                     w["pushed_epoch"],
-                    if w["stats_open"] == true { "readable" } else { "NOT readable" }
+                    if w["stats_open"] == true {
+                        "readable"
+                    } else {
+                        "NOT readable"
+                    }
                 );
             }
             let received: Vec<String> = b["messages_received"]
@@ -267,7 +281,15 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
             let _ = writeln!(
                 s,
                 "{:<4} {:<12} {:<16} {:<6} {:>6} {:<9} {:>7} {:>8} {:>11}",
-                "ID", "NAME", "ADDRESS", "ALIVE", "WEIGHT", "DRAINING", "LOAD", "CONNS", "HEARD(ms)"
+                "ID",
+                "NAME",
+                "ADDRESS",
+                "ALIVE",
+                "WEIGHT",
+                "DRAINING",
+                "LOAD",
+                "CONNS",
+                "HEARD(ms)"
             );
             for m in b["members"].as_array().into_iter().flatten() {
                 let heard = if m["local"] == true {
@@ -298,7 +320,11 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 "epoch {} (digest {}){}",
                 b["epoch"],
                 b["digest"].as_str().unwrap_or(""),
-                if b["converged"] == true { "" } else { ", not converged" }
+                if b["converged"] == true {
+                    ""
+                } else {
+                    ", not converged"
+                }
             );
             for e in b["table"].as_array().into_iter().flatten() {
                 let _ = writeln!(
@@ -308,7 +334,11 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                     e["id"],
                     if e["alive"] == true { "alive" } else { "dead" },
                     e["weight"],
-                    if e["draining"] == true { " draining" } else { "" }
+                    if e["draining"] == true {
+                        " draining"
+                    } else {
+                        ""
+                    }
                 );
             }
             for svc in b["services"].as_array().into_iter().flatten() {
@@ -334,7 +364,11 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 "member {}: weight {}, {}; epoch {}",
                 b["member"],
                 b["weight"],
-                if b["draining"] == true { "draining" } else { "not draining" },
+                if b["draining"] == true {
+                    "draining"
+                } else {
+                    "not draining"
+                },
                 b["epoch"]
             );
         }
@@ -359,10 +393,16 @@ mod tests {
     #[test]
     fn parses_plain_and_chunked_answers() {
         let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"a\": 1}\n";
-        assert_eq!(parse_response(plain), Some((200, serde_json::json!({"a": 1}))));
+        assert_eq!(
+            parse_response(plain),
+            Some((200, serde_json::json!({"a": 1})))
+        );
         let chunked =
             b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n4\r\n: 2}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Some((401, serde_json::json!({"a": 2}))));
+        assert_eq!(
+            parse_response(chunked),
+            Some((401, serde_json::json!({"a": 2})))
+        );
         assert_eq!(parse_response(b"garbage"), None);
     }
 
@@ -377,6 +417,9 @@ mod tests {
             },
         };
         let body = serde_json::json!({"member": 2, "weight": 100, "draining": true, "epoch": 5});
-        assert_eq!(render(&cmd, &body), "member 2: weight 100, draining; epoch 5\n");
+        assert_eq!(
+            render(&cmd, &body),
+            "member 2: weight 100, draining; epoch 5\n"
+        );
     }
 }

@@ -347,11 +347,17 @@ fn log_event(m: &Membership, e: &Event) {
         Event::Joined {
             member,
             incarnation,
-        } => format!("member {} joined (incarnation {incarnation})", name_of(m, *member)),
+        } => format!(
+            "member {} joined (incarnation {incarnation})",
+            name_of(m, *member)
+        ),
         Event::Restarted {
             member,
             incarnation,
-        } => format!("member {} restarted (incarnation {incarnation})", name_of(m, *member)),
+        } => format!(
+            "member {} restarted (incarnation {incarnation})",
+            name_of(m, *member)
+        ),
         Event::Left {
             member,
             reason: LeftReason::Silent(ms),
@@ -380,7 +386,11 @@ fn log_event(m: &Membership, e: &Event) {
                 .collect();
             format!(
                 "epoch {previous} -> {epoch}{}: live [{}]",
-                if *table_changed { "" } else { " (adopted from a peer)" },
+                if *table_changed {
+                    ""
+                } else {
+                    " (adopted from a peer)"
+                },
                 live.join(", ")
             )
         }
@@ -388,7 +398,11 @@ fn log_event(m: &Membership, e: &Event) {
             "member {}: weight {}, {}",
             name_of(m, s.member),
             s.weight,
-            if s.draining { "draining" } else { "not draining" }
+            if s.draining {
+                "draining"
+            } else {
+                "not draining"
+            }
         ),
     };
     log(&line);
@@ -418,7 +432,10 @@ impl Daemon {
                     Err(e) => {
                         net.errors += 1;
                         if !net.error_logged {
-                            log(&format!("network {}: cannot send to {target}: {e}", net.name));
+                            log(&format!(
+                                "network {}: cannot send to {target}: {e}",
+                                net.name
+                            ));
                             net.error_logged = true;
                         }
                     }
@@ -517,7 +534,8 @@ impl Daemon {
             log_event(&self.membership, &e);
         }
         let now = self.clock.now();
-        let mut s = Status::from_membership(&self.membership, &self.config.cluster.name, now.mono_ms);
+        let mut s =
+            Status::from_membership(&self.membership, &self.config.cluster.name, now.mono_ms);
         s.networks = self
             .networks
             .iter()
@@ -599,7 +617,12 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
         networks.len(),
         config.control.metrics_listen,
         admin_addr,
-        if shared.policy.lock().map(|p| p.token.is_some()).unwrap_or(false) {
+        if shared
+            .policy
+            .lock()
+            .map(|p| p.token.is_some())
+            .unwrap_or(false)
+        {
             " (token required for changes)"
         } else {
             " (no token file: changes open to local users)"

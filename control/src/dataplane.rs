@@ -113,7 +113,10 @@ impl DataplaneLink {
             match StatsReader::open(&path).and_then(|mut r| r.read()) {
                 Ok(snap) => {
                     if worker.stats_down_logged {
-                        log(&format!("worker {w}: stats segment {} is back", path.display()));
+                        log(&format!(
+                            "worker {w}: stats segment {} is back",
+                            path.display()
+                        ));
                     }
                     worker.stats_down_logged = false;
                     worker.last = Some(snap);
@@ -264,8 +267,16 @@ impl DataplaneLink {
                     .last
                     .as_ref()
                     .map(|s| now_unix_ns.saturating_sub(s.written_at_unix_ns) as f64 / 1e9),
-                names: worker.last.as_ref().map(|s| s.names.clone()).unwrap_or_default(),
-                values: worker.last.as_ref().map(|s| s.values.clone()).unwrap_or_default(),
+                names: worker
+                    .last
+                    .as_ref()
+                    .map(|s| s.names.clone())
+                    .unwrap_or_default(),
+                values: worker
+                    .last
+                    .as_ref()
+                    .map(|s| s.values.clone())
+                    .unwrap_or_default(),
             })
             .collect()
     }

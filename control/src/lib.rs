@@ -1,8 +1,27 @@
-//! Shoal's control side. Today: the operator's view of a config
-//! ([`describe`]), used by `shoalctl check-config`, and the selection
-//! figures of `shoalctl ring-stats` ([`ring_stats`]). Membership and load
-//! exchange, failure detection, the shared-memory command rings, the
-//! Prometheus exporter and the admin API land here (issue 7).
+//! Shoal's control side: the `shoal-control` daemon and `shoalctl`.
+//!
+//! - [`membership`]: seed 000's broadcaster, receiver and cleaner as a pure
+//!   state machine, replay protection, numbered epochs, operator settings;
+//!   [`message`]: the signed announcement on the wire; [`key`]: the cluster
+//!   key and admin token files.
+//! - [`load`]: this member's load from the dataplane's stats;
+//!   [`dataplane`]: command rings and stats segments (`shoal-channel`).
+//! - [`metrics`]: the Prometheus text; [`admin`]: the admin API's routes
+//!   and reload rules; [`status`]: the snapshot both serve.
+//! - [`daemon`]: sockets, threads and the main loop of `shoal-control`.
+//! - [`cli_admin`]: `shoalctl status|members|ring|drain|undrain|weight|reload`;
+//!   [`describe`]: `shoalctl check-config`; [`ring_stats`]: `shoalctl ring-stats`.
+
+pub mod admin;
+pub mod cli_admin;
+pub mod daemon;
+pub mod dataplane;
+pub mod key;
+pub mod load;
+pub mod membership;
+pub mod message;
+pub mod metrics;
+pub mod status;
 
 pub mod ring_stats;
 
@@ -24,6 +43,11 @@ pub struct ConfigSummary {
     pub active_members: usize,
     /// Services as `name vip:port/protocol mode`.
     pub services: Vec<String>,
+}
+
+/// Writes one log line to standard error (the journal under systemd).
+pub fn log(line: &str) {
+    eprintln!("shoal-control: {line}");
 }
 
 /// Summarises a validated config for an operator.

@@ -704,7 +704,14 @@ mod tests {
             Err(Reject::UnknownMember(9))
         );
         // Wrong key.
-        let mut other = Membership::new(3, infos(3), T, ClusterKey::from_bytes(&[8; 32]).unwrap(), 1, at(0));
+        let mut other = Membership::new(
+            3,
+            infos(3),
+            T,
+            ClusterKey::from_bytes(&[8; 32]).unwrap(),
+            1,
+            at(0),
+        );
         assert_eq!(
             a.receive(&other.announce_signed(at(20)), at(20)),
             Err(Reject::Decode(DecodeError::BadMac))
@@ -716,7 +723,10 @@ mod tests {
             a.receive(&old, at(11_001)),
             Err(Reject::TimestampOutOfWindow { skew_ms: -11_001 })
         );
-        assert_eq!(a.receive(b"junk", at(30)), Err(Reject::Decode(DecodeError::Malformed("too short"))));
+        assert_eq!(
+            a.receive(b"junk", at(30)),
+            Err(Reject::Decode(DecodeError::Malformed("too short")))
+        );
         let counts: Vec<_> = a.received().iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(
             counts,

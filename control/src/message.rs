@@ -321,7 +321,9 @@ impl Announcement {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Announcement, DecodeError> {
         let load = p.load();
         if !load.is_valid() {
-            return Err(DecodeError::Malformed("load figure not a finite non-negative number"));
+            return Err(DecodeError::Malformed(
+                "load figure not a finite non-negative number",
+            ));
         }
         if p.sender() == 0 {
             return Err(DecodeError::Malformed("sender id 0"));
@@ -482,12 +484,46 @@ mod tests {
         let bytes = sample().emit_signed(&k);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (bytes[..50].to_vec(), "too short"),
-            (bytes[..bytes.len() - 1].to_vec(), "length does not match the counts"),
-            ([&bytes[..], &[0]].concat(), "length does not match the counts"),
-            ({ let mut b = bytes.clone(); b[0] = b'X'; b }, "bad magic"),
-            ({ let mut b = bytes.clone(); b[4] = 2; b }, "unsupported version"),
-            ({ let mut b = bytes.clone(); b[5] = 9; b }, "unknown kind"),
-            ({ let mut b = bytes.clone(); b[11] = 200; b }, "length does not match the counts"),
+            (
+                bytes[..bytes.len() - 1].to_vec(),
+                "length does not match the counts",
+            ),
+            (
+                [&bytes[..], &[0]].concat(),
+                "length does not match the counts",
+            ),
+            (
+                {
+                    let mut b = bytes.clone();
+                    b[0] = b'X';
+                    b
+                },
+                "bad magic",
+            ),
+            (
+                {
+                    let mut b = bytes.clone();
+                    b[4] = 2;
+                    b
+                },
+                "unsupported version",
+            ),
+            (
+                {
+                    let mut b = bytes.clone();
+                    b[5] = 9;
+                    b
+                },
+                "unknown kind",
+            ),
+            (
+                {
+                    let mut b = bytes.clone();
+                    b[11] = 200;
+                    b
+                },
+                "length does not match the counts",
+            ),
             (Vec::new(), "too short"),
         ];
         for (b, why) in cases {
@@ -498,7 +534,9 @@ mod tests {
         nan.load.busy = f32::NAN;
         assert_eq!(
             decode(&nan.emit_signed(&k), &k),
-            Err(DecodeError::Malformed("load figure not a finite non-negative number"))
+            Err(DecodeError::Malformed(
+                "load figure not a finite non-negative number"
+            ))
         );
         let zero = Announcement {
             sender: 0,

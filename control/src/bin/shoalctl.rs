@@ -1,5 +1,8 @@
 //! `shoalctl`: the operator's command-line tool.
 //!
+//! - `status|members|ring|drain NODE|undrain NODE|weight NODE W|reload
+//!   [--admin ADDR] [--token-file F] [--json]`: ask a running shoal-control
+//!   through its admin API (`shoal_control::cli_admin`).
 //! - `check-config FILE [--json]`: load and validate a server config; print a
 //!   summary, or every problem with file, line, column and key; exit 1 on error.
 //! - `ring-stats --nodes N --algo ring|maglev|rendezvous [--vnodes V]
@@ -25,6 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Commands for a running shoal-control (status, members, ring, drain,
+    /// undrain, weight, reload): see `shoal_control::cli_admin`.
+    #[command(flatten)]
+    Admin(shoal_control::cli_admin::AdminCommand),
     /// Load and validate a config file.
     CheckConfig {
         /// The config (TOML).
@@ -89,6 +96,7 @@ impl From<AlgoArg> for Algorithm {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Admin(cmd) => shoal_control::cli_admin::run(cmd),
         Command::RingStats {
             nodes,
             algo,
