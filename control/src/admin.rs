@@ -68,7 +68,7 @@ impl Response {
 }
 
 /// A change the main loop carries out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Set a member's weight and/or drain flag.
     Set {
@@ -148,7 +148,7 @@ pub fn handle(
         ["status"] => Response::ok(serde_json::to_value(status).unwrap_or(Value::Null)),
         ["members"] => Response::ok(json!({ "members": status.members })),
         ["ring"] => Response::ok(ring_view(status, config, RING_SAMPLE_KEYS)),
-        ["drain", m] | ["undrain", m] => match resolve(config, m) {
+        ["drain" | "undrain", m] => match resolve(config, m) {
             Some(member) => run(
                 act,
                 Action::Set {

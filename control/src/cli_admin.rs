@@ -157,8 +157,8 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Runs an admin command; prints the answer; exit status 0 on HTTP 2xx.
-pub fn run(cmd: AdminCommand) -> ExitCode {
-    let (conn, method, path) = match &cmd {
+pub fn run(cmd: &AdminCommand) -> ExitCode {
+    let (conn, method, path) = match cmd {
         AdminCommand::Status(c) => (c, "GET", "/status".to_owned()),
         AdminCommand::Members(c) => (c, "GET", "/members".to_owned()),
         AdminCommand::Ring(c) => (c, "GET", "/ring".to_owned()),
@@ -187,7 +187,7 @@ pub fn run(cmd: AdminCommand) -> ExitCode {
                     serde_json::to_string_pretty(&body).unwrap_or_default()
                 );
             } else if (200..300).contains(&status) {
-                print!("{}", render(&cmd, &body));
+                print!("{}", render(cmd, &body));
             } else {
                 eprintln!("shoalctl: {method} {path}: HTTP {status}");
                 match body["errors"].as_array() {
@@ -302,11 +302,11 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 let _ = writeln!(
                     s,
                     "{:<4} {:<12} {:<16} {:<6} {:>6} {:<9} {:>7.3} {:>8.0} {:>11}",
-                    m["id"],
+                    m["id"].to_string(),
                     m["name"].as_str().unwrap_or(""),
                     m["address"].as_str().unwrap_or(""),
                     if m["alive"] == true { "yes" } else { "no" },
-                    m["weight"],
+                    m["weight"].to_string(),
                     if m["draining"] == true { "yes" } else { "no" },
                     f(&m["load"]["load"]),
                     f(&m["load"]["connections"]),
@@ -331,9 +331,9 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                     s,
                     "  {:<12} id {:<5} {:<5} weight {:<6}{}",
                     e["name"].as_str().unwrap_or(""),
-                    e["id"],
+                    e["id"].to_string(),
                     if e["alive"] == true { "alive" } else { "dead" },
-                    e["weight"],
+                    e["weight"].to_string(),
                     if e["draining"] == true {
                         " draining"
                     } else {

@@ -120,11 +120,15 @@ struct Shared {
 
 impl Shared {
     fn status(&self) -> Arc<Status> {
-        self.status
-            .lock()
-            .map(|s| Arc::clone(&s))
-            .unwrap_or_default()
+        locked(&self.status)
     }
+}
+
+/// A clone of what `m` holds (a poisoned lock still holds valid data: every
+/// writer replaces the value whole).
+fn locked<T: Clone>(m: &Mutex<T>) -> T {
+    m.lock()
+        .map_or_else(|p| p.into_inner().clone(), |g| g.clone())
 }
 
 struct Network {
@@ -271,16 +275,8 @@ fn spawn_admin(server: Arc<tiny_http::Server>, shared: Arc<Shared>, tx: Sender<I
             let method = request.method().as_str().to_owned();
             let path = request.url().split('?').next().unwrap_or("").to_owned();
             let status = shared.status();
-            let config = shared
-                .config
-                .lock()
-                .map(|c| Arc::clone(&c))
-                .unwrap_or_else(|p| Arc::clone(&p.into_inner()));
-            let policy = shared
-                .policy
-                .lock()
-                .map(|p| p.clone())
-                .unwrap_or_else(|p| p.into_inner().clone());
+            let config = locked(&shared.config);
+            let policy = locked(&shared.policy);
             let mut act = |a: Action| {
                 let (rtx, rrx) = mpsc::channel();
                 tx.send(Input::Admin(a, rtx))
@@ -552,6 +548,7 @@ impl Daemon {
             .map(|(k, v)| ((*k).to_owned(), *v))
             .collect();
         s.workers = self.link.status(unix_ns());
+        s.flow_table_capacity = u64::from(self.config.dataplane.flow_table.capacity);
         if let Ok(mut slot) = self.shared.status.lock() {
             *slot = Arc::new(s);
         }
@@ -617,12 +614,7 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
         networks.len(),
         config.control.metrics_listen,
         admin_addr,
-        if shared
-            .policy
-            .lock()
-            .map(|p| p.token.is_some())
-            .unwrap_or(false)
-        {
+        if locked(&shared.policy).token.is_some() {
             " (token required for changes)"
         } else {
             " (no token file: changes open to local users)"
@@ -642,7 +634,7 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
     main_loop(&mut d, &rx, stop);
     let datagram = d.membership.leave_signed(d.clock.now());
     d.announce(&datagram);
-    log("SIGTERM: announced leaving; exiting");
+    log("signal received: announced leaving to the peers; exiting");
     metrics_server.unblock();
     admin_server.unblock();
     Ok(())

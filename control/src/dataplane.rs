@@ -176,7 +176,11 @@ impl DataplaneLink {
                 return;
             };
             let instance = ring.attached_instance();
-            let result = if worker.pushed == Some((instance, number, digest)) {
+            // One `stat` per interval notices a restarted dataplane even when
+            // there is nothing to send.
+            let result = if ring.is_stale().unwrap_or(true) {
+                Err(SendError::Stale)
+            } else if worker.pushed == Some((instance, number, digest)) {
                 send_loads(ring, &mut worker.loads, states)
             } else {
                 match ring.send(full) {

@@ -126,7 +126,7 @@ impl ClusterKey {
 fn parse_key(data: &[u8]) -> Vec<u8> {
     let trimmed = data.trim_ascii();
     if trimmed.len() >= 2 * MIN_KEY_BYTES
-        && trimmed.len() % 2 == 0
+        && trimmed.len() & 1 == 0
         && trimmed.iter().all(u8::is_ascii_hexdigit)
     {
         trimmed
@@ -238,7 +238,11 @@ mod tests {
         assert!(!key.verify(b"Hi there", &tag));
         assert!(!ClusterKey(vec![0x0c; 32]).verify(b"Hi There", &tag));
         assert!(!key.verify(b"Hi There", &tag[..31]));
-        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = tag.iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        });
         assert_eq!(
             hex,
             "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"

@@ -137,6 +137,7 @@ impl LoadTracker {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // the figures are exact by construction
 mod tests {
     use super::*;
 

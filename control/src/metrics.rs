@@ -126,11 +126,11 @@ const SELECTIONS: [&str; 5] = [
     "vip_stateless_other",
 ];
 
-fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
+fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
     let w = ("worker", worker);
     let mut parts = name.splitn(3, '_');
-    let (a, b, c) = (parts.next(), parts.next(), parts.next());
-    if let (Some(port @ ("wire" | "kernel")), Some(dir @ ("rx" | "tx")), Some(unit)) = (a, b, c) {
+    let words = (parts.next(), parts.next(), parts.next());
+    if let (Some(port @ ("wire" | "kernel")), Some(dir @ ("rx" | "tx")), Some(unit)) = words {
         let labels = [w, ("port", port), ("direction", dir)];
         match unit {
             "packets" => {
@@ -138,7 +138,7 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
                     "shoal_dataplane_packets_total",
                     "Frames received/transmitted per port.",
                     &labels,
-                    v,
+                    value,
                 )
             }
             "bytes" => {
@@ -146,7 +146,7 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
                     "shoal_dataplane_bytes_total",
                     "Bytes received/transmitted per port.",
                     &labels,
-                    v,
+                    value,
                 )
             }
             _ => {}
@@ -157,7 +157,7 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
             "shoal_dataplane_drops_total",
             "Frames dropped, by reason.",
             &[w, ("reason", reason)],
-            v,
+            value,
         );
     }
     if let Some(rest) = name.strip_prefix("malformed_") {
@@ -166,7 +166,7 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
                 "shoal_dataplane_malformed_total",
                 "Malformed frames, by protocol layer and parse error.",
                 &[w, ("layer", layer), ("reason", reason)],
-                v,
+                value,
             );
         }
     }
@@ -175,7 +175,7 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
             "shoal_dataplane_selections_total",
             "Inspector selection outcomes for new connections and stateless packets.",
             &[w, ("outcome", name)],
-            v,
+            value,
         );
     }
     match name {
@@ -183,37 +183,37 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, v: u64) {
             "shoal_dataplane_flows_live",
             "Flows in the worker's flow table.",
             &[w],
-            v as f64,
+            value as f64,
         ),
         "flows_syn" | "flows_established" | "flows_closing" | "flows_tombstone" => out.gauge(
             "shoal_dataplane_flows",
             "Flows in the worker's flow table, by state.",
             &[w, ("state", &name["flows_".len()..])],
-            v as f64,
+            value as f64,
         ),
         "flows_redirected" => out.gauge(
             "shoal_dataplane_flows_redirected",
             "Connections redirected to another member.",
             &[w],
-            v as f64,
+            value as f64,
         ),
         "flows_handed_over" => out.gauge(
             "shoal_dataplane_flows_handed_over",
             "Connections handed over to another member (splice).",
             &[w],
-            v as f64,
+            value as f64,
         ),
         "polls_busy" | "polls_idle" => out.counter(
             "shoal_dataplane_polls_total",
             "Worker polls that found packets (busy) or none (idle).",
             &[w, ("result", &name["polls_".len()..])],
-            v,
+            value,
         ),
         _ => out.counter(
             "shoal_dataplane_events_total",
             "Other pipeline outcomes, by dataplane counter name.",
             &[w, ("event", name)],
-            v,
+            value,
         ),
     }
 }
@@ -323,6 +323,14 @@ pub fn render(s: &Status) -> String {
             &[("worker", &worker)],
             f64::from(u8::from(w.ring_open)),
         );
+        if s.flow_table_capacity > 0 {
+            out.gauge(
+                "shoal_dataplane_flow_table_capacity",
+                "Flows the worker's flow table holds (dataplane.flow_table.capacity).",
+                &[("worker", &worker)],
+                s.flow_table_capacity as f64,
+            );
+        }
         if let Some(age) = w.stats_age_seconds {
             out.gauge(
                 "shoal_dataplane_stats_age_seconds",
@@ -421,6 +429,7 @@ mod tests {
                 names: names.iter().map(|s| (*s).to_owned()).collect(),
                 values: (1..=names.len() as u64).collect(),
             }],
+            flow_table_capacity: 1024,
             ..Status::default()
         }
     }
@@ -455,6 +464,9 @@ shoal_dataplane_drops_total{worker=\"0\",reason=\"malformed\"} 5
 # HELP shoal_dataplane_events_total Other pipeline outcomes, by dataplane counter name.
 # TYPE shoal_dataplane_events_total counter
 shoal_dataplane_events_total{worker=\"0\",event=\"arp_vip_replied\"} 12
+# HELP shoal_dataplane_flow_table_capacity Flows the worker's flow table holds (dataplane.flow_table.capacity).
+# TYPE shoal_dataplane_flow_table_capacity gauge
+shoal_dataplane_flow_table_capacity{worker=\"0\"} 1024
 # HELP shoal_dataplane_flows Flows in the worker's flow table, by state.
 # TYPE shoal_dataplane_flows gauge
 shoal_dataplane_flows{worker=\"0\",state=\"established\"} 9

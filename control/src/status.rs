@@ -108,6 +108,8 @@ pub struct Status {
     pub dataplane_pushes: BTreeMap<String, u64>,
     /// The dataplane's workers.
     pub workers: Vec<WorkerStatus>,
+    /// Flows one worker's table holds (`dataplane.flow_table.capacity`).
+    pub flow_table_capacity: u64,
 }
 
 impl Status {
@@ -172,6 +174,7 @@ impl Status {
             networks: Vec::new(),
             dataplane_pushes: BTreeMap::new(),
             workers: Vec::new(),
+            flow_table_capacity: 0,
         }
     }
 }

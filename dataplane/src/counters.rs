@@ -81,6 +81,9 @@ counters! {
     SynOtherInspector => "syn_other_inspector",
     /// Retransmitted SYNs of a flow already in the table.
     SynRetransmit => "syn_retransmit",
+    /// SYNs reusing the 4-tuple of a closing flow: the old flow is dropped
+    /// and the SYN placed as a new connection. Not an outcome.
+    TupleReused => "tuple_reused",
     /// SYNs this server owns but could not track (flow table full, nothing evictable).
     DropFlowTableFull => "drop_flow_table_full",
     /// VIP packets that matched a flow in the table and were forwarded.

@@ -96,7 +96,7 @@ impl From<AlgoArg> for Algorithm {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Admin(cmd) => shoal_control::cli_admin::run(cmd),
+        Command::Admin(cmd) => shoal_control::cli_admin::run(&cmd),
         Command::RingStats {
             nodes,
             algo,

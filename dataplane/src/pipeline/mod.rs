@@ -490,6 +490,18 @@ impl Pipeline {
         };
         let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
         let pure_syn = syn && !ack && !rst && !fin;
+        if pure_syn
+            && self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.state() == FlowState::Closing)
+        {
+            // The client reuses the 4-tuple of a closed connection (it holds
+            // no TIME-WAIT when the server closed first): a new connection,
+            // placed afresh.
+            self.flows.remove(&key);
+            self.counters.inc(Counter::TupleReused);
+        }
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
             if action == FlowAction::Received {
                 // The inspector redirects this packet here; this is its

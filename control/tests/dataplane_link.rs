@@ -1,0 +1,130 @@
+//! The push rules of `DataplaneLink` against real `shoal-channel` files in
+//! a temporary directory standing in for `control.shm_path`: nothing is
+//! sent before the dataplane exists (counted `unavailable`), the full
+//! membership goes out once, then only changed loads, and a recreated ring
+//! (dataplane restart) gets the full membership again.
+
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+
+use shoal_channel::{
+    command_ring_path, stats_path, Command, CommandRing, MemberState, StatsWriter,
+};
+use shoal_control::dataplane::DataplaneLink;
+use shoal_control::key::ClusterKey;
+use shoal_control::membership::{MemberInfo, Membership, Now, Timing};
+use shoal_control::message::LoadFigures;
+
+fn now() -> Now {
+    Now {
+        mono_ms: 0,
+        wall_ms: 1_700_000_000_000,
+    }
+}
+
+fn lone_member() -> Membership {
+    let info = MemberInfo {
+        id: 7,
+        name: "srv7".into(),
+        address: Ipv4Addr::new(198, 18, 0, 17),
+        mac: [2, 0, 0, 0, 0, 7],
+        weight: 100,
+    };
+    let timing = Timing {
+        interval_ms: 200,
+        failure_timeout_ms: 1000,
+    };
+    let key = ClusterKey::from_bytes(&[1; 32]).unwrap();
+    let mut m = Membership::new(7, vec![info], timing, key, 1, now());
+    m.tick(now());
+    m
+}
+
+fn drain(ring: &mut CommandRing) -> Vec<Command> {
+    let mut out = Vec::new();
+    while let Some(c) = ring.try_recv().unwrap() {
+        out.push(c);
+    }
+    out
+}
+
+fn state(load: f32) -> MemberState {
+    MemberState {
+        id: 7,
+        addr: Ipv4Addr::new(198, 18, 0, 17),
+        mac: [2, 0, 0, 0, 0, 7],
+        weight: 100,
+        alive: true,
+        draining: false,
+        load,
+    }
+}
+
+#[test]
+fn full_state_once_then_loads_and_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = lone_member();
+    assert_eq!(m.epoch().number, 1);
+    let mut link = DataplaneLink::new(dir.path(), 1);
+
+    // No dataplane yet.
+    link.push(&m);
+    assert_eq!(link.pushes()["unavailable"], 1);
+    assert_eq!(link.read_stats(), vec![None]);
+
+    let mut ring = CommandRing::create(command_ring_path(dir.path(), 0), 16).unwrap();
+    link.push(&m);
+    assert_eq!(
+        drain(&mut ring),
+        vec![Command::Membership {
+            epoch: 1,
+            members: vec![state(0.0)]
+        }]
+    );
+    // Nothing changed: nothing sent.
+    link.push(&m);
+    assert_eq!(drain(&mut ring), vec![]);
+    // A new load travels alone.
+    m.set_local_load(LoadFigures {
+        load: 0.5,
+        ..LoadFigures::default()
+    });
+    link.push(&m);
+    assert_eq!(
+        drain(&mut ring),
+        vec![Command::Load {
+            member: 7,
+            load: 0.5
+        }]
+    );
+    // The dataplane restarts: a new ring at the same path.
+    let mut ring2 = CommandRing::create(command_ring_path(dir.path(), 0), 16).unwrap();
+    link.push(&m);
+    assert_eq!(
+        drain(&mut ring2),
+        vec![Command::Membership {
+            epoch: 1,
+            members: vec![state(0.5)]
+        }]
+    );
+    assert_eq!(link.pushes()["stale"], 1);
+    assert_eq!(link.pushes()["ok"], 4);
+    assert_eq!(link.status(0)[0].pushed_epoch, Some(1));
+
+    // Stats are read from the worker's segment.
+    let mut w =
+        StatsWriter::create(stats_path(dir.path(), 0), &["flows_live", "polls_busy"]).unwrap();
+    w.write_at(&[3, 4], 1_000).unwrap();
+    let reads = link.read_stats();
+    let snap = reads[0].unwrap();
+    assert_eq!(
+        snap.names,
+        vec!["flows_live".to_owned(), "polls_busy".to_owned()]
+    );
+    assert_eq!(snap.values, vec![3, 4]);
+    let st = link.status(2_000);
+    assert_eq!(st[0].stats_age_seconds, Some(1e-6));
+    assert!(st[0].ring_open && st[0].stats_open);
+}
