@@ -16,6 +16,7 @@ use std::time::{Duration, Instant as StdInstant};
 use serde::Serialize;
 use shoal_config::{Backend, Config, PortRole};
 
+use crate::control_link::{Applied, ControlLink};
 use crate::counters::Snapshot;
 use crate::flow::Timeouts;
 use crate::io::portable::{PortableError, PortableIo};
@@ -250,6 +251,14 @@ fn drive<Io: PacketIo>(
     let mut epoch = 1;
     let start = StdInstant::now();
     let mut last_stats = start;
+    let mut last_control = start;
+    let mut link = match ControlLink::open(&cfg.control.shm_path, worker.pipeline().tables()) {
+        Ok(link) => Some(link),
+        Err(e) => {
+            eprintln!("shoal-dataplane: no control channel ({e}); running on the config alone");
+            None
+        }
+    };
     let mut idle_polls: u32 = 0;
     eprintln!(
         "shoal-dataplane: member {} running ({backend} backend); stop with SIGTERM",
@@ -265,13 +274,7 @@ fn drive<Io: PacketIo>(
             match reloaded {
                 Ok(t) => {
                     epoch += 1;
-                    let drained: Vec<u16> = t
-                        .members
-                        .iter()
-                        .filter(|m| m.effective_weight() == 0)
-                        .map(|m| m.id)
-                        .collect();
-                    eprintln!("shoal-dataplane: epoch {epoch} applied (members without new connections: {drained:?})");
+                    log_epoch(&t);
                     worker.pipeline_mut().set_tables(Arc::new(t));
                 }
                 Err(e) => eprintln!("shoal-dataplane: reload refused, epoch {epoch} stays: {e}"),
@@ -279,7 +282,29 @@ fn drive<Io: PacketIo>(
         }
         let elapsed = start.elapsed();
         let now = Instant::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
-        if worker.poll(now) == 0 {
+        let received = worker.poll(now);
+        if let Some(link) = link.as_mut() {
+            if received == 0 {
+                link.polls_idle += 1;
+            } else {
+                link.polls_busy += 1;
+            }
+            let t = StdInstant::now();
+            if t - last_control >= CONTROL_POLL {
+                last_control = t;
+                match link.apply_commands(cfg) {
+                    Applied::Nothing => {}
+                    Applied::Shutdown => signals.stop.store(true, Ordering::Relaxed),
+                    Applied::Tables(tables) => {
+                        epoch = tables.epoch;
+                        log_epoch(&tables);
+                        worker.pipeline_mut().set_tables(Arc::new(tables));
+                    }
+                }
+                link.write_stats(worker.pipeline());
+            }
+        }
+        if received == 0 {
             idle_polls = idle_polls.saturating_add(1);
             if idle_polls > 256 && !opts.idle_sleep.is_zero() {
                 std::thread::sleep(opts.idle_sleep);
@@ -299,6 +324,22 @@ fn drive<Io: PacketIo>(
         write_stats(path, worker, cfg, backend, start);
     }
     eprintln!("shoal-dataplane: stopped");
+}
+
+/// How often the worker looks at the command ring and publishes its stats.
+const CONTROL_POLL: Duration = Duration::from_millis(2);
+
+fn log_epoch(t: &Tables) {
+    let out: Vec<u16> = t
+        .members
+        .iter()
+        .filter(|m| m.effective_weight() == 0)
+        .map(|m| m.id)
+        .collect();
+    eprintln!(
+        "shoal-dataplane: epoch {} applied (members taking no new connections: {out:?})",
+        t.epoch
+    );
 }
 
 fn write_stats<Io: PacketIo>(

@@ -81,17 +81,6 @@ pub enum TablesError {
         /// The mode as written in the config.
         mode: &'static str,
     },
-    /// A service uses a selection algorithm this build does not implement yet.
-    #[error(
-        "services '{service}': selection.algorithm {algorithm} is not implemented in this build \
-         (\"ring\" and \"rendezvous\" are)"
-    )]
-    UnsupportedAlgorithm {
-        /// Service name.
-        service: String,
-        /// The algorithm as written in the config.
-        algorithm: &'static str,
-    },
 }
 
 /// Everything a worker needs to classify and place packets, for one epoch.

@@ -1,0 +1,115 @@
+//! The dataplane's end of the control channel: commands from a
+//! `CommandSender` (as `shoal-control` uses it) become tables; the stats
+//! segment carries the pipeline's counters by name.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use shoal_channel::{
+    command_ring_path, stats_path, Command, CommandSender, MemberState, StatsReader,
+};
+use shoal_dataplane::control_link::{stat_names, Applied, ControlLink};
+use shoal_dataplane::counters::Counter;
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::memory::HeapFrame;
+use shoal_dataplane::pipeline::{Pipeline, Tables, WIRE};
+use shoal_dataplane::time::Instant;
+use shoal_dataplane::traffic::{arp_request, client_endpoint};
+
+fn cfg() -> shoal_config::Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    shoal_config::load_file(&path).unwrap()
+}
+
+fn member(id: u16, alive: bool, draining: bool, load: f32) -> MemberState {
+    MemberState {
+        id,
+        addr: Ipv4Addr::new(198, 18, 0, 10 + id as u8),
+        mac: [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0a + id as u8],
+        weight: 100,
+        alive,
+        draining,
+        load,
+    }
+}
+
+#[test]
+fn membership_commands_become_tables_and_stats_are_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg();
+    let tables = Tables::from_config(&cfg, 1).unwrap();
+    let mut link = ControlLink::open(dir.path(), &tables).unwrap();
+    assert!(matches!(link.apply_commands(&cfg), Applied::Nothing));
+
+    let mut sender = CommandSender::open(command_ring_path(dir.path(), 0)).unwrap();
+    sender
+        .send(&Command::Membership {
+            epoch: 7,
+            members: vec![
+                member(1, true, false, 0.2),
+                member(2, true, true, 0.5),
+                member(3, false, false, 0.0),
+            ],
+        })
+        .unwrap();
+    sender
+        .send(&Command::Load {
+            member: 1,
+            load: 0.75,
+        })
+        .unwrap();
+    let Applied::Tables(t) = link.apply_commands(&cfg) else {
+        panic!("no tables")
+    };
+    assert_eq!(t.epoch, 7);
+    let w: Vec<(u16, u32, f64)> = t
+        .members
+        .iter()
+        .map(|m| (m.id, m.effective_weight(), m.load))
+        .collect();
+    assert_eq!(w, vec![(1, 100, 0.75), (2, 0, 0.5), (3, 0, 0.0)]);
+    // Only srv1 takes new connections now.
+    for port in 1000..1100 {
+        let key = shoal_dataplane::select::ClientKey {
+            addr: Ipv4Addr::new(198, 19, 0, 1),
+            port,
+        };
+        assert_eq!(t.services[0].selector.select(key), Some(1));
+    }
+    // An unknown member is counted, not applied.
+    sender
+        .send(&Command::Weight {
+            member: 9,
+            weight: 5,
+        })
+        .unwrap();
+    assert!(matches!(link.apply_commands(&cfg), Applied::Nothing));
+    assert_eq!(link.bad_commands, 1);
+    sender.send(&Command::Shutdown).unwrap();
+    assert!(matches!(link.apply_commands(&cfg), Applied::Shutdown));
+
+    // Stats: the pipeline's counters under their names.
+    let mut p = Pipeline::new(
+        Arc::new(t),
+        64,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    let arp = arp_request(&client_endpoint(0, 0), Ipv4Addr::new(198, 18, 0, 100));
+    for _ in 0..3 {
+        let mut f = HeapFrame::from_bytes(&arp);
+        p.process(WIRE, &mut f, Instant::ZERO);
+    }
+    link.polls_busy = 3;
+    link.write_stats(&p);
+    let mut reader = StatsReader::open(stats_path(dir.path(), 0)).unwrap();
+    let snap = reader.read().unwrap();
+    assert_eq!(snap.names, stat_names());
+    assert_eq!(snap.value("arp_vip_replied"), Some(3));
+    assert_eq!(snap.value("wire_rx_packets"), Some(3));
+    assert_eq!(snap.value(Counter::SynAccepted.name()), Some(0));
+    assert_eq!(snap.value("polls_busy"), Some(3));
+    assert_eq!(snap.value("channel_bad_commands"), Some(1));
+    assert_eq!(snap.value("malformed_tcp_bad_option"), Some(0));
+}
