@@ -14,7 +14,6 @@ use std::path::Path;
 use shoal_channel::{
     command_ring_path, stats_path, ChannelError, Command, CommandRing, StatsWriter,
 };
-use shoal_config::Config;
 
 use crate::counters::{Counter, Layer};
 use crate::flow::FlowState;
@@ -29,8 +28,8 @@ const RING_CAPACITY: usize = 64;
 pub enum Applied {
     /// Nothing new.
     Nothing,
-    /// New tables to swap in.
-    Tables(Tables),
+    /// A new membership (epoch and members) to build tables from.
+    Members(u64, Vec<MemberEntry>),
     /// Control asked the dataplane to stop.
     Shutdown,
 }
@@ -101,9 +100,9 @@ impl ControlLink {
         })
     }
 
-    /// Applies every pending command; returns the tables to swap in (built
-    /// from the last command) if membership changed.
-    pub fn apply_commands(&mut self, cfg: &Config) -> Applied {
+    /// Applies every pending command; returns the resulting membership if
+    /// it changed.
+    pub fn apply_commands(&mut self) -> Applied {
         let mut changed = false;
         loop {
             match self.ring.try_recv() {
@@ -122,14 +121,7 @@ impl ControlLink {
         if !changed {
             return Applied::Nothing;
         }
-        match Tables::build(cfg, self.epoch, self.members.clone()) {
-            Ok(t) => Applied::Tables(t),
-            Err(e) => {
-                self.bad_commands += 1;
-                eprintln!("shoal-dataplane: membership from control refused: {e}");
-                Applied::Nothing
-            }
-        }
+        Applied::Members(self.epoch, self.members.clone())
     }
 
     fn apply(&mut self, cmd: Command) -> bool {

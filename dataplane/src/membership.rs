@@ -98,13 +98,45 @@ pub fn apply(
     file: &MembershipFile,
     path: &Path,
 ) -> Result<Vec<MemberEntry>, MembershipError> {
+    let mut members: Vec<MemberEntry> = cfg
+        .cluster
+        .members
+        .iter()
+        .map(|m| MemberEntry {
+            id: m.id,
+            addr: m.address,
+            mac: EthernetAddress(m.mac.0),
+            weight: m.weight,
+            draining: false,
+            alive: true,
+            load: 0.0,
+        })
+        .collect();
+    overlay(cfg, &mut members, file, path)?;
+    Ok(members)
+}
+
+/// Applies `file`'s overrides on top of `members` (from the config or from
+/// control): what an operator forces wins over what was computed.
+pub fn overlay(
+    cfg: &Config,
+    members: &mut [MemberEntry],
+    file: &MembershipFile,
+    path: &Path,
+) -> Result<(), MembershipError> {
     for (name, o) in &file.members {
-        if !cfg.cluster.members.iter().any(|m| &m.name == name) {
+        let Some(id) = cfg
+            .cluster
+            .members
+            .iter()
+            .find(|m| &m.name == name)
+            .map(|m| m.id)
+        else {
             return Err(MembershipError::UnknownMember {
                 path: path.into(),
                 name: name.clone(),
             });
-        }
+        };
         if let Some(load) = o.load {
             if !load.is_finite() || load < 0.0 {
                 return Err(MembershipError::BadLoad {
@@ -114,24 +146,22 @@ pub fn apply(
                 });
             }
         }
-    }
-    Ok(cfg
-        .cluster
-        .members
-        .iter()
-        .map(|m| {
-            let o = file.members.get(&m.name).cloned().unwrap_or_default();
-            MemberEntry {
-                id: m.id,
-                addr: m.address,
-                mac: EthernetAddress(m.mac.0),
-                weight: o.weight.unwrap_or(m.weight),
-                draining: o.draining.unwrap_or(false),
-                alive: o.alive.unwrap_or(true),
-                load: o.load.unwrap_or(0.0),
+        if let Some(m) = members.iter_mut().find(|m| m.id == id) {
+            if let Some(w) = o.weight {
+                m.weight = w;
             }
-        })
-        .collect())
+            if let Some(d) = o.draining {
+                m.draining = d;
+            }
+            if let Some(a) = o.alive {
+                m.alive = a;
+            }
+            if let Some(l) = o.load {
+                m.load = l;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::flow::Timeouts;
 use crate::io::portable::{PortableError, PortableIo};
 use crate::io::PacketIo;
 use crate::membership;
-use crate::pipeline::{Pipeline, Tables, TablesError};
+use crate::pipeline::{MemberEntry, Pipeline, Tables, TablesError};
 use crate::time::Instant;
 use crate::worker::Worker;
 
@@ -131,6 +131,21 @@ fn tables(cfg: &Config, opts: &RunOptions, epoch: u64) -> Result<Tables, String>
         }
         _ => return Tables::from_config(cfg, epoch).map_err(|e| e.to_string()),
     };
+    Tables::build(cfg, epoch, members).map_err(|e| e.to_string())
+}
+
+/// Builds tables from control's membership with the membership file's
+/// overrides on top (an operator's forced drain or load wins).
+fn tables_from_control(
+    cfg: &Config,
+    opts: &RunOptions,
+    epoch: u64,
+    mut members: Vec<MemberEntry>,
+) -> Result<Tables, String> {
+    if let Some(path) = opts.membership_file.as_ref().filter(|p| p.exists()) {
+        let file = membership::read(path).map_err(|e| e.to_string())?;
+        membership::overlay(cfg, &mut members, &file, path).map_err(|e| e.to_string())?;
+    }
     Tables::build(cfg, epoch, members).map_err(|e| e.to_string())
 }
 
@@ -252,6 +267,8 @@ fn drive<Io: PacketIo>(
     let start = StdInstant::now();
     let mut last_stats = start;
     let mut last_control = start;
+    let mut control_members: Option<Vec<MemberEntry>> = None;
+    let mut last_logged: (u64, Vec<u16>) = (0, Vec::new());
     let mut link = match ControlLink::open(&cfg.control.shm_path, worker.pipeline().tables()) {
         Ok(link) => Some(link),
         Err(e) => {
@@ -270,11 +287,15 @@ fn drive<Io: PacketIo>(
             // refused as a whole when anything is wrong.
             let reloaded = shoal_config::load_file(&opts.config_path)
                 .map_err(|e| e.to_string())
-                .and_then(|new_cfg| tables(&new_cfg, opts, epoch + 1));
+                .and_then(|new_cfg| match &control_members {
+                    // Control's membership stays the base; the file overlays it.
+                    Some(members) => tables_from_control(&new_cfg, opts, epoch, members.clone()),
+                    None => tables(&new_cfg, opts, epoch + 1),
+                });
             match reloaded {
                 Ok(t) => {
-                    epoch += 1;
-                    log_epoch(&t);
+                    epoch = t.epoch;
+                    log_epoch(&t, &mut last_logged);
                     worker.pipeline_mut().set_tables(Arc::new(t));
                 }
                 Err(e) => eprintln!("shoal-dataplane: reload refused, epoch {epoch} stays: {e}"),
@@ -292,13 +313,23 @@ fn drive<Io: PacketIo>(
             let t = StdInstant::now();
             if t - last_control >= CONTROL_POLL {
                 last_control = t;
-                match link.apply_commands(cfg) {
+                match link.apply_commands() {
                     Applied::Nothing => {}
                     Applied::Shutdown => signals.stop.store(true, Ordering::Relaxed),
-                    Applied::Tables(tables) => {
-                        epoch = tables.epoch;
-                        log_epoch(&tables);
-                        worker.pipeline_mut().set_tables(Arc::new(tables));
+                    Applied::Members(e, members) => {
+                        control_members = Some(members.clone());
+                        match tables_from_control(cfg, opts, e, members) {
+                            Ok(t) => {
+                                epoch = e;
+                                log_epoch(&t, &mut last_logged);
+                                worker.pipeline_mut().set_tables(Arc::new(t));
+                            }
+                            Err(err) => {
+                                eprintln!(
+                                    "shoal-dataplane: membership from control refused: {err}"
+                                );
+                            }
+                        }
                     }
                 }
                 link.write_stats(worker.pipeline());
@@ -329,17 +360,22 @@ fn drive<Io: PacketIo>(
 /// How often the worker looks at the command ring and publishes its stats.
 const CONTROL_POLL: Duration = Duration::from_millis(2);
 
-fn log_epoch(t: &Tables) {
+/// Logs an applied epoch when it differs from the last one logged (control
+/// resends its state with every load report).
+fn log_epoch(t: &Tables, last: &mut (u64, Vec<u16>)) {
     let out: Vec<u16> = t
         .members
         .iter()
         .filter(|m| m.effective_weight() == 0)
         .map(|m| m.id)
         .collect();
-    eprintln!(
-        "shoal-dataplane: epoch {} applied (members taking no new connections: {out:?})",
-        t.epoch
-    );
+    if (t.epoch, &out) != (last.0, &last.1) {
+        eprintln!(
+            "shoal-dataplane: epoch {} applied (members taking no new connections: {out:?})",
+            t.epoch
+        );
+        *last = (t.epoch, out);
+    }
 }
 
 fn write_stats<Io: PacketIo>(

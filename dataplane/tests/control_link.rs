@@ -41,7 +41,7 @@ fn membership_commands_become_tables_and_stats_are_published() {
     let cfg = cfg();
     let tables = Tables::from_config(&cfg, 1).unwrap();
     let mut link = ControlLink::open(dir.path(), &tables).unwrap();
-    assert!(matches!(link.apply_commands(&cfg), Applied::Nothing));
+    assert!(matches!(link.apply_commands(), Applied::Nothing));
 
     let mut sender = CommandSender::open(command_ring_path(dir.path(), 0)).unwrap();
     sender
@@ -85,10 +85,10 @@ fn membership_commands_become_tables_and_stats_are_published() {
             weight: 5,
         })
         .unwrap();
-    assert!(matches!(link.apply_commands(&cfg), Applied::Nothing));
+    assert!(matches!(link.apply_commands(), Applied::Nothing));
     assert_eq!(link.bad_commands, 1);
     sender.send(&Command::Shutdown).unwrap();
-    assert!(matches!(link.apply_commands(&cfg), Applied::Shutdown));
+    assert!(matches!(link.apply_commands(), Applied::Shutdown));
 
     // Stats: the pipeline's counters under their names.
     let mut p = Pipeline::new(
