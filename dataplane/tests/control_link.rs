@@ -60,9 +60,11 @@ fn membership_commands_become_tables_and_stats_are_published() {
             load: 0.75,
         })
         .unwrap();
-    let Applied::Tables(t) = link.apply_commands(&cfg) else {
-        panic!("no tables")
+    let Applied::Members(epoch, members) = link.apply_commands() else {
+        panic!("no membership")
     };
+    assert_eq!(epoch, 7);
+    let t = Tables::build(&cfg, epoch, members).unwrap();
     assert_eq!(t.epoch, 7);
     let w: Vec<(u16, u32, f64)> = t
         .members
