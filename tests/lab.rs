@@ -164,6 +164,11 @@ impl Lab {
                 n["name"]
             );
             assert_eq!(n["nginx"]["alive"], true, "{} nginx died", n["name"]);
+            assert_eq!(
+                n["control"]["alive"], true,
+                "{} shoal-control died",
+                n["name"]
+            );
         }
     }
 }
@@ -539,5 +544,252 @@ sleep 1; kill -9 $pids; wait 2>/dev/null || true",
         .iter()
         .filter(|f| f.path == "files/8m")
         .all(|f| f.sha256 == sha));
+    lab.assert_alive();
+}
+
+/// `shoalctl` of the release build, run inside `node`'s namespace.
+fn shoalctl(node: &str, args: &[&str]) -> String {
+    let bin = PathBuf::from(std::env::var_os("SHOAL_BIN_DIR").unwrap()).join("shoalctl");
+    let mut all = vec!["exec", node, bin.to_str().unwrap()];
+    all.extend_from_slice(args);
+    ok(&lab(&all))
+}
+
+/// Each member's (epoch, digest, converged, live member count).
+fn control_views(nodes: &[&str]) -> Vec<(u64, String, bool, usize)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let v: serde_json::Value =
+                serde_json::from_str(&shoalctl(n, &["status", "--json"])).unwrap();
+            let live = v["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["alive"] == true)
+                .count();
+            (
+                v["epoch"].as_u64().unwrap(),
+                v["epoch_digest"].as_str().unwrap().to_owned(),
+                v["converged"].as_bool().unwrap(),
+                live,
+            )
+        })
+        .collect()
+}
+
+/// Waits (bounded) until every running member reports the same converged
+/// epoch with `live` live members; returns the epoch.
+fn await_agreement(nodes: &[&str], live: usize, within: std::time::Duration) -> u64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let views = control_views(nodes);
+        let first = &views[0];
+        if views
+            .iter()
+            .all(|v| v.2 && v.3 == live && v.0 == first.0 && v.1 == first.1)
+        {
+            return first.0;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no agreement on an epoch with {live} live members: {views:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Control: the members agree on one epoch; a killed member's share of new
+/// connections moves to the others within the failure timeout while the
+/// survivors' connections continue; it rejoins; forged messages change
+/// nothing and are counted.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn control_agrees_fails_over_and_rejoins() {
+    let lab = Lab::up("dpdk");
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let epoch = await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(5));
+    // Slow downloads held by srv1 and srv2.
+    let mut held = lab.ports_inspected_by("srv1", 2);
+    held.extend(lab.ports_inspected_by("srv2", 2));
+    lab.start_downloads(&held, "2M");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.cmd(&["kill", "srv3"]);
+    // failure_timeout_ms = 1000 in the lab, announcements every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let after = await_agreement(&["srv1", "srv2"], 2, std::time::Duration::from_secs(3));
+    assert!(after > epoch);
+    let fetches = fetch_mix(&lab, 90, 1000);
+    assert!(fetches.iter().all(|f| f.code == 200), "{fetches:?}");
+    assert!(
+        fetches.iter().all(|f| f.served_by != "srv3"),
+        "a dead member got a new connection"
+    );
+    for (served_by, got) in lab.finish_downloads(&held) {
+        assert!(served_by == "srv1" || served_by == "srv2");
+        assert_eq!(got, sha, "a survivor's connection was hurt by the failover");
+    }
+    lab.cmd(&["start", "srv3"]);
+    let rejoined = await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(6));
+    assert!(rejoined > after);
+    let again = fetch_mix(&lab, 60, 1000);
+    assert!(again.iter().all(|f| f.code == 200));
+    assert!(
+        again.iter().any(|f| f.served_by == "srv3"),
+        "srv3 did not rejoin"
+    );
+
+    // Forged control messages: garbage and a well-formed-looking datagram
+    // under a wrong key. Counted, and the epoch does not move.
+    let metric = |name: &str| -> u64 {
+        let text = lab.client("curl -s http://198.18.0.11:9464/metrics");
+        text.lines()
+            .filter(|l| l.starts_with("shoal_control_messages_received_total") && l.contains(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let rejected_before = metric("outcome=\"malformed\"") + metric("outcome=\"bad_mac\"");
+    lab.client(
+        "/usr/bin/python3 -c 'import os, socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+for i in range(40): s.sendto(os.urandom(64 + i), (\"198.18.0.11\", 7946))\n\
+for i in range(10): s.sendto(b\"SHOAL\" + bytes(200), (\"198.18.0.11\", 7946))'",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let rejected =
+        metric("outcome=\"malformed\"") + metric("outcome=\"bad_mac\"") - rejected_before;
+    assert_eq!(rejected, 50, "forged messages counted");
+    assert_eq!(
+        await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(2)),
+        rejoined
+    );
+    lab.assert_alive();
+}
+
+/// A real Prometheus scrapes the three exporters; a PromQL query over what
+/// it scraped gives the per-server connection split the client saw.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn prometheus_sees_the_connection_split() {
+    let lab = Lab::up("dpdk");
+    let fetches = fetch_mix(&lab, 60, 1000);
+    let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &fetches {
+        assert_eq!(f.code, 200);
+        *by_server.entry(f.served_by.clone()).or_default() += 1;
+    }
+    // Every exporter passes promtool's lint.
+    for k in 1..=3 {
+        let out = lab.client(&format!(
+            "curl -s http://198.18.0.1{k}:9464/metrics | promtool check metrics && echo LINT-OK"
+        ));
+        assert!(out.contains("LINT-OK"), "srv{k}: {out}");
+    }
+    let script = r#"set -eu
+dir=$(mktemp -d /tmp/shoal-prom.XXXXXX)
+cat > "$dir/prometheus.yml" <<'YML'
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: shoal
+    static_configs:
+      - targets: ["198.18.0.11:9464", "198.18.0.12:9464", "198.18.0.13:9464"]
+YML
+prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+  --web.listen-address=127.0.0.1:9390 > "$dir/log" 2>&1 &
+pid=$!
+q='sum by (instance) (shoal_dataplane_selections_total{outcome="syn_accepted"})'
+out=""
+for i in $(seq 1 60); do
+  sleep 0.5
+  out=$(curl -s -G --data-urlencode "query=$q" http://127.0.0.1:9390/api/v1/query || true)
+  n=$(printf '%s' "$out" | grep -o '"instance"' | wc -l)
+  [ "$n" -ge 3 ] && break
+done
+kill "$pid"; wait "$pid" 2>/dev/null || true
+rm -rf "$dir"
+printf '%s\n' "$out"
+"#;
+    let out = lab.client(script);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["status"], "success", "{out}");
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for r in v["data"]["result"].as_array().unwrap() {
+        let instance = r["metric"]["instance"].as_str().unwrap();
+        let k: usize = instance
+            .trim_start_matches("198.18.0.1")
+            .trim_end_matches(":9464")
+            .parse()
+            .unwrap();
+        let n: u64 = r["value"][1].as_str().unwrap().parse().unwrap();
+        seen.insert(MEMBERS[k - 1].to_owned(), n);
+    }
+    assert_eq!(seen, by_server, "PromQL split vs what the client saw");
+}
+
+/// `shoalctl drain` through control: no new connections to the drained
+/// member while its downloads finish; killing and restarting shoal-control
+/// alone interrupts no traffic.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
+    let lab = Lab::up("dpdk");
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(5));
+    let held = lab.ports_inspected_by("srv2", 3);
+    lab.start_downloads(&held, "2M");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    shoalctl(
+        "srv1",
+        &[
+            "drain",
+            "srv2",
+            "--token-file",
+            "/run/shoal-lab/admin.token",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let fetches = fetch_mix(&lab, 90, 1000);
+    assert!(fetches.iter().all(|f| f.code == 200));
+    assert!(
+        fetches.iter().all(|f| f.served_by != "srv2"),
+        "drained srv2 took a new connection"
+    );
+    for (served_by, got) in lab.finish_downloads(&held) {
+        assert_eq!(served_by, "srv2");
+        assert_eq!(got, sha);
+    }
+    shoalctl(
+        "srv3",
+        &[
+            "undrain",
+            "srv2",
+            "--token-file",
+            "/run/shoal-lab/admin.token",
+        ],
+    );
+
+    // Control dies on srv1 mid-transfer and comes back: nothing notices.
+    let held = lab.ports_inspected_by("srv1", 3);
+    lab.start_downloads(&held, "2M");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.cmd(&["kill", "srv1", "--control"]);
+    let during = fetch_mix(&lab, 60, 1000);
+    assert!(during.iter().all(|f| f.code == 200), "{during:?}");
+    assert!(
+        during.iter().any(|f| f.served_by == "srv1"),
+        "srv1's dataplane kept its last state"
+    );
+    lab.cmd(&["start", "srv1", "--control"]);
+    for (served_by, got) in lab.finish_downloads(&held) {
+        assert_eq!(served_by, "srv1");
+        assert_eq!(got, sha);
+    }
+    await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(6));
     lab.assert_alive();
 }
