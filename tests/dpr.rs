@@ -60,13 +60,8 @@ fn pipeline(
         .iter()
         .zip(loads)
         .map(|(m, load)| MemberEntry {
-            id: m.id,
-            addr: m.address,
-            mac: EthernetAddress(m.mac.0),
-            weight: m.weight,
-            draining: false,
-            alive: true,
             load,
+            ..MemberEntry::from_config(m)
         })
         .collect();
     let tables = Arc::new(Tables::build(&cfg, 1, members).unwrap());

@@ -16,7 +16,6 @@ use serde::Deserialize;
 use shoal_config::Config;
 
 use crate::pipeline::MemberEntry;
-use crate::wire::EthernetAddress;
 
 /// Why a membership file was refused (the previous state stays in force).
 #[derive(Debug, thiserror::Error)]
@@ -102,15 +101,7 @@ pub fn apply(
         .cluster
         .members
         .iter()
-        .map(|m| MemberEntry {
-            id: m.id,
-            addr: m.address,
-            mac: EthernetAddress(m.mac.0),
-            weight: m.weight,
-            draining: false,
-            alive: true,
-            load: 0.0,
-        })
+        .map(MemberEntry::from_config)
         .collect();
     overlay(cfg, &mut members, file, path)?;
     Ok(members)

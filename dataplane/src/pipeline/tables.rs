@@ -54,6 +54,19 @@ pub struct MemberEntry {
 }
 
 impl MemberEntry {
+    /// A configured member: alive, undrained, at its configured weight, load 0.
+    pub fn from_config(m: &shoal_config::Member) -> MemberEntry {
+        MemberEntry {
+            id: m.id,
+            addr: m.address,
+            mac: EthernetAddress(m.mac.0),
+            weight: m.weight,
+            draining: false,
+            alive: true,
+            load: 0.0,
+        }
+    }
+
     /// The weight selection uses: 0 when draining or dead.
     pub fn effective_weight(&self) -> u32 {
         if self.draining || !self.alive {
@@ -116,15 +129,7 @@ impl Tables {
             .cluster
             .members
             .iter()
-            .map(|m| MemberEntry {
-                id: m.id,
-                addr: m.address,
-                mac: EthernetAddress(m.mac.0),
-                weight: m.weight,
-                draining: false,
-                alive: true,
-                load: 0.0,
-            })
+            .map(MemberEntry::from_config)
             .collect();
         Tables::build(cfg, epoch, members)
     }
