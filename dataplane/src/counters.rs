@@ -53,6 +53,8 @@ counters! {
     KernelTxBytes => "kernel_tx_bytes",
     /// Frames dropped because a transmit queue was full.
     DropTxFull => "drop_tx_queue_full",
+    /// Frames the pipeline originated but no buffer was free for. Not an outcome.
+    DropNoBuffer => "drop_no_buffer",
 
     /// ARP requests for a VIP answered with the cluster MAC.
     ArpVipReplied => "arp_vip_replied",

@@ -249,7 +249,7 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
     kernel.start()?;
     wire.promiscuous(true)?;
     kernel.promiscuous(true)?;
-    let io = crate::io::dpdk::DpdkIo::new(wire, kernel);
+    let io = crate::io::dpdk::DpdkIo::new(wire, kernel, &pool);
     let mut worker = Worker::new(io, pipeline(cfg, opts)?, usize::from(dp.burst_size));
     drive(&mut worker, cfg, "dpdk", opts, signals);
     Ok(())

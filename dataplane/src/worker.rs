@@ -33,8 +33,9 @@ impl<Io: PacketIo> Worker<Io> {
             pipeline,
             burst,
             rx: Vec::with_capacity(burst),
-            // Every frame of both rx bursts may go to one port.
-            tx: [Vec::with_capacity(2 * burst), Vec::with_capacity(2 * burst)],
+            // Every frame of both rx bursts may go to one port, plus frames the
+            // pipeline originates on connection setup.
+            tx: [Vec::with_capacity(4 * burst), Vec::with_capacity(4 * burst)],
         }
     }
 
@@ -50,6 +51,16 @@ impl<Io: PacketIo> Worker<Io> {
                 }
             }
         }
+        let mut no_buffer = 0;
+        for (port, bytes) in self.pipeline.take_emitted() {
+            match self.io.frame_from(&bytes) {
+                Some(frame) => self.tx[port].push(frame),
+                None => no_buffer += 1,
+            }
+        }
+        self.pipeline
+            .counters_mut()
+            .add(Counter::DropNoBuffer, no_buffer);
         for port in PORTS {
             self.flush(port);
         }

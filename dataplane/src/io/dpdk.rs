@@ -2,7 +2,7 @@
 //! `net_af_packet`, `net_tap`, `net_ring`) with mbufs processed in place.
 //! One rx/tx queue pair per port per worker; nothing allocated per packet.
 
-use dpdk_bindings::{EthPort, Mbuf};
+use dpdk_bindings::{EthPort, Mbuf, Mempool};
 
 use super::{Frame, PacketIo, PortId};
 use crate::pipeline::WIRE;
@@ -38,6 +38,7 @@ impl Frame for Mbuf<'_> {
 pub struct DpdkIo<'p> {
     wire: EthPort<'p>,
     kernel: EthPort<'p>,
+    pool: &'p Mempool,
 }
 
 impl core::fmt::Debug for DpdkIo<'_> {
@@ -52,9 +53,10 @@ impl core::fmt::Debug for DpdkIo<'_> {
 }
 
 impl<'p> DpdkIo<'p> {
-    /// Ports already configured and started.
-    pub fn new(wire: EthPort<'p>, kernel: EthPort<'p>) -> Self {
-        DpdkIo { wire, kernel }
+    /// Ports already configured and started; `pool` for frames the
+    /// pipeline originates.
+    pub fn new(wire: EthPort<'p>, kernel: EthPort<'p>, pool: &'p Mempool) -> Self {
+        DpdkIo { wire, kernel, pool }
     }
 
     /// The wire port (stats).
@@ -80,6 +82,12 @@ impl<'p> PacketIo for DpdkIo<'p> {
         } else {
             self.kernel.rx_burst(0, out)
         }
+    }
+
+    fn frame_from(&mut self, bytes: &[u8]) -> Option<Mbuf<'p>> {
+        let mut m = self.pool.alloc()?;
+        m.append(bytes.len())?.copy_from_slice(bytes);
+        Some(m)
     }
 
     fn tx_burst(&mut self, port: PortId, frames: &mut Vec<Mbuf<'p>>) -> usize {

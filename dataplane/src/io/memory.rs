@@ -120,6 +120,10 @@ impl PacketIo for MemoryIo {
         n
     }
 
+    fn frame_from(&mut self, bytes: &[u8]) -> Option<HeapFrame> {
+        Some(HeapFrame::from_bytes(bytes))
+    }
+
     fn tx_burst(&mut self, port: PortId, frames: &mut Vec<HeapFrame>) -> usize {
         let n = self.tx_limit.map_or(frames.len(), |l| l.min(frames.len()));
         self.tx[port].extend(frames.drain(..n));

@@ -48,6 +48,11 @@ pub trait PacketIo {
     /// Returns how many were received. Must not block.
     fn rx_burst(&mut self, port: PortId, out: &mut Vec<Self::Frame>, max: usize) -> usize;
 
+    /// A new frame holding a copy of `bytes` (for frames the pipeline
+    /// originates: handshake replies, replayed segments). `None` when the
+    /// backend is out of buffers; the caller counts it.
+    fn frame_from(&mut self, bytes: &[u8]) -> Option<Self::Frame>;
+
     /// Transmits frames from the front of `frames` on `port`. Sent frames are
     /// removed from the vector; frames the port could not take stay in it,
     /// in order, for the caller to retry or drop. Returns how many were sent.

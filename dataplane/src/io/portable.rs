@@ -133,6 +133,10 @@ impl PacketIo for PortableIo {
         n
     }
 
+    fn frame_from(&mut self, bytes: &[u8]) -> Option<HeapFrame> {
+        Some(HeapFrame::from_bytes(bytes))
+    }
+
     fn tx_burst(&mut self, port: PortId, frames: &mut Vec<HeapFrame>) -> usize {
         let mut sent = 0;
         for f in frames.iter() {

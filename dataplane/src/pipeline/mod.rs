@@ -108,6 +108,10 @@ pub struct Pipeline {
     counters: Counters,
     /// IP identification of the outer headers and ICMP errors this worker sends.
     ident: u16,
+    /// Frames the pipeline originates while processing (handshake replies,
+    /// replayed segments), with their port; the worker sends them after the
+    /// burst. Only the connection-setup paths use it.
+    emitted: Vec<(PortId, Vec<u8>)>,
 }
 
 impl Pipeline {
@@ -126,6 +130,7 @@ impl Pipeline {
             fragments: FlowTable::new(FRAGMENT_CAPACITY, fragment_timeouts),
             counters: Counters::default(),
             ident: 0,
+            emitted: Vec::new(),
         }
     }
 
@@ -148,6 +153,11 @@ impl Pipeline {
     /// Mutable counters (the worker counts transmit outcomes).
     pub fn counters_mut(&mut self) -> &mut Counters {
         &mut self.counters
+    }
+
+    /// Takes the frames originated since the last call (port, bytes).
+    pub fn take_emitted(&mut self) -> std::vec::Drain<'_, (PortId, Vec<u8>)> {
+        self.emitted.drain(..)
     }
 
     /// This worker's flow table.
