@@ -311,7 +311,7 @@ impl StatsReader {
             let begin = self
                 .segment
                 .read_word_once(offset, "read the sequence of")?;
-            if let Some(begin) = begin.filter(|begin| begin % 2 == 0) {
+            if let Some(begin) = begin.filter(|begin| begin & 1 == 0) {
                 self.segment
                     .read(&mut self.block, self.geometry.block, "read the values of")?;
                 let end = self

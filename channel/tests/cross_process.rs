@@ -3,7 +3,7 @@
 //!
 //! The second process is this test binary again, running this same test
 //! with `SHOAL_CHANNEL_STATS_CHILD` naming the file: it creates the segment,
-//! says `READY`, waits for a line on stdin, writes `WRITES` times and exits.
+//! says so on stdout, waits for a line on stdin, writes `WRITES` times and exits.
 //! Write `k` sets every value and the timestamp to `k`, so a consistent
 //! snapshot has all of them equal.
 
@@ -17,6 +17,8 @@ use std::time::Duration;
 use shoal_channel::{ChannelError, StatsReader, StatsWriter};
 
 const CHILD_ENV: &str = "SHOAL_CHANNEL_STATS_CHILD";
+/// What the child prints once the segment exists.
+const READY: &str = "STATS-WRITER-READY";
 /// Enough values that the block spans two pages (4.8 KiB).
 const VALUES: usize = 600;
 const WRITES: u64 = 20_000;
@@ -50,7 +52,8 @@ fn snapshots_are_consistent_across_processes() {
             .next()
             .expect("the child exited before READY")
             .unwrap();
-        if line == "READY" {
+        // libtest may print the line after its own "test ... " prefix.
+        if line.ends_with(READY) {
             break;
         }
     }
@@ -95,17 +98,19 @@ fn snapshots_are_consistent_across_processes() {
 fn write_child(path: &Path) {
     let names: Vec<String> = (0..VALUES).map(|i| format!("value_{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut writer = StatsWriter::create(path, &names).unwrap();
-    println!("READY");
+    let mut writer = StatsWriter::create(path, &names).expect("create the stats segment");
+    println!("{READY}");
     let mut go = String::new();
-    std::io::stdin().read_line(&mut go).unwrap();
+    std::io::stdin().read_line(&mut go).expect("read stdin");
     let mut values = vec![0; VALUES];
-    for k in 1..=WRITES {
-        values.fill(k);
-        writer.write_at(&values, k).unwrap();
-        if k % BURST == 0 {
-            thread::sleep(Duration::from_micros(200));
+    for burst in 0..WRITES / BURST {
+        for k in burst * BURST + 1..=(burst + 1) * BURST {
+            values.fill(k);
+            writer
+                .write_at(&values, k)
+                .expect("write the stats segment");
         }
+        thread::sleep(Duration::from_micros(200));
     }
 }
 

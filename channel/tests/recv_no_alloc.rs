@@ -69,7 +69,7 @@ fn receiving_and_writing_stats_do_not_allocate() {
 
     let mut received = Vec::with_capacity(8);
     let region = Region::new(GLOBAL);
-    for _ in 0..small.len() + 1 {
+    for _ in 0..=small.len() {
         received.push(ring.try_recv().unwrap().unwrap());
     }
     assert_eq!(region.change().allocations, 0);

@@ -19,8 +19,8 @@ fn membership(epoch: u64) -> Command {
             addr: Ipv4Addr::new(198, 18, 0, 1),
             mac: [2, 0, 0, 0, 0, 1],
             weight: epoch as u32,
-            alive: epoch % 2 == 0,
-            draining: epoch % 3 == 0,
+            alive: epoch % 2 == 1,
+            draining: epoch % 3 == 1,
             load: 0.5,
         }],
     }
@@ -120,7 +120,7 @@ fn wraps_around_over_many_cycles() {
             sender.send(&membership(sent)).unwrap();
             sent += 1;
         }
-        let drain = if round % 2 == 0 { batch } else { batch + 5 };
+        let drain = if round % 2 == 1 { batch + 5 } else { batch };
         for _ in 0..drain {
             match ring.try_recv().unwrap() {
                 Some(command) => {

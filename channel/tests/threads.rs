@@ -17,7 +17,7 @@ fn membership(epoch: u64) -> Command {
             mac: [2, 0, 0, 0, 0, (epoch % 256) as u8],
             weight: (epoch >> 8) as u32,
             alive: true,
-            draining: epoch % 5 == 0,
+            draining: epoch % 5 == 1,
             load: (epoch % 1000) as f32 / 100.0,
         }],
     }

@@ -490,7 +490,8 @@ pub struct Control {
     /// paths are relative to the config file.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
-    /// Shared-memory file between control and dataplane. Relative paths are
+    /// Directory (on tmpfs) of the control <-> dataplane channel: one command
+    /// ring and one stats segment per worker (`commands-<w>`, `stats-<w>`). Relative paths are
     /// relative to the config file.
     #[serde(default = "default_shm_path")]
     pub shm_path: PathBuf,
