@@ -10,13 +10,18 @@ pub use shoal_wire as wire;
 
 pub mod control_link;
 pub mod counters;
+pub mod dispatch;
 pub mod flow;
+pub mod handoff;
+pub mod http;
 pub mod io;
 pub mod membership;
 pub mod pipeline;
 pub mod replay;
 pub mod run;
 pub mod select;
+pub mod splice;
+pub mod syncookie;
 pub mod time;
 pub mod traffic;
 pub mod worker;
