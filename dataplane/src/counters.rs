@@ -133,6 +133,32 @@ counters! {
     /// Frames without headroom for an outer header. Not an outcome.
     DropNoHeadroom => "drop_no_headroom",
 
+    /// Splice: SYNs answered with a SYN cookie (no state kept).
+    SpliceCookieSent => "splice_cookie_sent",
+    /// Splice: ACKs that did not carry a valid cookie of this server.
+    SpliceCookieRejected => "splice_cookie_rejected",
+    /// Splice: valid cookie ACKs with no setup slot free.
+    SpliceConnTableFull => "splice_conn_table_full",
+    /// Splice: cookie handshakes completed (a connection in setup).
+    SpliceHandshake => "splice_handshake",
+    /// Splice: client segments consumed while the request is read or replayed.
+    SpliceBuffered => "splice_buffered",
+    /// Splice: kernel SYN-ACKs of replayed connections (taken, not forwarded).
+    SpliceKernelSynAck => "splice_kernel_synack",
+    /// Splice: other kernel segments before the handshake completed.
+    SpliceKernelEarly => "splice_kernel_early",
+    /// Splice: connections replayed into this kernel. Not an outcome.
+    SpliceReplayed => "splice_replayed",
+    /// Splice: connections spliced (translation set up). Not an outcome.
+    SpliceSpliced => "splice_spliced",
+    /// Splice: bad requests (garbage, oversized) given their outcome. Not an outcome.
+    SpliceBadRequest => "splice_bad_request",
+    /// Splice: connections whose request did not arrive in time. Not an outcome.
+    SpliceTimeout => "splice_timeout",
+    /// Splice: dispatch named another member; handoff to other members is not
+    /// wired yet, so this member served it. Not an outcome.
+    SpliceRemoteNotWired => "splice_remote_not_wired",
+
     /// Frames from the kernel forwarded to the wire.
     KernelToWire => "kernel_to_wire",
     /// Kernel RSTs for VIP flows this server does not hold (suppressed).
@@ -175,6 +201,13 @@ impl Counter {
         Counter::DropIpipInner,
         Counter::FragmentFollowed,
         Counter::DropFragmentOrphan,
+        Counter::SpliceCookieSent,
+        Counter::SpliceCookieRejected,
+        Counter::SpliceConnTableFull,
+        Counter::SpliceHandshake,
+        Counter::SpliceBuffered,
+        Counter::SpliceKernelSynAck,
+        Counter::SpliceKernelEarly,
         Counter::KernelToWire,
         Counter::KernelRstSuppressed,
         Counter::KernelArpVipSuppressed,

@@ -163,11 +163,22 @@ fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
 
 fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
     let tables = Arc::new(tables(cfg, opts, 1).map_err(RunError::Membership)?);
-    Ok(Pipeline::new(
+    let mut p = Pipeline::new(
         tables,
         cfg.dataplane.flow_table.capacity as usize,
         Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-    ))
+    );
+    // SYN cookies need a secret no client can guess, per server and start.
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+        .map_err(|e| {
+            RunError::DpdkSetup(format!(
+                "cannot read /dev/urandom for the SYN cookie secret: {e}"
+            ))
+        })?;
+    p.set_cookie_secret(secret);
+    Ok(p)
 }
 
 /// Runs the dataplane described by `cfg` until `stop` is set.

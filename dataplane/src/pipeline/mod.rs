@@ -16,6 +16,7 @@
 //!    a RST for a flow this server does not own.
 //! 6. Traffic for the own address: the kernel.
 
+mod splice_path;
 mod tables;
 
 use core::net::Ipv4Addr;
@@ -27,15 +28,18 @@ use shoal_config::{LoadChoice, Mode, State};
 pub use tables::{MemberEntry, ServiceEntry, Tables, TablesError};
 
 use crate::counters::{Counter, Counters, Layer};
+use crate::dispatch::Dispatcher;
 use crate::flow::{FlowKey, FlowState, FlowTable, Insert, Timeouts};
 use crate::io::{Frame, PortId};
 use crate::select::{key_hash, ClientKey};
+use crate::splice::{SpliceParams, Translation};
+use crate::syncookie::CookieKeys;
 use crate::time::Instant;
 use crate::wire::tcp::option_kind;
 use crate::wire::{
-    checksum, ipip, ArpOperation, ArpPacket, ArpRepr, Error, EtherType, EthernetFrame,
-    Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags,
-    TcpPacket, UdpPacket,
+    checksum, ipip, ArpOperation, ArpPacket, ArpRepr, Error, EtherType, EthernetAddress,
+    EthernetFrame, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet,
+    Ipv4Repr, TcpFlags, TcpPacket, UdpPacket,
 };
 
 /// Port index of the wire (NIC on the shared segment).
@@ -72,6 +76,16 @@ pub enum FlowAction {
     /// arrive by MAC rewrite or tunnel and go to this kernel; the broadcast
     /// copies of the same packets (to the cluster MAC) are ignored.
     Received,
+    /// Splice: the handshake is done (cookie), the request is being read or
+    /// replayed into the kernel; the connection is in setup slot `slot`.
+    Splicing {
+        /// Setup slot.
+        slot: u32,
+        /// Index of the service in the tables.
+        service: u16,
+    },
+    /// Splice: handed over to this kernel; both directions are translated.
+    Spliced(SpliceParams),
 }
 
 /// What the byte-level pass decided; the steps that grow or shrink the
@@ -108,6 +122,13 @@ pub struct Pipeline {
     counters: Counters,
     /// IP identification of the outer headers and ICMP errors this worker sends.
     ident: u16,
+    /// Splice: the SYN cookie keys (per server).
+    cookies: CookieKeys,
+    /// Splice: connections between the cookie ACK and the kernel's SYN-ACK.
+    conns: splice_path::Conns,
+    /// Splice: a dispatcher per service (None for other modes); per worker
+    /// because LARD keeps state.
+    dispatchers: Vec<Option<Dispatcher>>,
     /// Frames the pipeline originates while processing (handshake replies,
     /// replayed segments), with their port; the worker sends them after the
     /// burst. Only the connection-setup paths use it.
@@ -124,7 +145,15 @@ impl Pipeline {
             closing: t,
             tombstone: t,
         };
+        // A placeholder key derived from the member's address; `run` sets a
+        // random one with `set_cookie_secret`.
+        let mut secret = [0u8; 32];
+        secret[..4].copy_from_slice(&tables.own_addr.octets());
+        let dispatchers = build_dispatchers(&tables, Vec::new());
         Pipeline {
+            cookies: CookieKeys::new(secret),
+            conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
+            dispatchers,
             tables,
             flows: FlowTable::new(capacity, timeouts),
             fragments: FlowTable::new(FRAGMENT_CAPACITY, fragment_timeouts),
@@ -137,7 +166,15 @@ impl Pipeline {
     /// Switches to new tables (a new epoch). Existing flows keep their action;
     /// only new connections see the new tables. Call between bursts.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        let previous = std::mem::take(&mut self.dispatchers);
+        self.dispatchers = build_dispatchers(&tables, previous);
         self.tables = tables;
+    }
+
+    /// Sets the SYN cookie secret (random per server; `run` reads it from
+    /// the OS).
+    pub fn set_cookie_secret(&mut self, secret: [u8; 32]) {
+        self.cookies = CookieKeys::new(secret);
     }
 
     /// The tables in use.
@@ -170,6 +207,7 @@ impl Pipeline {
         // Counted in the flow table's own stats (expired by state).
         self.flows.expire(now, budget);
         self.fragments.expire(now, budget);
+        self.splice_expire(now);
     }
 
     /// Decides what happens to `frame`, received on port `from`, rewriting it
@@ -218,7 +256,8 @@ impl Pipeline {
             EtherType::Arp => Plan::Done(self.arp(&mut eth)),
             EtherType::Ipv4 => {
                 let to_me = dst == t.own_mac;
-                let plan = self.ipv4_from_wire(eth.payload_mut(), to_me, now);
+                let src_mac = eth.src_addr();
+                let plan = self.ipv4_from_wire(eth.payload_mut(), src_mac, to_me, now);
                 let t = &*self.tables;
                 match plan {
                     // The kernel's TAP has this member's own MAC and silently
@@ -286,7 +325,13 @@ impl Pipeline {
         self.drop(Counter::ArpIgnored)
     }
 
-    fn ipv4_from_wire(&mut self, bytes: &mut [u8], to_me: bool, now: Instant) -> Plan {
+    fn ipv4_from_wire(
+        &mut self,
+        bytes: &mut [u8],
+        src_mac: EthernetAddress,
+        to_me: bool,
+        now: Instant,
+    ) -> Plan {
         let mut ip = match Ipv4Packet::new_checked(bytes) {
             Ok(ip) => ip,
             Err(e) => return Plan::Done(self.malformed(Layer::Ipv4, e)),
@@ -337,7 +382,7 @@ impl Pipeline {
         }
         let first_fragment = ip.more_frags();
         let plan = match protocol {
-            IpProtocol::Tcp => self.tcp_from_wire(src, dst, ip.payload_mut(), now),
+            IpProtocol::Tcp => self.tcp_from_wire(src_mac, src, dst, ip.payload_mut(), now),
             IpProtocol::Udp => Plan::Done(match UdpPacket::new_checked(ip.payload_mut()) {
                 Ok(udp) => self.stateless_to_owner(src, dst, udp.src_port(), udp.dst_port(), true),
                 Err(e) => self.malformed(Layer::Udp, e),
@@ -432,6 +477,8 @@ impl Pipeline {
     fn place(&mut self, action: FlowAction, syn: Option<&mut TcpPacket<&mut [u8]>>) -> Plan {
         match action {
             FlowAction::Local | FlowAction::Received => Plan::Done(Verdict::Forward(KERNEL)),
+            // Handled before placement (tcp_from_wire).
+            FlowAction::Splicing { .. } | FlowAction::Spliced(_) => Plan::Done(Verdict::Drop),
             FlowAction::RedirectMac { member } => Plan::RewriteMac { to: member },
             FlowAction::RedirectIpip { member } => {
                 if let Some(tcp) = syn {
@@ -478,6 +525,7 @@ impl Pipeline {
 
     fn tcp_from_wire(
         &mut self,
+        src_mac: EthernetAddress,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         bytes: &mut [u8],
@@ -513,10 +561,22 @@ impl Pipeline {
             self.counters.inc(Counter::TupleReused);
         }
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
-            if action == FlowAction::Received {
-                // The inspector redirects this packet here; this is its
-                // broadcast copy.
-                return Plan::Done(self.drop(Counter::RedirectCopyIgnored));
+            match action {
+                FlowAction::Received => {
+                    // The inspector redirects this packet here; this is its
+                    // broadcast copy.
+                    return Plan::Done(self.drop(Counter::RedirectCopyIgnored));
+                }
+                FlowAction::Splicing { slot, service } => {
+                    self.splice_segment(slot, usize::from(service), &tcp, now);
+                    return Plan::Done(self.drop(Counter::SpliceBuffered));
+                }
+                FlowAction::Spliced(params) => {
+                    self.counters.inc(Counter::FlowHit);
+                    Translation::new(params).to_kernel(&mut tcp);
+                    return Plan::Done(Verdict::Forward(KERNEL));
+                }
+                _ => {}
             }
             if syn && !ack {
                 self.counters.inc(Counter::SynRetransmit);
@@ -529,6 +589,29 @@ impl Pipeline {
             return Plan::Done(self.drop(Counter::DropNoService));
         };
         let inspector = service.selector.select(client) == Some(t.own_id);
+        if service.mode == Mode::Splice {
+            let index = t
+                .services
+                .iter()
+                .position(|s| s.port == service.port && s.vip == service.vip);
+            return match (inspector, index) {
+                (false, _) | (_, None) => Plan::Done(self.drop(if pure_syn {
+                    Counter::SynOtherInspector
+                } else {
+                    Counter::VipNoFlow
+                })),
+                (true, Some(_)) if pure_syn => {
+                    if !tcp.verify_checksum(src, dst) {
+                        return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
+                    }
+                    self.splice_syn(src_mac, src, dst, &tcp, now)
+                }
+                (true, Some(index)) if ack && !syn && !rst => {
+                    self.splice_ack(src_mac, key, index, &tcp, now)
+                }
+                _ => Plan::Done(self.drop(Counter::VipNoFlow)),
+            };
+        }
         let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
         if stateless_dpr && !pure_syn {
             // Stateless DPR: the inspector places every packet by a pure
@@ -695,7 +778,7 @@ impl Pipeline {
             };
             let (src, dst) = (ip.src_addr(), ip.dst_addr());
             if ip.next_header() == IpProtocol::Tcp && !ip.is_fragment() && self.tables.is_vip(src) {
-                let Ok(tcp) = TcpPacket::new_checked(ip.payload_mut()) else {
+                let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) else {
                     return self.drop(Counter::DropKernelMalformed);
                 };
                 // Flows are keyed in the client -> VIP direction.
@@ -706,11 +789,23 @@ impl Pipeline {
                     tcp.src_port(),
                     IpProtocol::Tcp.into(),
                 );
-                if self.track(&key, tcp.flags(), false, now).is_some() {
-                } else if tcp.rst() {
-                    // The kernel only sees flows this server accepted; a RST for
-                    // anything else must not reach a client another server serves.
-                    return self.drop(Counter::KernelRstSuppressed);
+                match self.track(&key, tcp.flags(), false, now) {
+                    Some(FlowAction::Splicing { slot, .. }) => {
+                        if tcp.syn() && tcp.ack() {
+                            self.counters.inc(Counter::SpliceKernelSynAck);
+                            return self.splice_kernel_synack(slot, &tcp, now);
+                        }
+                        return self.drop(Counter::SpliceKernelEarly);
+                    }
+                    Some(FlowAction::Spliced(params)) => {
+                        Translation::new(params).to_client(&mut tcp);
+                    }
+                    None if tcp.rst() => {
+                        // The kernel only sees flows this server accepted; a RST for
+                        // anything else must not reach a client another server serves.
+                        return self.drop(Counter::KernelRstSuppressed);
+                    }
+                    Some(_) | None => {}
                 }
             }
         }
@@ -748,6 +843,36 @@ impl Pipeline {
         self.counters.malformed(layer, e);
         Verdict::Drop
     }
+}
+
+/// Connections a worker can have between cookie ACK and kernel SYN-ACK.
+const SPLICE_SETUP_SLOTS: usize = 4096;
+
+/// A dispatcher for every splice service of `tables` (LARD placements of
+/// `previous` carried over).
+fn build_dispatchers(
+    tables: &Tables,
+    previous: Vec<Option<Dispatcher>>,
+) -> Vec<Option<Dispatcher>> {
+    let members: Vec<(u16, &str, u32)> = tables
+        .members
+        .iter()
+        .map(|m| (m.id, m.name.as_str(), m.effective_weight()))
+        .collect();
+    let mut previous = previous.into_iter();
+    tables
+        .services
+        .iter()
+        .map(|s| {
+            let old = previous.next().flatten();
+            let config = s.dispatch.as_ref().filter(|_| s.mode == Mode::Splice)?;
+            let mut d = Dispatcher::new(config, &members).ok()?;
+            if let Some(old) = old {
+                d.inherit(old);
+            }
+            Some(d)
+        })
+        .collect()
 }
 
 /// Bytes of an untagged Ethernet header.

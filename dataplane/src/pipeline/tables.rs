@@ -5,7 +5,7 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Algorithm, Config, LoadChoice, Mode, Protocol, State};
+use shoal_config::{Algorithm, Config, Dispatch, HandoffMode, LoadChoice, Mode, Protocol, State};
 
 use crate::select::{Candidate, ClientKey, Rendezvous, Ring, RingMember, Selector};
 use crate::wire::{EthernetAddress, IpProtocol};
@@ -32,6 +32,8 @@ pub struct ServiceEntry {
     pub max_load: Option<f64>,
     /// DPR stateful: how the other member is chosen then.
     pub load_choice: LoadChoice,
+    /// Splice: the dispatch settings (policy, limits, bad-request outcome).
+    pub dispatch: Option<Dispatch>,
 }
 
 /// A member as the pipeline sees it in one epoch.
@@ -39,6 +41,8 @@ pub struct ServiceEntry {
 pub struct MemberEntry {
     /// Cluster-wide id.
     pub id: u16,
+    /// Name (dispatch rules and cookies name members).
+    pub name: String,
     /// Own address (IP-in-IP tunnel endpoint).
     pub addr: Ipv4Addr,
     /// Own MAC (MAC-rewrite target).
@@ -58,6 +62,7 @@ impl MemberEntry {
     pub fn from_config(m: &shoal_config::Member) -> MemberEntry {
         MemberEntry {
             id: m.id,
+            name: m.name.clone(),
             addr: m.address,
             mac: EthernetAddress(m.mac.0),
             weight: m.weight,
@@ -85,8 +90,8 @@ pub enum TablesError {
     UnknownLocalMember(String),
     /// A service uses a mode this build does not implement yet.
     #[error(
-        "services '{service}': mode {mode} is not implemented in this build \
-         (\"local\", \"dpr-mac\" and \"dpr-ipip\" are)"
+        "services '{service}': {mode} is not implemented in this build \
+         (\"local\", \"dpr-mac\", \"dpr-ipip\" and \"splice\" with frequent handoff are)"
     )]
     UnsupportedMode {
         /// Service name.
@@ -150,10 +155,14 @@ impl Tables {
             .ok_or_else(|| TablesError::UnknownLocalMember(cfg.cluster.local_member.clone()))?;
         let mut services = Vec::with_capacity(cfg.services.len());
         for s in &cfg.services {
-            if s.mode == Mode::Splice {
+            if s.mode == Mode::Splice
+                && s.dispatch
+                    .as_ref()
+                    .is_some_and(|d| d.handoff == HandoffMode::Rare)
+            {
                 return Err(TablesError::UnsupportedMode {
                     service: s.name.clone(),
-                    mode: mode_name(s.mode),
+                    mode: "splice with handoff = \"rare\"",
                 });
             }
             services.push(ServiceEntry {
@@ -162,6 +171,7 @@ impl Tables {
                 state: s.state,
                 max_load: s.selection.max_load,
                 load_choice: s.selection.load_choice,
+                dispatch: s.dispatch.clone(),
                 vip: s.vip,
                 port: s.port,
                 protocol: match s.protocol {
@@ -266,14 +276,5 @@ impl Selector for Salted {
             addr: Ipv4Addr::from(salted),
             port: key.port.rotate_left(7),
         })
-    }
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Local => "local",
-        Mode::DprMac => "dpr-mac",
-        Mode::DprIpip => "dpr-ipip",
-        Mode::Splice => "splice",
     }
 }

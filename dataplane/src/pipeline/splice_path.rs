@@ -1,0 +1,521 @@
+//! L7 splicing on the inspector, handover to the local kernel (CARISMA
+//! *frequent*, design "Splicing" steps 1-4 with the processing server being
+//! the inspector itself).
+//!
+//! 1. A SYN the inspector owns is answered with a SYN cookie: no state.
+//! 2. The client's ACK proves the cookie: a connection slot with a bounded
+//!    request buffer is created; request segments are ACKed by the dataplane.
+//! 3. When the request head is complete, the service's dispatch policy names
+//!    a member. The connection is replayed into this member's kernel through
+//!    the TAP (SYN with the client's options, then the kernel's SYN-ACK is
+//!    taken, then ACK + the request bytes).
+//! 4. From then on the flow is spliced: sequence, acknowledgement, SACK,
+//!    timestamps and window are translated in both directions
+//!    (`crate::splice`, notes/splice-replay.md §5), with incremental checksums.
+//!
+//! Handing over to *another* member (the `handoff` messages) is not wired
+//! yet: when dispatch names another member the connection stays here and
+//! `splice_remote_not_wired` counts it.
+
+use core::net::Ipv4Addr;
+
+use shoal_config::BadRequestAction;
+
+use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
+use crate::counters::Counter;
+use crate::flow::{FlowKey, FlowState, Insert};
+use crate::http::{error_response, RequestBuffer};
+use crate::splice::SpliceParams;
+use crate::syncookie::{counter_at, SynOptions};
+use crate::time::Instant;
+use crate::wire::{
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr,
+};
+
+/// The window scale the inspector advertises to clients (notes §5: keep it
+/// at or below the kernel's, which the lab pins to 7).
+pub(super) const ADVERTISED_WSCALE: u8 = 7;
+
+/// Where a spliced connection is before it is spliced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Collecting the request head.
+    Buffering,
+    /// The SYN went to the kernel; waiting for its SYN-ACK.
+    Replaying,
+}
+
+/// A connection between the cookie ACK and the kernel's SYN-ACK.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) key: FlowKey,
+    pub(super) client_mac: EthernetAddress,
+    pub(super) opts: SynOptions,
+    pub(super) cookie_isn: u32,
+    pub(super) client_isn: u32,
+    pub(super) client_tsval: u32,
+    pub(super) client_window: u16,
+    /// Highest TSval the inspector sent the client.
+    pub(super) tsval_sent: u32,
+    pub(super) buf: RequestBuffer,
+    pub(super) started: Instant,
+    pub(super) phase: Phase,
+}
+
+/// Fixed-capacity table of connections being set up.
+#[derive(Debug)]
+pub(super) struct Conns {
+    slots: Vec<Option<Conn>>,
+    free: Vec<u32>,
+}
+
+impl Conns {
+    pub(super) fn new(capacity: usize) -> Conns {
+        Conns {
+            slots: (0..capacity).map(|_| None).collect(),
+            free: (0..capacity as u32).rev().collect(),
+        }
+    }
+
+    fn alloc(&mut self, conn: Conn) -> Option<u32> {
+        let slot = self.free.pop()?;
+        self.slots[slot as usize] = Some(conn);
+        Some(slot)
+    }
+
+    fn release(&mut self, slot: u32) -> Option<Conn> {
+        let conn = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        Some(conn)
+    }
+
+    fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Slots whose connection started before `deadline`.
+    pub(super) fn older_than(&self, deadline: Instant) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.as_ref().is_some_and(|c| c.started < deadline))
+            .map(|(i, _)| i as u32)
+    }
+}
+
+/// A TCP segment the dataplane originates.
+struct Segment<'a> {
+    src: (EthernetAddress, Ipv4Addr, u16),
+    dst: (EthernetAddress, Ipv4Addr, u16),
+    tcp: TcpRepr,
+    payload: &'a [u8],
+}
+
+fn bare_tcp(
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: Option<u32>,
+    flags: TcpFlags,
+    window: u16,
+) -> TcpRepr {
+    TcpRepr {
+        src_port,
+        dst_port,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: window,
+        urgent: 0,
+        mss: None,
+        window_scale: None,
+        sack_permitted: false,
+        sack_ranges: [None; 4],
+        timestamps: None,
+        unknown_options: TcpOptionBytes::default(),
+    }
+}
+
+fn build(seg: &Segment<'_>) -> Vec<u8> {
+    let eth = EthernetRepr {
+        src_addr: seg.src.0,
+        dst_addr: seg.dst.0,
+        vlan: None,
+        inner_vlan: None,
+        ethertype: EtherType::Ipv4,
+    };
+    let l4 = seg.tcp.buffer_len(seg.payload.len());
+    let ip = Ipv4Repr {
+        src_addr: seg.src.1,
+        dst_addr: seg.dst.1,
+        protocol: IpProtocol::Tcp,
+        payload_len: l4,
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+        dscp_ecn: 0,
+    };
+    let mut buf = vec![0u8; eth.buffer_len(20 + l4)];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet);
+    packet.fill_checksum();
+    let mut tcp = TcpPacket::new_unchecked(packet.payload_mut());
+    seg.tcp.emit(&mut tcp, seg.src.1, seg.dst.1, seg.payload);
+    buf
+}
+
+impl Pipeline {
+    /// The inspector's TCP timestamp clock (milliseconds).
+    fn ts_clock(now: Instant) -> u32 {
+        now.as_millis() as u32
+    }
+
+    /// A SYN for a splice service this member inspects: answer with a SYN
+    /// cookie (a new frame), keep no state, free the SYN.
+    pub(super) fn splice_syn(
+        &mut self,
+        client_mac: EthernetAddress,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let opts = SynOptions::from_syn(tcp).cookie_view();
+        let client = (src, tcp.src_port());
+        let server = (dst, tcp.dst_port());
+        let (cookie, ts_val) = self.cookies.encode(
+            client,
+            server,
+            tcp.seq_number(),
+            &opts,
+            counter_at(now),
+            Self::ts_clock(now),
+        );
+        let mut reply = bare_tcp(
+            tcp.dst_port(),
+            tcp.src_port(),
+            cookie,
+            Some(tcp.seq_number().wrapping_add(1)),
+            TcpFlags::SYN | TcpFlags::ACK,
+            0xFFFF,
+        );
+        reply.mss = Some(opts.mss.min(self.tables.mtu.saturating_sub(40)));
+        reply.sack_permitted = opts.sack_permitted;
+        reply.window_scale = opts.window_scale.map(|_| ADVERTISED_WSCALE);
+        reply.timestamps = ts_val.zip(opts.client_tsval);
+        let t = &self.tables;
+        let frame = build(&Segment {
+            src: (t.own_mac, dst, tcp.dst_port()),
+            dst: (client_mac, src, tcp.src_port()),
+            tcp: reply,
+            payload: &[],
+        });
+        self.emitted.push((WIRE, frame));
+        self.counters.inc(Counter::SpliceCookieSent);
+        Plan::Done(Verdict::Drop)
+    }
+
+    /// A segment without a flow that may complete a cookie handshake.
+    pub(super) fn splice_ack(
+        &mut self,
+        client_mac: EthernetAddress,
+        key: FlowKey,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let client_isn = tcp.seq_number().wrapping_sub(1);
+        let opts = self.cookies.decode(
+            (key.src, key.src_port),
+            (key.dst, key.dst_port),
+            client_isn,
+            tcp.ack_number(),
+            tcp.timestamps(),
+            counter_at(now),
+        );
+        let Some(opts) = opts else {
+            return Plan::Done(self.drop(Counter::SpliceCookieRejected));
+        };
+        let limit = self.tables.services[service]
+            .dispatch
+            .as_ref()
+            .map_or(16 * 1024, |d| d.max_request_bytes as usize);
+        let conn = Conn {
+            key,
+            client_mac,
+            opts,
+            cookie_isn: tcp.ack_number().wrapping_sub(1),
+            client_isn,
+            client_tsval: tcp.timestamps().map_or(0, |t| t.0),
+            client_window: tcp.window_len(),
+            tsval_sent: Self::ts_clock(now),
+            buf: RequestBuffer::new(tcp.seq_number(), limit),
+            started: now,
+            phase: Phase::Buffering,
+        };
+        let Some(slot) = self.conns.alloc(conn) else {
+            return Plan::Done(self.drop(Counter::SpliceConnTableFull));
+        };
+        if self.flows.insert(
+            key,
+            FlowState::Established,
+            FlowAction::Splicing {
+                slot,
+                service: service as u16,
+            },
+            now,
+        ) == Insert::Rejected
+        {
+            self.conns.release(slot);
+            return Plan::Done(self.drop(Counter::DropFlowTableFull));
+        }
+        self.counters.inc(Counter::SpliceHandshake);
+        self.splice_segment(slot, service, tcp, now);
+        Plan::Done(Verdict::Drop)
+    }
+
+    /// A client segment of a connection being set up: buffer, ACK, and hand
+    /// over once the request head is complete. The segment itself is consumed.
+    pub(super) fn splice_segment(
+        &mut self,
+        slot: u32,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.phase == Phase::Replaying {
+            // The kernel's ACKs will cover it once spliced; the client resends.
+            return;
+        }
+        if let Some((tsval, _)) = tcp.timestamps() {
+            conn.client_tsval = tsval;
+        }
+        conn.client_window = tcp.window_len();
+        let payload = tcp.payload();
+        if !payload.is_empty() {
+            let _ = conn.buf.insert(tcp.seq_number(), payload);
+        }
+        let head = conn.buf.head();
+        match head {
+            Ok(Some(head)) => {
+                let loads: Vec<(u16, f64)> =
+                    self.tables.members.iter().map(|m| (m.id, m.load)).collect();
+                let chosen = self.dispatchers[service]
+                    .as_mut()
+                    .map(|d| d.choose(&head, &loads, now).member);
+                if chosen.is_some_and(|m| m != self.tables.own_id) {
+                    self.counters.inc(Counter::SpliceRemoteNotWired);
+                }
+                self.replay_syn(slot, now);
+            }
+            Ok(None) => {
+                if !payload.is_empty() {
+                    self.ack_client(slot, now);
+                }
+            }
+            Err(e) => {
+                self.counters.inc(Counter::SpliceBadRequest);
+                let action = self.tables.services[service]
+                    .dispatch
+                    .as_ref()
+                    .map_or(BadRequestAction::Respond, |d| d.on_bad_request);
+                match action {
+                    BadRequestAction::PassToDefault => self.replay_syn(slot, now),
+                    BadRequestAction::Respond => self.answer_and_close(slot, Some(e.status()), now),
+                    BadRequestAction::Reset => self.answer_and_close(slot, None, now),
+                }
+            }
+        }
+    }
+
+    /// An ACK (with SACK-less, timestamped) of everything buffered, to the client.
+    fn ack_client(&mut self, slot: u32, now: Instant) {
+        let own_mac = self.tables.own_mac;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let tsval = Self::ts_clock(now).max(conn.tsval_sent);
+        conn.tsval_sent = tsval;
+        let mut ack = bare_tcp(
+            conn.key.dst_port,
+            conn.key.src_port,
+            conn.cookie_isn.wrapping_add(1),
+            Some(conn.buf.ack_point()),
+            TcpFlags::ACK,
+            0xFFFF,
+        );
+        ack.timestamps = conn.opts.timestamps().then_some((tsval, conn.client_tsval));
+        let frame = build(&Segment {
+            src: (own_mac, conn.key.dst, conn.key.dst_port),
+            dst: (conn.client_mac, conn.key.src, conn.key.src_port),
+            tcp: ack,
+            payload: &[],
+        });
+        self.emitted.push((WIRE, frame));
+    }
+
+    /// Bad request: the configured answer (an HTTP error and FIN, or a RST),
+    /// then the connection is forgotten.
+    fn answer_and_close(&mut self, slot: u32, status: Option<u16>, now: Instant) {
+        let own_mac = self.tables.own_mac;
+        let Some(conn) = self.conns.release(slot) else {
+            return;
+        };
+        self.flows.remove(&conn.key);
+        let body: &[u8] = status.map_or(&[], error_response);
+        let flags = if status.is_some() {
+            TcpFlags::PSH | TcpFlags::FIN
+        } else {
+            TcpFlags::RST
+        };
+        let mut seg = bare_tcp(
+            conn.key.dst_port,
+            conn.key.src_port,
+            conn.cookie_isn.wrapping_add(1),
+            Some(conn.buf.ack_point()),
+            flags,
+            0xFFFF,
+        );
+        seg.timestamps = conn
+            .opts
+            .timestamps()
+            .then_some((Self::ts_clock(now).max(conn.tsval_sent), conn.client_tsval));
+        let frame = build(&Segment {
+            src: (own_mac, conn.key.dst, conn.key.dst_port),
+            dst: (conn.client_mac, conn.key.src, conn.key.src_port),
+            tcp: seg,
+            payload: body,
+        });
+        self.emitted.push((WIRE, frame));
+    }
+
+    /// Step 3: the client's SYN, replayed into this member's kernel.
+    fn replay_syn(&mut self, slot: u32, now: Instant) {
+        let own_mac = self.tables.own_mac;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        conn.phase = Phase::Replaying;
+        conn.started = now;
+        let mut syn = bare_tcp(
+            conn.key.src_port,
+            conn.key.dst_port,
+            conn.client_isn,
+            None,
+            TcpFlags::SYN,
+            64_240,
+        );
+        syn.mss = Some(conn.opts.mss);
+        syn.sack_permitted = conn.opts.sack_permitted;
+        syn.window_scale = conn.opts.window_scale;
+        syn.timestamps = conn.opts.timestamps().then_some((conn.client_tsval, 0));
+        let frame = build(&Segment {
+            src: (conn.client_mac, conn.key.src, conn.key.src_port),
+            dst: (own_mac, conn.key.dst, conn.key.dst_port),
+            tcp: syn,
+            payload: &[],
+        });
+        self.emitted.push((KERNEL, frame));
+        self.counters.inc(Counter::SpliceReplayed);
+    }
+
+    /// The kernel's SYN-ACK of a replayed connection: derive the translation,
+    /// finish the kernel's handshake with ACK + request, splice the flow.
+    pub(super) fn splice_kernel_synack(
+        &mut self,
+        slot: u32,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Verdict {
+        let own_mac = self.tables.own_mac;
+        let Some(conn) = self.conns.release(slot) else {
+            return self.drop(Counter::DropKernelMalformed);
+        };
+        let kernel_isn = tcp.seq_number();
+        let kernel_tsval = tcp.timestamps().map_or(0, |t| t.0);
+        let params = SpliceParams {
+            delta: SpliceParams::seq_delta(kernel_isn, conn.cookie_isn),
+            ts_offset: SpliceParams::ts_offset(kernel_tsval, conn.tsval_sent),
+            kernel_wscale: tcp.window_scale().unwrap_or(0),
+            client_wscale_advertised: if conn.opts.window_scale.is_some() {
+                ADVERTISED_WSCALE
+            } else {
+                0
+            },
+        };
+        // ACK + request bytes, in segments the kernel's MSS allows.
+        let mss = usize::from(tcp.mss().unwrap_or(536)).max(64);
+        let request = conn.buf.contiguous();
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + mss).min(request.len());
+            let mut seg = bare_tcp(
+                conn.key.src_port,
+                conn.key.dst_port,
+                conn.client_isn.wrapping_add(1).wrapping_add(offset as u32),
+                Some(kernel_isn.wrapping_add(1)),
+                if end > offset {
+                    TcpFlags::PSH | TcpFlags::ACK
+                } else {
+                    TcpFlags::ACK
+                },
+                conn.client_window,
+            );
+            seg.timestamps = conn
+                .opts
+                .timestamps()
+                .then_some((conn.client_tsval, kernel_tsval));
+            let frame = build(&Segment {
+                src: (conn.client_mac, conn.key.src, conn.key.src_port),
+                dst: (own_mac, conn.key.dst, conn.key.dst_port),
+                tcp: seg,
+                payload: &request[offset..end],
+            });
+            self.emitted.push((KERNEL, frame));
+            offset = end;
+            if offset >= request.len() {
+                break;
+            }
+        }
+        if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
+            *flow.value_mut() = FlowAction::Spliced(params);
+        }
+        self.counters.inc(Counter::SpliceSpliced);
+        Verdict::Drop
+    }
+
+    /// Gives up on connections stuck in setup past the request timeout.
+    pub(super) fn splice_expire(&mut self, now: Instant) {
+        let timeout = core::time::Duration::from_millis(
+            self.tables
+                .services
+                .iter()
+                .filter_map(|s| s.dispatch.as_ref().map(|d| u64::from(d.request_timeout_ms)))
+                .max()
+                .unwrap_or(5_000),
+        );
+        let Some(deadline) = now
+            .as_nanos()
+            .checked_sub(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
+        else {
+            return;
+        };
+        let stale: Vec<u32> = self
+            .conns
+            .older_than(Instant::from_nanos(deadline))
+            .take(16)
+            .collect();
+        for slot in stale {
+            self.counters.inc(Counter::SpliceTimeout);
+            self.answer_and_close(slot, Some(408), now);
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! L7 splicing through the pipeline, handover to the inspector's own kernel:
+//! the cookie handshake, the replay into the kernel, and the exact rewritten
+//! headers of the spliced flow in both directions.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use shoal_config::{Dispatch, Mode};
+use shoal_dataplane::counters::Counter;
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::memory::HeapFrame;
+use shoal_dataplane::io::{Frame, PortId};
+use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::select::ClientKey;
+use shoal_dataplane::time::Instant;
+use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_dataplane::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const SRV1_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0b]);
+const REQUEST: &[u8] = b"GET /whoami HTTP/1.1\r\nHost: 198.18.0.100\r\nUser-Agent: test\r\n\r\n";
+
+fn pipeline() -> Pipeline {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    cfg.services[0].mode = Mode::Splice;
+    cfg.services[0].dispatch = Some(Dispatch::default());
+    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+    let mut p = Pipeline::new(
+        tables,
+        1024,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    p.set_cookie_secret([7; 32]);
+    p
+}
+
+/// A client srv1 inspects.
+fn client(p: &Pipeline) -> Endpoint {
+    (40_000..41_000)
+        .map(|port| client_endpoint(4, port))
+        .find(|c| {
+            p.tables().services[0].selector.select(ClientKey {
+                addr: c.ip,
+                port: c.port,
+            }) == Some(1)
+        })
+        .unwrap()
+}
+
+struct Seg {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    mss: Option<u16>,
+    ws: Option<u8>,
+    sack: bool,
+    ts: Option<(u32, u32)>,
+    payload: Vec<u8>,
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+}
+
+fn parse(frame: &[u8]) -> Seg {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert!(ip.verify_checksum());
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(
+        tcp.verify_checksum(ip.src_addr(), ip.dst_addr()),
+        "TCP checksum"
+    );
+    Seg {
+        seq: tcp.seq_number(),
+        ack: tcp.ack_number(),
+        flags: tcp.flags_byte(),
+        window: tcp.window_len(),
+        mss: tcp.mss(),
+        ws: tcp.window_scale(),
+        sack: tcp.sack_permitted(),
+        ts: tcp.timestamps(),
+        payload: tcp.payload().to_vec(),
+        dst_mac: eth.dst_addr().0,
+        src: ip.src_addr(),
+    }
+}
+
+fn run(
+    p: &mut Pipeline,
+    port: PortId,
+    frame: &[u8],
+    now: Instant,
+) -> (Verdict, Vec<u8>, Vec<(PortId, Vec<u8>)>) {
+    let mut f = HeapFrame::from_bytes(frame);
+    let v = p.process(port, &mut f, now);
+    let emitted = p.take_emitted().collect();
+    (v, f.bytes().to_vec(), emitted)
+}
+
+#[test]
+fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
+    let mut p = pipeline();
+    let c = client(&p);
+    let svc = Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: VIP,
+        port: 80,
+    };
+    let now = Instant::from_secs(100);
+
+    // 1. SYN -> SYN-ACK with a cookie, no state.
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((4242, 0));
+    let (v, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &syn, &[], 1), now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, WIRE);
+    let synack = parse(&out[0].1);
+    assert_eq!(synack.dst_mac, c.mac.0);
+    assert_eq!(synack.src, VIP);
+    assert_eq!(synack.flags, 0x12);
+    assert_eq!(synack.ack, 1001);
+    assert_eq!(
+        (synack.mss, synack.ws, synack.sack),
+        (Some(1460), Some(7), true)
+    );
+    let (tc, echoed) = synack.ts.unwrap();
+    assert_eq!(echoed, 4242);
+    assert_eq!(p.flows().len(), 0, "a SYN cookie keeps no state");
+    let cookie = synack.seq;
+
+    // A forged ACK is refused.
+    let mut forged = tcp_header(
+        c.port,
+        80,
+        1001,
+        Some(cookie.wrapping_add(99)),
+        TcpFlags::ACK,
+    );
+    forged.timestamps = Some((4243, tc));
+    let (v, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &forged, &[], 2), now);
+    assert_eq!((v, out.len()), (Verdict::Drop, 0));
+    assert_eq!(p.counters().get(Counter::SpliceCookieRejected), 1);
+
+    // 2. ACK + request -> the SYN replayed into the kernel.
+    let mut req = tcp_header(
+        c.port,
+        80,
+        1001,
+        Some(cookie.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    req.timestamps = Some((4250, tc));
+    let (v, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &req, REQUEST, 3), now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, KERNEL);
+    let replayed = parse(&out[0].1);
+    assert_eq!(replayed.dst_mac, SRV1_MAC.0, "to the TAP's MAC");
+    assert_eq!(replayed.src, c.ip);
+    assert_eq!((replayed.seq, replayed.flags), (1000, 0x02));
+    assert_eq!(
+        (replayed.mss, replayed.ws, replayed.sack),
+        (Some(1460), Some(7), true)
+    );
+    assert_eq!(replayed.ts, Some((4250, 0)));
+
+    // 3. The kernel's SYN-ACK (wscale 10, its own ISN and clock) is taken;
+    //    the kernel gets ACK + request.
+    let k_isn = 5_000_000u32;
+    let tk = 777_000u32;
+    let kernel_side = Endpoint {
+        mac: SRV1_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let mut ksa = tcp_header(80, c.port, k_isn, Some(1001), TcpFlags::SYN);
+    ksa.window_len = 65_160;
+    ksa.window_scale = Some(10);
+    ksa.timestamps = Some((tk, 4250));
+    let (v, _, out) = run(
+        &mut p,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &ksa, &[], 0),
+        now,
+    );
+    assert_eq!(
+        v,
+        Verdict::Drop,
+        "the kernel's SYN-ACK never reaches the client"
+    );
+    assert_eq!(out.len(), 1);
+    let ack = parse(&out[0].1);
+    assert_eq!(out[0].0, KERNEL);
+    assert_eq!((ack.seq, ack.ack, ack.flags), (1001, k_isn + 1, 0x18));
+    assert_eq!(ack.ts, Some((4250, tk)));
+    assert_eq!(ack.payload, REQUEST);
+    assert_eq!(p.counters().get(Counter::SpliceSpliced), 1);
+
+    // 4. Kernel -> client: seq -= delta, TSval -= offset, window 100 << 10 >> 7.
+    let sent_ts = 100_000u32; // the inspector's clock at `now`
+    let body = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsrv1\n";
+    let mut data = tcp_header(
+        80,
+        c.port,
+        k_isn + 1,
+        Some(1001 + REQUEST.len() as u32),
+        TcpFlags::PSH,
+    );
+    data.window_len = 100;
+    data.timestamps = Some((tk + 5, 4250));
+    let (v, bytes, out) = run(
+        &mut p,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &data, body, 0),
+        now,
+    );
+    assert_eq!((v, out.len()), (Verdict::Forward(WIRE), 0));
+    let to_client = parse(&bytes);
+    assert_eq!(to_client.seq, cookie.wrapping_add(1));
+    assert_eq!(to_client.ack, 1001 + REQUEST.len() as u32);
+    assert_eq!(to_client.window, 800);
+    assert_eq!(to_client.ts, Some((sent_ts + 5, 4250)));
+    assert_eq!(to_client.payload, body);
+
+    // 5. Client -> kernel: ack += delta, TSecr += offset.
+    let mut cack = tcp_header(
+        c.port,
+        80,
+        1001 + REQUEST.len() as u32,
+        Some(cookie.wrapping_add(1 + body.len() as u32)),
+        TcpFlags::ACK,
+    );
+    cack.timestamps = Some((4260, sent_ts + 5));
+    let (v, bytes, _) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &cack, &[], 4), now);
+    assert_eq!(v, Verdict::Forward(KERNEL));
+    let to_kernel = parse(&bytes);
+    assert_eq!(to_kernel.dst_mac, SRV1_MAC.0);
+    assert_eq!(to_kernel.seq, 1001 + REQUEST.len() as u32);
+    assert_eq!(to_kernel.ack, k_isn + 1 + body.len() as u32);
+    assert_eq!(to_kernel.ts, Some((4260, tk + 5)));
+    assert_eq!(
+        p.counters().outcomes(),
+        p.counters().get(Counter::WireRx) + p.counters().get(Counter::KernelRx)
+    );
+}
+
+#[test]
+fn garbage_requests_get_the_configured_answer() {
+    let mut p = pipeline();
+    let c = client(&p);
+    let svc = Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: VIP,
+        port: 80,
+    };
+    let now = Instant::from_secs(100);
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((1, 0));
+    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &syn, &[], 1), now);
+    let sa = parse(&out[0].1);
+    let mut req = tcp_header(
+        c.port,
+        80,
+        1001,
+        Some(sa.seq.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    req.timestamps = Some((2, sa.ts.unwrap().0));
+    let (_, _, out) = run(
+        &mut p,
+        WIRE,
+        &tcp_frame(&c, &svc, &req, b"\x16\x03\x01\x02\x00garbage\r\n\r\n", 2),
+        now,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, WIRE);
+    let answer = parse(&out[0].1);
+    assert!(
+        answer.payload.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer.payload)
+    );
+    assert_eq!(answer.flags & 0x01, 0x01, "FIN with the answer");
+    assert_eq!(p.counters().get(Counter::SpliceBadRequest), 1);
+    assert_eq!(p.flows().len(), 0);
+}
