@@ -88,12 +88,11 @@ fn parse(frame: &[u8]) -> Seg {
     }
 }
 
-fn run(
-    p: &mut Pipeline,
-    port: PortId,
-    frame: &[u8],
-    now: Instant,
-) -> (Verdict, Vec<u8>, Vec<(PortId, Vec<u8>)>) {
+/// What one processed frame gave: the verdict, the frame after processing,
+/// and the frames the pipeline originated.
+type Processed = (Verdict, Vec<u8>, Vec<(PortId, Vec<u8>)>);
+
+fn run(p: &mut Pipeline, port: PortId, frame: &[u8], now: Instant) -> Processed {
     let mut f = HeapFrame::from_bytes(frame);
     let v = p.process(port, &mut f, now);
     let emitted = p.take_emitted().collect();
