@@ -793,3 +793,36 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
     await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(6));
     lab.assert_alive();
 }
+
+/// Splice mode (handover to the inspector's own kernel): SYN cookies, the
+/// request read by the dataplane, the connection replayed into the kernel and
+/// translated in both directions, with curl's Linux defaults (SACK,
+/// timestamps, window scaling); bodies intact, then a wrk run without errors.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn splice_mode_serves_through_the_inspectors_kernel() {
+    let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "splice"]);
+    let files = lab.status()["files"].clone();
+    let fetches = fetch_mix(&lab, 200, 40);
+    let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &fetches {
+        assert_eq!(f.code, 200, "{f:?}");
+        *by_server.entry(f.served_by.clone()).or_default() += 1;
+        if f.path == "whoami" {
+            assert_eq!(f.body_head, f.served_by);
+        } else {
+            let name = f.path.trim_start_matches("files/");
+            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+        }
+    }
+    assert_eq!(by_server.len(), 3, "{by_server:?}");
+    lab.settle();
+    let sum = |name: &str| -> u64 { MEMBERS.iter().map(|n| lab.counter(n, name)).sum() };
+    assert_eq!(sum("splice_spliced"), 200);
+    assert_eq!(sum("splice_cookie_rejected"), 0);
+    let out = lab.client("wrk -t2 -c100 -d3s --timeout 5s http://198.18.0.100/files/1k 2>&1");
+    assert!(out.contains("requests in"), "{out}");
+    assert!(!out.contains("Socket errors"), "{out}");
+    assert!(!out.contains("Non-2xx"), "{out}");
+    lab.assert_alive();
+}
