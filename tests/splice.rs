@@ -287,3 +287,138 @@ fn garbage_requests_get_the_configured_answer() {
     assert_eq!(p.counters().get(Counter::SpliceBadRequest), 1);
     assert_eq!(p.flows().len(), 0);
 }
+
+/// Handover to another member: srv1 inspects, the dispatch rule names srv2;
+/// srv1 offers the connection, srv2 replays it into its kernel and accepts,
+/// srv1 keeps a tombstone; the client's packets are then served by srv2.
+#[test]
+fn handoff_to_another_member_over_the_wire() {
+    use shoal_config::{DispatchPolicy, DispatchRule};
+    use shoal_dataplane::handoff::ClusterKey;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let make = |member: &str| {
+        let mut cfg = shoal_config::load_file(&path).unwrap();
+        cfg.cluster.local_member = member.to_owned();
+        cfg.services[0].mode = Mode::Splice;
+        cfg.services[0].dispatch = Some(Dispatch {
+            policy: DispatchPolicy::Rules,
+            rules: vec![DispatchRule {
+                host: None,
+                prefix: "/".into(),
+                member: "srv2".into(),
+            }],
+            ..Dispatch::default()
+        });
+        let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+        let mut p = Pipeline::new(
+            tables,
+            1024,
+            Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+        );
+        p.set_cookie_secret(if member == "srv1" { [1; 32] } else { [2; 32] });
+        p.enable_handoff(ClusterKey::from_bytes(&[9; 32]).unwrap(), 1, 1_000_000);
+        p
+    };
+    let (mut srv1, mut srv2) = (make("srv1"), make("srv2"));
+    let c = client(&srv1);
+    let svc = Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: VIP,
+        port: 80,
+    };
+    let srv2_mac = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c]);
+    let now = Instant::from_secs(100);
+
+    // Handshake with srv1 (srv2 sees the same frames and stays out of it).
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((4242, 0));
+    let syn = tcp_frame(&c, &svc, &syn, &[], 1);
+    let (_, _, out) = run(&mut srv1, WIRE, &syn, now);
+    let (v2, _, out2) = run(&mut srv2, WIRE, &syn, now);
+    assert_eq!((v2, out2.len()), (Verdict::Drop, 0));
+    let sa = parse(&out[0].1);
+    let (tc, _) = sa.ts.unwrap();
+    let mut req = tcp_header(
+        c.port,
+        80,
+        1001,
+        Some(sa.seq.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    req.timestamps = Some((4250, tc));
+    let req = tcp_frame(&c, &svc, &req, REQUEST, 2);
+    let (_, _, offer) = run(&mut srv1, WIRE, &req, now);
+    let (v2, _, _) = run(&mut srv2, WIRE, &req, now);
+    assert_eq!(v2, Verdict::Drop, "srv2 has no flow yet");
+    // srv1 sent the offer: one UDP datagram to srv2's own address and MAC.
+    assert_eq!(offer.len(), 1);
+    assert_eq!(offer[0].0, WIRE);
+    assert_eq!(offer[0].1[..6], srv2_mac.0);
+    assert_eq!(srv1.counters().get(Counter::HandoffOffered), 1);
+
+    // srv2 takes the offer and replays the SYN into its kernel.
+    let (v, _, replay) = run(&mut srv2, WIRE, &offer[0].1, now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(srv2.counters().get(Counter::HandoffReceived), 1);
+    assert_eq!(replay.len(), 1);
+    assert_eq!(replay[0].0, KERNEL);
+    let rsyn = parse(&replay[0].1);
+    assert_eq!(
+        (rsyn.seq, rsyn.flags, rsyn.ts),
+        (1000, 0x02, Some((4250, 0)))
+    );
+    assert_eq!(rsyn.dst_mac, srv2_mac.0);
+
+    // srv2's kernel answers; srv2 sends ACK + request to it and the Accept to srv1.
+    let k_isn = 9_000_000u32;
+    let kernel_side = Endpoint {
+        mac: srv2_mac,
+        ip: VIP,
+        port: 80,
+    };
+    let mut ksa = tcp_header(80, c.port, k_isn, Some(1001), TcpFlags::SYN);
+    ksa.window_scale = Some(7);
+    ksa.timestamps = Some((55_000, 4250));
+    let (v, _, out) = run(
+        &mut srv2,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &ksa, &[], 0),
+        now,
+    );
+    assert_eq!(v, Verdict::Drop);
+    let to_kernel: Vec<_> = out.iter().filter(|(p, _)| *p == KERNEL).collect();
+    let accept: Vec<_> = out.iter().filter(|(p, _)| *p == WIRE).collect();
+    assert_eq!(to_kernel.len(), 1);
+    assert_eq!(parse(&to_kernel[0].1).payload, REQUEST);
+    assert_eq!(accept.len(), 1);
+    assert_eq!(accept[0].1[..6], SRV1_MAC.0);
+    let (v, _, _) = run(&mut srv1, WIRE, &accept[0].1, now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(srv1.counters().get(Counter::HandoffHandedOver), 1);
+
+    // The client's next ACK: srv1 ignores it (tombstone), srv2 translates it.
+    let mut cack = tcp_header(
+        c.port,
+        80,
+        1001 + REQUEST.len() as u32,
+        Some(sa.seq.wrapping_add(1)),
+        TcpFlags::ACK,
+    );
+    cack.timestamps = Some((4260, tc));
+    let cack = tcp_frame(&c, &svc, &cack, &[], 3);
+    let (v1, _, _) = run(&mut srv1, WIRE, &cack, now);
+    assert_eq!(v1, Verdict::Drop);
+    assert_eq!(srv1.counters().get(Counter::HandoffTombstoneHit), 1);
+    let (v2, bytes, _) = run(&mut srv2, WIRE, &cack, now);
+    assert_eq!(v2, Verdict::Forward(KERNEL));
+    let k = parse(&bytes);
+    assert_eq!(k.ack, k_isn + 1);
+    assert_eq!(k.dst_mac, srv2_mac.0);
+    // A forged handoff datagram is counted and changes nothing.
+    let mut forged = offer[0].1.clone();
+    let n = forged.len();
+    forged[n - 1] ^= 0xff;
+    let (v, _, out) = run(&mut srv2, WIRE, &forged, now);
+    assert_eq!((v, out.len()), (Verdict::Drop, 0));
+    assert_eq!(srv2.counters().get(Counter::HandoffRejected), 1);
+}

@@ -155,9 +155,26 @@ counters! {
     SpliceBadRequest => "splice_bad_request",
     /// Splice: connections whose request did not arrive in time. Not an outcome.
     SpliceTimeout => "splice_timeout",
-    /// Splice: dispatch named another member; handoff to other members is not
-    /// wired yet, so this member served it. Not an outcome.
+    /// Splice: dispatch named another member but no handoff is possible (no
+    /// cluster key, or the handoff table is full): served here. Not an outcome.
     SpliceRemoteNotWired => "splice_remote_not_wired",
+
+    /// Handoff datagrams accepted (authenticated, fresh).
+    HandoffDatagram => "handoff_datagram",
+    /// Handoff datagrams refused (bad MAC, replayed, garbage, handoff off).
+    HandoffRejected => "handoff_rejected",
+    /// Client packets of connections handed to another member (ignored).
+    HandoffTombstoneHit => "handoff_tombstone_hit",
+    /// Connections offered to another member. Not an outcome.
+    HandoffOffered => "handoff_offered",
+    /// Connections another member accepted. Not an outcome.
+    HandoffHandedOver => "handoff_handed_over",
+    /// Offers nobody accepted: served here instead. Not an outcome.
+    HandoffFallback => "handoff_fallback",
+    /// Accepts after a fallback (two owners possible). Not an outcome.
+    HandoffLateAccept => "handoff_late_accept",
+    /// Connections offered by another member and replayed here. Not an outcome.
+    HandoffReceived => "handoff_received",
 
     /// Frames from the kernel forwarded to the wire.
     KernelToWire => "kernel_to_wire",
@@ -208,6 +225,9 @@ impl Counter {
         Counter::SpliceBuffered,
         Counter::SpliceKernelSynAck,
         Counter::SpliceKernelEarly,
+        Counter::HandoffDatagram,
+        Counter::HandoffRejected,
+        Counter::HandoffTombstoneHit,
         Counter::KernelToWire,
         Counter::KernelRstSuppressed,
         Counter::KernelArpVipSuppressed,

@@ -59,7 +59,7 @@ pub enum RunError {
     #[cfg(feature = "dpdk")]
     #[error("DPDK: {0}")]
     Dpdk(#[from] dpdk_bindings::DpdkError),
-    /// A DPDK setting does not fit.
+    /// A setting does not fit (DPDK sizes, key files, ...).
     #[error("{0}")]
     DpdkSetup(String),
     /// The membership file or the tables built from it were refused.
@@ -178,6 +178,20 @@ fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
             ))
         })?;
     p.set_cookie_secret(secret);
+    // Splice handoff between members needs the cluster key.
+    if let Some(path) = &cfg.cluster.key_file {
+        let bytes = std::fs::read(path).map_err(|e| {
+            RunError::DpdkSetup(format!("cluster.key_file {}: {e}", path.display()))
+        })?;
+        let key = crate::handoff::ClusterKey::from_file_contents(&bytes).map_err(|e| {
+            RunError::DpdkSetup(format!("cluster.key_file {}: {e}", path.display()))
+        })?;
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        // The worker's clock starts at zero when it starts polling, now.
+        p.enable_handoff(key, unix_ms, unix_ms);
+    }
     Ok(p)
 }
 

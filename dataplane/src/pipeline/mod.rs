@@ -16,6 +16,7 @@
 //!    a RST for a flow this server does not own.
 //! 6. Traffic for the own address: the kernel.
 
+mod handoff_path;
 mod splice_path;
 mod tables;
 
@@ -86,6 +87,9 @@ pub enum FlowAction {
     },
     /// Splice: handed over to this kernel; both directions are translated.
     Spliced(SpliceParams),
+    /// Splice: handed over to another member, which sees the client's
+    /// packets itself: this member ignores them (tombstone).
+    HandedOff,
 }
 
 /// What the byte-level pass decided; the steps that grow or shrink the
@@ -129,6 +133,8 @@ pub struct Pipeline {
     /// Splice: a dispatcher per service (None for other modes); per worker
     /// because LARD keeps state.
     dispatchers: Vec<Option<Dispatcher>>,
+    /// Splice: handoff to other members (None until `enable_handoff`).
+    handoff: Option<handoff_path::Handoff>,
     /// Frames the pipeline originates while processing (handshake replies,
     /// replayed segments), with their port; the worker sends them after the
     /// burst. Only the connection-setup paths use it.
@@ -152,6 +158,7 @@ impl Pipeline {
         let dispatchers = build_dispatchers(&tables, Vec::new());
         Pipeline {
             cookies: CookieKeys::new(secret),
+            handoff: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
             dispatchers,
             tables,
@@ -208,6 +215,7 @@ impl Pipeline {
         self.flows.expire(now, budget);
         self.fragments.expire(now, budget);
         self.splice_expire(now);
+        self.handoff_poll(now);
     }
 
     /// Decides what happens to `frame`, received on port `from`, rewriting it
@@ -345,6 +353,13 @@ impl Pipeline {
             if ip.next_header() == IpProtocol::IpIp {
                 return self.tunnel_end(&mut ip, now);
             }
+            if ip.next_header() == IpProtocol::Udp && !ip.is_fragment() {
+                if let Ok(udp) = UdpPacket::new_checked(ip.payload_mut()) {
+                    if udp.dst_port() == crate::handoff::PORT {
+                        return self.handoff_datagram(udp.payload(), now);
+                    }
+                }
+            }
             self.counters.inc(Counter::OwnToKernel);
             return Plan::Done(Verdict::Forward(KERNEL));
         }
@@ -478,7 +493,9 @@ impl Pipeline {
         match action {
             FlowAction::Local | FlowAction::Received => Plan::Done(Verdict::Forward(KERNEL)),
             // Handled before placement (tcp_from_wire).
-            FlowAction::Splicing { .. } | FlowAction::Spliced(_) => Plan::Done(Verdict::Drop),
+            FlowAction::Splicing { .. } | FlowAction::Spliced(_) | FlowAction::HandedOff => {
+                Plan::Done(Verdict::Drop)
+            }
             FlowAction::RedirectMac { member } => Plan::RewriteMac { to: member },
             FlowAction::RedirectIpip { member } => {
                 if let Some(tcp) = syn {
@@ -570,6 +587,9 @@ impl Pipeline {
                 FlowAction::Splicing { slot, service } => {
                     self.splice_segment(slot, usize::from(service), &tcp, now);
                     return Plan::Done(self.drop(Counter::SpliceBuffered));
+                }
+                FlowAction::HandedOff => {
+                    return Plan::Done(self.drop(Counter::HandoffTombstoneHit));
                 }
                 FlowAction::Spliced(params) => {
                     self.counters.inc(Counter::FlowHit);

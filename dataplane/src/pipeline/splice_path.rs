@@ -24,6 +24,7 @@ use shoal_config::BadRequestAction;
 use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState, Insert};
+use crate::handoff::{HandoffId, Origin};
 use crate::http::{error_response, RequestBuffer};
 use crate::splice::SpliceParams;
 use crate::syncookie::{counter_at, SynOptions};
@@ -44,6 +45,8 @@ pub(super) enum Phase {
     Buffering,
     /// The SYN went to the kernel; waiting for its SYN-ACK.
     Replaying,
+    /// Offered to another member; waiting for its answer.
+    HandingOff,
 }
 
 /// A connection between the cookie ACK and the kernel's SYN-ACK.
@@ -61,6 +64,10 @@ pub(super) struct Conn {
     pub(super) buf: RequestBuffer,
     pub(super) started: Instant,
     pub(super) phase: Phase,
+    /// Inspector side: the handoff offering this connection.
+    pub(super) handoff: Option<HandoffId>,
+    /// Receiver side: who offered it (answered after the kernel's SYN-ACK).
+    pub(super) remote: Option<(Origin, HandoffId)>,
 }
 
 /// Fixed-capacity table of connections being set up.
@@ -78,20 +85,28 @@ impl Conns {
         }
     }
 
-    fn alloc(&mut self, conn: Conn) -> Option<u32> {
+    pub(super) fn alloc(&mut self, conn: Conn) -> Option<u32> {
         let slot = self.free.pop()?;
         self.slots[slot as usize] = Some(conn);
         Some(slot)
     }
 
-    fn release(&mut self, slot: u32) -> Option<Conn> {
+    pub(super) fn release(&mut self, slot: u32) -> Option<Conn> {
         let conn = self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
         Some(conn)
     }
 
-    fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
+    pub(super) fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
         self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The first slot whose connection matches.
+    pub(super) fn find(&self, f: impl Fn(&Conn) -> bool) -> Option<u32> {
+        self.slots
+            .iter()
+            .position(|c| c.as_ref().is_some_and(&f))
+            .map(|i| i as u32)
     }
 
     /// Slots whose connection started before `deadline`.
@@ -257,6 +272,8 @@ impl Pipeline {
             buf: RequestBuffer::new(tcp.seq_number(), limit),
             started: now,
             phase: Phase::Buffering,
+            handoff: None,
+            remote: None,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));
@@ -291,7 +308,7 @@ impl Pipeline {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        if conn.phase == Phase::Replaying {
+        if conn.phase != Phase::Buffering {
             // The kernel's ACKs will cover it once spliced; the client resends.
             return;
         }
@@ -311,10 +328,17 @@ impl Pipeline {
                 let chosen = self.dispatchers[service]
                     .as_mut()
                     .map(|d| d.choose(&head, &loads, now).member);
-                if chosen.is_some_and(|m| m != self.tables.own_id) {
-                    self.counters.inc(Counter::SpliceRemoteNotWired);
+                match chosen {
+                    Some(m) if m != self.tables.own_id => {
+                        if !self.handoff_start(slot, m, now) {
+                            // No handoff configured (no cluster key) or its
+                            // tables are full: serve it here.
+                            self.counters.inc(Counter::SpliceRemoteNotWired);
+                            self.replay_syn(slot, now);
+                        }
+                    }
+                    _ => self.replay_syn(slot, now),
                 }
-                self.replay_syn(slot, now);
             }
             Ok(None) => {
                 if !payload.is_empty() {
@@ -398,7 +422,7 @@ impl Pipeline {
     }
 
     /// Step 3: the client's SYN, replayed into this member's kernel.
-    fn replay_syn(&mut self, slot: u32, now: Instant) {
+    pub(super) fn replay_syn(&mut self, slot: u32, now: Instant) {
         let own_mac = self.tables.own_mac;
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
@@ -489,6 +513,9 @@ impl Pipeline {
             *flow.value_mut() = FlowAction::Spliced(params);
         }
         self.counters.inc(Counter::SpliceSpliced);
+        if let Some(remote) = conn.remote {
+            self.handoff_accepted(remote, kernel_isn, now);
+        }
         Verdict::Drop
     }
 
