@@ -794,20 +794,21 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
     lab.assert_alive();
 }
 
-/// Splice mode (handover to the inspector's own kernel): SYN cookies, the
-/// request read by the dataplane, the connection replayed into the kernel and
-/// translated in both directions, with curl's Linux defaults (SACK,
-/// timestamps, window scaling); bodies intact, then a wrk run without errors.
+/// Splice mode: SYN cookies, the request read by the dataplane, URL
+/// dispatch (url-hash, every path hashed), handover to the chosen server —
+/// the inspector's own kernel or another member's through an authenticated
+/// handoff — and translation in both directions, with curl's Linux defaults
+/// (SACK, timestamps, window scaling); bodies intact, every path always on
+/// the same server whoever inspects it, all three servers used, then a wrk
+/// run without errors.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
-fn splice_mode_serves_through_the_inspectors_kernel() {
+fn splice_mode_dispatches_urls_and_hands_connections_over() {
     let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "splice"]);
     let files = lab.status()["files"].clone();
     let fetches = fetch_mix(&lab, 200, 40);
-    let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
     for f in &fetches {
         assert_eq!(f.code, 200, "{f:?}");
-        *by_server.entry(f.served_by.clone()).or_default() += 1;
         if f.path == "whoami" {
             assert_eq!(f.body_head, f.served_by);
         } else {
@@ -815,10 +816,35 @@ fn splice_mode_serves_through_the_inspectors_kernel() {
             assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
         }
     }
-    assert_eq!(by_server.len(), 3, "{by_server:?}");
+    // 30 paths, each fetched 3 times over new connections (new client
+    // ports, so different inspectors): always the same server per path.
+    let out = lab.client(
+        "for r in 1 2 3; do for i in $(seq 1 30); do \
+           curl -s -m 5 -o /dev/null -w \"$i %header{x-served-by}\\n\" http://198.18.0.100/probe/$i; \
+         done; done",
+    );
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for line in out.lines() {
+        let (path, server) = line.split_once(' ').unwrap();
+        assert!(MEMBERS.contains(&server), "{line}");
+        let first = owner
+            .entry(path.to_owned())
+            .or_insert_with(|| server.to_owned());
+        assert_eq!(first, server, "path {path} moved between servers");
+    }
+    assert_eq!(owner.len(), 30);
+    let used: std::collections::BTreeSet<&String> = owner.values().collect();
+    assert_eq!(used.len(), 3, "{owner:?}");
     lab.settle();
     let sum = |name: &str| -> u64 { MEMBERS.iter().map(|n| lab.counter(n, name)).sum() };
-    assert_eq!(sum("splice_spliced"), 200);
+    assert_eq!(sum("splice_spliced"), 290, "every connection spliced once");
+    assert!(
+        sum("handoff_handed_over") > 100,
+        "{}",
+        sum("handoff_handed_over")
+    );
+    assert_eq!(sum("handoff_handed_over"), sum("handoff_received"));
+    assert_eq!(sum("handoff_fallback"), 0);
     assert_eq!(sum("splice_cookie_rejected"), 0);
     let out = lab.client("wrk -t2 -c100 -d3s --timeout 5s http://198.18.0.100/files/1k 2>&1");
     assert!(out.contains("requests in"), "{out}");
