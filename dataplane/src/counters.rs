@@ -53,6 +53,10 @@ counters! {
     KernelTxBytes => "kernel_tx_bytes",
     /// Frames dropped because a transmit queue was full.
     DropTxFull => "drop_tx_queue_full",
+    /// Wire frames dropped by fault injection (`run --inject-*`), before the pipeline.
+    InjectedDrop => "injected_drop",
+    /// Wire frames delayed behind later ones by fault injection.
+    InjectedReorder => "injected_reorder",
     /// Frames the pipeline originated but no buffer was free for. Not an outcome.
     DropNoBuffer => "drop_no_buffer",
 

@@ -60,6 +60,12 @@ enum Command {
         /// Seconds between stats-file writes.
         #[arg(long, default_value_t = 1.0)]
         stats_interval: f64,
+        /// Test only: drop this many wire frames per thousand (no netem here).
+        #[arg(long, default_value_t = 0)]
+        inject_drop_permille: u32,
+        /// Test only: hold this many wire frames per thousand behind later ones.
+        #[arg(long, default_value_t = 0)]
+        inject_reorder_permille: u32,
         /// Membership overrides (JSON: weights, drain, load), re-read with the
         /// config on SIGHUP.
         #[arg(long)]
@@ -134,6 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stats_interval,
             idle_sleep_us,
             membership_file,
+            inject_drop_permille,
+            inject_reorder_permille,
         } => {
             let cfg = shoal_config::load_file(&config)?;
             let signals = shoal_dataplane::run::signals()?;
@@ -143,6 +151,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 idle_sleep: std::time::Duration::from_micros(idle_sleep_us),
                 config_path: config,
                 membership_file,
+                inject: (
+                    inject_drop_permille.min(1000),
+                    inject_reorder_permille.min(1000),
+                ),
             };
             shoal_dataplane::run::run(&cfg, &opts, &signals)?;
             Ok(())

@@ -83,6 +83,8 @@ pub struct RunOptions {
     pub config_path: PathBuf,
     /// Membership overrides (weights, drain, load), read at start and on SIGHUP.
     pub membership_file: Option<PathBuf>,
+    /// Fault injection on wire frames: (drop, reorder) per thousand.
+    pub inject: (u32, u32),
 }
 
 /// What the stats file holds.
@@ -210,6 +212,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Run
                 pipeline(cfg, opts)?,
                 usize::from(cfg.dataplane.burst_size),
             );
+            inject(&mut worker, opts);
             drive(&mut worker, cfg, "portable", opts, signals);
             Ok(())
         }
@@ -276,6 +279,7 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
     kernel.promiscuous(true)?;
     let io = crate::io::dpdk::DpdkIo::new(wire, kernel, &pool);
     let mut worker = Worker::new(io, pipeline(cfg, opts)?, usize::from(dp.burst_size));
+    inject(&mut worker, opts);
     drive(&mut worker, cfg, "dpdk", opts, signals);
     Ok(())
 }
@@ -380,6 +384,14 @@ fn drive<Io: PacketIo>(
         write_stats(path, worker, cfg, backend, start);
     }
     eprintln!("shoal-dataplane: stopped");
+}
+
+fn inject<Io: PacketIo>(worker: &mut Worker<Io>, opts: &RunOptions) {
+    let (drop, reorder) = opts.inject;
+    if drop > 0 || reorder > 0 {
+        eprintln!("shoal-dataplane: FAULT INJECTION on: dropping {drop}‰ and reordering {reorder}‰ of wire frames");
+        worker.inject_faults(crate::worker::Faults::new(drop, reorder));
+    }
 }
 
 /// How often the worker looks at the command ring and publishes its stats.

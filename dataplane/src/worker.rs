@@ -22,6 +22,37 @@ pub struct Worker<Io: PacketIo> {
     burst: usize,
     rx: Vec<Io::Frame>,
     tx: [Vec<Io::Frame>; 2],
+    faults: Option<Faults<Io::Frame>>,
+}
+
+/// Fault injection on frames received from the wire (tests and the lab,
+/// where the kernel has no netem): drop or delay (reorder) a share of them.
+#[derive(Debug)]
+pub struct Faults<F> {
+    /// Frames dropped per thousand.
+    pub drop_permille: u32,
+    /// Frames held back behind the next ones per thousand.
+    pub reorder_permille: u32,
+    rng: u64,
+    held: Option<F>,
+}
+
+impl<F> Faults<F> {
+    /// Drops `drop_permille` and reorders `reorder_permille` of wire frames
+    /// (a fixed-seed generator: runs repeat).
+    pub fn new(drop_permille: u32, reorder_permille: u32) -> Self {
+        Faults {
+            drop_permille,
+            reorder_permille,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            held: None,
+        }
+    }
+
+    fn roll(&mut self) -> u32 {
+        self.rng = crate::select::mix64(self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        (self.rng % 1000) as u32
+    }
 }
 
 impl<Io: PacketIo> Worker<Io> {
@@ -36,7 +67,13 @@ impl<Io: PacketIo> Worker<Io> {
             // Every frame of both rx bursts may go to one port, plus frames the
             // pipeline originates on connection setup.
             tx: [Vec::with_capacity(4 * burst), Vec::with_capacity(4 * burst)],
+            faults: None,
         }
+    }
+
+    /// Injects faults on wire frames from now on.
+    pub fn inject_faults(&mut self, faults: Faults<Io::Frame>) {
+        self.faults = Some(faults);
     }
 
     /// One iteration at time `now`. Returns the number of frames received.
@@ -44,7 +81,28 @@ impl<Io: PacketIo> Worker<Io> {
         let mut received = 0;
         for port in PORTS {
             received += self.io.rx_burst(port, &mut self.rx, self.burst);
-            for mut frame in self.rx.drain(..) {
+            let mut release = None;
+            if port == WIRE {
+                if let Some(f) = self.faults.as_mut() {
+                    // A frame held back last time goes after this burst.
+                    release = f.held.take();
+                }
+            }
+            for mut frame in self.rx.drain(..).chain(release) {
+                if port == WIRE {
+                    if let Some(f) = self.faults.as_mut() {
+                        let r = f.roll();
+                        if r < f.drop_permille {
+                            self.pipeline.counters_mut().inc(Counter::InjectedDrop);
+                            continue;
+                        }
+                        if r < f.drop_permille + f.reorder_permille && f.held.is_none() {
+                            self.pipeline.counters_mut().inc(Counter::InjectedReorder);
+                            f.held = Some(frame);
+                            continue;
+                        }
+                    }
+                }
                 match self.pipeline.process(port, &mut frame, now) {
                     Verdict::Forward(out) => self.tx[out].push(frame),
                     Verdict::Drop => {}
