@@ -422,3 +422,101 @@ fn handoff_to_another_member_over_the_wire() {
     assert_eq!((v, out.len()), (Verdict::Drop, 0));
     assert_eq!(srv2.counters().get(Counter::HandoffRejected), 1);
 }
+
+/// Completes a cookie handshake with `p`; returns (cookie ISN, inspector TSval).
+fn handshake(p: &mut Pipeline, c: &Endpoint, svc: &Endpoint, now: Instant) -> (u32, u32) {
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((1, 0));
+    let (_, _, out) = run(p, WIRE, &tcp_frame(c, svc, &syn, &[], 1), now);
+    let sa = parse(&out[0].1);
+    (sa.seq, sa.ts.unwrap().0)
+}
+
+#[test]
+fn oversized_and_slow_requests_get_431_and_408() {
+    let svc = Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: VIP,
+        port: 80,
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    cfg.services[0].mode = Mode::Splice;
+    cfg.services[0].dispatch = Some(Dispatch {
+        max_request_bytes: 512,
+        request_timeout_ms: 1000,
+        ..Dispatch::default()
+    });
+    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+    let mut p = Pipeline::new(
+        tables,
+        1024,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    let c = client(&p);
+    let now = Instant::from_secs(100);
+
+    // Oversized: 600 bytes of headers and no end of head in a 512-byte buffer.
+    let (cookie, tc) = handshake(&mut p, &c, &svc, now);
+    let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    head.resize(600, b'a');
+    let mut seg = tcp_header(
+        c.port,
+        80,
+        1001,
+        Some(cookie.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    seg.timestamps = Some((2, tc));
+    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &seg, &head, 2), now);
+    let answer = parse(&out.last().unwrap().1);
+    assert!(
+        answer.payload.starts_with(b"HTTP/1.1 431 "),
+        "{}",
+        String::from_utf8_lossy(&answer.payload)
+    );
+    assert_eq!(p.flows().len(), 0);
+
+    // Slow: half a head, then nothing; at the request timeout, 408 and close.
+    let c2 = Endpoint {
+        port: c.port + 1,
+        ..c
+    };
+    let c2 = (c2.port..c2.port + 500)
+        .map(|port| Endpoint { port, ..c2 })
+        .find(|e| {
+            p.tables().services[0].selector.select(ClientKey {
+                addr: e.ip,
+                port: e.port,
+            }) == Some(1)
+        })
+        .unwrap();
+    let (cookie, tc) = handshake(&mut p, &c2, &svc, now);
+    let mut seg = tcp_header(
+        c2.port,
+        80,
+        1001,
+        Some(cookie.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    seg.timestamps = Some((2, tc));
+    let (_, _, out) = run(
+        &mut p,
+        WIRE,
+        &tcp_frame(&c2, &svc, &seg, b"GET / HTTP/1.1\r\nHo", 3),
+        now,
+    );
+    assert_eq!(
+        parse(&out[0].1).ack,
+        1001 + 18,
+        "partial head ACKed by the dataplane"
+    );
+    p.expire(now + std::time::Duration::from_millis(999), 64);
+    assert_eq!(p.take_emitted().count(), 0);
+    p.expire(now + std::time::Duration::from_millis(1001), 64);
+    let out: Vec<_> = p.take_emitted().collect();
+    assert_eq!(out.len(), 1);
+    assert!(parse(&out[0].1).payload.starts_with(b"HTTP/1.1 408 "));
+    assert_eq!(p.counters().get(Counter::SpliceTimeout), 1);
+    assert_eq!(p.flows().len(), 0);
+}
