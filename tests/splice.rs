@@ -414,13 +414,18 @@ fn handoff_to_another_member_over_the_wire() {
     let k = parse(&bytes);
     assert_eq!(k.ack, k_isn + 1);
     assert_eq!(k.dst_mac, srv2_mac.0);
+    // The same offer datagram again (a replay): refused and counted.
+    let (v, _, out) = run(&mut srv2, WIRE, &offer[0].1, now);
+    assert_eq!((v, out.len()), (Verdict::Drop, 0));
+    assert_eq!(srv2.counters().get(Counter::HandoffRejected), 1);
+    assert_eq!(srv2.counters().get(Counter::HandoffReceived), 1);
     // A forged handoff datagram is counted and changes nothing.
     let mut forged = offer[0].1.clone();
     let n = forged.len();
     forged[n - 1] ^= 0xff;
     let (v, _, out) = run(&mut srv2, WIRE, &forged, now);
     assert_eq!((v, out.len()), (Verdict::Drop, 0));
-    assert_eq!(srv2.counters().get(Counter::HandoffRejected), 1);
+    assert_eq!(srv2.counters().get(Counter::HandoffRejected), 2);
 }
 
 /// Completes a cookie handshake with `p`; returns (cookie ISN, inspector TSval).
