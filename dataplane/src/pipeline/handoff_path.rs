@@ -21,10 +21,8 @@ use crate::handoff::{
 use crate::http::RequestBuffer;
 use crate::syncookie::SynOptions;
 use crate::time::Instant;
-use crate::wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    UdpPacket, UdpRepr,
-};
+use crate::traffic::Endpoint;
+use crate::wire::{EthernetAddress, IpProtocol};
 
 /// The handoff machinery of one worker.
 #[derive(Debug)]
@@ -288,40 +286,6 @@ fn udp_frame(
     port: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let eth = EthernetRepr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        vlan: None,
-        inner_vlan: None,
-        ethertype: EtherType::Ipv4,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src.1,
-        dst_addr: dst.1,
-        protocol: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-        dscp_ecn: 0,
-    };
-    let mut buf = vec![0u8; eth.buffer_len(20 + 8 + payload.len())];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet);
-    packet.fill_checksum();
-    let udp = UdpRepr {
-        src_port: port,
-        dst_port: port,
-    };
-    udp.emit(
-        &mut UdpPacket::new_unchecked(packet.payload_mut()),
-        src.1,
-        dst.1,
-        payload,
-    );
-    buf
+    let end = |(mac, ip): (EthernetAddress, Ipv4Addr)| Endpoint { mac, ip, port };
+    crate::traffic::udp_frame(&end(src), &end(dst), payload, 0)
 }

@@ -29,10 +29,8 @@ use crate::http::{error_response, RequestBuffer};
 use crate::splice::SpliceParams;
 use crate::syncookie::{counter_at, SynOptions};
 use crate::time::Instant;
-use crate::wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr,
-};
+use crate::traffic::{tcp_frame, Endpoint};
+use crate::wire::{EthernetAddress, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
 
 /// The window scale the inspector advertises to clients (notes §5: keep it
 /// at or below the kernel's, which the lab pins to 7).
@@ -153,35 +151,8 @@ fn bare_tcp(
 }
 
 fn build(seg: &Segment<'_>) -> Vec<u8> {
-    let eth = EthernetRepr {
-        src_addr: seg.src.0,
-        dst_addr: seg.dst.0,
-        vlan: None,
-        inner_vlan: None,
-        ethertype: EtherType::Ipv4,
-    };
-    let l4 = seg.tcp.buffer_len(seg.payload.len());
-    let ip = Ipv4Repr {
-        src_addr: seg.src.1,
-        dst_addr: seg.dst.1,
-        protocol: IpProtocol::Tcp,
-        payload_len: l4,
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-        dscp_ecn: 0,
-    };
-    let mut buf = vec![0u8; eth.buffer_len(20 + l4)];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet);
-    packet.fill_checksum();
-    let mut tcp = TcpPacket::new_unchecked(packet.payload_mut());
-    seg.tcp.emit(&mut tcp, seg.src.1, seg.dst.1, seg.payload);
-    buf
+    let end = |(mac, ip, port): (EthernetAddress, Ipv4Addr, u16)| Endpoint { mac, ip, port };
+    tcp_frame(&end(seg.src), &end(seg.dst), &seg.tcp, seg.payload, 0)
 }
 
 impl Pipeline {
