@@ -817,8 +817,8 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
 /// the inspector's own kernel or another member's through an authenticated
 /// handoff — and translation in both directions, with curl's Linux defaults
 /// (SACK, timestamps, window scaling); bodies intact, every path always on
-/// the same server whoever inspects it, all three servers used, then a wrk
-/// run without errors.
+/// the same server whoever inspects it, all three servers used, then wrk
+/// with 500 concurrent connections without errors.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn splice_mode_dispatches_urls_and_hands_connections_over() {
@@ -864,7 +864,10 @@ fn splice_mode_dispatches_urls_and_hands_connections_over() {
     assert_eq!(sum("handoff_handed_over"), sum("handoff_received"));
     assert_eq!(sum("handoff_fallback"), 0);
     assert_eq!(sum("splice_cookie_rejected"), 0);
-    let out = lab.client("wrk -t2 -c100 -d3s --timeout 5s http://198.18.0.100/files/1k 2>&1");
+    // 500 concurrent connections, each spliced, then kept alive.
+    let out = lab.client(
+        "ulimit -n 4096; wrk -t2 -c500 -d4s --timeout 10s http://198.18.0.100/files/1k 2>&1",
+    );
     assert!(out.contains("requests in"), "{out}");
     assert!(!out.contains("Socket errors"), "{out}");
     assert!(!out.contains("Non-2xx"), "{out}");
