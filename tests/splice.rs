@@ -525,3 +525,186 @@ fn oversized_and_slow_requests_get_431_and_408() {
     assert_eq!(p.counters().get(Counter::SpliceTimeout), 1);
     assert_eq!(p.flows().len(), 0);
 }
+
+/// CARISMA rare: the inspector's kernel does the handshake; a request that
+/// belongs here stays (its held bytes go to this kernel), one that belongs
+/// elsewhere moves: an exact RST drops this kernel's socket and the
+/// connection is handed over, the new kernel's sequence space translated
+/// onto the first kernel's.
+#[test]
+fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
+    use shoal_config::{DispatchPolicy, DispatchRule, HandoffMode};
+    use shoal_dataplane::handoff::ClusterKey;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let make = |member: &str| {
+        let mut cfg = shoal_config::load_file(&path).unwrap();
+        cfg.cluster.local_member = member.to_owned();
+        cfg.services[0].mode = Mode::Splice;
+        cfg.services[0].dispatch = Some(Dispatch {
+            policy: DispatchPolicy::Rules,
+            handoff: HandoffMode::Rare,
+            rules: vec![
+                DispatchRule {
+                    host: None,
+                    prefix: "/here".into(),
+                    member: "srv1".into(),
+                },
+                DispatchRule {
+                    host: None,
+                    prefix: "/".into(),
+                    member: "srv2".into(),
+                },
+            ],
+            ..Dispatch::default()
+        });
+        let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+        let mut p = Pipeline::new(
+            tables,
+            1024,
+            Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+        );
+        p.enable_handoff(ClusterKey::from_bytes(&[9; 32]).unwrap(), 1, 1_000_000);
+        p
+    };
+    let (mut srv1, mut srv2) = (make("srv1"), make("srv2"));
+    let svc = Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: VIP,
+        port: 80,
+    };
+    let srv2_mac = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c]);
+    let k1_side = Endpoint {
+        mac: SRV1_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let now = Instant::from_secs(100);
+    let c = client(&srv1);
+    let k1 = 7_000_000u32;
+
+    // The handshake goes through srv1's kernel untouched.
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((4242, 0));
+    let (v, _, _) = run(&mut srv1, WIRE, &tcp_frame(&c, &svc, &syn, &[], 1), now);
+    assert_eq!(v, Verdict::Forward(KERNEL));
+    let mut sa = tcp_header(80, c.port, k1, Some(1001), TcpFlags::SYN);
+    sa.window_scale = Some(7);
+    sa.timestamps = Some((60_000, 4242));
+    let sa_frame = tcp_frame(&k1_side, &c, &sa, &[], 0);
+    let (v, bytes, _) = run(&mut srv1, KERNEL, &sa_frame, now);
+    assert_eq!((v, bytes), (Verdict::Forward(WIRE), sa_frame));
+    let mut ack = tcp_header(c.port, 80, 1001, Some(k1 + 1), TcpFlags::ACK);
+    ack.timestamps = Some((4243, 60_000));
+    let (v, _, _) = run(&mut srv1, WIRE, &tcp_frame(&c, &svc, &ack, &[], 2), now);
+    assert_eq!(v, Verdict::Forward(KERNEL));
+
+    // The request belongs to srv2: RST into srv1's kernel, offer to srv2.
+    let request = b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut req = tcp_header(c.port, 80, 1001, Some(k1 + 1), TcpFlags::PSH);
+    req.timestamps = Some((4244, 60_000));
+    let req = tcp_frame(&c, &svc, &req, request, 3);
+    let (v, _, out) = run(&mut srv1, WIRE, &req, now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(srv1.counters().get(Counter::RareMoved), 1);
+    let rst = out.iter().find(|(p, _)| *p == KERNEL).unwrap();
+    let rst = parse(&rst.1);
+    assert_eq!(
+        (rst.seq, rst.flags, rst.ack),
+        (1001, 0x04, 0),
+        "exact RST: seq = rcv_nxt, no ACK"
+    );
+    let offer = out.iter().find(|(p, _)| *p == WIRE).unwrap();
+    assert_eq!(offer.1[..6], srv2_mac.0);
+
+    // srv2 replays it; its kernel picks K2; srv2 accepts.
+    let (_, _, replay) = run(&mut srv2, WIRE, &offer.1, now);
+    let rsyn = parse(&replay[0].1);
+    assert_eq!((rsyn.seq, rsyn.ts), (1000, Some((4244, 0))));
+    let k2 = 8_000_000u32;
+    let k2_side = Endpoint {
+        mac: srv2_mac,
+        ip: VIP,
+        port: 80,
+    };
+    let mut sa2 = tcp_header(80, c.port, k2, Some(1001), TcpFlags::SYN);
+    sa2.window_scale = Some(7);
+    sa2.timestamps = Some((90_000, 4244));
+    let (_, _, out) = run(
+        &mut srv2,
+        KERNEL,
+        &tcp_frame(&k2_side, &c, &sa2, &[], 0),
+        now,
+    );
+    let accept = out.iter().find(|(p, _)| *p == WIRE).unwrap();
+    run(&mut srv1, WIRE, &accept.1, now);
+    assert_eq!(srv1.counters().get(Counter::HandoffHandedOver), 1);
+
+    // srv2's kernel answers; the client sees srv1's kernel's sequence space.
+    let mut data = tcp_header(
+        80,
+        c.port,
+        k2 + 1,
+        Some(1001 + request.len() as u32),
+        TcpFlags::PSH,
+    );
+    data.timestamps = Some((90_010, 4244));
+    let (v, bytes, _) = run(
+        &mut srv2,
+        KERNEL,
+        &tcp_frame(&k2_side, &c, &data, b"hello", 0),
+        now,
+    );
+    assert_eq!(v, Verdict::Forward(WIRE));
+    let seg = parse(&bytes);
+    assert_eq!(seg.seq, k1 + 1);
+    assert_eq!(
+        seg.ts,
+        Some((60_010, 4244)),
+        "TSval continues srv1's kernel clock"
+    );
+
+    // A request for /here stays with srv1's kernel.
+    let c2 = (c.port + 1..c.port + 500)
+        .map(|port| Endpoint { port, ..c })
+        .find(|e| {
+            srv1.tables().services[0].selector.select(ClientKey {
+                addr: e.ip,
+                port: e.port,
+            }) == Some(1)
+        })
+        .unwrap();
+    let mut syn = tcp_header(c2.port, 80, 5000, None, TcpFlags::SYN);
+    syn.timestamps = Some((1, 0));
+    run(&mut srv1, WIRE, &tcp_frame(&c2, &svc, &syn, &[], 1), now);
+    let mut sa = tcp_header(80, c2.port, k1, Some(5001), TcpFlags::SYN);
+    sa.timestamps = Some((61_000, 1));
+    run(
+        &mut srv1,
+        KERNEL,
+        &tcp_frame(&k1_side, &c2, &sa, &[], 0),
+        now,
+    );
+    let here = b"GET /here HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut req = tcp_header(c2.port, 80, 5001, Some(k1 + 1), TcpFlags::PSH);
+    req.timestamps = Some((2, 61_000));
+    let (v, _, out) = run(&mut srv1, WIRE, &tcp_frame(&c2, &svc, &req, here, 2), now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(out.len(), 1);
+    let to_kernel = parse(&out[0].1);
+    assert_eq!(
+        (to_kernel.seq, to_kernel.ack, to_kernel.payload.as_slice()),
+        (5001, k1 + 1, &here[..])
+    );
+    assert_eq!(srv1.counters().get(Counter::RareKept), 1);
+    // Later segments go straight to the kernel.
+    let mut next = tcp_header(
+        c2.port,
+        80,
+        5001 + here.len() as u32,
+        Some(k1 + 1),
+        TcpFlags::ACK,
+    );
+    next.timestamps = Some((3, 61_000));
+    let (v, _, _) = run(&mut srv1, WIRE, &tcp_frame(&c2, &svc, &next, &[], 3), now);
+    assert_eq!(v, Verdict::Forward(KERNEL));
+}

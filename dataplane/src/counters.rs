@@ -163,6 +163,11 @@ counters! {
     /// cluster key, or the handoff table is full): served here. Not an outcome.
     SpliceRemoteNotWired => "splice_remote_not_wired",
 
+    /// CARISMA rare: requests that stayed with this kernel. Not an outcome.
+    RareKept => "rare_kept",
+    /// CARISMA rare: connections moved to another member after this
+    /// kernel's handshake. Not an outcome.
+    RareMoved => "rare_moved",
     /// Handoff datagrams accepted (authenticated, fresh).
     HandoffDatagram => "handoff_datagram",
     /// Handoff datagrams refused (bad MAC, replayed, garbage, handoff off).

@@ -76,7 +76,7 @@ impl Pipeline {
                 mss: conn.opts.mss,
                 window_scale: conn.opts.window_scale.map(|client| WindowScale {
                     client,
-                    inspector: super::splice_path::ADVERTISED_WSCALE,
+                    inspector: conn.advertised_ws,
                 }),
                 sack_permitted: conn.opts.sack_permitted,
                 timestamps: conn.opts.client_tsval.map(|_| Timestamps {
@@ -230,6 +230,7 @@ impl Pipeline {
             phase: Phase::Replaying,
             handoff: None,
             remote: Some((origin, id)),
+            advertised_ws: s.options.window_scale.map_or(0, |w| w.inspector),
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return refuse(self, RefuseReason::Busy);

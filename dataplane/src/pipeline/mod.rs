@@ -585,7 +585,15 @@ impl Pipeline {
                     return Plan::Done(self.drop(Counter::RedirectCopyIgnored));
                 }
                 FlowAction::Splicing { slot, service } => {
-                    self.splice_segment(slot, usize::from(service), &tcp, now);
+                    if self.conns.is_rare(slot) {
+                        if let Some(plan) = self.rare_segment(slot, usize::from(service), &tcp, now)
+                        {
+                            self.counters.inc(Counter::FlowHit);
+                            return plan;
+                        }
+                    } else {
+                        self.splice_segment(slot, usize::from(service), &tcp, now);
+                    }
                     return Plan::Done(self.drop(Counter::SpliceBuffered));
                 }
                 FlowAction::HandedOff => {
@@ -620,11 +628,19 @@ impl Pipeline {
                 } else {
                     Counter::VipNoFlow
                 })),
-                (true, Some(_)) if pure_syn => {
+                (true, Some(index)) if pure_syn => {
                     if !tcp.verify_checksum(src, dst) {
                         return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
                     }
-                    self.splice_syn(src_mac, src, dst, &tcp, now)
+                    let rare = service
+                        .dispatch
+                        .as_ref()
+                        .is_some_and(|d| d.handoff == shoal_config::HandoffMode::Rare);
+                    if rare {
+                        self.rare_syn(src_mac, key, index, &tcp, now)
+                    } else {
+                        self.splice_syn(src_mac, src, dst, &tcp, now)
+                    }
                 }
                 (true, Some(index)) if ack && !syn && !rst => {
                     self.splice_ack(src_mac, key, index, &tcp, now)
@@ -810,6 +826,9 @@ impl Pipeline {
                     IpProtocol::Tcp.into(),
                 );
                 match self.track(&key, tcp.flags(), false, now) {
+                    Some(FlowAction::Splicing { slot, .. }) if self.conns.is_rare(slot) => {
+                        return self.rare_kernel(slot, &tcp);
+                    }
                     Some(FlowAction::Splicing { slot, .. }) => {
                         if tcp.syn() && tcp.ack() {
                             self.counters.inc(Counter::SpliceKernelSynAck);
@@ -819,6 +838,10 @@ impl Pipeline {
                     }
                     Some(FlowAction::Spliced(params)) => {
                         Translation::new(params).to_client(&mut tcp);
+                    }
+                    Some(FlowAction::HandedOff) => {
+                        // The connection moved; this kernel's socket is gone.
+                        return self.drop(Counter::KernelRstSuppressed);
                     }
                     None if tcp.rst() => {
                         // The kernel only sees flows this server accepted; a RST for

@@ -45,6 +45,11 @@ pub(super) enum Phase {
     Replaying,
     /// Offered to another member; waiting for its answer.
     HandingOff,
+    /// CARISMA rare: the SYN went to this kernel; waiting for its SYN-ACK.
+    RareHandshake,
+    /// CARISMA rare: this kernel did the handshake; the request is held in
+    /// the dataplane until its head is complete.
+    RareAwaitHead,
 }
 
 /// A connection between the cookie ACK and the kernel's SYN-ACK.
@@ -66,6 +71,9 @@ pub(super) struct Conn {
     pub(super) handoff: Option<HandoffId>,
     /// Receiver side: who offered it (answered after the kernel's SYN-ACK).
     pub(super) remote: Option<(Origin, HandoffId)>,
+    /// The window scale the client was told the server uses (the
+    /// inspector's, or for rare mode the first kernel's).
+    pub(super) advertised_ws: u8,
 }
 
 /// Fixed-capacity table of connections being set up.
@@ -105,6 +113,15 @@ impl Conns {
             .iter()
             .position(|c| c.as_ref().is_some_and(&f))
             .map(|i| i as u32)
+    }
+
+    /// Whether the connection in `slot` is watched in CARISMA rare mode
+    /// (its handshake belongs to this kernel).
+    pub(super) fn is_rare(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| matches!(c.phase, Phase::RareHandshake | Phase::RareAwaitHead))
     }
 
     /// Slots whose connection started before `deadline`.
@@ -245,6 +262,7 @@ impl Pipeline {
             phase: Phase::Buffering,
             handoff: None,
             remote: None,
+            advertised_ws: ADVERTISED_WSCALE,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));
@@ -430,7 +448,6 @@ impl Pipeline {
         tcp: &TcpPacket<&mut [u8]>,
         now: Instant,
     ) -> Verdict {
-        let own_mac = self.tables.own_mac;
         let Some(conn) = self.conns.release(slot) else {
             return self.drop(Counter::DropKernelMalformed);
         };
@@ -441,13 +458,177 @@ impl Pipeline {
             ts_offset: SpliceParams::ts_offset(kernel_tsval, conn.tsval_sent),
             kernel_wscale: tcp.window_scale().unwrap_or(0),
             client_wscale_advertised: if conn.opts.window_scale.is_some() {
-                ADVERTISED_WSCALE
+                conn.advertised_ws
             } else {
                 0
             },
         };
-        // ACK + request bytes, in segments the kernel's MSS allows.
-        let mss = usize::from(tcp.mss().unwrap_or(536)).max(64);
+        self.emit_request_to_kernel(&conn, kernel_isn, kernel_tsval);
+        if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
+            *flow.value_mut() = FlowAction::Spliced(params);
+        }
+        self.counters.inc(Counter::SpliceSpliced);
+        if let Some(remote) = conn.remote {
+            self.handoff_accepted(remote, kernel_isn, now);
+        }
+        Verdict::Drop
+    }
+
+    /// CARISMA rare: a SYN this member inspects goes to its own kernel; the
+    /// connection is watched until its request head is complete.
+    pub(super) fn rare_syn(
+        &mut self,
+        client_mac: EthernetAddress,
+        key: FlowKey,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let limit = self.tables.services[service]
+            .dispatch
+            .as_ref()
+            .map_or(16 * 1024, |d| d.max_request_bytes as usize);
+        let opts = SynOptions::from_syn(tcp);
+        let conn = Conn {
+            key,
+            client_mac,
+            client_tsval: opts.client_tsval.unwrap_or(0),
+            opts,
+            cookie_isn: 0,
+            client_isn: tcp.seq_number(),
+            client_window: tcp.window_len(),
+            tsval_sent: 0,
+            buf: RequestBuffer::new(tcp.seq_number().wrapping_add(1), limit),
+            started: now,
+            phase: Phase::RareHandshake,
+            handoff: None,
+            remote: None,
+            advertised_ws: 0,
+        };
+        let Some(slot) = self.conns.alloc(conn) else {
+            return Plan::Done(self.drop(Counter::SpliceConnTableFull));
+        };
+        let action = FlowAction::Splicing {
+            slot,
+            service: service as u16,
+        };
+        if self.flows.insert(key, FlowState::Syn, action, now) == Insert::Rejected {
+            self.conns.release(slot);
+            return Plan::Done(self.drop(Counter::DropFlowTableFull));
+        }
+        self.counters.inc(Counter::SynAccepted);
+        Plan::Done(Verdict::Forward(KERNEL))
+    }
+
+    /// CARISMA rare, a kernel frame of a watched connection: its SYN-ACK
+    /// tells what the client knows of the server (ISN, clock, window scale);
+    /// everything goes to the client unchanged.
+    pub(super) fn rare_kernel(&mut self, slot: u32, tcp: &TcpPacket<&mut [u8]>) -> Verdict {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if conn.phase == Phase::RareHandshake && tcp.syn() && tcp.ack() {
+                conn.cookie_isn = tcp.seq_number();
+                conn.tsval_sent = tcp.timestamps().map_or(0, |t| t.0);
+                conn.advertised_ws = tcp.window_scale().unwrap_or(0);
+                conn.phase = Phase::RareAwaitHead;
+            }
+        }
+        self.counters.inc(Counter::KernelToWire);
+        Verdict::Forward(WIRE)
+    }
+
+    /// CARISMA rare, a client segment of a watched connection. `None` when
+    /// the dataplane consumed it.
+    pub(super) fn rare_segment(
+        &mut self,
+        slot: u32,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Option<Plan> {
+        let conn = self.conns.get_mut(slot)?;
+        if conn.phase == Phase::RareHandshake || tcp.payload().is_empty() {
+            // The handshake (and pure ACKs) belong to the kernel.
+            return (conn.phase != Phase::HandingOff)
+                .then_some(Plan::Done(Verdict::Forward(KERNEL)));
+        }
+        if conn.phase != Phase::RareAwaitHead {
+            return None;
+        }
+        if let Some((tsval, _)) = tcp.timestamps() {
+            conn.client_tsval = tsval;
+        }
+        conn.client_window = tcp.window_len();
+        let _ = conn.buf.insert(tcp.seq_number(), tcp.payload());
+        let head = conn.buf.head();
+        let chosen = match head {
+            Ok(Some(head)) => {
+                let loads: Vec<(u16, f64)> =
+                    self.tables.members.iter().map(|m| (m.id, m.load)).collect();
+                self.dispatchers[service]
+                    .as_mut()
+                    .map(|d| d.choose(&head, &loads, now).member)
+            }
+            // Incomplete: hold it (not ACKed: the client sends the rest).
+            Ok(None) => return None,
+            Err(_) => {
+                self.counters.inc(Counter::SpliceBadRequest);
+                None
+            }
+        };
+        match chosen {
+            Some(m) if m != self.tables.own_id => {
+                // The request belongs elsewhere: drop this kernel's socket
+                // (an exact RST, it has seen no data) and hand over.
+                self.rare_reset_kernel(slot);
+                if !self.handoff_start(slot, m, now) {
+                    self.counters.inc(Counter::SpliceRemoteNotWired);
+                    self.replay_syn(slot, now);
+                }
+                self.counters.inc(Counter::RareMoved);
+                None
+            }
+            _ => {
+                // It stays: the held bytes go to this kernel, the flow is local.
+                let conn = self.conns.release(slot)?;
+                if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
+                    *flow.value_mut() = FlowAction::Local;
+                }
+                self.emit_request_to_kernel(&conn, conn.cookie_isn, conn.tsval_sent);
+                self.counters.inc(Counter::RareKept);
+                None
+            }
+        }
+    }
+
+    /// An exact RST into this kernel for a watched connection (notes §4:
+    /// seq = the kernel's `rcv_nxt`, no ACK).
+    fn rare_reset_kernel(&mut self, slot: u32) {
+        let own_mac = self.tables.own_mac;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let rst = bare_tcp(
+            conn.key.src_port,
+            conn.key.dst_port,
+            conn.client_isn.wrapping_add(1),
+            None,
+            TcpFlags::RST,
+            0,
+        );
+        let frame = build(&Segment {
+            src: (conn.client_mac, conn.key.src, conn.key.src_port),
+            dst: (own_mac, conn.key.dst, conn.key.dst_port),
+            tcp: rst,
+            payload: &[],
+        });
+        self.emitted.push((KERNEL, frame));
+    }
+
+    /// The held request bytes to this kernel, acknowledging its SYN-ACK
+    /// (`kernel_isn`, `kernel_tsval`), in segments of at most the MSS.
+    fn emit_request_to_kernel(&mut self, conn: &Conn, kernel_isn: u32, kernel_tsval: u32) {
+        let own_mac = self.tables.own_mac;
+        let mss = usize::from(conn.opts.mss).clamp(64, 1460);
         let request = conn.buf.contiguous();
         let mut offset = 0usize;
         loop {
@@ -480,14 +661,6 @@ impl Pipeline {
                 break;
             }
         }
-        if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-            *flow.value_mut() = FlowAction::Spliced(params);
-        }
-        self.counters.inc(Counter::SpliceSpliced);
-        if let Some(remote) = conn.remote {
-            self.handoff_accepted(remote, kernel_isn, now);
-        }
-        Verdict::Drop
     }
 
     /// Gives up on connections stuck in setup past the request timeout.

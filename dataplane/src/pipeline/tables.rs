@@ -5,7 +5,7 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Algorithm, Config, Dispatch, HandoffMode, LoadChoice, Mode, Protocol, State};
+use shoal_config::{Algorithm, Config, Dispatch, LoadChoice, Mode, Protocol, State};
 
 use crate::select::{Candidate, ClientKey, Rendezvous, Ring, RingMember, Selector};
 use crate::wire::{EthernetAddress, IpProtocol};
@@ -155,16 +155,6 @@ impl Tables {
             .ok_or_else(|| TablesError::UnknownLocalMember(cfg.cluster.local_member.clone()))?;
         let mut services = Vec::with_capacity(cfg.services.len());
         for s in &cfg.services {
-            if s.mode == Mode::Splice
-                && s.dispatch
-                    .as_ref()
-                    .is_some_and(|d| d.handoff == HandoffMode::Rare)
-            {
-                return Err(TablesError::UnsupportedMode {
-                    service: s.name.clone(),
-                    mode: "splice with handoff = \"rare\"",
-                });
-            }
             services.push(ServiceEntry {
                 selector: build_selector(&s.selection, &members),
                 target: Arc::new(Salted(build_selector(&s.selection, &members))),
