@@ -902,3 +902,50 @@ fn splice_transfers_survive_loss_and_reordering() {
     );
     lab.assert_alive();
 }
+
+/// CARISMA rare: the hashed server's kernel does the handshake; requests
+/// that belong to another server move there after it (exact RST, handoff,
+/// translation), the others stay; paths still stick to one server and
+/// bodies arrive intact.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn rare_mode_moves_only_requests_that_belong_elsewhere() {
+    let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "splice", "--handoff", "rare"]);
+    let files = lab.status()["files"].clone();
+    let fetches = fetch_mix(&lab, 60, 20);
+    for f in &fetches {
+        assert_eq!(f.code, 200, "{f:?}");
+        if f.path != "whoami" {
+            let name = f.path.trim_start_matches("files/");
+            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+        }
+    }
+    let out = lab.client(
+        "for r in 1 2; do for i in $(seq 1 20); do \
+           curl -s -m 5 -o /dev/null -w \"$i %header{x-served-by}\\n\" http://198.18.0.100/probe/$i; \
+         done; done",
+    );
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for line in out.lines() {
+        let (path, server) = line.split_once(' ').unwrap();
+        let first = owner
+            .entry(path.to_owned())
+            .or_insert_with(|| server.to_owned());
+        assert_eq!(first, server, "path {path} moved between servers");
+    }
+    lab.settle();
+    let sum = |name: &str| -> u64 { MEMBERS.iter().map(|n| lab.counter(n, name)).sum() };
+    assert_eq!(
+        sum("rare_kept") + sum("rare_moved"),
+        100,
+        "every request judged once"
+    );
+    assert!(
+        sum("rare_kept") > 10 && sum("rare_moved") > 30,
+        "kept {}, moved {}",
+        sum("rare_kept"),
+        sum("rare_moved")
+    );
+    assert_eq!(sum("handoff_handed_over"), sum("rare_moved"));
+    lab.assert_alive();
+}

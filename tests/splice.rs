@@ -234,6 +234,9 @@ fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
         TcpFlags::ACK,
     );
     cack.timestamps = Some((4260, sent_ts + 5));
+    // A SACK block (as if a later segment arrived first), in the client's view.
+    let sack = (cookie.wrapping_add(1000), cookie.wrapping_add(2000));
+    cack.sack_ranges[0] = Some(sack);
     let (v, bytes, _) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &cack, &[], 4), now);
     assert_eq!(v, Verdict::Forward(KERNEL));
     let to_kernel = parse(&bytes);
@@ -241,6 +244,15 @@ fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
     assert_eq!(to_kernel.seq, 1001 + REQUEST.len() as u32);
     assert_eq!(to_kernel.ack, k_isn + 1 + body.len() as u32);
     assert_eq!(to_kernel.ts, Some((4260, tk + 5)));
+    let delta = k_isn.wrapping_sub(cookie);
+    let eth = EthernetFrame::new_checked(&bytes[..]).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!(
+        tcp.sack_ranges()[0],
+        Some((sack.0.wrapping_add(delta), sack.1.wrapping_add(delta))),
+        "SACK blocks move into the kernel's space"
+    );
     assert_eq!(
         p.counters().outcomes(),
         p.counters().get(Counter::WireRx) + p.counters().get(Counter::KernelRx)
