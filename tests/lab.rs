@@ -330,6 +330,13 @@ fn every_mode_serves_1000_connections() {
         ("dpr-ipip", "stateful"),
     ] {
         let lab = Lab::up_with(&["--backend", "dpdk", "--mode", mode, "--state", state]);
+        // shoal-control reports real load (busy fraction); pin every
+        // member's load to 0 so stateful DPR keeps connections with their
+        // inspector whatever this machine's load (the overload test covers
+        // the other case).
+        for node in MEMBERS {
+            lab.cmd(&["load", node, "0"]);
+        }
         let files = lab.status()["files"].clone();
         let fetches = fetch_mix(&lab, 1000, 200);
         assert_eq!(fetches.len(), 1000, "{mode} {state}");
@@ -366,7 +373,7 @@ fn every_mode_serves_1000_connections() {
         assert_eq!(sum("drop_malformed"), 0);
         match (mode, state) {
             ("local", _) | (_, "stateful") => {
-                // Nobody loaded: every connection stays with its inspector.
+                // Loads pinned to 0: every connection stays with its inspector.
                 assert_eq!(sum("syn_accepted"), 1000, "{mode} {state}");
                 assert_eq!(sum("dpr_redirected"), 0, "{mode} {state}");
             }
@@ -458,6 +465,8 @@ fn overloaded_member_passes_new_connections_on_in_stateful_dpr() {
     // The lab config has max_load 0.5 and least-loaded choice.
     lab.cmd(&["load", "srv1", "0.9"]);
     lab.cmd(&["load", "srv3", "0.2"]);
+    // srv2's measured load is pinned too: the least loaded is then srv2.
+    lab.cmd(&["load", "srv2", "0"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     // New connections srv1 inspects go to the least-loaded member, srv2 (load 0).
     let mut script = String::new();
