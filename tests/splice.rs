@@ -37,6 +37,29 @@ fn pipeline() -> Pipeline {
     p
 }
 
+/// Member `member`'s pipeline for a splice service with `dispatch`, able to
+/// hand connections to the others (a shared test cluster key).
+fn member_pipeline(member: &str, dispatch: Dispatch) -> Pipeline {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    member.clone_into(&mut cfg.cluster.local_member);
+    cfg.services[0].mode = Mode::Splice;
+    cfg.services[0].dispatch = Some(dispatch);
+    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+    let mut p = Pipeline::new(
+        tables,
+        1024,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    p.set_cookie_secret([member.len() as u8 ^ member.as_bytes()[3]; 32]);
+    p.enable_handoff(
+        shoal_dataplane::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
+        1,
+        1_000_000,
+    );
+    p
+}
+
 /// A client srv1 inspects.
 fn client(p: &Pipeline) -> Endpoint {
     (40_000..41_000)
@@ -306,32 +329,19 @@ fn garbage_requests_get_the_configured_answer() {
 #[test]
 fn handoff_to_another_member_over_the_wire() {
     use shoal_config::{DispatchPolicy, DispatchRule};
-    use shoal_dataplane::handoff::ClusterKey;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let make = |member: &str| {
-        let mut cfg = shoal_config::load_file(&path).unwrap();
-        cfg.cluster.local_member = member.to_owned();
-        cfg.services[0].mode = Mode::Splice;
-        cfg.services[0].dispatch = Some(Dispatch {
-            policy: DispatchPolicy::Rules,
-            rules: vec![DispatchRule {
-                host: None,
-                prefix: "/".into(),
-                member: "srv2".into(),
-            }],
-            ..Dispatch::default()
-        });
-        let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
-        let mut p = Pipeline::new(
-            tables,
-            1024,
-            Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-        );
-        p.set_cookie_secret(if member == "srv1" { [1; 32] } else { [2; 32] });
-        p.enable_handoff(ClusterKey::from_bytes(&[9; 32]).unwrap(), 1, 1_000_000);
-        p
+    let dispatch = Dispatch {
+        policy: DispatchPolicy::Rules,
+        rules: vec![DispatchRule {
+            host: None,
+            prefix: "/".into(),
+            member: "srv2".into(),
+        }],
+        ..Dispatch::default()
     };
-    let (mut srv1, mut srv2) = (make("srv1"), make("srv2"));
+    let (mut srv1, mut srv2) = (
+        member_pipeline("srv1", dispatch.clone()),
+        member_pipeline("srv2", dispatch),
+    );
     let c = client(&srv1);
     let svc = Endpoint {
         mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
@@ -546,39 +556,27 @@ fn oversized_and_slow_requests_get_431_and_408() {
 #[test]
 fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
     use shoal_config::{DispatchPolicy, DispatchRule, HandoffMode};
-    use shoal_dataplane::handoff::ClusterKey;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let make = |member: &str| {
-        let mut cfg = shoal_config::load_file(&path).unwrap();
-        cfg.cluster.local_member = member.to_owned();
-        cfg.services[0].mode = Mode::Splice;
-        cfg.services[0].dispatch = Some(Dispatch {
-            policy: DispatchPolicy::Rules,
-            handoff: HandoffMode::Rare,
-            rules: vec![
-                DispatchRule {
-                    host: None,
-                    prefix: "/here".into(),
-                    member: "srv1".into(),
-                },
-                DispatchRule {
-                    host: None,
-                    prefix: "/".into(),
-                    member: "srv2".into(),
-                },
-            ],
-            ..Dispatch::default()
-        });
-        let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
-        let mut p = Pipeline::new(
-            tables,
-            1024,
-            Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-        );
-        p.enable_handoff(ClusterKey::from_bytes(&[9; 32]).unwrap(), 1, 1_000_000);
-        p
+    let dispatch = Dispatch {
+        policy: DispatchPolicy::Rules,
+        handoff: HandoffMode::Rare,
+        rules: vec![
+            DispatchRule {
+                host: None,
+                prefix: "/here".into(),
+                member: "srv1".into(),
+            },
+            DispatchRule {
+                host: None,
+                prefix: "/".into(),
+                member: "srv2".into(),
+            },
+        ],
+        ..Dispatch::default()
     };
-    let (mut srv1, mut srv2) = (make("srv1"), make("srv2"));
+    let (mut srv1, mut srv2) = (
+        member_pipeline("srv1", dispatch.clone()),
+        member_pipeline("srv2", dispatch),
+    );
     let svc = Endpoint {
         mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
         ip: VIP,
