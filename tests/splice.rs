@@ -60,6 +60,15 @@ fn member_pipeline(member: &str, dispatch: Dispatch) -> Pipeline {
     p
 }
 
+/// The splice service as clients address it: cluster MAC, VIP, port 80.
+fn service() -> Endpoint {
+    Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: VIP,
+        port: 80,
+    }
+}
+
 /// A client srv1 inspects.
 fn client(p: &Pipeline) -> Endpoint {
     (40_000..41_000)
@@ -126,11 +135,7 @@ fn run(p: &mut Pipeline, port: PortId, frame: &[u8], now: Instant) -> Processed 
 fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
     let mut p = pipeline();
     let c = client(&p);
-    let svc = Endpoint {
-        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
-        ip: VIP,
-        port: 80,
-    };
+    let svc = service();
     let now = Instant::from_secs(100);
 
     // 1. SYN -> SYN-ACK with a cookie, no state.
@@ -286,24 +291,17 @@ fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
 fn garbage_requests_get_the_configured_answer() {
     let mut p = pipeline();
     let c = client(&p);
-    let svc = Endpoint {
-        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
-        ip: VIP,
-        port: 80,
-    };
+    let svc = service();
     let now = Instant::from_secs(100);
-    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
-    syn.timestamps = Some((1, 0));
-    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &syn, &[], 1), now);
-    let sa = parse(&out[0].1);
+    let (cookie, tc) = handshake(&mut p, &c, &svc, now);
     let mut req = tcp_header(
         c.port,
         80,
         1001,
-        Some(sa.seq.wrapping_add(1)),
+        Some(cookie.wrapping_add(1)),
         TcpFlags::PSH,
     );
-    req.timestamps = Some((2, sa.ts.unwrap().0));
+    req.timestamps = Some((2, tc));
     let (_, _, out) = run(
         &mut p,
         WIRE,
@@ -343,11 +341,7 @@ fn handoff_to_another_member_over_the_wire() {
         member_pipeline("srv2", dispatch),
     );
     let c = client(&srv1);
-    let svc = Endpoint {
-        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
-        ip: VIP,
-        port: 80,
-    };
+    let svc = service();
     let srv2_mac = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c]);
     let now = Instant::from_secs(100);
 
@@ -461,11 +455,7 @@ fn handshake(p: &mut Pipeline, c: &Endpoint, svc: &Endpoint, now: Instant) -> (u
 
 #[test]
 fn oversized_and_slow_requests_get_431_and_408() {
-    let svc = Endpoint {
-        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
-        ip: VIP,
-        port: 80,
-    };
+    let svc = service();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
     let mut cfg = shoal_config::load_file(&path).unwrap();
     cfg.services[0].mode = Mode::Splice;
@@ -577,11 +567,7 @@ fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
         member_pipeline("srv1", dispatch.clone()),
         member_pipeline("srv2", dispatch),
     );
-    let svc = Endpoint {
-        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
-        ip: VIP,
-        port: 80,
-    };
+    let svc = service();
     let srv2_mac = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c]);
     let k1_side = Endpoint {
         mac: SRV1_MAC,
