@@ -7,11 +7,13 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | format version, [`FORMAT_VERSION`] |
-//! | 1 | kind: 1 membership, 2 drain, 3 weight, 4 load, 5 shutdown |
+//! | 1 | kind: 1 membership, 2 drain, 3 weight, 4 load, 5 shutdown, 6 lease |
 //! | 2..4 | membership: member count; drain, weight, load: member id |
 //! | 4..8 | drain: draining (0 or 1) then zeros; weight: `u32`; load: `f32` bits |
-//! | 8..16 | membership: epoch |
-//! | 16.. | membership: one 24-byte record per member |
+//! | 8..16 | membership: epoch; lease: valid until (`CLOCK_MONOTONIC` ns) |
+//! | 16..24 | membership: epoch table digest; lease: confirmed epoch |
+//! | 24..32 | lease: confirmed epoch's digest |
+//! | 24.. | membership: one 24-byte record per member |
 //!
 //! A member record: 0..2 id, 2 flags (bit 0 alive, bit 1 draining), 3 zero,
 //! 4..8 IPv4 address (network order), 8..14 MAC, 14..16 zero, 16..20 weight,
@@ -30,7 +32,7 @@ use thiserror::Error;
 pub const COMMAND_LEN: usize = 2032;
 
 /// The encoding's format version, byte 0 of every command.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The most members a [`Command::Membership`] may carry.
 pub const MAX_MEMBERS: usize = 64;
@@ -47,7 +49,14 @@ mod field {
     pub const ARGUMENT: Range<usize> = 4..8;
     pub const DRAINING: usize = 4;
     pub const EPOCH: Range<usize> = 8..16;
-    pub const MEMBERS: usize = 16;
+    pub const DIGEST: Range<usize> = 16..24;
+    pub const MEMBERS: usize = 24;
+    /// Lease: valid until, `CLOCK_MONOTONIC` nanoseconds.
+    pub const LEASE_UNTIL: Range<usize> = 8..16;
+    /// Lease: the newest epoch every live member confirmed.
+    pub const CONFIRMED_EPOCH: Range<usize> = 16..24;
+    /// Lease: that epoch's table digest.
+    pub const CONFIRMED_DIGEST: Range<usize> = 24..32;
 
     /// Fields of a member record, relative to its start.
     pub mod member {
@@ -75,6 +84,7 @@ const KIND_DRAIN: u8 = 2;
 const KIND_WEIGHT: u8 = 3;
 const KIND_LOAD: u8 = 4;
 const KIND_SHUTDOWN: u8 = 5;
+const KIND_LEASE: u8 = 6;
 
 /// One member of the cluster as control sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +113,10 @@ pub enum Command {
     Membership {
         /// The epoch, increasing with every membership change.
         epoch: u64,
+        /// Digest of the epoch's table (alive, weight, drain of every
+        /// member): equal digests mean equal inspector selection. A later
+        /// [`Command::Lease`] confirms the epoch by this digest.
+        digest: u64,
         /// Every member, at most [`MAX_MEMBERS`], ids unique.
         members: Vec<MemberState>,
     },
@@ -129,6 +143,20 @@ pub enum Command {
     },
     /// Stop the worker.
     Shutdown,
+    /// The fence: the worker may claim new connections until `until_ns`
+    /// (`CLOCK_MONOTONIC`, see [`crate::monotonic_ns`]) and no longer; and
+    /// every live member has confirmed epoch (`confirmed_epoch`,
+    /// `confirmed_digest`), so the worker may forget the tables it kept from
+    /// before that epoch. Control sends one every interval while it holds a
+    /// lease; `until_ns = 0` revokes the lease at once.
+    Lease {
+        /// End of the lease, `CLOCK_MONOTONIC` nanoseconds.
+        until_ns: u64,
+        /// The newest epoch all live members announce (0: none yet).
+        confirmed_epoch: u64,
+        /// Its table digest.
+        confirmed_digest: u64,
+    },
 }
 
 /// Why a command cannot be encoded.
@@ -240,10 +268,15 @@ impl Command {
         buf.fill(0);
         buf[field::VERSION] = FORMAT_VERSION;
         match self {
-            Command::Membership { epoch, members } => {
+            Command::Membership {
+                epoch,
+                digest,
+                members,
+            } => {
                 buf[field::KIND] = KIND_MEMBERSHIP;
                 buf[field::MEMBER].copy_from_slice(&(members.len() as u16).to_le_bytes());
                 buf[field::EPOCH].copy_from_slice(&epoch.to_le_bytes());
+                buf[field::DIGEST].copy_from_slice(&digest.to_le_bytes());
                 let records = buf[field::MEMBERS..].chunks_exact_mut(field::member::LEN);
                 for (member, record) in members.iter().zip(records) {
                     encode_member(member, record);
@@ -265,6 +298,16 @@ impl Command {
                 buf[field::ARGUMENT].copy_from_slice(&load.to_bits().to_le_bytes());
             }
             Command::Shutdown => buf[field::KIND] = KIND_SHUTDOWN,
+            Command::Lease {
+                until_ns,
+                confirmed_epoch,
+                confirmed_digest,
+            } => {
+                buf[field::KIND] = KIND_LEASE;
+                buf[field::LEASE_UNTIL].copy_from_slice(&until_ns.to_le_bytes());
+                buf[field::CONFIRMED_EPOCH].copy_from_slice(&confirmed_epoch.to_le_bytes());
+                buf[field::CONFIRMED_DIGEST].copy_from_slice(&confirmed_digest.to_le_bytes());
+            }
         }
         Ok(())
     }
@@ -311,7 +354,15 @@ impl Command {
                     members.push(member);
                 }
                 let epoch = u64::from_le_bytes(array(&buf[field::EPOCH]));
-                (Command::Membership { epoch, members }, end)
+                let digest = u64::from_le_bytes(array(&buf[field::DIGEST]));
+                (
+                    Command::Membership {
+                        epoch,
+                        digest,
+                        members,
+                    },
+                    end,
+                )
             }
             KIND_DRAIN => {
                 need(buf, field::ARGUMENT.end)?;
@@ -342,6 +393,19 @@ impl Command {
                 (Command::Load { member, load }, field::ARGUMENT.end)
             }
             KIND_SHUTDOWN => (Command::Shutdown, field::KIND + 1),
+            KIND_LEASE => {
+                need(buf, field::CONFIRMED_DIGEST.end)?;
+                zero(buf, field::KIND + 1..field::LEASE_UNTIL.start)?;
+                let get = |r: Range<usize>| u64::from_le_bytes(array(&buf[r]));
+                (
+                    Command::Lease {
+                        until_ns: get(field::LEASE_UNTIL),
+                        confirmed_epoch: get(field::CONFIRMED_EPOCH),
+                        confirmed_digest: get(field::CONFIRMED_DIGEST),
+                    },
+                    field::CONFIRMED_DIGEST.end,
+                )
+            }
             kind => return Err(DecodeError::UnknownKind { kind }),
         };
         zero(buf, end..buf.len())?;
@@ -367,7 +431,10 @@ impl Command {
                 Ok(())
             }
             Command::Load { member, load } => check_load(*member, *load),
-            Command::Drain { .. } | Command::Weight { .. } | Command::Shutdown => Ok(()),
+            Command::Drain { .. }
+            | Command::Weight { .. }
+            | Command::Shutdown
+            | Command::Lease { .. } => Ok(()),
         }
     }
 }
@@ -498,10 +565,12 @@ mod tests {
     fn membership_bytes_are_exact() {
         let command = Command::Membership {
             epoch: 0x0102_0304_0506_0708,
+            digest: 0x1112_1314_1516_1718,
             members: vec![member(1), member(2)],
         };
         let bytes = command.to_bytes().unwrap();
-        let mut expected = vec![1, 1, 2, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1];
+        let mut expected = vec![2, 1, 2, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1];
+        expected.extend([0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11]);
         expected.extend([1, 0, 0b01, 0, 198, 18, 0, 1, 2, 0, 0, 0, 0, 1, 0, 0]);
         expected.extend([101, 0, 0, 0, 0, 0, 0x80, 0x3e]);
         expected.extend([2, 0, 0b11, 0, 198, 18, 0, 2, 2, 0, 0, 0, 0, 2, 0, 0]);
@@ -513,29 +582,40 @@ mod tests {
 
     #[test]
     fn small_commands_bytes_are_exact() {
-        let cases: [(Command, &[u8]); 4] = [
+        let cases: [(Command, &[u8]); 5] = [
             (
                 Command::Drain {
                     member: 0x0203,
                     draining: true,
                 },
-                &[1, 2, 3, 2, 1],
+                &[2, 2, 3, 2, 1],
             ),
             (
                 Command::Weight {
                     member: 7,
                     weight: 0x0a0b_0c0d,
                 },
-                &[1, 3, 7, 0, 0x0d, 0x0c, 0x0b, 0x0a],
+                &[2, 3, 7, 0, 0x0d, 0x0c, 0x0b, 0x0a],
             ),
             (
                 Command::Load {
                     member: 7,
                     load: 1.0,
                 },
-                &[1, 4, 7, 0, 0, 0, 0x80, 0x3f],
+                &[2, 4, 7, 0, 0, 0, 0x80, 0x3f],
             ),
-            (Command::Shutdown, &[1, 5]),
+            (Command::Shutdown, &[2, 5]),
+            (
+                Command::Lease {
+                    until_ns: 0x0102,
+                    confirmed_epoch: 3,
+                    confirmed_digest: 0x0a0b,
+                },
+                &[
+                    2, 6, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+                    0x0a, 0, 0, 0, 0, 0, 0,
+                ],
+            ),
         ];
         for (command, prefix) in cases {
             let bytes = command.to_bytes().unwrap();
@@ -551,6 +631,7 @@ mod tests {
     fn reserved_bytes_of_a_member_record_are_checked() {
         let command = Command::Membership {
             epoch: 1,
+            digest: 2,
             members: vec![member(1), member(3)],
         };
         let mut bytes = command.to_bytes().unwrap();
@@ -558,7 +639,7 @@ mod tests {
         assert_eq!(
             Command::decode(&bytes),
             Err(DecodeError::NonZero {
-                offset: 16 + 24 + 15,
+                offset: 24 + 24 + 15,
                 value: 9
             })
         );

@@ -100,6 +100,7 @@
 //! with the process's umask; both processes must be able to read and write
 //! them.
 
+mod clock;
 mod command;
 mod error;
 mod ring;
@@ -108,6 +109,7 @@ mod stats;
 
 use std::path::{Path, PathBuf};
 
+pub use clock::monotonic_ns;
 pub use command::{
     Command, DecodeError, EncodeError, MemberState, COMMAND_LEN, FORMAT_VERSION, MAX_MEMBERS,
 };

@@ -461,7 +461,7 @@ mod tests {
         // Command 0: kind 99, written by hand with valid sequences.
         let mut slot = [0_u8; SLOT_LEN];
         slot[..8].copy_from_slice(&1_u64.to_le_bytes());
-        slot[8] = 1;
+        slot[8] = crate::FORMAT_VERSION;
         slot[9] = 99;
         let check = digest(&slot);
         slot[field::slot::DIGEST..].copy_from_slice(&check.to_le_bytes());

@@ -34,11 +34,16 @@ fn member_strategy(id: u16) -> impl Strategy<Value = MemberState> {
 fn membership_strategy() -> impl Strategy<Value = Command> {
     (
         any::<u64>(),
+        any::<u64>(),
         proptest::sample::subsequence((0..1000_u16).collect::<Vec<_>>(), 0..=MAX_MEMBERS),
     )
-        .prop_flat_map(|(epoch, ids)| {
+        .prop_flat_map(|(epoch, digest, ids)| {
             let members: Vec<_> = ids.into_iter().map(member_strategy).collect();
-            members.prop_map(move |members| Command::Membership { epoch, members })
+            members.prop_map(move |members| Command::Membership {
+                epoch,
+                digest,
+                members,
+            })
         })
 }
 
@@ -52,15 +57,23 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         (any::<u16>(), 0.0_f32..=f32::MAX)
             .prop_map(|(member, load)| Command::Load { member, load }),
         Just(Command::Shutdown),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(until_ns, confirmed_epoch, confirmed_digest)| Command::Lease {
+                until_ns,
+                confirmed_epoch,
+                confirmed_digest,
+            }
+        ),
     ]
 }
 
 /// Bytes the command occupies before its zero padding.
 fn encoded_len(command: &Command) -> usize {
     match command {
-        Command::Membership { members, .. } => 16 + 24 * members.len(),
+        Command::Membership { members, .. } => 24 + 24 * members.len(),
         Command::Drain { .. } | Command::Weight { .. } | Command::Load { .. } => 8,
         Command::Shutdown => 2,
+        Command::Lease { .. } => 32,
     }
 }
 
@@ -93,7 +106,7 @@ proptest! {
     /// injective: no field is ignored).
     #[test]
     fn structured_garbage_decodes_only_to_its_own_encoding(
-        kind in 1_u8..=6,
+        kind in 1_u8..=7,
         count in 0_u8..=70,
         body in vec(prop_oneof![3 => Just(0_u8), 1 => any::<u8>()], COMMAND_LEN - 4),
     ) {
@@ -121,10 +134,10 @@ fn member(id: u16) -> MemberState {
 #[test]
 fn bad_version_and_unknown_kind() {
     let mut bytes = Command::Shutdown.to_bytes().unwrap();
-    bytes[0] = 2;
+    bytes[0] = 1;
     assert_eq!(
         Command::decode(&bytes),
-        Err(DecodeError::UnsupportedVersion { found: 2 })
+        Err(DecodeError::UnsupportedVersion { found: 1 })
     );
     bytes[0] = 0;
     assert_eq!(
@@ -132,7 +145,7 @@ fn bad_version_and_unknown_kind() {
         Err(DecodeError::UnsupportedVersion { found: 0 })
     );
     bytes[0] = FORMAT_VERSION;
-    for kind in [0, 6, 255] {
+    for kind in [0, 7, 255] {
         bytes[1] = kind;
         assert_eq!(
             Command::decode(&bytes),
@@ -155,13 +168,18 @@ fn bad_version_and_unknown_kind() {
 #[test]
 fn too_many_members() {
     let members: Vec<_> = (0..=MAX_MEMBERS as u16).map(member).collect();
-    let command = Command::Membership { epoch: 1, members };
+    let command = Command::Membership {
+        epoch: 1,
+        digest: 0,
+        members,
+    };
     assert_eq!(
         command.to_bytes(),
         Err(EncodeError::TooManyMembers { count: 65 })
     );
     let full = Command::Membership {
         epoch: 1,
+        digest: 0,
         members: (0..MAX_MEMBERS as u16).map(member).collect(),
     };
     let mut bytes = full.to_bytes().unwrap();
@@ -177,6 +195,7 @@ fn too_many_members() {
 fn duplicate_member_ids() {
     let command = Command::Membership {
         epoch: 3,
+        digest: 0,
         members: vec![member(4), member(5), member(4)],
     };
     assert_eq!(
@@ -185,11 +204,12 @@ fn duplicate_member_ids() {
     );
     let mut bytes = Command::Membership {
         epoch: 3,
+        digest: 0,
         members: vec![member(4), member(5)],
     }
     .to_bytes()
     .unwrap();
-    bytes[16 + 24] = 4;
+    bytes[24 + 24] = 4;
     assert_eq!(
         Command::decode(&bytes),
         Err(DecodeError::DuplicateMember { id: 4 })
@@ -252,24 +272,25 @@ fn invalid_flags_and_padding() {
 
     let mut membership = Command::Membership {
         epoch: 1,
+        digest: 0,
         members: vec![member(1)],
     }
     .to_bytes()
     .unwrap();
-    membership[16 + 2] = 0b100;
+    membership[24 + 2] = 0b100;
     assert_eq!(
         Command::decode(&membership),
         Err(DecodeError::InvalidFlag {
-            offset: 18,
+            offset: 26,
             value: 0b100
         })
     );
-    membership[16 + 2] = 0b11;
-    membership[16 + 3] = 1;
+    membership[24 + 2] = 0b11;
+    membership[24 + 3] = 1;
     assert_eq!(
         Command::decode(&membership),
         Err(DecodeError::NonZero {
-            offset: 19,
+            offset: 27,
             value: 1
         })
     );

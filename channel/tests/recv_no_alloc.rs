@@ -45,10 +45,12 @@ fn receiving_and_writing_stats_do_not_allocate() {
     };
     let membership = Command::Membership {
         epoch: 9,
+        digest: 9,
         members: vec![member, MemberState { id: 2, ..member }],
     };
     let empty = Command::Membership {
         epoch: 10,
+        digest: 10,
         members: Vec::new(),
     };
 

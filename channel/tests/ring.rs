@@ -14,6 +14,7 @@ use shoal_channel::{
 fn membership(epoch: u64) -> Command {
     Command::Membership {
         epoch,
+        digest: epoch ^ 0x55,
         members: vec![MemberState {
             id: (epoch % 50) as u16,
             addr: Ipv4Addr::new(198, 18, 0, 1),
@@ -212,7 +213,11 @@ fn a_command_that_cannot_be_encoded_is_not_sent() {
             members.push(MemberState { id, ..one[0] });
         }
     }
-    let result = sender.send(&Command::Membership { epoch: 1, members });
+    let result = sender.send(&Command::Membership {
+        epoch: 1,
+        digest: 0,
+        members,
+    });
     assert!(matches!(
         result,
         Err(SendError::Encode(EncodeError::TooManyMembers { count: 65 }))

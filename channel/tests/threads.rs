@@ -11,6 +11,7 @@ const COMMANDS: u64 = 100_000;
 fn membership(epoch: u64) -> Command {
     Command::Membership {
         epoch,
+        digest: epoch ^ 0x55,
         members: vec![MemberState {
             id: (epoch % 64) as u16,
             addr: Ipv4Addr::from(epoch as u32),

@@ -464,6 +464,19 @@ pub struct Network {
     pub peers: Vec<SocketAddr>,
 }
 
+/// What a member cut off from the majority does (`control.isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Claim new connections only while hearing a strict majority of the
+    /// configured members.
+    #[default]
+    Majority,
+    /// Claim new connections whenever every member heard acknowledges this
+    /// one, even alone.
+    ServeAlone,
+}
+
 /// Control-process settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -477,6 +490,12 @@ pub struct Control {
     /// Smoothing factor of load reports (exponential moving average, 0..1].
     #[serde(default = "default_load_smoothing")]
     pub load_smoothing: f64,
+    /// What a member that hears no majority of the configured members does
+    /// with new connections: `majority` (default: stops claiming them, safe
+    /// in any partition) or `serve-alone` (a lone survivor serves
+    /// everything; both sides of a partition would too).
+    #[serde(default)]
+    pub isolation: Isolation,
     /// Networks to announce on.
     #[serde(default)]
     pub networks: Vec<Network>,
@@ -503,6 +522,7 @@ impl Default for Control {
             interval_ms: default_interval_ms(),
             failure_timeout_ms: default_failure_timeout_ms(),
             load_smoothing: default_load_smoothing(),
+            isolation: Isolation::default(),
             networks: Vec::new(),
             metrics_listen: default_metrics_listen(),
             admin_listen: default_admin_listen(),

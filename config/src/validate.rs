@@ -721,13 +721,14 @@ fn check_control(c: &Control, members: usize, p: &mut Problems) {
             format!("must be at least {MIN_INTERVAL_MS} (got {})", c.interval_ms),
         );
     }
-    if c.failure_timeout_ms < c.interval_ms.saturating_mul(2) {
+    if c.failure_timeout_ms < c.interval_ms.saturating_mul(4) {
         p.add(
             "control.failure_timeout_ms",
             format!(
-                "must be at least 2 x interval_ms = {} (got {}), or one lost announcement \
-                 removes a healthy member",
-                c.interval_ms.saturating_mul(2),
+                "must be at least 4 x interval_ms = {} (got {}): the dataplane's lease ends \
+                 2 intervals before the peers' failure timeout and must still outlast one \
+                 lost announcement",
+                c.interval_ms.saturating_mul(4),
                 c.failure_timeout_ms
             ),
         );

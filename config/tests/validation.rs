@@ -1024,9 +1024,9 @@ fn interval_and_failure_timeout() {
     );
     check(
         "failure_timeout_ms = 1000",
-        "failure_timeout_ms = 399",
+        "failure_timeout_ms = 799",
         "control.failure_timeout_ms",
-        "at least 2 x interval_ms = 400 (got 399)",
+        "at least 4 x interval_ms = 800 (got 799)",
     );
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use shoal_config::Config;
@@ -31,7 +31,7 @@ use crate::dataplane::DataplaneLink;
 use crate::key::{AdminToken, ClusterKey, KeyError};
 use crate::load::{LoadTracker, WorkerCounters};
 use crate::log;
-use crate::membership::{Event, LeftReason, MemberInfo, Membership, Now, Timing};
+use crate::membership::{Event, Isolation, LeftReason, MemberInfo, Membership, Now, Timing};
 use crate::metrics;
 use crate::status::{NetworkStatus, Status};
 
@@ -88,14 +88,15 @@ pub enum StartError {
 
 /// Monotonic and wall clocks of the running process.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
-    origin: Instant,
-}
+struct Clock;
 
 impl Clock {
+    /// `mono_ms` is `CLOCK_MONOTONIC` itself (not `origin`-relative): the
+    /// lease end sent to the dataplane is on this clock.
+    #[allow(clippy::unused_self)] // a value, so tests could pass another clock
     fn now(self) -> Now {
         Now {
-            mono_ms: self.origin.elapsed().as_millis() as u64,
+            mono_ms: shoal_channel::monotonic_ns() / 1_000_000,
             wall_ms: unix_ns() / 1_000_000,
         }
     }
@@ -454,11 +455,20 @@ impl Daemon {
             .collect();
         let figures = self.load.update(&counters);
         self.membership.set_local_load(figures);
+        // The table the dataplane runs (worker 0; every worker applies the
+        // same commands): what the peers wait for before claiming gains.
+        let applied = reads
+            .first()
+            .copied()
+            .flatten()
+            .and_then(|s| s.value("applied_digest"))
+            .unwrap_or(0);
+        self.membership.set_applied_digest(applied);
         let now = self.clock.now();
         self.membership.tick(now);
         let datagram = self.membership.announce_signed(now);
         self.announce(&datagram);
-        self.link.push(&self.membership);
+        self.link.push(&self.membership, now);
     }
 
     fn act(&mut self, action: Action) -> Result<Value, (u16, Vec<String>)> {
@@ -473,10 +483,11 @@ impl Daemon {
                     .set_setting(member, weight, draining)
                     .ok_or((404, vec![format!("no member with id {member}")]))?;
                 // Apply locally at once (new epoch, push) and tell the peers.
-                self.membership.tick(self.clock.now());
-                let datagram = self.membership.announce_signed(self.clock.now());
+                let now = self.clock.now();
+                self.membership.tick(now);
+                let datagram = self.membership.announce_signed(now);
                 self.announce(&datagram);
-                self.link.push(&self.membership);
+                self.link.push(&self.membership, now);
                 Ok(json!({
                     "member": member,
                     "weight": s.weight,
@@ -578,15 +589,18 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
     let metrics_server = http_server("metrics exporter", config.control.metrics_listen)?;
     let admin_server = http_server("admin API", admin_addr)?;
 
-    let clock = Clock {
-        origin: Instant::now(),
-    };
+    let clock = Clock;
     let now = clock.now();
     let timing = Timing {
         interval_ms: config.control.interval_ms,
         failure_timeout_ms: config.control.failure_timeout_ms,
     };
-    let membership = Membership::new(local, member_infos(&config), timing, key, now.wall_ms, now);
+    let mut membership =
+        Membership::new(local, member_infos(&config), timing, key, now.wall_ms, now);
+    membership.set_isolation(match config.control.isolation {
+        shoal_config::Isolation::Majority => Isolation::Majority,
+        shoal_config::Isolation::ServeAlone => Isolation::ServeAlone,
+    });
     let workers = config.dataplane.cores.len();
     let capacity = u64::from(config.dataplane.flow_table.capacity) * workers as u64;
     let shared = Arc::new(Shared {

@@ -13,9 +13,13 @@
 //! (new epoch number or table, which includes weight and drain changes),
 //! whenever the ring belongs to a new dataplane instance (the dataplane
 //! restarted) and after this process starts; in between, loads travel as
-//! [`Command::Load`]. A missing dataplane is logged once per outage,
-//! counted, and retried every interval. It knows nothing about sockets or
-//! the membership protocol.
+//! [`Command::Load`]. After them, every push sends [`Command::Lease`]: the
+//! lease end [`Membership::lease`] allows (a `CLOCK_MONOTONIC` deadline:
+//! the daemon's monotonic clock is that clock) and the newest confirmed
+//! epoch; without a lease the last end is repeated (it runs out by
+//! itself), and a member that lost the majority revokes it at once. A
+//! missing dataplane is logged once per outage, counted, and retried every
+//! interval. It knows nothing about sockets or the membership protocol.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +30,7 @@ use shoal_channel::{
 };
 
 use crate::log;
-use crate::membership::Membership;
+use crate::membership::{Membership, NoLease, Now};
 use crate::status::WorkerStatus;
 
 /// Push results, the `result` label of `shoal_control_dataplane_pushes_total`.
@@ -78,6 +82,8 @@ pub struct DataplaneLink {
     dir: PathBuf,
     workers: Vec<Worker>,
     pushes: BTreeMap<&'static str, u64>,
+    /// The lease end last sent (monotonic ms; 0 = none or revoked).
+    lease_until_ms: u64,
 }
 
 impl std::fmt::Debug for DataplaneLink {
@@ -97,6 +103,7 @@ impl DataplaneLink {
             dir: dir.to_owned(),
             workers: (0..workers).map(|_| Worker::default()).collect(),
             pushes: PUSH_RESULTS.iter().map(|&r| (r, 0)).collect(),
+            lease_until_ms: 0,
         }
     }
 
@@ -136,10 +143,15 @@ impl DataplaneLink {
         self.workers.iter().map(|w| w.last.as_ref()).collect()
     }
 
-    /// Brings every worker up to date with `m`'s epoch and loads. Does
-    /// nothing before the first epoch (start-up settling): the dataplane
-    /// keeps whatever it had, so a control restart disturbs nothing.
-    pub fn push(&mut self, m: &Membership) {
+    /// The lease end last sent to the workers (monotonic ms, 0 = none).
+    pub fn lease_until_ms(&self) -> u64 {
+        self.lease_until_ms
+    }
+
+    /// Brings every worker up to date with `m`'s epoch, loads and lease.
+    /// Does nothing before the first epoch (start-up settling): the
+    /// dataplane keeps whatever it had (its lease runs out by itself).
+    pub fn push(&mut self, m: &Membership, now: Now) {
         let epoch = m.epoch();
         if epoch.number == 0 {
             return;
@@ -147,10 +159,22 @@ impl DataplaneLink {
         let states = member_states(m);
         let full = Command::Membership {
             epoch: epoch.number,
+            digest: epoch.digest,
             members: states.clone(),
         };
+        match m.lease(now) {
+            Ok(until) => self.lease_until_ms = until,
+            Err(NoLease::NoQuorum { .. }) => self.lease_until_ms = 0,
+            Err(_) => {}
+        }
+        let (confirmed_epoch, confirmed_digest) = m.confirmed().unwrap_or((0, 0));
+        let lease = Command::Lease {
+            until_ns: self.lease_until_ms.saturating_mul(1_000_000),
+            confirmed_epoch,
+            confirmed_digest,
+        };
         for w in 0..self.workers.len() {
-            self.push_worker(w, &full, (epoch.number, epoch.digest), &states);
+            self.push_worker(w, &full, (epoch.number, epoch.digest), &states, &lease);
         }
     }
 
@@ -164,6 +188,7 @@ impl DataplaneLink {
         full: &Command,
         (number, digest): (u64, u64),
         states: &[MemberState],
+        lease: &Command,
     ) {
         // Up to two rounds: a stale ring is reopened and the full state resent at once.
         for _ in 0..2 {
@@ -181,13 +206,13 @@ impl DataplaneLink {
             let result = if ring.is_stale().unwrap_or(true) {
                 Err(SendError::Stale)
             } else if worker.pushed == Some((instance, number, digest)) {
-                send_loads(ring, &mut worker.loads, states)
+                send_loads(ring, &mut worker.loads, states).and_then(|()| ring.send(lease))
             } else {
                 match ring.send(full) {
                     Ok(()) => {
                         worker.pushed = Some((instance, number, digest));
                         worker.loads = states.iter().map(|s| (s.id, s.load)).collect();
-                        Ok(())
+                        ring.send(lease)
                     }
                     Err(e) => Err(e),
                 }

@@ -37,19 +37,96 @@
 //! **Settings** (weight, drain) are last-writer-wins registers carried in
 //! every announcement, so a drain made on any member reaches all of them
 //! and survives the restart of the drained member.
+//!
+//! **Leases** fence the dataplane (its half is `shoal_dataplane::claim`).
+//! Every announcement lists, for each member the sender hears, the last
+//! (incarnation, sequence) it accepted from it: an acknowledgement. This
+//! member remembers when it sent each of its own announcements, so an
+//! acknowledgement of sequence `s` by peer `p` proves that `p` heard it at
+//! or after `sent(s)`, and `p`'s cleaner cannot remove it before
+//! `sent(s) + failure_timeout` (on `p`'s clock). The lease ends at
+//! `min over live peers p of sent(last acked by p) + failure_timeout -
+//! margin` ([`lease_margin_ms`]: two intervals for a stalled dataplane and
+//! a late burst, plus `2 x` [`CLOCK_RATE_PPM`] of the timeout for clocks
+//! that run at different rates): before any peer that heard it can have
+//! removed it. A live peer that has acknowledged nothing yet (just joined)
+//! blocks renewal until it does. With [`Isolation::Majority`] (the default)
+//! the lease also needs this member to hear a strict majority of the
+//! configured members, so of two sides of a partition at most one claims
+//! new connections; [`Isolation::ServeAlone`] lets a lone survivor go on
+//! serving at the price of overlap in a partition (see ARCHITECTURE.md).
+//! A freshly started member holds no lease before it has settled.
+//!
+//! **Confirmation.** Every announcement also carries the digest of the
+//! table the sender's *dataplane* has applied (read from its stats
+//! segment). The current epoch is *confirmed* once every live peer's
+//! dataplane runs it; the dataplane then forgets older epochs and claims
+//! the space this member gained. Until then it claims only keys it owns in
+//! every epoch since the last confirmed one (gap, never overlap).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::key::ClusterKey;
-use crate::message::{decode, Announcement, DecodeError, LoadFigures, Setting};
+use crate::message::{decode, Announcement, DecodeError, Heard, LoadFigures, Setting};
 
 /// Largest accepted difference between a sender's timestamp and the local
 /// wall clock. Members must keep their clocks this close (NTP).
 pub const TIMESTAMP_WINDOW_MS: u64 = 10_000;
+
+/// Worst rate difference assumed between two members' monotonic clocks
+/// (parts per million). Server crystals are within ±100 ppm; ten times
+/// that is the margin.
+pub const CLOCK_RATE_PPM: u64 = 1_000;
+
+/// How long before the peers' earliest possible removal of this member
+/// its lease ends: two announcement intervals (a dataplane descheduled
+/// between reading its clock and answering a SYN, a command read a poll
+/// late) plus twice the clock-rate error over the failure timeout, plus one
+/// millisecond of rounding. `validate()` requires `failure_timeout_ms >=
+/// 4 x interval_ms`, which leaves at least two intervals of lease.
+pub fn lease_margin_ms(t: Timing) -> u64 {
+    2 * t.interval_ms + (2 * CLOCK_RATE_PPM * t.failure_timeout_ms).div_ceil(1_000_000) + 1
+}
+
+/// What a member cut off from most of the cluster does with new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Claim only while hearing a strict majority of the configured
+    /// members (self included): safe in any partition; a lone survivor of
+    /// a three-member cluster stops taking new connections.
+    #[default]
+    Majority,
+    /// Claim whenever every member heard acknowledges: a lone survivor
+    /// serves everything, and so would both sides of a partition.
+    ServeAlone,
+}
+
+/// Why this member holds no lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum NoLease {
+    /// Still settling after start (listening for the failure timeout).
+    Settling,
+    /// Hears `live` of `configured` members: not a strict majority.
+    NoQuorum {
+        /// Members heard, self included.
+        live: usize,
+        /// Configured members.
+        configured: usize,
+    },
+    /// A live peer has not acknowledged any recent announcement.
+    Unacknowledged {
+        /// The peer.
+        member: u16,
+    },
+    /// The acknowledgements are too old: the lease would already be over.
+    Expired,
+}
 
 /// The current time, as two clocks: monotonic for timers, wall for
 /// timestamps on the wire.
@@ -246,6 +323,12 @@ pub struct Peer {
     pub digest: u64,
     /// The members it hears.
     pub live: Vec<u16>,
+    /// Digest of the table its dataplane runs.
+    pub applied_digest: u64,
+    /// Monotonic time at which this member sent the newest of its own
+    /// announcements (this incarnation) the peer acknowledged.
+    #[serde(skip)]
+    pub acked_sent_mono_ms: Option<u64>,
 }
 
 /// The membership state of one member.
@@ -266,6 +349,13 @@ pub struct Membership {
     epoch_changes: u64,
     received: BTreeMap<&'static str, u64>,
     events: Vec<Event>,
+    isolation: Isolation,
+    /// (sequence, monotonic ms) of recent own announcements, oldest first.
+    sent: VecDeque<(u64, u64)>,
+    /// Digest of the table the local dataplane runs (from its stats).
+    applied_digest: u64,
+    /// The newest epoch (number, digest) every live peer's dataplane runs.
+    confirmed: Option<(u64, u64)>,
 }
 
 impl Membership {
@@ -315,7 +405,73 @@ impl Membership {
             epoch_changes: 0,
             received: OUTCOMES.iter().map(|&o| (o, 0)).collect(),
             events: Vec::new(),
+            isolation: Isolation::default(),
+            sent: VecDeque::new(),
+            applied_digest: 0,
+            confirmed: None,
         }
+    }
+
+    /// Sets what a member cut off from the majority does (default
+    /// [`Isolation::Majority`]).
+    pub fn set_isolation(&mut self, isolation: Isolation) {
+        self.isolation = isolation;
+    }
+
+    /// The isolation policy.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Records the digest of the table the local dataplane has applied
+    /// (announced to the peers for confirmation).
+    pub fn set_applied_digest(&mut self, digest: u64) {
+        self.applied_digest = digest;
+    }
+
+    /// The digest of the table the local dataplane runs, as last recorded.
+    pub fn applied_digest(&self) -> u64 {
+        self.applied_digest
+    }
+
+    /// The newest epoch (number, digest) every live peer's dataplane runs,
+    /// updated by [`Membership::tick`].
+    pub fn confirmed(&self) -> Option<(u64, u64)> {
+        self.confirmed
+    }
+
+    /// Whether the current epoch is confirmed.
+    pub fn epoch_confirmed(&self) -> bool {
+        self.confirmed == Some((self.epoch.number, self.epoch.digest))
+    }
+
+    /// The end of this member's lease (monotonic ms), or why it holds none
+    /// at `now` (see the module documentation).
+    pub fn lease(&self, now: Now) -> Result<u64, NoLease> {
+        if !self.settled {
+            return Err(NoLease::Settling);
+        }
+        let live = self.live().len();
+        let configured = self.members.len();
+        if self.isolation == Isolation::Majority && live * 2 <= configured {
+            return Err(NoLease::NoQuorum { live, configured });
+        }
+        let span = self
+            .timing
+            .failure_timeout_ms
+            .saturating_sub(lease_margin_ms(self.timing));
+        let mut earliest = now.mono_ms;
+        for (&id, p) in self.peers.iter().filter(|(_, p)| p.alive) {
+            match p.acked_sent_mono_ms {
+                Some(t) => earliest = earliest.min(t),
+                None => return Err(NoLease::Unacknowledged { member: id }),
+            }
+        }
+        let until = earliest.saturating_add(span);
+        if until <= now.mono_ms {
+            return Err(NoLease::Expired);
+        }
+        Ok(until)
     }
 
     /// This member's id.
@@ -435,6 +591,29 @@ impl Membership {
 
     fn make_announcement(&mut self, now: Now, leaving: bool) -> Announcement {
         self.sequence += 1;
+        self.sent.push_back((self.sequence, now.mono_ms));
+        // Acknowledgements older than the failure timeout give no lease:
+        // keep a timeout's worth of sends (at least 16).
+        let keep = (self.timing.failure_timeout_ms / self.timing.interval_ms.max(1)) as usize * 2;
+        while self.sent.len() > keep.max(16) {
+            self.sent.pop_front();
+        }
+        let mut heard = vec![Heard {
+            member: self.local,
+            incarnation: self.incarnation,
+            sequence: self.sequence,
+        }];
+        heard.extend(
+            self.peers
+                .iter()
+                .filter(|(_, p)| p.alive)
+                .map(|(&member, p)| Heard {
+                    member,
+                    incarnation: p.incarnation,
+                    sequence: p.sequence,
+                }),
+        );
+        heard.sort_by_key(|h| h.member);
         Announcement {
             sender: self.local,
             leaving,
@@ -443,8 +622,9 @@ impl Membership {
             timestamp_ms: now.wall_ms,
             epoch: self.epoch.number,
             digest: self.epoch.digest,
+            applied_digest: self.applied_digest,
             load: self.local_load,
-            live: self.live(),
+            heard,
             settings: self.settings.values().copied().collect(),
         }
     }
@@ -507,6 +687,8 @@ impl Membership {
             epoch: 0,
             digest: 0,
             live: Vec::new(),
+            applied_digest: 0,
+            acked_sent_mono_ms: None,
         });
         let restarted = peer.alive && peer.incarnation != 0 && peer.incarnation != a.incarnation;
         let was_alive = peer.alive;
@@ -516,9 +698,22 @@ impl Membership {
         peer.load = a.load;
         peer.epoch = a.epoch;
         peer.digest = a.digest;
-        peer.live.clone_from(&a.live);
+        peer.applied_digest = a.applied_digest;
+        peer.live = a.heard.iter().map(|h| h.member).collect();
+        let local = self.local;
+        let incarnation = self.incarnation;
+        let acked = a
+            .heard
+            .iter()
+            .find(|h| h.member == local && h.incarnation == incarnation)
+            .and_then(|h| self.sent.iter().find(|(seq, _)| *seq == h.sequence))
+            .map(|&(_, at)| at);
+        if let Some(at) = acked {
+            peer.acked_sent_mono_ms = Some(peer.acked_sent_mono_ms.map_or(at, |t| t.max(at)));
+        }
         if a.leaving {
             peer.alive = false;
+            peer.acked_sent_mono_ms = None;
             if was_alive {
                 self.events.push(Event::Left {
                     member: a.sender,
@@ -584,6 +779,7 @@ impl Membership {
             let silent = now.mono_ms.saturating_sub(peer.last_heard_mono_ms);
             if peer.alive && silent >= self.timing.failure_timeout_ms {
                 peer.alive = false;
+                peer.acked_sent_mono_ms = None;
                 self.events.push(Event::Left {
                     member: id,
                     reason: LeftReason::Silent(silent),
@@ -624,6 +820,15 @@ impl Membership {
                 epoch: heard,
                 table_changed: false,
             });
+        }
+        let digest = self.epoch.digest;
+        if self
+            .peers
+            .values()
+            .filter(|p| p.alive)
+            .all(|p| p.applied_digest == digest)
+        {
+            self.confirmed = Some((self.epoch.number, digest));
         }
     }
 

@@ -12,14 +12,17 @@
 //! Layout (all integers big-endian, floats as IEEE-754 `f32` bits):
 //!
 //! ```text
-//!  0  magic "SHOL"           4  version (1)   5  kind (1 = announce)
+//!  0  magic "SHOL"           4  version (2)   5  kind (1 = announce)
 //!  6  flags (bit 0 = leaving)                 8  sender member id
-//! 10  live count L          12  settings count S   14  reserved (0)
+//! 10  heard count L         12  settings count S   14  reserved (0)
 //! 16  incarnation u64       24  sequence u64       32  timestamp (unix ms) u64
 //! 40  epoch u64             48  epoch digest u64
 //! 56  load  60 busy  64 connections  68 redirected  72 handed over (f32 each)
 //! 76  reserved (0)
-//! 80  L x member id u16
+//! 80  applied digest u64 (the epoch table the sender's dataplane runs)
+//! 88  L x heard: member u16, incarnation u64, sequence u64 (the last
+//!     announcement accepted from that member: the acknowledgement the
+//!     member's lease is built on)
 //!     S x setting: member u16, flags u16 (bit 0 = draining), weight u32, version u64
 //!     HMAC-SHA256 tag, 32 bytes
 //! ```
@@ -40,7 +43,7 @@ pub mod field {
     pub const FLAGS: Range<usize> = 6..8;
     /// Sender's member id.
     pub const SENDER: Range<usize> = 8..10;
-    /// Number of live member ids.
+    /// Number of heard entries.
     pub const LIVE_COUNT: Range<usize> = 10..12;
     /// Number of settings entries.
     pub const SETTINGS_COUNT: Range<usize> = 12..14;
@@ -64,10 +67,12 @@ pub mod field {
     pub const REDIRECTED: Range<usize> = 68..72;
     /// Handed-over connections (smoothed).
     pub const HANDED_OVER: Range<usize> = 72..76;
-    /// Length of the fixed header; the member list follows.
-    pub const HEADER_LEN: usize = 80;
-    /// Bytes per live member id.
-    pub const LIVE_ENTRY: usize = 2;
+    /// Digest of the epoch table the sender's dataplane has applied.
+    pub const APPLIED_DIGEST: Range<usize> = 80..88;
+    /// Length of the fixed header; the heard list follows.
+    pub const HEADER_LEN: usize = 88;
+    /// Bytes per heard entry.
+    pub const LIVE_ENTRY: usize = 18;
     /// Bytes per settings entry.
     pub const SETTING_ENTRY: usize = 16;
     /// Length of the HMAC-SHA256 tag at the end.
@@ -77,7 +82,7 @@ pub mod field {
 /// `b"SHOL"`: the first bytes of every announcement.
 pub const MAGIC: [u8; 4] = *b"SHOL";
 /// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The only message kind so far.
 pub const KIND_ANNOUNCE: u8 = 1;
 
@@ -220,13 +225,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
-    /// The live member ids as the sender sees them.
-    pub fn live(&self) -> impl Iterator<Item = u16> + '_ {
+    /// Digest of the table the sender's dataplane runs.
+    pub fn applied_digest(&self) -> u64 {
+        be64(self.buffer.as_ref(), field::APPLIED_DIGEST)
+    }
+
+    /// The members the sender hears, with the last announcement it
+    /// accepted from each.
+    pub fn heard(&self) -> impl Iterator<Item = Heard> + '_ {
         let b = self.buffer.as_ref();
         let n = usize::from(be16(b, field::LIVE_COUNT));
         (0..n).map(move |i| {
             let at = field::HEADER_LEN + i * field::LIVE_ENTRY;
-            be16(b, at..at + 2)
+            Heard {
+                member: be16(b, at..at + 2),
+                incarnation: be64(b, at + 2..at + 10),
+                sequence: be64(b, at + 10..at + 18),
+            }
         })
     }
 
@@ -291,6 +306,18 @@ pub struct Setting {
     pub version: u64,
 }
 
+/// A member the sender hears and the last announcement it accepted from
+/// it: for that member, an acknowledgement (see `membership.rs`, leases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Heard {
+    /// The member.
+    pub member: u16,
+    /// Its incarnation in that announcement.
+    pub incarnation: u64,
+    /// Its sequence number.
+    pub sequence: u64,
+}
+
 /// An announcement, parsed (what one member tells the others every interval).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Announcement {
@@ -308,10 +335,13 @@ pub struct Announcement {
     pub epoch: u64,
     /// Digest of the sender's epoch table.
     pub digest: u64,
+    /// Digest of the table the sender's dataplane has applied (0: none).
+    pub applied_digest: u64,
     /// Sender's load.
     pub load: LoadFigures,
-    /// Members the sender currently hears (itself included), ascending.
-    pub live: Vec<u16>,
+    /// Members the sender currently hears (itself included), ascending,
+    /// each with the last announcement accepted from it.
+    pub heard: Vec<Heard>,
     /// The sender's view of every member's settings.
     pub settings: Vec<Setting>,
 }
@@ -336,8 +366,9 @@ impl Announcement {
             timestamp_ms: p.timestamp_ms(),
             epoch: p.epoch(),
             digest: p.digest(),
+            applied_digest: p.applied_digest(),
             load,
-            live: p.live().collect(),
+            heard: p.heard().collect(),
             settings: p.settings().collect(),
         })
     }
@@ -345,7 +376,7 @@ impl Announcement {
     /// Length of the datagram [`Announcement::emit_signed`] writes.
     pub fn buffer_len(&self) -> usize {
         field::HEADER_LEN
-            + self.live.len() * field::LIVE_ENTRY
+            + self.heard.len() * field::LIVE_ENTRY
             + self.settings.len() * field::SETTING_ENTRY
             + field::TAG_LEN
     }
@@ -353,7 +384,7 @@ impl Announcement {
     /// The signed datagram. Lists longer than 65 535 entries are cut (a
     /// cluster has at most 65 535 member ids).
     pub fn emit_signed(&self, key: &ClusterKey) -> Vec<u8> {
-        let live = &self.live[..self.live.len().min(usize::from(u16::MAX))];
+        let live = &self.heard[..self.heard.len().min(usize::from(u16::MAX))];
         let settings = &self.settings[..self.settings.len().min(usize::from(u16::MAX))];
         let mut b = Vec::with_capacity(self.buffer_len());
         b.extend_from_slice(&MAGIC);
@@ -378,8 +409,11 @@ impl Announcement {
             b.extend_from_slice(&v.to_bits().to_be_bytes());
         }
         b.extend_from_slice(&[0; 4]);
-        for id in live {
-            b.extend_from_slice(&id.to_be_bytes());
+        b.extend_from_slice(&self.applied_digest.to_be_bytes());
+        for h in live {
+            b.extend_from_slice(&h.member.to_be_bytes());
+            b.extend_from_slice(&h.incarnation.to_be_bytes());
+            b.extend_from_slice(&h.sequence.to_be_bytes());
         }
         for s in settings {
             b.extend_from_slice(&s.member.to_be_bytes());
@@ -426,7 +460,19 @@ mod tests {
                 redirected: 1.0,
                 handed_over: 0.0,
             },
-            live: vec![1, 2],
+            applied_digest: 0x0bad_cafe,
+            heard: vec![
+                Heard {
+                    member: 1,
+                    incarnation: 7,
+                    sequence: 3,
+                },
+                Heard {
+                    member: 2,
+                    incarnation: 0x0102_0304_0506_0708,
+                    sequence: 9,
+                },
+            ],
             settings: vec![Setting {
                 member: 3,
                 weight: 50,
@@ -440,21 +486,26 @@ mod tests {
     fn exact_bytes_and_round_trip() {
         let a = sample();
         let bytes = a.emit_signed(&key(1));
-        assert_eq!(bytes.len(), 80 + 4 + 16 + 32);
+        assert_eq!(bytes.len(), 88 + 2 * 18 + 16 + 32);
         assert_eq!(a.buffer_len(), bytes.len());
         assert_eq!(
             &bytes[..16],
-            &[b'S', b'H', b'O', b'L', 1, 1, 0, 0, 0, 2, 0, 2, 0, 1, 0, 0]
+            &[b'S', b'H', b'O', b'L', 2, 1, 0, 0, 0, 2, 0, 2, 0, 1, 0, 0]
         );
         assert_eq!(&bytes[16..24], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&bytes[24..32], &9u64.to_be_bytes());
         assert_eq!(&bytes[56..60], &0.5f32.to_bits().to_be_bytes());
-        assert_eq!(&bytes[80..84], &[0, 1, 0, 2]);
+        assert_eq!(&bytes[80..88], &0x0bad_cafe_u64.to_be_bytes());
         assert_eq!(
-            &bytes[84..100],
+            &bytes[88..106],
+            &[0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 3]
+        );
+        assert_eq!(&bytes[106..108], &[0, 2]);
+        assert_eq!(
+            &bytes[124..140],
             &[0, 3, 0, 1, 0, 0, 0, 50, 0, 0, 0, 0, 0, 1, 0, 2]
         );
-        assert_eq!(&bytes[100..], &key(1).sign(&bytes[..100]));
+        assert_eq!(&bytes[140..], &key(1).sign(&bytes[..140]));
         assert_eq!(decode(&bytes, &key(1)).unwrap(), a);
         let leaving = Announcement {
             leaving: true,
@@ -503,7 +554,7 @@ mod tests {
             (
                 {
                     let mut b = bytes.clone();
-                    b[4] = 2;
+                    b[4] = 1;
                     b
                 },
                 "unsupported version",

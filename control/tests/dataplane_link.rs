@@ -1,7 +1,8 @@
 //! The push rules of `DataplaneLink` against real `shoal-channel` files in
 //! a temporary directory standing in for `control.shm_path`: nothing is
 //! sent before the dataplane exists (counted `unavailable`), the full
-//! membership goes out once, then only changed loads, and a recreated ring
+//! membership goes out once, then only changed loads, every push ends with
+//! the lease (its end and the confirmed epoch), and a recreated ring
 //! (dataplane restart) gets the full membership again.
 
 // Test helpers outside #[test] functions: a panic is a failed test.
@@ -50,6 +51,18 @@ fn drain(ring: &mut CommandRing) -> Vec<Command> {
     out
 }
 
+/// The lease a lone member (no peers to wait for) sends at `now()`: the
+/// failure timeout minus the margin, its only epoch confirmed.
+fn lease(m: &Membership) -> Command {
+    let margin = shoal_control::membership::lease_margin_ms(m.timing());
+    assert_eq!(margin, 2 * 200 + 2 + 1);
+    Command::Lease {
+        until_ns: (1000 - margin) * 1_000_000,
+        confirmed_epoch: 1,
+        confirmed_digest: m.epoch().digest,
+    }
+}
+
 fn state(load: f32) -> MemberState {
     MemberState {
         id: 7,
@@ -70,44 +83,56 @@ fn full_state_once_then_loads_and_again_after_a_restart() {
     let mut link = DataplaneLink::new(dir.path(), 1);
 
     // No dataplane yet.
-    link.push(&m);
+    link.push(&m, now());
     assert_eq!(link.pushes()["unavailable"], 1);
     assert_eq!(link.read_stats(), vec![None]);
 
     let mut ring = CommandRing::create(command_ring_path(dir.path(), 0), 16).unwrap();
-    link.push(&m);
+    link.push(&m, now());
     assert_eq!(
         drain(&mut ring),
-        vec![Command::Membership {
-            epoch: 1,
-            members: vec![state(0.0)]
-        }]
+        vec![
+            Command::Membership {
+                epoch: 1,
+                digest: m.epoch().digest,
+                members: vec![state(0.0)]
+            },
+            lease(&m)
+        ]
     );
-    // Nothing changed: nothing sent.
-    link.push(&m);
-    assert_eq!(drain(&mut ring), vec![]);
+    assert_eq!(link.lease_until_ms(), 1000 - 403);
+    // Nothing changed: only the lease renewal.
+    link.push(&m, now());
+    assert_eq!(drain(&mut ring), vec![lease(&m)]);
     // A new load travels alone.
     m.set_local_load(LoadFigures {
         load: 0.5,
         ..LoadFigures::default()
     });
-    link.push(&m);
+    link.push(&m, now());
     assert_eq!(
         drain(&mut ring),
-        vec![Command::Load {
-            member: 7,
-            load: 0.5
-        }]
+        vec![
+            Command::Load {
+                member: 7,
+                load: 0.5
+            },
+            lease(&m)
+        ]
     );
     // The dataplane restarts: a new ring at the same path.
     let mut ring2 = CommandRing::create(command_ring_path(dir.path(), 0), 16).unwrap();
-    link.push(&m);
+    link.push(&m, now());
     assert_eq!(
         drain(&mut ring2),
-        vec![Command::Membership {
-            epoch: 1,
-            members: vec![state(0.5)]
-        }]
+        vec![
+            Command::Membership {
+                epoch: 1,
+                digest: m.epoch().digest,
+                members: vec![state(0.5)]
+            },
+            lease(&m)
+        ]
     );
     assert_eq!(link.pushes()["stale"], 1);
     assert_eq!(link.pushes()["ok"], 4);

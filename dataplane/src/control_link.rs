@@ -6,8 +6,14 @@
 //!
 //! Polled from the worker loop about once a millisecond (one `pread`), stats
 //! written a few times a second (one `pwrite`): never per packet. When
-//! control is not running the ring stays empty and the dataplane keeps its
-//! last tables; a restarted control resends its full state.
+//! control is not running the ring stays empty: the dataplane keeps its
+//! last tables for established flows, but its lease (`Command::Lease`, see
+//! `claim.rs`) runs out and it claims no new connection until a control
+//! renews it; a restarted control resends its full state.
+//!
+//! Commands are applied in ring order: a membership followed by the lease
+//! that confirms it is applied in that order. Consecutive membership, drain,
+//! weight and load commands are coalesced into one table build.
 
 use std::path::Path;
 
@@ -23,16 +29,28 @@ use crate::wire::{self, EthernetAddress};
 /// Commands in the ring before control gets `Full`.
 const RING_CAPACITY: usize = 64;
 
-/// What applying the pending commands produced.
-#[derive(Debug)]
+/// What applying the pending commands produced, in ring order.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
-    /// Nothing new.
-    Nothing,
-    /// A new membership (epoch and members) to build tables from.
-    Members(u64, Vec<MemberEntry>),
+    /// A new membership to build tables from: epoch, table digest (see
+    /// `Command::Membership`), members.
+    Members(u64, u64, Vec<MemberEntry>),
+    /// A lease renewal: end (`CLOCK_MONOTONIC` ns, 0 = revoked) and the
+    /// digest of the newest epoch all live members confirmed (0 = none).
+    Lease {
+        /// End of the lease, `CLOCK_MONOTONIC` nanoseconds.
+        until_ns: u64,
+        /// Digest of the newest confirmed epoch.
+        confirmed_digest: u64,
+    },
     /// Control asked the dataplane to stop.
     Shutdown,
 }
+
+/// Digests of tables changed by a `Drain` or `Weight` command (not part of
+/// any epoch control announced): never confirmed, replaced by the next
+/// membership.
+const LOCAL_CHANGE: u64 = 0xffff_0000_0000_0000;
 
 /// Worker 0's channel to control.
 #[derive(Debug)]
@@ -42,6 +60,10 @@ pub struct ControlLink {
     values: Vec<u64>,
     members: Vec<MemberEntry>,
     epoch: u64,
+    digest: u64,
+    local_changes: u64,
+    /// The lease end last received (`CLOCK_MONOTONIC` ns).
+    lease_until_ns: u64,
     /// Polls that received frames.
     pub polls_busy: u64,
     /// Polls that received nothing.
@@ -64,7 +86,16 @@ pub fn stat_names() -> Vec<String> {
     ] {
         names.push(s.to_owned());
     }
-    for s in ["polls_busy", "polls_idle", "channel_bad_commands"] {
+    for s in [
+        "polls_busy",
+        "polls_idle",
+        "channel_bad_commands",
+        "lease_until_ns",
+        "lease_held",
+        "epochs_pending",
+        "applied_epoch",
+        "applied_digest",
+    ] {
         names.push(s.to_owned());
     }
     for layer in Layer::ALL {
@@ -94,20 +125,40 @@ impl ControlLink {
             values: vec![0; names.len()],
             members: tables.members.clone(),
             epoch: tables.epoch,
+            digest: tables.digest,
+            local_changes: 0,
+            lease_until_ns: 0,
             polls_busy: 0,
             polls_idle: 0,
             bad_commands: 0,
         })
     }
 
-    /// Applies every pending command; returns the resulting membership if
-    /// it changed.
-    pub fn apply_commands(&mut self) -> Applied {
+    /// Applies every pending command; returns what changed, in ring order
+    /// (empty when nothing did).
+    pub fn apply_commands(&mut self) -> Vec<Applied> {
+        let mut out = Vec::new();
         let mut changed = false;
         loop {
             match self.ring.try_recv() {
                 Ok(None) => break,
-                Ok(Some(Command::Shutdown)) => return Applied::Shutdown,
+                Ok(Some(Command::Shutdown)) => {
+                    self.flush(&mut out, &mut changed);
+                    out.push(Applied::Shutdown);
+                    return out;
+                }
+                Ok(Some(Command::Lease {
+                    until_ns,
+                    confirmed_epoch: _,
+                    confirmed_digest,
+                })) => {
+                    self.flush(&mut out, &mut changed);
+                    self.lease_until_ns = until_ns;
+                    out.push(Applied::Lease {
+                        until_ns,
+                        confirmed_digest,
+                    });
+                }
                 Ok(Some(cmd)) => changed |= self.apply(cmd),
                 Err(e) => {
                     self.bad_commands += 1;
@@ -118,16 +169,29 @@ impl ControlLink {
                 }
             }
         }
-        if !changed {
-            return Applied::Nothing;
+        self.flush(&mut out, &mut changed);
+        out
+    }
+
+    fn flush(&self, out: &mut Vec<Applied>, changed: &mut bool) {
+        if std::mem::take(changed) {
+            out.push(Applied::Members(
+                self.epoch,
+                self.digest,
+                self.members.clone(),
+            ));
         }
-        Applied::Members(self.epoch, self.members.clone())
     }
 
     fn apply(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Membership { epoch, members } => {
+            Command::Membership {
+                epoch,
+                digest,
+                members,
+            } => {
                 self.epoch = epoch;
+                self.digest = digest;
                 for m in &mut self.members {
                     // Configured members control does not list are not alive.
                     m.alive = false;
@@ -147,11 +211,28 @@ impl ControlLink {
                 }
                 true
             }
-            Command::Drain { member, draining } => self.update(member, |m| m.draining = draining),
-            Command::Weight { member, weight } => self.update(member, |m| m.weight = weight),
+            Command::Drain { member, draining } => {
+                self.update(member, |m| m.draining = draining) && self.local_change()
+            }
+            Command::Weight { member, weight } => {
+                self.update(member, |m| m.weight = weight) && self.local_change()
+            }
             Command::Load { member, load } => self.update(member, |m| m.load = f64::from(load)),
-            Command::Shutdown => false,
+            Command::Shutdown | Command::Lease { .. } => false,
         }
+    }
+
+    /// A drain or weight change outside an epoch: a digest no confirmation
+    /// will name, so the tables before it stay pending.
+    fn local_change(&mut self) -> bool {
+        self.local_changes += 1;
+        self.digest = LOCAL_CHANGE | self.local_changes;
+        true
+    }
+
+    /// The epoch and digest of the last membership applied.
+    pub fn applied(&self) -> (u64, u64) {
+        (self.epoch, self.digest)
     }
 
     fn update(&mut self, id: u16, f: impl FnOnce(&mut MemberEntry)) -> bool {
@@ -164,8 +245,9 @@ impl ControlLink {
         }
     }
 
-    /// Publishes the pipeline's counters (one positioned write).
-    pub fn write_stats(&mut self, pipeline: &Pipeline) {
+    /// Publishes the pipeline's counters (one positioned write); `now` is
+    /// the pipeline's clock (for `lease_held`).
+    pub fn write_stats(&mut self, pipeline: &Pipeline, now: crate::time::Instant) {
         let c = pipeline.counters();
         let flows = pipeline.flows();
         let by_state = flows.count_by_state();
@@ -183,6 +265,11 @@ impl ControlLink {
             self.polls_busy,
             self.polls_idle,
             self.bad_commands,
+            self.lease_until_ns,
+            u64::from(pipeline.claims().lease_held(now)),
+            pipeline.claims().pending() as u64 + u64::from(pipeline.claims().overflowed()),
+            pipeline.tables().epoch,
+            pipeline.claims().current_digest(),
         ];
         for g in gauges {
             self.values[i] = g;

@@ -85,6 +85,15 @@ counters! {
     SynAccepted => "syn_accepted",
     /// SYNs another server is inspector of (dropped silently).
     SynOtherInspector => "syn_other_inspector",
+    /// SYNs this server is the inspector of but may not claim: its lease
+    /// from control lapsed (control down, hung or cut off from the
+    /// majority). Another member takes the share once its failure detector
+    /// removes this one; established flows go on.
+    ClaimsRefusedLease => "claims_refused_lease",
+    /// SYNs this server is the inspector of in the newest epoch but not in
+    /// every epoch still waiting for all members' confirmation: the gap a
+    /// membership change leaves instead of an overlap.
+    ClaimsRefusedPending => "claims_refused_pending",
     /// Retransmitted SYNs of a flow already in the table.
     SynRetransmit => "syn_retransmit",
     /// SYNs reusing the 4-tuple of a closing flow: the old flow is dropped
@@ -212,6 +221,8 @@ impl Counter {
         Counter::OwnToKernel,
         Counter::SynAccepted,
         Counter::SynOtherInspector,
+        Counter::ClaimsRefusedLease,
+        Counter::ClaimsRefusedPending,
         Counter::DropFlowTableFull,
         Counter::FlowHit,
         Counter::VipNoFlow,

@@ -8,6 +8,7 @@
 
 pub use shoal_wire as wire;
 
+pub mod claim;
 pub mod control_link;
 pub mod counters;
 pub mod dispatch;

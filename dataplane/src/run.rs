@@ -16,6 +16,7 @@ use std::time::{Duration, Instant as StdInstant};
 use serde::Serialize;
 use shoal_config::{Backend, Config, PortRole};
 
+use crate::claim::Fence;
 use crate::control_link::{Applied, ControlLink};
 use crate::counters::Snapshot;
 use crate::flow::Timeouts;
@@ -136,20 +137,37 @@ fn tables(cfg: &Config, opts: &RunOptions, epoch: u64) -> Result<Tables, String>
     Tables::build(cfg, epoch, members).map_err(|e| e.to_string())
 }
 
-/// Builds tables from control's membership with the membership file's
-/// overrides on top (an operator's forced drain or load wins).
+/// Builds tables from control's membership (epoch `epoch`, table digest
+/// `digest`) with the membership file's overrides on top (an operator's
+/// forced drain or load wins). Overridden tables get a digest of their own
+/// that no control confirms, so control's table stays in the claim set and
+/// a local override can only narrow what this member claims, never make it
+/// claim what another member owns (`claim.rs`).
 fn tables_from_control(
     cfg: &Config,
     opts: &RunOptions,
     epoch: u64,
+    digest: u64,
     mut members: Vec<MemberEntry>,
 ) -> Result<Tables, String> {
+    let mut overridden = false;
     if let Some(path) = opts.membership_file.as_ref().filter(|p| p.exists()) {
         let file = membership::read(path).map_err(|e| e.to_string())?;
+        let before = members.clone();
         membership::overlay(cfg, &mut members, &file, path).map_err(|e| e.to_string())?;
+        overridden = before != members;
     }
-    Tables::build(cfg, epoch, members).map_err(|e| e.to_string())
+    let mut t = Tables::build(cfg, epoch, members).map_err(|e| e.to_string())?;
+    t.digest = if overridden {
+        digest ^ LOCAL_OVERRIDE
+    } else {
+        digest
+    };
+    Ok(t)
 }
+
+/// Marks the digest of tables a membership file overrides.
+const LOCAL_OVERRIDE: u64 = 0x5a5a_0000_0000_0001;
 
 fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
     cfg.dataplane
@@ -294,14 +312,33 @@ fn drive<Io: PacketIo>(
 ) {
     let mut epoch = 1;
     let start = StdInstant::now();
+    // The pipeline's clock is `start.elapsed()`; control's lease deadlines
+    // are CLOCK_MONOTONIC. Sampled after `start`, so a converted deadline
+    // is never later than the true one (the lease ends early, never late).
+    let mono_origin = shoal_channel::monotonic_ns();
     let mut last_stats = start;
     let mut last_control = start;
-    let mut control_members: Option<Vec<MemberEntry>> = None;
+    let mut control_members: Option<(u64, Vec<MemberEntry>)> = None;
     let mut last_logged: (u64, Vec<u16>) = (0, Vec::new());
     let mut link = match ControlLink::open(&cfg.control.shm_path, worker.pipeline().tables()) {
-        Ok(link) => Some(link),
+        Ok(link) => {
+            // With a control channel, new connections wait for control's
+            // lease: a dataplane whose control is down, hung or cut off
+            // never answers a SYN another member may answer too.
+            worker
+                .pipeline_mut()
+                .set_fence(Fence::Leased { until: None });
+            eprintln!(
+                "shoal-dataplane: control channel in {}; new connections wait for control's lease",
+                cfg.control.shm_path.display()
+            );
+            Some(link)
+        }
         Err(e) => {
-            eprintln!("shoal-dataplane: no control channel ({e}); running on the config alone");
+            eprintln!(
+                "shoal-dataplane: no control channel ({e}); running on the config alone, \
+                 UNFENCED: run one dataplane per cluster this way, or fix the channel"
+            );
             None
         }
     };
@@ -318,11 +355,16 @@ fn drive<Io: PacketIo>(
                 .map_err(|e| e.to_string())
                 .and_then(|new_cfg| match &control_members {
                     // Control's membership stays the base; the file overlays it.
-                    Some(members) => tables_from_control(&new_cfg, opts, epoch, members.clone()),
+                    Some((digest, members)) => {
+                        tables_from_control(&new_cfg, opts, epoch, *digest, members.clone())
+                    }
                     None => tables(&new_cfg, opts, epoch + 1),
                 });
             match reloaded {
                 Ok(t) => {
+                    // Control's digest (marked when the file overrides it):
+                    // a reload starts no epoch of its own. Selection
+                    // settings must be the same on every member.
                     epoch = t.epoch;
                     log_epoch(&t, &mut last_logged);
                     worker.pipeline_mut().set_tables(Arc::new(t));
@@ -342,26 +384,36 @@ fn drive<Io: PacketIo>(
             let t = StdInstant::now();
             if t - last_control >= CONTROL_POLL {
                 last_control = t;
-                match link.apply_commands() {
-                    Applied::Nothing => {}
-                    Applied::Shutdown => signals.stop.store(true, Ordering::Relaxed),
-                    Applied::Members(e, members) => {
-                        control_members = Some(members.clone());
-                        match tables_from_control(cfg, opts, e, members) {
-                            Ok(t) => {
-                                epoch = e;
-                                log_epoch(&t, &mut last_logged);
-                                worker.pipeline_mut().set_tables(Arc::new(t));
-                            }
-                            Err(err) => {
-                                eprintln!(
-                                    "shoal-dataplane: membership from control refused: {err}"
-                                );
+                for applied in link.apply_commands() {
+                    match applied {
+                        Applied::Shutdown => signals.stop.store(true, Ordering::Relaxed),
+                        Applied::Lease {
+                            until_ns,
+                            confirmed_digest,
+                        } => {
+                            let until = (until_ns != 0)
+                                .then(|| Instant::from_nanos(until_ns.saturating_sub(mono_origin)));
+                            let confirmed = (confirmed_digest != 0).then_some(confirmed_digest);
+                            worker.pipeline_mut().renew_lease(until, confirmed);
+                        }
+                        Applied::Members(e, digest, members) => {
+                            control_members = Some((digest, members.clone()));
+                            match tables_from_control(cfg, opts, e, digest, members) {
+                                Ok(t) => {
+                                    epoch = e;
+                                    log_epoch(&t, &mut last_logged);
+                                    worker.pipeline_mut().set_tables(Arc::new(t));
+                                }
+                                Err(err) => {
+                                    eprintln!(
+                                        "shoal-dataplane: membership from control refused: {err}"
+                                    );
+                                }
                             }
                         }
                     }
                 }
-                link.write_stats(worker.pipeline());
+                link.write_stats(worker.pipeline(), now);
             }
         }
         if received == 0 {

@@ -41,12 +41,13 @@ fn membership_commands_become_tables_and_stats_are_published() {
     let cfg = cfg();
     let tables = Tables::from_config(&cfg, 1).unwrap();
     let mut link = ControlLink::open(dir.path(), &tables).unwrap();
-    assert!(matches!(link.apply_commands(), Applied::Nothing));
+    assert_eq!(link.apply_commands(), vec![]);
 
     let mut sender = CommandSender::open(command_ring_path(dir.path(), 0)).unwrap();
     sender
         .send(&Command::Membership {
             epoch: 7,
+            digest: 0xd7,
             members: vec![
                 member(1, true, false, 0.2),
                 member(2, true, true, 0.5),
@@ -60,10 +61,28 @@ fn membership_commands_become_tables_and_stats_are_published() {
             load: 0.75,
         })
         .unwrap();
-    let Applied::Members(epoch, members) = link.apply_commands() else {
-        panic!("no membership")
+    let lease = Command::Lease {
+        until_ns: 5_000_000_000,
+        confirmed_epoch: 7,
+        confirmed_digest: 0xd7,
     };
-    assert_eq!(epoch, 7);
+    sender.send(&lease).unwrap();
+    // Membership and load coalesce into one table build, before the lease
+    // that confirms it (ring order).
+    let applied = link.apply_commands();
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    let Applied::Members(epoch, digest, members) = applied[0].clone() else {
+        panic!("no membership: {applied:?}")
+    };
+    assert_eq!(
+        applied[1],
+        Applied::Lease {
+            until_ns: 5_000_000_000,
+            confirmed_digest: 0xd7
+        }
+    );
+    assert_eq!((epoch, digest), (7, 0xd7));
+    assert_eq!(link.applied(), (7, 0xd7));
     let t = Tables::build(&cfg, epoch, members).unwrap();
     assert_eq!(t.epoch, 7);
     let w: Vec<(u16, u32, f64)> = t
@@ -87,10 +106,27 @@ fn membership_commands_become_tables_and_stats_are_published() {
             weight: 5,
         })
         .unwrap();
-    assert!(matches!(link.apply_commands(), Applied::Nothing));
+    assert_eq!(link.apply_commands(), vec![]);
     assert_eq!(link.bad_commands, 1);
+    assert_eq!(
+        link.applied(),
+        (7, 0xd7),
+        "a refused command changes no digest"
+    );
+    // A drain outside an epoch gets a digest no confirmation names.
+    sender
+        .send(&Command::Drain {
+            member: 1,
+            draining: true,
+        })
+        .unwrap();
+    let applied = link.apply_commands();
+    assert!(
+        matches!(&applied[..], [Applied::Members(7, d, _)] if *d != 0xd7),
+        "{applied:?}"
+    );
     sender.send(&Command::Shutdown).unwrap();
-    assert!(matches!(link.apply_commands(), Applied::Shutdown));
+    assert_eq!(link.apply_commands(), vec![Applied::Shutdown]);
 
     // Stats: the pipeline's counters under their names.
     let mut p = Pipeline::new(
@@ -104,7 +140,7 @@ fn membership_commands_become_tables_and_stats_are_published() {
         p.process(WIRE, &mut f, Instant::ZERO);
     }
     link.polls_busy = 3;
-    link.write_stats(&p);
+    link.write_stats(&p, Instant::ZERO);
     let mut reader = StatsReader::open(stats_path(dir.path(), 0)).unwrap();
     let snap = reader.read().unwrap();
     assert_eq!(snap.names, stat_names());
@@ -114,4 +150,9 @@ fn membership_commands_become_tables_and_stats_are_published() {
     assert_eq!(snap.value("polls_busy"), Some(3));
     assert_eq!(snap.value("channel_bad_commands"), Some(1));
     assert_eq!(snap.value("malformed_tcp_bad_option"), Some(0));
+    // Unfenced pipeline (no lease needed): held; the tables' digest.
+    assert_eq!(snap.value("lease_held"), Some(1));
+    assert_eq!(snap.value("lease_until_ns"), Some(5_000_000_000));
+    assert_eq!(snap.value("applied_digest"), Some(0));
+    assert_eq!(snap.value("epochs_pending"), Some(0));
 }

@@ -28,6 +28,7 @@ use shoal_config::{LoadChoice, Mode, State};
 
 pub use tables::{MemberEntry, ServiceEntry, Tables, TablesError};
 
+use crate::claim::{Claim, ClaimSet, Fence};
 use crate::counters::{Counter, Counters, Layer};
 use crate::dispatch::Dispatcher;
 use crate::flow::{FlowKey, FlowState, FlowTable, Insert, Timeouts};
@@ -120,6 +121,8 @@ const FRAGMENT_CAPACITY: usize = 4096;
 #[derive(Debug)]
 pub struct Pipeline {
     tables: Arc<Tables>,
+    /// The epochs new connections are claimed with, and the lease.
+    claims: ClaimSet<Arc<Tables>>,
     flows: FlowTable<FlowAction>,
     /// First-fragment decisions keyed (src, dst, IP id as src port, proto).
     fragments: FlowTable<FragAction>,
@@ -161,6 +164,7 @@ impl Pipeline {
             handoff: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
             dispatchers,
+            claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
             flows: FlowTable::new(capacity, timeouts),
             fragments: FlowTable::new(FRAGMENT_CAPACITY, fragment_timeouts),
@@ -171,11 +175,63 @@ impl Pipeline {
     }
 
     /// Switches to new tables (a new epoch). Existing flows keep their action;
-    /// only new connections see the new tables. Call between bursts.
+    /// only new connections see the new tables, and while the new epoch is
+    /// not confirmed (its digest differs from the previous tables') only
+    /// keys this member owns in both (`claim.rs`). Call between bursts.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
         let previous = std::mem::take(&mut self.dispatchers);
         self.dispatchers = build_dispatchers(&tables, previous);
+        self.claims.apply(Arc::clone(&tables), tables.digest);
         self.tables = tables;
+    }
+
+    /// Fences new connections behind a lease from control (`Fence::Leased`),
+    /// or not (`Fence::Unfenced`: no control process).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.claims.set_fence(fence);
+    }
+
+    /// A lease renewal from control (`None` revokes it) and the newest
+    /// epoch digest every live member confirmed.
+    pub fn renew_lease(&mut self, until: Option<Instant>, confirmed_digest: Option<u64>) {
+        self.claims.renew(until);
+        if let Some(d) = confirmed_digest {
+            self.claims.confirm(d);
+        }
+    }
+
+    /// The epochs and the fence new connections are claimed with.
+    pub fn claims(&self) -> &ClaimSet<Arc<Tables>> {
+        &self.claims
+    }
+
+    /// Whether this member claims a new connection from `client` to service
+    /// `index` at `now`; `Err` names the outcome counter of a SYN it does
+    /// not claim (another inspector, lease lapsed, epoch pending).
+    fn claim(&self, index: usize, client: ClientKey, now: Instant) -> Result<(), Counter> {
+        let own = self.tables.own_id;
+        let owns = |t: &Arc<Tables>| {
+            t.services
+                .get(index)
+                .is_some_and(|s| s.selector.select(client) == Some(own))
+        };
+        match self.claims.claims(now, owns) {
+            Claim::Yes => Ok(()),
+            Claim::NotOwner => Err(Counter::SynOtherInspector),
+            Claim::LeaseLapsed => Err(Counter::ClaimsRefusedLease),
+            Claim::Pending => Err(Counter::ClaimsRefusedPending),
+        }
+    }
+
+    /// Whether this member owns `client`'s key for service `index` in the
+    /// current or a pending epoch.
+    fn owned_in_any(&self, index: usize, client: ClientKey) -> bool {
+        let own = self.tables.own_id;
+        self.claims.owned_in_any(|t: &Arc<Tables>| {
+            t.services
+                .get(index)
+                .is_some_and(|s| s.selector.select(client) == Some(own))
+        })
     }
 
     /// Sets the SYN cookie secret (random per server; `run` reads it from
@@ -612,47 +668,44 @@ impl Pipeline {
             self.counters.inc(Counter::FlowHit);
             return self.place(action, pure_syn.then_some(&mut tcp));
         }
-        let t = &*self.tables;
-        let Some(service) = t.service(dst, tcp.dst_port(), IpProtocol::Tcp) else {
+        let tables = Arc::clone(&self.tables);
+        let t = &*tables;
+        let Some(index) = t.service_index(dst, tcp.dst_port(), IpProtocol::Tcp) else {
             return Plan::Done(self.drop(Counter::DropNoService));
         };
-        let inspector = service.selector.select(client) == Some(t.own_id);
+        let service = &t.services[index];
         if service.mode == Mode::Splice {
-            let index = t
-                .services
-                .iter()
-                .position(|s| s.port == service.port && s.vip == service.vip);
-            return match (inspector, index) {
-                (false, _) | (_, None) => Plan::Done(self.drop(if pure_syn {
-                    Counter::SynOtherInspector
+            return if pure_syn {
+                if let Err(c) = self.claim(index, client, now) {
+                    return Plan::Done(self.drop(c));
+                }
+                if !tcp.verify_checksum(src, dst) {
+                    return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
+                }
+                let rare = service
+                    .dispatch
+                    .as_ref()
+                    .is_some_and(|d| d.handoff == shoal_config::HandoffMode::Rare);
+                if rare {
+                    self.rare_syn(src_mac, key, index, &tcp, now)
                 } else {
-                    Counter::VipNoFlow
-                })),
-                (true, Some(index)) if pure_syn => {
-                    if !tcp.verify_checksum(src, dst) {
-                        return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
-                    }
-                    let rare = service
-                        .dispatch
-                        .as_ref()
-                        .is_some_and(|d| d.handoff == shoal_config::HandoffMode::Rare);
-                    if rare {
-                        self.rare_syn(src_mac, key, index, &tcp, now)
-                    } else {
-                        self.splice_syn(src_mac, src, dst, &tcp, now)
-                    }
+                    self.splice_syn(src_mac, src, dst, &tcp, now)
                 }
-                (true, Some(index)) if ack && !syn && !rst => {
-                    self.splice_ack(src_mac, key, index, &tcp, now)
-                }
-                _ => Plan::Done(self.drop(Counter::VipNoFlow)),
+            } else if ack && !syn && !rst && self.owned_in_any(index, client) {
+                // The cookie may come from an epoch since replaced: only this
+                // member's cookie key verifies it, whatever the epoch.
+                self.splice_ack(src_mac, key, index, &tcp, now)
+            } else {
+                Plan::Done(self.drop(Counter::VipNoFlow))
             };
         }
         let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
         if stateless_dpr && !pure_syn {
             // Stateless DPR: the inspector places every packet by a pure
             // hash of the client, so it needs no flow (DPR, stateless).
-            if !inspector {
+            // Established traffic: no lease or epoch check (only new
+            // connections are claimed).
+            if service.selector.select(client) != Some(t.own_id) {
                 return Plan::Done(self.drop(Counter::VipNoFlow));
             }
             let target = service.target.select(client);
@@ -668,8 +721,8 @@ impl Pipeline {
         if !tcp.verify_checksum(src, dst) {
             return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
         }
-        if !inspector {
-            return Plan::Done(self.drop(Counter::SynOtherInspector));
+        if let Err(c) = self.claim(index, client, now) {
+            return Plan::Done(self.drop(c));
         }
         let action = match (service.mode, service.state) {
             (Mode::Local, _) => FlowAction::Local,

@@ -106,6 +106,9 @@ pub enum TablesError {
 pub struct Tables {
     /// Membership epoch these tables belong to.
     pub epoch: u64,
+    /// Digest of the epoch's table as control computed it (equal digests:
+    /// equal inspector selection); 0 for tables built from the config alone.
+    pub digest: u64,
     /// The cluster's VIPs.
     pub vips: Vec<Ipv4Addr>,
     /// MAC answered in ARP replies for the VIPs.
@@ -179,6 +182,7 @@ impl Tables {
         };
         Ok(Tables {
             epoch,
+            digest: 0,
             vips: cfg.cluster.vips.clone(),
             cluster_mac: EthernetAddress(cfg.cluster.mac.0),
             own_id: me.id,
@@ -201,6 +205,14 @@ impl Tables {
     #[inline]
     pub fn member(&self, id: u16) -> Option<&MemberEntry> {
         self.members.iter().find(|m| m.id == id)
+    }
+
+    /// The index in `services` of the service at (vip, port, protocol).
+    #[inline]
+    pub fn service_index(&self, vip: Ipv4Addr, port: u16, protocol: IpProtocol) -> Option<usize> {
+        self.services
+            .iter()
+            .position(|s| s.port == port && s.vip == vip && s.protocol == protocol)
     }
 
     /// The service at (vip, port, protocol), if configured.
