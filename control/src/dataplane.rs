@@ -57,6 +57,24 @@ pub fn member_states(m: &Membership) -> Vec<MemberState> {
         .collect()
 }
 
+/// The [`Command::Lease`] to send at `now`, given the lease end sent last
+/// (`last_until_ms`, updated): a new end when `m` holds a lease, 0 (revoked)
+/// when it lost the majority, otherwise the last end again (it runs out by
+/// itself); always with the newest confirmed epoch.
+pub fn lease_command(m: &Membership, now: Now, last_until_ms: &mut u64) -> Command {
+    match m.lease(now) {
+        Ok(until) => *last_until_ms = until,
+        Err(NoLease::NoQuorum { .. }) => *last_until_ms = 0,
+        Err(_) => {}
+    }
+    let (confirmed_epoch, confirmed_digest) = m.confirmed().unwrap_or((0, 0));
+    Command::Lease {
+        until_ns: last_until_ms.saturating_mul(1_000_000),
+        confirmed_epoch,
+        confirmed_digest,
+    }
+}
+
 fn sanitize(load: f32) -> f32 {
     if load.is_finite() && load >= 0.0 {
         load
@@ -162,17 +180,7 @@ impl DataplaneLink {
             digest: epoch.digest,
             members: states.clone(),
         };
-        match m.lease(now) {
-            Ok(until) => self.lease_until_ms = until,
-            Err(NoLease::NoQuorum { .. }) => self.lease_until_ms = 0,
-            Err(_) => {}
-        }
-        let (confirmed_epoch, confirmed_digest) = m.confirmed().unwrap_or((0, 0));
-        let lease = Command::Lease {
-            until_ns: self.lease_until_ms.saturating_mul(1_000_000),
-            confirmed_epoch,
-            confirmed_digest,
-        };
+        let lease = lease_command(m, now, &mut self.lease_until_ms);
         for w in 0..self.workers.len() {
             self.push_worker(w, &full, (epoch.number, epoch.digest), &states, &lease);
         }
