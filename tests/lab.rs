@@ -460,6 +460,11 @@ fn overloaded_member_passes_new_connections_on_in_stateful_dpr() {
         .to_owned();
     let ports = lab.ports_inspected_by("srv1", 8);
     let (held, later) = ports.split_at(3);
+    // shoal-control reports real load (busy fraction): pinned to 0 first,
+    // so the held downloads stay with srv1 whatever this machine's load.
+    for node in MEMBERS {
+        lab.cmd(&["load", node, "0"]);
+    }
     lab.start_downloads(held, "2M");
     std::thread::sleep(std::time::Duration::from_millis(800));
     // The lab config has max_load 0.5 and least-loaded choice.
@@ -757,8 +762,10 @@ printf '%s\n' "$out"
 }
 
 /// `shoalctl drain` through control: no new connections to the drained
-/// member while its downloads finish; killing and restarting shoal-control
-/// alone interrupts no traffic.
+/// member while its downloads finish. Killing shoal-control alone fences
+/// its dataplane (no new connections once the lease lapses, established
+/// ones go on), the others take its share without a failed request, and a
+/// restarted control takes it back.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
@@ -801,23 +808,48 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
         ],
     );
 
-    // Control dies on srv1 mid-transfer and comes back: nothing notices.
+    // Control dies on srv1 mid-transfer. srv1's dataplane keeps serving its
+    // established downloads, but its lease lapses (at most the failure
+    // timeout minus the lease margin after the kill: nobody renews it) and
+    // from then on it answers no new SYN; srv2 and srv3 remove srv1 after
+    // the failure timeout and take its share once both their dataplanes run
+    // the new epoch. Clients never meet two kernels answering one SYN; a SYN
+    // sent in the gap between is retransmitted by the client's kernel.
     let held = lab.ports_inspected_by("srv1", 3);
     lab.start_downloads(&held, "2M");
     std::thread::sleep(std::time::Duration::from_millis(500));
+    let refused_before = lab.counter("srv1", "claims_refused_lease");
     lab.cmd(&["kill", "srv1", "--control"]);
+    // Past the lease's end (< 1 s after the kill): every SYN from now on
+    // is one srv1 does not claim, whatever the others do meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let during = fetch_mix(&lab, 60, 1000);
     assert!(during.iter().all(|f| f.code == 200), "{during:?}");
     assert!(
-        during.iter().any(|f| f.served_by == "srv1"),
-        "srv1's dataplane kept its last state"
+        during.iter().all(|f| f.served_by != "srv1"),
+        "srv1 claimed a new connection without a lease: {during:?}"
+    );
+    lab.settle();
+    assert!(
+        lab.counter("srv1", "claims_refused_lease") > refused_before,
+        "srv1 refused the SYNs it would have inspected"
     );
     lab.cmd(&["start", "srv1", "--control"]);
     for (served_by, got) in lab.finish_downloads(&held) {
-        assert_eq!(served_by, "srv1");
+        assert_eq!(
+            served_by, "srv1",
+            "its established downloads stayed on srv1"
+        );
         assert_eq!(got, sha);
     }
     await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(6));
+    // Back with a lease: srv1 takes new connections again.
+    let after = fetch_mix(&lab, 60, 1000);
+    assert!(after.iter().all(|f| f.code == 200), "{after:?}");
+    assert!(
+        after.iter().any(|f| f.served_by == "srv1"),
+        "srv1 claims its share again once its control is back"
+    );
     lab.assert_alive();
 }
 

@@ -244,6 +244,23 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                     "NOT converged yet"
                 }
             );
+            let lease = &b["lease"];
+            let _ = writeln!(
+                s,
+                "lease {}; epoch {}confirmed by every dataplane (newest confirmed {}), dataplane runs digest {}",
+                if lease["held"] == true {
+                    format!("held ({} ms left)", lease["remaining_ms"])
+                } else {
+                    format!(
+                        "NOT held ({}; {} ms left of the last one): new connections go to the others",
+                        lease["refused"]["reason"].as_str().unwrap_or("?"),
+                        lease["remaining_ms"]
+                    )
+                },
+                if b["epoch_confirmed"] == true { "" } else { "NOT " },
+                b["confirmed_epoch"],
+                b["applied_digest"].as_str().unwrap_or("?")
+            );
             let _ = writeln!(
                 s,
                 "load {:.3} (busy {:.3}, connections {:.0})",

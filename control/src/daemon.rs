@@ -541,8 +541,12 @@ impl Daemon {
             log_event(&self.membership, &e);
         }
         let now = self.clock.now();
-        let mut s =
-            Status::from_membership(&self.membership, &self.config.cluster.name, now.mono_ms);
+        let mut s = Status::from_membership(
+            &self.membership,
+            &self.config.cluster.name,
+            now,
+            self.link.lease_until_ms(),
+        );
         s.networks = self
             .networks
             .iter()
@@ -635,9 +639,11 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
         },
         config.control.shm_path.display()
     ));
+    let mut link = DataplaneLink::new(&config.control.shm_path, workers);
+    resume_from_dataplane(&mut membership, &mut link, now);
     let mut d = Daemon {
         config_path: config_path.to_owned(),
-        link: DataplaneLink::new(&config.control.shm_path, workers),
+        link,
         load: LoadTracker::new(config.control.load_smoothing, workers, capacity),
         config: Arc::new(config),
         membership,
@@ -652,6 +658,40 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
     metrics_server.unblock();
     admin_server.unblock();
     Ok(())
+}
+
+/// A restart while the dataplane still holds the previous control's lease:
+/// resume from the dataplane's table instead of settling for a failure
+/// timeout, so clients and peers do not notice (`Membership::resume`).
+fn resume_from_dataplane(m: &mut Membership, link: &mut DataplaneLink, now: Now) {
+    let reads = link.read_stats();
+    let Some(snap) = reads.first().copied().flatten() else {
+        return;
+    };
+    let (Some(1), Some(until_ns), Some(mask)) = (
+        snap.value("lease_held"),
+        snap.value("lease_until_ns"),
+        snap.value("applied_alive_mask"),
+    ) else {
+        return;
+    };
+    let until_ms = until_ns / 1_000_000;
+    if until_ms <= now.mono_ms {
+        return;
+    }
+    let alive: Vec<u16> = m
+        .members()
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i < 64 && mask & (1 << i) != 0)
+        .map(|(_, info)| info.id)
+        .collect();
+    m.resume(&alive, now);
+    link.resume_lease(until_ms);
+    log(&format!(
+        "resuming from the running dataplane: its lease runs {} ms more; members alive in its table: {alive:?}",
+        until_ms - now.mono_ms
+    ));
 }
 
 fn main_loop(d: &mut Daemon, rx: &Receiver<Input>, stop: &AtomicBool) {

@@ -161,6 +161,12 @@ impl DataplaneLink {
         self.workers.iter().map(|w| w.last.as_ref()).collect()
     }
 
+    /// Takes over the lease end a previous control sent (a restart that
+    /// resumes): repeated until this incarnation may renew it.
+    pub fn resume_lease(&mut self, until_ms: u64) {
+        self.lease_until_ms = until_ms;
+    }
+
     /// The lease end last sent to the workers (monotonic ms, 0 = none).
     pub fn lease_until_ms(&self) -> u64 {
         self.lease_until_ms

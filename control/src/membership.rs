@@ -331,6 +331,24 @@ pub struct Peer {
     pub acked_sent_mono_ms: Option<u64>,
 }
 
+impl Peer {
+    /// A peer nothing has been accepted from yet.
+    fn unheard(now: Now) -> Peer {
+        Peer {
+            alive: false,
+            incarnation: 0,
+            sequence: 0,
+            last_heard_mono_ms: now.mono_ms,
+            load: LoadFigures::default(),
+            epoch: 0,
+            digest: 0,
+            live: Vec::new(),
+            applied_digest: 0,
+            acked_sent_mono_ms: None,
+        }
+    }
+}
+
 /// The membership state of one member.
 #[derive(Debug)]
 pub struct Membership {
@@ -410,6 +428,31 @@ impl Membership {
             applied_digest: 0,
             confirmed: None,
         }
+    }
+
+    /// A restarted control resuming while its dataplane still holds a lease
+    /// from the previous incarnation: `alive` (the members alive in the
+    /// dataplane's newest table) are taken as heard now, and settling is
+    /// over at once, so the epoch and the lease continue without the
+    /// failure-timeout pause and a short restart goes unnoticed.
+    ///
+    /// Safe because the old lease proves no peer removed this member yet,
+    /// every table pushed only adds to the dataplane's claim set (which
+    /// claims the intersection), confirmation still waits for every live
+    /// peer's dataplane, and the lease is renewed only on acknowledgements
+    /// of this incarnation's own announcements. A member taken as alive
+    /// that is in fact gone is removed by the cleaner one failure timeout
+    /// later, as if it had died now.
+    pub fn resume(&mut self, alive: &[u16], now: Now) {
+        for &id in alive {
+            if id == self.local || !self.members.iter().any(|m| m.id == id) {
+                continue;
+            }
+            let peer = self.peers.entry(id).or_insert_with(|| Peer::unheard(now));
+            peer.alive = true;
+            peer.last_heard_mono_ms = now.mono_ms;
+        }
+        self.settled = true;
     }
 
     /// Sets what a member cut off from the majority does (default
@@ -678,18 +721,10 @@ impl Membership {
     }
 
     fn apply(&mut self, a: &Announcement, now: Now) {
-        let peer = self.peers.entry(a.sender).or_insert_with(|| Peer {
-            alive: false,
-            incarnation: 0,
-            sequence: 0,
-            last_heard_mono_ms: now.mono_ms,
-            load: LoadFigures::default(),
-            epoch: 0,
-            digest: 0,
-            live: Vec::new(),
-            applied_digest: 0,
-            acked_sent_mono_ms: None,
-        });
+        let peer = self
+            .peers
+            .entry(a.sender)
+            .or_insert_with(|| Peer::unheard(now));
         let restarted = peer.alive && peer.incarnation != 0 && peer.incarnation != a.incarnation;
         let was_alive = peer.alive;
         peer.incarnation = a.incarnation;

@@ -17,7 +17,8 @@
 //! | `{wire,kernel}_{rx,tx}_{packets,bytes}` | `shoal_dataplane_{packets,bytes}_total{port,direction}` |
 //! | `drop_<reason>` | `shoal_dataplane_drops_total{reason}` |
 //! | `malformed_<layer>_<reason>` | `shoal_dataplane_malformed_total{layer,reason}` |
-//! | `syn_accepted`, `syn_other_inspector`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
+//! | `syn_accepted`, `syn_other_inspector`, `claims_refused_{lease,pending}`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
+//! | `lease_held`, `epochs_pending`, `applied_epoch` | `shoal_dataplane_{lease_held,epochs_pending,epoch}` |
 //! | `flows_live` | `shoal_dataplane_flows_live` |
 //! | `flows_{syn,established,closing,tombstone}` | `shoal_dataplane_flows{state}` |
 //! | `flows_{redirected,handed_over}` | `shoal_dataplane_flows_{redirected,handed_over}` |
@@ -118,9 +119,11 @@ fn float(v: f64) -> String {
     }
 }
 
-const SELECTIONS: [&str; 5] = [
+const SELECTIONS: [&str; 7] = [
     "syn_accepted",
     "syn_other_inspector",
+    "claims_refused_lease",
+    "claims_refused_pending",
     "syn_retransmit",
     "vip_stateless_local",
     "vip_stateless_other",
@@ -203,6 +206,26 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             &[w],
             value as f64,
         ),
+        "lease_held" => out.gauge(
+            "shoal_dataplane_lease_held",
+            "1 while the worker holds control's lease (claims new connections).",
+            &[w],
+            value as f64,
+        ),
+        "epochs_pending" => out.gauge(
+            "shoal_dataplane_epochs_pending",
+            "Epochs the worker keeps until every member confirms a newer one (claims only keys it owns in all).",
+            &[w],
+            value as f64,
+        ),
+        "applied_epoch" => out.gauge(
+            "shoal_dataplane_epoch",
+            "Membership epoch the worker runs.",
+            &[w],
+            value as f64,
+        ),
+        // A deadline and a digest: shown by /status, not metrics.
+        "lease_until_ns" | "applied_digest" | "applied_alive_mask" => {}
         "polls_busy" | "polls_idle" => out.counter(
             "shoal_dataplane_polls_total",
             "Worker polls that found packets (busy) or none (idle).",
@@ -238,6 +261,24 @@ pub fn render(s: &Status) -> String {
         "1 when every live peer announces this member's epoch and table.",
         &[],
         f64::from(u8::from(s.converged)),
+    );
+    out.gauge(
+        "shoal_epoch_confirmed",
+        "1 when every live peer's dataplane runs this member's epoch table.",
+        &[],
+        f64::from(u8::from(s.epoch_confirmed)),
+    );
+    out.gauge(
+        "shoal_lease_held",
+        "1 when control renews its dataplane's lease (settled, majority heard, every live peer acknowledging).",
+        &[],
+        f64::from(u8::from(s.lease.held)),
+    );
+    out.gauge(
+        "shoal_lease_remaining_seconds",
+        "Time left of the lease last sent to the dataplane.",
+        &[],
+        s.lease.remaining_ms as f64 / 1000.0,
     );
     for m in &s.members {
         let id = m.id.to_string();

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::membership::{Membership, TableEntry};
+use crate::membership::{Membership, NoLease, Now, TableEntry};
 use crate::message::LoadFigures;
 
 /// One member as `/members` shows it.
@@ -73,6 +73,18 @@ pub struct WorkerStatus {
     pub values: Vec<u64>,
 }
 
+/// This member's lease (what fences its dataplane's new connections).
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct LeaseStatus {
+    /// Control may renew the lease now (settled, majority, every live peer
+    /// acknowledged a recent announcement).
+    pub held: bool,
+    /// Milliseconds left of the lease last sent to the dataplane (0: over).
+    pub remaining_ms: u64,
+    /// Why it is not held (none when held).
+    pub refused: Option<NoLease>,
+}
+
 /// Everything the admin API and the exporter show.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Status {
@@ -88,6 +100,16 @@ pub struct Status {
     pub settled: bool,
     /// Every live peer announced our (epoch, digest).
     pub converged: bool,
+    /// Every live peer's dataplane runs our epoch's table: the dataplane
+    /// claims the space it gained (before: only what it owns in every
+    /// epoch since the last confirmed one).
+    pub epoch_confirmed: bool,
+    /// The newest confirmed epoch number (0: none yet).
+    pub confirmed_epoch: u64,
+    /// Digest of the table the local dataplane runs, hex.
+    pub applied_digest: String,
+    /// The lease.
+    pub lease: LeaseStatus,
     /// Epoch number.
     pub epoch: u64,
     /// Epoch digest, hex.
@@ -113,8 +135,11 @@ pub struct Status {
 }
 
 impl Status {
-    /// Fills the membership part of a snapshot from `m` at monotonic `now_ms`.
-    pub fn from_membership(m: &Membership, cluster: &str, now_ms: u64) -> Status {
+    /// Fills the membership part of a snapshot from `m` at `now`;
+    /// `lease_until_ms` is the lease end last sent to the dataplane.
+    pub fn from_membership(m: &Membership, cluster: &str, now: Now, lease_until_ms: u64) -> Status {
+        let now_ms = now.mono_ms;
+        let refused = m.lease(now).err();
         let local = m.local();
         let epoch = m.epoch();
         let live = m.live();
@@ -160,6 +185,14 @@ impl Status {
             incarnation: m.incarnation(),
             settled: m.settled(),
             converged: m.converged(),
+            epoch_confirmed: m.epoch_confirmed(),
+            confirmed_epoch: m.confirmed().map_or(0, |(n, _)| n),
+            applied_digest: format!("{:016x}", m.applied_digest()),
+            lease: LeaseStatus {
+                held: refused.is_none(),
+                remaining_ms: lease_until_ms.saturating_sub(now_ms),
+                refused,
+            },
             epoch: epoch.number,
             epoch_digest: format!("{:016x}", epoch.digest),
             epoch_changes: m.epoch_changes(),

@@ -112,6 +112,9 @@ struct Control {
 
 struct Dataplane {
     claims: ClaimSet<Table>,
+    /// Members alive in control's newest table (what a restarted control
+    /// resumes from, as `applied_alive_mask` in the stats segment).
+    alive: Vec<u16>,
     /// The command ring: control's commands not yet applied.
     ring: Vec<Command>,
 }
@@ -224,12 +227,23 @@ impl Sim {
         // Incarnations grow across restarts (the start time in unix ms).
         let inc = 1_700_000_000_000 + self.t * 10 + self.incarnations;
         let key = ClusterKey::from_bytes(&[0x5a; 32]).unwrap();
-        let m = Membership::new(id, infos(self.n), timing(), key, inc, at(self.t));
+        let mut m = Membership::new(id, infos(self.n), timing(), key, inc, at(self.t));
+        // As the daemon does: resume while the dataplane's lease runs.
+        let mut lease_until_ms = 0;
+        let now = Instant::from_millis(self.t);
+        if let Some(d) = self.node(id).dataplane.as_ref() {
+            if let (true, Fence::Leased { until: Some(u) }) =
+                (d.claims.lease_held(now), d.claims.fence())
+            {
+                m.resume(&d.alive.clone(), at(self.t));
+                lease_until_ms = u.as_millis();
+            }
+        }
         self.node(id).control = Some(Control {
             m,
             paused: false,
             pushed: None,
-            lease_until_ms: 0,
+            lease_until_ms,
         });
     }
 
@@ -240,6 +254,7 @@ impl Sim {
         let n = self.n;
         self.node(id).dataplane = Some(Dataplane {
             claims: ClaimSet::new(Table::config(n), 0, Fence::Leased { until: None }),
+            alive: (1..=n).collect(),
             ring: Vec::new(),
         });
         // A new ring: control resends the full membership.
@@ -524,6 +539,29 @@ fn killed_control_hands_its_share_over_with_a_gap_not_an_overlap() {
         mine.iter().all(|&k| sim.claimers(k) == [1]),
         "srv1 takes its share back"
     );
+}
+
+/// A control killed and restarted at once resumes from its dataplane's
+/// table while the lease runs: nobody ever stops claiming srv1's share, and
+/// no key gets two claimers.
+#[test]
+fn quick_control_restart_goes_unnoticed() {
+    let mut sim = Sim::new(3, false, vec![11, 42, 180, 5]);
+    sim.lossy = false;
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    let mine: Vec<u16> = (0..KEYS).filter(|&k| sim.claimers(k) == [1]).collect();
+    assert!(!mine.is_empty());
+    for restart_after in [0, 50, 300] {
+        sim.run(&Action::KillControl(1));
+        sim.wait(restart_after, true);
+        sim.run(&Action::StartControl(1));
+        for _ in 0..(2 * TIMEOUT) {
+            sim.wait(1, true);
+            for &k in &mine {
+                assert_eq!(sim.claimers(k), [1], "t={}: key {k} after a restart", sim.t);
+            }
+        }
+    }
 }
 
 /// A control stopped (SIGSTOP) for longer than the failure timeout, then

@@ -70,6 +70,25 @@ pub struct ControlLink {
     pub polls_idle: u64,
     /// Commands that could not be decoded or applied.
     pub bad_commands: u64,
+    /// Digest of control's newest table the pipeline holds (set by the
+    /// worker loop once the tables are built and swapped in), published as
+    /// `applied_digest`: what the peers wait for before they claim space
+    /// this member gave up. A table the membership file narrows still holds
+    /// control's table in its claim set, so it reports control's digest.
+    pub applied_digest: u64,
+}
+
+/// Bit `i` set: the `i`-th member by ascending id (at most 64) is alive in
+/// control's newest table. A restarted control resumes from it while the
+/// lease still runs (`shoal-control`'s `Membership::resume`).
+pub fn alive_mask(members: &[MemberEntry]) -> u64 {
+    let mut ids: Vec<(u16, bool)> = members.iter().map(|m| (m.id, m.alive)).collect();
+    ids.sort_unstable();
+    ids.iter()
+        .take(64)
+        .enumerate()
+        .filter(|(_, (_, alive))| *alive)
+        .fold(0, |mask, (i, _)| mask | (1 << i))
 }
 
 /// The names of the values in the stats segment, in order: every counter,
@@ -95,6 +114,7 @@ pub fn stat_names() -> Vec<String> {
         "epochs_pending",
         "applied_epoch",
         "applied_digest",
+        "applied_alive_mask",
     ] {
         names.push(s.to_owned());
     }
@@ -131,6 +151,7 @@ impl ControlLink {
             polls_busy: 0,
             polls_idle: 0,
             bad_commands: 0,
+            applied_digest: tables.digest,
         })
     }
 
@@ -269,7 +290,8 @@ impl ControlLink {
             u64::from(pipeline.claims().lease_held(now)),
             pipeline.claims().pending() as u64 + u64::from(pipeline.claims().overflowed()),
             pipeline.tables().epoch,
-            pipeline.claims().current_digest(),
+            self.applied_digest,
+            alive_mask(&self.members),
         ];
         for g in gauges {
             self.values[i] = g;

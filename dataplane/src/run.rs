@@ -155,7 +155,11 @@ fn tables_from_control(
         let file = membership::read(path).map_err(|e| e.to_string())?;
         let before = members.clone();
         membership::overlay(cfg, &mut members, &file, path).map_err(|e| e.to_string())?;
-        overridden = before != members;
+        // Loads do not change who owns a key; alive, weight and drain do.
+        overridden = before
+            .iter()
+            .zip(&members)
+            .any(|(a, b)| a.effective_weight() != b.effective_weight());
     }
     let mut t = Tables::build(cfg, epoch, members).map_err(|e| e.to_string())?;
     t.digest = if overridden {
@@ -401,8 +405,16 @@ fn drive<Io: PacketIo>(
                             match tables_from_control(cfg, opts, e, digest, members) {
                                 Ok(t) => {
                                     epoch = e;
+                                    if t.digest != digest {
+                                        eprintln!(
+                                            "shoal-dataplane: the membership file changes who takes new \
+                                             connections (drain, weight or liveness) while control runs: \
+                                             this member claims only what both allow; use shoalctl"
+                                        );
+                                    }
                                     log_epoch(&t, &mut last_logged);
                                     worker.pipeline_mut().set_tables(Arc::new(t));
+                                    link.applied_digest = digest;
                                 }
                                 Err(err) => {
                                     eprintln!(
