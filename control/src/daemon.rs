@@ -443,6 +443,11 @@ impl Daemon {
 
     fn interval(&mut self) {
         let reads = self.link.read_stats();
+        let written_at = reads
+            .first()
+            .copied()
+            .flatten()
+            .map(|s| s.written_at_unix_ns);
         let counters: Vec<Option<WorkerCounters<'_>>> = reads
             .iter()
             .map(|r| {
@@ -465,10 +470,34 @@ impl Daemon {
             .unwrap_or(0);
         self.membership.set_applied_digest(applied);
         let now = self.clock.now();
+        self.watch_dataplane(written_at, now);
         self.membership.tick(now);
         let datagram = self.membership.announce_signed(now);
         self.announce(&datagram);
         self.link.push(&self.membership, now);
+    }
+
+    /// A dataplane that stopped writing stats (gone, or hung) for two
+    /// intervals gets no more lease renewals; once the last lease it was
+    /// given is over this member withdraws from the membership, so the peers
+    /// take its share right away instead of never (its control keeps
+    /// announcing). It rejoins when the stats move again.
+    fn watch_dataplane(&mut self, written_at_unix_ns: Option<u64>, now: Now) {
+        let stale_after_ns = 2 * self.membership.timing().interval_ms.max(1) * 1_000_000;
+        let up = written_at_unix_ns
+            .is_some_and(|w| (now.wall_ms * 1_000_000).saturating_sub(w) < stale_after_ns);
+        self.membership.set_dataplane_up(up);
+        let withdrawn = self.membership.withdrawn();
+        if up && withdrawn {
+            self.membership.set_withdrawn(false);
+            log("the dataplane is back: rejoining the membership");
+        } else if !up && !withdrawn && self.link.lease_until_ms() <= now.mono_ms {
+            self.membership.set_withdrawn(true);
+            log(
+                "the dataplane stopped (no stats for two intervals) and its lease is over: \
+                 leaving the membership until it is back, the others take its share",
+            );
+        }
     }
 
     fn act(&mut self, action: Action) -> Result<Value, (u16, Vec<String>)> {

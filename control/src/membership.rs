@@ -36,7 +36,10 @@
 //!
 //! **Settings** (weight, drain) are last-writer-wins registers carried in
 //! every announcement, so a drain made on any member reaches all of them
-//! and survives the restart of the drained member.
+//! and survives the restart of the drained member. A change's version is
+//! `max(previous + 1, wall clock ms) << 16 | member id`: a later change
+//! wins even when the control that makes it restarted since the earlier
+//! one (and never heard its version).
 //!
 //! **Leases** fence the dataplane (its half is `shoal_dataplane::claim`).
 //! Every announcement lists, for each member the sender hears, the last
@@ -110,6 +113,11 @@ pub enum Isolation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum NoLease {
+    /// The local dataplane is gone: this member left the membership.
+    Withdrawn,
+    /// The local dataplane stopped writing its stats (gone or hung): not
+    /// renewed; withdrawn once the last lease is over.
+    DataplaneDown,
     /// Still settling after start (listening for the failure timeout).
     Settling,
     /// Hears `live` of `configured` members: not a strict majority.
@@ -329,6 +337,10 @@ pub struct Peer {
     /// announcements (this incarnation) the peer acknowledged.
     #[serde(skip)]
     pub acked_sent_mono_ms: Option<u64>,
+    /// The sequence of this member's (this incarnation's) announcement its
+    /// last accepted announcement acknowledged (0: none).
+    #[serde(skip)]
+    pub acked_seq: u64,
 }
 
 impl Peer {
@@ -345,6 +357,7 @@ impl Peer {
             live: Vec::new(),
             applied_digest: 0,
             acked_sent_mono_ms: None,
+            acked_seq: 0,
         }
     }
 }
@@ -374,6 +387,16 @@ pub struct Membership {
     applied_digest: u64,
     /// The newest epoch (number, digest) every live peer's dataplane runs.
     confirmed: Option<(u64, u64)>,
+    /// First own sequence number announced with the current applied digest.
+    applied_since_seq: u64,
+    /// The local dataplane is gone: announce `leaving` and take no share
+    /// until it is back.
+    withdrawn: bool,
+    /// The local dataplane writes its stats: the lease may be renewed.
+    dataplane_up: bool,
+    /// Latest wall clock seen (start, ticks, receptions), unix ms: the
+    /// floor of new settings versions.
+    wall_ms: u64,
 }
 
 impl Membership {
@@ -427,7 +450,32 @@ impl Membership {
             sent: VecDeque::new(),
             applied_digest: 0,
             confirmed: None,
+            applied_since_seq: 0,
+            withdrawn: false,
+            dataplane_up: true,
+            wall_ms: now.wall_ms,
         }
+    }
+
+    /// Whether the local dataplane is alive (writing its stats): no lease
+    /// renewal while it is not (default: alive).
+    pub fn set_dataplane_up(&mut self, up: bool) {
+        self.dataplane_up = up;
+    }
+
+    /// Withdraws this member from the membership (its dataplane stopped:
+    /// every announcement says `leaving`, so the peers take its share at
+    /// once, and its own table has it dead) or brings it back. The daemon
+    /// withdraws only once the last lease it gave the dataplane is over, so
+    /// a dataplane that was merely stalled cannot wake up and claim what
+    /// the peers now claim.
+    pub fn set_withdrawn(&mut self, withdrawn: bool) {
+        self.withdrawn = withdrawn;
+    }
+
+    /// Whether this member is withdrawn (its dataplane is gone).
+    pub fn withdrawn(&self) -> bool {
+        self.withdrawn
     }
 
     /// A restarted control resuming while its dataplane still holds a lease
@@ -469,6 +517,11 @@ impl Membership {
     /// Records the digest of the table the local dataplane has applied
     /// (announced to the peers for confirmation).
     pub fn set_applied_digest(&mut self, digest: u64) {
+        if digest != self.applied_digest {
+            // Only announcements from now on say so: a peer's confirmation
+            // counts once it acknowledges one of them.
+            self.applied_since_seq = self.sequence + 1;
+        }
         self.applied_digest = digest;
     }
 
@@ -491,6 +544,12 @@ impl Membership {
     /// The end of this member's lease (monotonic ms), or why it holds none
     /// at `now` (see the module documentation).
     pub fn lease(&self, now: Now) -> Result<u64, NoLease> {
+        if self.withdrawn {
+            return Err(NoLease::Withdrawn);
+        }
+        if !self.dataplane_up {
+            return Err(NoLease::DataplaneDown);
+        }
         if !self.settled {
             return Err(NoLease::Settling);
         }
@@ -659,7 +718,7 @@ impl Membership {
         heard.sort_by_key(|h| h.member);
         Announcement {
             sender: self.local,
-            leaving,
+            leaving: leaving || self.withdrawn,
             incarnation: self.incarnation,
             sequence: self.sequence,
             timestamp_ms: now.wall_ms,
@@ -675,6 +734,7 @@ impl Membership {
     /// The receiver: checks and applies one datagram. Rejected datagrams
     /// change nothing but their outcome counter.
     pub fn receive(&mut self, datagram: &[u8], now: Now) -> Result<u16, Reject> {
+        self.wall_ms = self.wall_ms.max(now.wall_ms);
         let result = self.check(datagram, now);
         match &result {
             Ok(a) => {
@@ -737,11 +797,14 @@ impl Membership {
         peer.live = a.heard.iter().map(|h| h.member).collect();
         let local = self.local;
         let incarnation = self.incarnation;
-        let acked = a
+        let ack = a
             .heard
             .iter()
             .find(|h| h.member == local && h.incarnation == incarnation)
-            .and_then(|h| self.sent.iter().find(|(seq, _)| *seq == h.sequence))
+            .map(|h| h.sequence);
+        peer.acked_seq = ack.unwrap_or(0);
+        let acked = ack
+            .and_then(|seq| self.sent.iter().find(|(s, _)| *s == seq))
             .map(|&(_, at)| at);
         if let Some(at) = acked {
             peer.acked_sent_mono_ms = Some(peer.acked_sent_mono_ms.map_or(at, |t| t.max(at)));
@@ -792,7 +855,10 @@ impl Membership {
             member,
             weight: weight.unwrap_or(s.weight),
             draining: draining.unwrap_or(s.draining),
-            version: (((s.version >> 16) + 1) << 16) | u64::from(local),
+            // A hybrid clock: above every version seen, and at least the
+            // wall clock, so a later change wins even when this control
+            // restarted (and forgot the versions) since the earlier one.
+            version: (((s.version >> 16) + 1).max(self.wall_ms) << 16) | u64::from(local),
         };
         *s = next;
         self.events.push(Event::SettingChanged(next));
@@ -801,6 +867,7 @@ impl Membership {
 
     /// The cleaner and the epoch computation; call once per interval.
     pub fn tick(&mut self, now: Now) {
+        self.wall_ms = self.wall_ms.max(now.wall_ms);
         let others = self.members.iter().any(|m| m.id != self.local);
         if !self.settled
             && (!others
@@ -856,12 +923,20 @@ impl Membership {
                 table_changed: false,
             });
         }
+        // Confirmed: this dataplane and every live peer's run the table,
+        // each peer saying so in an announcement that acknowledges one of
+        // ours sent after our dataplane applied it. Both sides then know the
+        // other holds the table; a stale "applied" from before a peer moved
+        // on (members can pass through tables in different orders while
+        // settings spread) confirms nothing.
         let digest = self.epoch.digest;
-        if self
-            .peers
-            .values()
-            .filter(|p| p.alive)
-            .all(|p| p.applied_digest == digest)
+        let since = self.applied_since_seq;
+        if self.applied_digest == digest
+            && self
+                .peers
+                .values()
+                .filter(|p| p.alive)
+                .all(|p| p.applied_digest == digest && p.acked_seq >= since)
         {
             self.confirmed = Some((self.epoch.number, digest));
         }
@@ -875,7 +950,11 @@ impl Membership {
                 let s = self.settings.get(&m.id);
                 TableEntry {
                     id: m.id,
-                    alive: m.id == self.local || self.peers.get(&m.id).is_some_and(|p| p.alive),
+                    alive: if m.id == self.local {
+                        !self.withdrawn
+                    } else {
+                        self.peers.get(&m.id).is_some_and(|p| p.alive)
+                    },
                     weight: s.map_or(m.weight, |s| s.weight),
                     draining: s.is_some_and(|s| s.draining),
                 }
@@ -1069,7 +1148,8 @@ mod tests {
         let mut a = node(1, 100);
         let mut b = node(2, 200);
         let s = a.set_setting(3, None, Some(true)).unwrap();
-        assert_eq!(s.version, (1 << 16) | 1);
+        let t0 = at(0).wall_ms;
+        assert_eq!(s.version, (t0 << 16) | 1);
         b.receive(&a.announce_signed(at(0)), at(0)).unwrap();
         assert_eq!(b.settings()[&3], s);
         // b then changes member 3's weight: version 2, wins on a.
@@ -1080,7 +1160,7 @@ mod tests {
                 member: 3,
                 weight: 50,
                 draining: true,
-                version: (2 << 16) | 2
+                version: ((t0 + 1) << 16) | 2
             }
         );
         a.receive(&b.announce_signed(at(10)), at(10)).unwrap();

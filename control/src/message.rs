@@ -302,7 +302,8 @@ pub struct Setting {
     pub weight: u32,
     /// Whether it is drained (takes no new connections).
     pub draining: bool,
-    /// `(counter << 16) | id of the member that made the change`; 0 = the config.
+    /// `(max(previous + 1, wall clock ms) << 16) | id of the member that made
+    /// the change`; 0 = the config.
     pub version: u64,
 }
 

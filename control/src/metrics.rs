@@ -408,6 +408,9 @@ mod tests {
             "polls_busy",
             "polls_idle",
             "arp_vip_replied",
+            "claims_refused_lease",
+            "lease_held",
+            "lease_until_ns",
         ];
         Status {
             cluster: "lab".into(),
@@ -471,6 +474,12 @@ mod tests {
                 values: (1..=names.len() as u64).collect(),
             }],
             flow_table_capacity: 1024,
+            epoch_confirmed: true,
+            lease: crate::status::LeaseStatus {
+                held: true,
+                remaining_ms: 600,
+                refused: None,
+            },
             ..Status::default()
         }
     }
@@ -514,6 +523,9 @@ shoal_dataplane_flows{worker=\"0\",state=\"established\"} 9
 # HELP shoal_dataplane_flows_live Flows in the worker's flow table.
 # TYPE shoal_dataplane_flows_live gauge
 shoal_dataplane_flows_live{worker=\"0\"} 8
+# HELP shoal_dataplane_lease_held 1 while the worker holds control's lease (claims new connections).
+# TYPE shoal_dataplane_lease_held gauge
+shoal_dataplane_lease_held{worker=\"0\"} 14
 # HELP shoal_dataplane_malformed_total Malformed frames, by protocol layer and parse error.
 # TYPE shoal_dataplane_malformed_total counter
 shoal_dataplane_malformed_total{worker=\"0\",layer=\"tcp\",reason=\"bad_data_offset\"} 6
@@ -528,6 +540,7 @@ shoal_dataplane_polls_total{worker=\"0\",result=\"idle\"} 11
 # HELP shoal_dataplane_selections_total Inspector selection outcomes for new connections and stateless packets.
 # TYPE shoal_dataplane_selections_total counter
 shoal_dataplane_selections_total{worker=\"0\",outcome=\"syn_accepted\"} 7
+shoal_dataplane_selections_total{worker=\"0\",outcome=\"claims_refused_lease\"} 13
 # HELP shoal_dataplane_stats_age_seconds Seconds since the worker last wrote its stats segment.
 # TYPE shoal_dataplane_stats_age_seconds gauge
 shoal_dataplane_stats_age_seconds{worker=\"0\"} 0.5
@@ -540,9 +553,18 @@ shoal_epoch 7
 # HELP shoal_epoch_changes_total Membership epoch changes since start.
 # TYPE shoal_epoch_changes_total counter
 shoal_epoch_changes_total 3
+# HELP shoal_epoch_confirmed 1 when every live peer's dataplane runs this member's epoch table.
+# TYPE shoal_epoch_confirmed gauge
+shoal_epoch_confirmed 1
 # HELP shoal_epoch_converged 1 when every live peer announces this member's epoch and table.
 # TYPE shoal_epoch_converged gauge
 shoal_epoch_converged 1
+# HELP shoal_lease_held 1 when control renews its dataplane's lease (settled, majority heard, every live peer acknowledging).
+# TYPE shoal_lease_held gauge
+shoal_lease_held 1
+# HELP shoal_lease_remaining_seconds Time left of the lease last sent to the dataplane.
+# TYPE shoal_lease_remaining_seconds gauge
+shoal_lease_remaining_seconds 0.6
 # HELP shoal_member_busy_ratio Fraction of the member's dataplane polls that found packets (smoothed).
 # TYPE shoal_member_busy_ratio gauge
 shoal_member_busy_ratio{member=\"srv1\",id=\"1\"} 0.25

@@ -271,10 +271,20 @@ impl Sim {
             .dataplane
             .as_ref()
             .map_or(0, |d| d.claims.current_digest());
+        let dataplane_up = self.node(id).dataplane.is_some();
+        let t = self.t;
         let Some(c) = self.node(id).control.as_mut() else {
             return;
         };
         c.m.set_applied_digest(applied);
+        // As the daemon does: no renewal without a dataplane; withdrawn
+        // once the last lease is over, back when the dataplane is.
+        c.m.set_dataplane_up(dataplane_up);
+        if dataplane_up {
+            c.m.set_withdrawn(false);
+        } else if c.lease_until_ms <= t {
+            c.m.set_withdrawn(true);
+        }
         c.m.tick(now);
         let datagram = c.m.announce_signed(now);
         let mut commands = Vec::new();
@@ -405,8 +415,48 @@ impl Sim {
     fn check_at_most_one(&self) {
         for key in 0..KEYS {
             let c = self.claimers(key);
-            assert!(c.len() <= 1, "t={} ms: key {key} claimed by {c:?}", self.t);
+            assert!(
+                c.len() <= 1,
+                "t={} ms: key {key} claimed by {c:?}\n{}",
+                self.t,
+                self.describe()
+            );
         }
+    }
+
+    /// Every member's state, for a failure message.
+    fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let id = i + 1;
+            if let Some(c) = &node.control {
+                let e = c.m.epoch();
+                let _ = writeln!(
+                    out,
+                    "srv{id} control: epoch {} digest {:x} confirmed {:?} paused {} withdrawn {} lease {:?} table {:?} peers {:?}",
+                    e.number,
+                    e.digest,
+                    c.m.confirmed(),
+                    c.paused,
+                    c.m.withdrawn(),
+                    c.m.lease(at(self.t)),
+                    e.table.iter().map(|t| (t.id, t.alive, t.draining, t.weight)).collect::<Vec<_>>(),
+                    c.m.peers().iter().map(|(id, p)| (*id, p.alive, p.applied_digest)).collect::<Vec<_>>(),
+                );
+            }
+            if let Some(d) = &node.dataplane {
+                let _ = writeln!(
+                    out,
+                    "srv{id} dataplane: current {:x} pending {} fence {:?} ring {}",
+                    d.claims.current_digest(),
+                    d.claims.pending(),
+                    d.claims.fence(),
+                    d.ring.len()
+                );
+            }
+        }
+        out
     }
 
     fn run(&mut self, a: &Action) {
@@ -466,9 +516,10 @@ impl Sim {
                 .collect();
             assert!(
                 missing.is_empty(),
-                "t={}: not exactly one claimer {} ms after the last change: {missing:?}",
+                "t={}: not exactly one claimer {} ms after the last change: {missing:?}\n{}",
                 self.t,
-                TIMEOUT + BOUND
+                TIMEOUT + BOUND,
+                self.describe()
             );
             self.wait(INTERVAL, true);
         }
@@ -562,6 +613,135 @@ fn quick_control_restart_goes_unnoticed() {
             }
         }
     }
+}
+
+/// A dataplane killed while its control runs: the control withdraws once
+/// the lease is over, the others take the share quickly (no failure
+/// timeout: the control announces `leaving`), and it comes back with the
+/// dataplane.
+#[test]
+fn dead_dataplane_withdraws_its_member() {
+    let mut sim = Sim::new(3, false, vec![21, 8, 133, 64]);
+    sim.lossy = false;
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    let mine: Vec<u16> = (0..KEYS).filter(|&k| sim.claimers(k) == [1]).collect();
+    assert!(!mine.is_empty());
+    sim.run(&Action::KillDataplane(1));
+    let t0 = sim.t;
+    let mut taken = None;
+    for _ in 0..(3 * TIMEOUT) {
+        sim.wait(1, true);
+        if taken.is_none() && mine.iter().all(|&k| sim.claimers(k).len() == 1) {
+            taken = Some(sim.t - t0);
+        }
+    }
+    let taken = taken.expect("the others take the dead dataplane's share");
+    let span = TIMEOUT - shoal_control::membership::lease_margin_ms(timing());
+    assert!(taken <= span + 4 * INTERVAL, "taken over after {taken} ms");
+    println!("srv1's dataplane killed: its share is claimed again after {taken} ms");
+    sim.run(&Action::StartDataplane(1));
+    sim.settle_and_check_exactly_one();
+    assert!(
+        mine.iter().all(|&k| sim.claimers(k) == [1]),
+        "srv1 takes its share back"
+    );
+}
+
+/// Found by the property test: a drain made by a control that is then
+/// killed reaches a member only later (from its socket buffer, after a
+/// `SIGSTOP`); the restarted control's undrain used to carry the same
+/// settings version, so the members never agreed on one table again.
+#[test]
+fn found_by_proptest_liveness() {
+    use Action::*;
+    let script = [
+        Wait(1),
+        Wait(1),
+        Pause(2),
+        Wait(27),
+        Wait(11),
+        KillControl(1),
+        Drain(4, true),
+        Wait(1),
+        Wait(3),
+        Wait(18),
+        Wait(66),
+        KillControl(3),
+        Wait(1),
+        Wait(50),
+        KillControl(4),
+        Wait(1),
+        Wait(1),
+        Wait(47),
+        Wait(1),
+        Wait(1),
+    ];
+    let mut sim = Sim::new(4, false, vec![40]);
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    for a in &script {
+        sim.run(a);
+    }
+    sim.settle_and_check_exactly_one();
+}
+
+/// Found by the property test: members pass through tables in different
+/// orders while a drain spreads (srv1 undrained then drained, srv2 the
+/// other way); a confirmation from the other's stale "applied" would drop
+/// the one table both still share.
+#[test]
+fn found_by_proptest_drain_while_one_member_is_missing() {
+    use Action::*;
+    let script = [
+        Wait(112),
+        Wait(59),
+        Wait(56),
+        Wait(73),
+        Wait(70),
+        Wait(20),
+        Wait(63),
+        Wait(113),
+        Wait(137),
+        Wait(18),
+        Wait(9),
+        Wait(140),
+        Wait(81),
+        Wait(57),
+        Wait(137),
+        Wait(35),
+        Wait(124),
+        Wait(141),
+        Wait(59),
+        Wait(57),
+        Wait(107),
+        Wait(133),
+        Wait(113),
+        Wait(86),
+        Wait(68),
+        Wait(106),
+        Wait(77),
+        Wait(117),
+        Wait(43),
+        Drain(1, true),
+        Wait(107),
+        Wait(131),
+        Wait(66),
+        Wait(129),
+        Apply(2),
+        Wait(118),
+        Wait(148),
+        Wait(53),
+        Wait(4),
+        Wait(43),
+        Wait(128),
+        Wait(16),
+        Wait(53),
+    ];
+    let mut sim = Sim::new(3, true, vec![40]);
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    for a in &script {
+        sim.run(a);
+    }
+    sim.settle_and_check_exactly_one();
 }
 
 /// A control stopped (SIGSTOP) for longer than the failure timeout, then
