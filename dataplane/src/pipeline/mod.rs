@@ -537,9 +537,15 @@ impl Pipeline {
             IpProtocol::Tcp.into(),
         );
         let seq = tcp.seq_number();
-        if tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin() {
-            // Usually its broadcast copy made way already.
-            let _ = self.syn_meets_flow(&key, seq, now);
+        if tcp.syn()
+            && !tcp.ack()
+            && !tcp.rst()
+            && !tcp.fin()
+            && self.syn_meets_flow(&key, seq, now) == reuse::SynOnFlow::OwnSyn
+        {
+            // Counted here, not on the broadcast copy, which may come first
+            // or second.
+            self.counters.inc(Counter::SynRetransmit);
         }
         if self.track(&key, tcp.flags(), true, now).is_none() {
             let (state, isn) = if tcp.syn() {
@@ -636,7 +642,7 @@ impl Pipeline {
         let own_syn = pure_syn
             && self.syn_meets_flow(&key, tcp.seq_number(), now) == reuse::SynOnFlow::OwnSyn;
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
-            if own_syn {
+            if own_syn && action != FlowAction::Received {
                 self.counters.inc(Counter::SynRetransmit);
             }
             match action {
