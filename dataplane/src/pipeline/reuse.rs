@@ -76,8 +76,8 @@
 //! with an ACK of the old connection (rate-limited to one per 500 ms per
 //! socket). An orphaned FIN-WAIT-2 answers an in-window SYN with a RST and
 //! drops itself; an established socket answers any SYN with a challenge
-//! ACK (RFC 5961); a SYN-RECV socket answers a SYN with another ISN with a
-//! RST. So when the kernel answers a replayed SYN with an ACK, the
+//! ACK (RFC 5961); a SYN-RECV socket answers a SYN with another ISN with an
+//! ACK (outside its window) or a RST (inside). So when the kernel answers a replayed SYN with an ACK, the
 //! dataplane does what the client's own stack does in SYN-SENT (RFC 9293
 //! 3.10.7.3): a RST with `seq` = that ACK's acknowledgement number, which
 //! is the old socket's `rcv_nxt` exactly and removes it (notes §4: exact
