@@ -32,7 +32,10 @@
 //!
 //! Every member applies the rule to the same client packets with the same
 //! ISN (the inspector learns it from the SYN or the cookie ACK, a receiver
-//! from the handoff or the redirected SYN), so they agree.
+//! from the handoff or the redirected SYN), so they agree. The one input
+//! they may not share is the server's FIN or RST, which only the member
+//! whose kernel sent it sees; it matters only for a SYN with the old ISN,
+//! and after the server's FIN or RST that can only be an old duplicate.
 //!
 //! Two choices, and why:
 //!
