@@ -51,6 +51,22 @@ fn pipeline(
     loads: [f64; 3],
     max_load: Option<f64>,
 ) -> Pipeline {
+    let cfg = config(MEMBERS[k], mode, state);
+    Pipeline::new(
+        tables(k, mode, state, loads, max_load),
+        4096,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    )
+}
+
+/// Member `k`'s tables (see [`pipeline`]).
+fn tables(
+    k: usize,
+    mode: Mode,
+    state: State,
+    loads: [f64; 3],
+    max_load: Option<f64>,
+) -> Arc<Tables> {
     let mut cfg = config(MEMBERS[k], mode, state);
     cfg.services[0].selection.max_load = max_load;
     cfg.services[0].selection.load_choice = LoadChoice::LeastLoaded;
@@ -64,12 +80,7 @@ fn pipeline(
             ..MemberEntry::from_config(m)
         })
         .collect();
-    let tables = Arc::new(Tables::build(&cfg, 1, members).unwrap());
-    Pipeline::new(
-        tables,
-        4096,
-        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-    )
+    Arc::new(Tables::build(&cfg, 1, members).unwrap())
 }
 
 fn service() -> Endpoint {
@@ -391,4 +402,200 @@ fn fragments_follow_their_first_fragment() {
         assert_eq!(cluster[k].counters().get(Counter::DropFragmentOrphan), 1);
     }
     let _ = EthernetFrame::new_checked(&first[..]).unwrap();
+}
+
+/// Issue 11, local and DPR modes: a client reuses its 4-tuple for a new
+/// connection soon after the old one closed (the server closed first, so the
+/// client holds no TIME-WAIT). The old connection's own SYN, retransmitted,
+/// changes nothing; a SYN with another ISN is a new connection: every member
+/// that held state for the 4-tuple drops it (counted by kind) and the
+/// inspector places the SYN afresh — in stateful DPR by the loads of the
+/// moment. The old ISN again after the new connection's RST is a new
+/// connection too (the decision in `pipeline/reuse.rs`), and so is another
+/// ISN on a connection that saw no FIN or RST.
+#[test]
+fn a_new_syn_on_a_reused_tuple_is_a_new_connection_in_local_and_dpr_modes() {
+    use shoal_dataplane::flow::FlowKey;
+    use shoal_dataplane::pipeline::{FlowAction, FlowEntry};
+    let cases = [
+        (Mode::Local, State::Stateful),
+        (Mode::DprMac, State::Stateless),
+        (Mode::DprMac, State::Stateful),
+        (Mode::DprIpip, State::Stateless),
+        (Mode::DprIpip, State::Stateful),
+    ];
+    // srv1 inspects the client; in stateful DPR it is over max_load, so the
+    // least-loaded member takes the connection: srv3, and srv2 once the
+    // loads change.
+    let (before, after) = ([0.9, 0.3, 0.1], [0.9, 0.1, 0.3]);
+    for (mode, state) in cases {
+        let case = format!("{mode:?} {state:?}");
+        let mut cluster = [0, 1, 2].map(|k| pipeline(k, mode, state, before, Some(0.5)));
+        let mut kernels: [Vec<Vec<u8>>; 3] = Default::default();
+        let client = client_of(0);
+        let key = FlowKey::new(client.ip, client.port, VIP, 80, 6);
+        let entry = |p: &Pipeline| p.flows().get(&key).map(|f| f.value);
+        let seg = |seq: u32, ack: Option<u32>, flags: TcpFlags| {
+            let tcp = tcp_header(client.port, 80, seq, ack, flags);
+            tcp_frame(&client, &service(), &tcp, &[], 1)
+        };
+        let count = |cluster: &[Pipeline; 3], c: Counter| -> Vec<u64> {
+            cluster.iter().map(|p| p.counters().get(c)).collect()
+        };
+        let kind = |action: FlowAction| match action {
+            FlowAction::Local => Counter::TupleReusedLocal,
+            FlowAction::RedirectMac { .. } | FlowAction::RedirectIpip { .. } => {
+                Counter::TupleReusedRedirect
+            }
+            FlowAction::Received => Counter::TupleReusedReceived,
+            other => panic!("{case}: unexpected action {other:?}"),
+        };
+
+        // Connection 1 (ISN 1000) is placed on one kernel; only its holders keep state.
+        hub(&mut cluster, &seg(1000, None, TcpFlags::SYN), &mut kernels);
+        let serving = (0..3).find(|&k| kernels[k].len() == 1).unwrap();
+        assert_eq!(kernels.iter().map(Vec::len).sum::<usize>(), 1, "{case}");
+        let holders: Vec<usize> = (0..3).filter(|&k| entry(&cluster[k]).is_some()).collect();
+        match (mode, state) {
+            (Mode::Local, _) => assert_eq!((serving, &holders[..]), (0, &[0][..]), "{case}"),
+            (_, State::Stateful) => assert_eq!((serving, &holders[..]), (2, &[0, 2][..])),
+            // Stateless: only the target keeps a flow (Received, or Local on srv1).
+            _ => assert_eq!(holders, [serving], "{case}"),
+        }
+        let old: Vec<FlowEntry> = holders
+            .iter()
+            .map(|&k| entry(&cluster[k]).unwrap())
+            .collect();
+        assert!(
+            old.iter().all(|e| e.client_isn == 1000 && !e.ended),
+            "{case}"
+        );
+
+        // Its SYN retransmitted: the same kernel again, counted, no new state.
+        hub(&mut cluster, &seg(1000, None, TcpFlags::SYN), &mut kernels);
+        assert_eq!(kernels[serving].len(), 2, "{case}");
+        assert_eq!(kernels.iter().map(Vec::len).sum::<usize>(), 2, "{case}");
+        let retransmits = count(&cluster, Counter::SynRetransmit);
+        for k in 0..3 {
+            assert_eq!(retransmits[k], u64::from(holders.contains(&k)), "{case}");
+            assert_eq!(cluster[k].flows().len(), usize::from(holders.contains(&k)));
+        }
+        assert_eq!(count(&cluster, Counter::TupleReused), [0, 0, 0], "{case}");
+
+        // It completes and closes, the server first.
+        hub(
+            &mut cluster,
+            &seg(1001, Some(5001), TcpFlags::ACK),
+            &mut kernels,
+        );
+        let from_kernel = Endpoint {
+            mac: EthernetAddress(mac_of(serving)),
+            ..service()
+        };
+        let fin = tcp_header(80, client.port, 5001, Some(1001), TcpFlags::FIN);
+        let mut f = HeapFrame::from_bytes(&tcp_frame(&from_kernel, &client, &fin, &[], 0));
+        assert_eq!(
+            cluster[serving].process(KERNEL, &mut f, Instant::ZERO),
+            Verdict::Forward(WIRE)
+        );
+        hub(
+            &mut cluster,
+            &seg(1001, Some(5002), TcpFlags::FIN),
+            &mut kernels,
+        );
+        assert!(
+            holders.iter().all(|&k| entry(&cluster[k]).unwrap().ended),
+            "{case}"
+        );
+
+        // The loads change (stateful DPR now prefers srv2), and the client
+        // reuses the 4-tuple at once with another ISN.
+        for (k, p) in cluster.iter_mut().enumerate() {
+            p.set_tables(tables(k, mode, state, after, Some(0.5)));
+        }
+        let before_syn: Vec<usize> = kernels.iter().map(Vec::len).collect();
+        hub(
+            &mut cluster,
+            &seg(7_000_000, None, TcpFlags::SYN),
+            &mut kernels,
+        );
+        let got: Vec<usize> = (0..3)
+            .filter(|&k| kernels[k].len() > before_syn[k])
+            .collect();
+        let new_serving = match (mode, state) {
+            (Mode::Local, _) => 0,
+            (_, State::Stateful) => 1,
+            _ => serving,
+        };
+        assert_eq!(got, [new_serving], "{case}: one kernel gets the new SYN");
+        let syn_in = TcpPacket::new_checked(&kernels[new_serving].last().unwrap()[14 + 20..])
+            .unwrap()
+            .seq_number();
+        assert_eq!(syn_in, 7_000_000, "{case}");
+        // Every member that held the old connection dropped it, by kind.
+        let reused = count(&cluster, Counter::TupleReused);
+        for (k, e) in holders.iter().zip(&old) {
+            assert_eq!(reused[*k], 1, "{case}: srv{}", k + 1);
+            assert_eq!(cluster[*k].counters().get(kind(e.action)), 1, "{case}");
+        }
+        assert_eq!(reused.iter().sum::<u64>(), holders.len() as u64, "{case}");
+        // The new connection's holders: the inspector (if it keeps state)
+        // and the new target, with the new ISN.
+        let new_holders: Vec<usize> = (0..3).filter(|&k| entry(&cluster[k]).is_some()).collect();
+        match (mode, state) {
+            (Mode::Local, _) => assert_eq!(new_holders, [0], "{case}"),
+            (_, State::Stateful) => {
+                assert_eq!(new_holders, [0, 1], "{case}: srv3's old entry is gone");
+                assert_eq!(
+                    cluster[0].counters().get(Counter::DprOverloadChoice),
+                    2,
+                    "placed again by load"
+                );
+            }
+            _ => assert_eq!(new_holders, holders, "{case}"),
+        }
+        for &k in &new_holders {
+            let e = entry(&cluster[k]).unwrap();
+            assert_eq!((e.client_isn, e.ended), (7_000_000, false), "{case}");
+        }
+
+        // The new connection ends with the client's RST; its successor
+        // carries the first connection's ISN again: a new connection too.
+        hub(
+            &mut cluster,
+            &seg(7_000_001, None, TcpFlags::RST),
+            &mut kernels,
+        );
+        hub(&mut cluster, &seg(1000, None, TcpFlags::SYN), &mut kernels);
+        let reused_again = count(&cluster, Counter::TupleReused);
+        for &k in &new_holders {
+            assert_eq!(reused_again[k] - reused[k], 1, "{case}: srv{}", k + 1);
+            assert_eq!(entry(&cluster[k]).unwrap().client_isn, 1000, "{case}");
+        }
+        // That one the client drops silently (no FIN, no RST reaches the
+        // segment) and reuses the 4-tuple with yet another ISN: new again.
+        hub(
+            &mut cluster,
+            &seg(1001, Some(5001), TcpFlags::ACK),
+            &mut kernels,
+        );
+        hub(
+            &mut cluster,
+            &seg(9_000_000, None, TcpFlags::SYN),
+            &mut kernels,
+        );
+        let reused_third = count(&cluster, Counter::TupleReused);
+        for &k in &new_holders {
+            assert_eq!(reused_third[k] - reused_again[k], 1, "{case}: srv{}", k + 1);
+            let e = entry(&cluster[k]).unwrap();
+            assert_eq!((e.client_isn, e.ended), (9_000_000, false), "{case}");
+        }
+        for p in &cluster {
+            assert_eq!(
+                p.counters().outcomes(),
+                p.counters().get(Counter::WireRx) + p.counters().get(Counter::KernelRx),
+                "{case}: one outcome per frame"
+            );
+        }
+    }
 }

@@ -704,3 +704,542 @@ fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
     let (v, _, _) = run(&mut srv1, WIRE, &tcp_frame(&c2, &svc, &next, &[], 3), now);
     assert_eq!(v, Verdict::Forward(KERNEL));
 }
+
+/// The flow key of client `c`'s connection to the service.
+fn key_of(c: &Endpoint) -> shoal_dataplane::flow::FlowKey {
+    shoal_dataplane::flow::FlowKey::new(c.ip, c.port, VIP, 80, 6)
+}
+
+/// srv1 and srv2 of a cluster whose dispatch sends every request to srv2.
+fn to_srv2() -> (Pipeline, Pipeline) {
+    use shoal_config::{DispatchPolicy, DispatchRule};
+    let dispatch = Dispatch {
+        policy: DispatchPolicy::Rules,
+        rules: vec![DispatchRule {
+            host: None,
+            prefix: "/".into(),
+            member: "srv2".into(),
+        }],
+        ..Dispatch::default()
+    };
+    (
+        member_pipeline("srv1", dispatch.clone()),
+        member_pipeline("srv2", dispatch),
+    )
+}
+
+/// Client `c` opens a connection with ISN `isn` (TSval `ts` from then on)
+/// and sends REQUEST; srv1 inspects and offers it to srv2, which replays
+/// it into its kernel. Returns the cookie ISN, srv1's TSval and the frames
+/// srv2 sent its kernel (the replayed SYN).
+fn offered_to_srv2(
+    srv1: &mut Pipeline,
+    srv2: &mut Pipeline,
+    c: &Endpoint,
+    isn: u32,
+    ts: u32,
+    now: Instant,
+) -> (u32, u32, Vec<(PortId, Vec<u8>)>) {
+    let svc = service();
+    let mut syn = tcp_header(c.port, 80, isn, None, TcpFlags::SYN);
+    syn.timestamps = Some((ts, 0));
+    let syn = tcp_frame(c, &svc, &syn, &[], 1);
+    let (_, _, out) = run(srv1, WIRE, &syn, now);
+    assert_eq!(run(srv2, WIRE, &syn, now).0, Verdict::Drop);
+    let sa = parse(&out[0].1);
+    assert_eq!((sa.flags, sa.ack), (0x12, isn.wrapping_add(1)));
+    let (tc, _) = sa.ts.unwrap();
+    let mut req = tcp_header(
+        c.port,
+        80,
+        isn.wrapping_add(1),
+        Some(sa.seq.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    req.timestamps = Some((ts + 1, tc));
+    let req = tcp_frame(c, &svc, &req, REQUEST, 2);
+    let (_, _, offer) = run(srv1, WIRE, &req, now);
+    assert_eq!(run(srv2, WIRE, &req, now).0, Verdict::Drop);
+    assert_eq!(offer.len(), 1);
+    let (v, _, replay) = run(srv2, WIRE, &offer[0].1, now);
+    assert_eq!(v, Verdict::Drop);
+    (sa.seq, tc, replay)
+}
+
+/// srv2's kernel answers the replayed SYN of `c`'s connection (client ISN
+/// `isn`) with its SYN-ACK (ISN `k_isn`); srv2 accepts, srv1 takes the accept.
+fn srv2_kernel_accepts(
+    srv1: &mut Pipeline,
+    srv2: &mut Pipeline,
+    c: &Endpoint,
+    isn: u32,
+    k_isn: u32,
+    now: Instant,
+) {
+    let kernel_side = Endpoint {
+        mac: SRV2_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let mut ksa = tcp_header(80, c.port, k_isn, Some(isn.wrapping_add(1)), TcpFlags::SYN);
+    ksa.window_scale = Some(7);
+    let (v, _, out) = run(srv2, KERNEL, &tcp_frame(&kernel_side, c, &ksa, &[], 0), now);
+    assert_eq!(v, Verdict::Drop);
+    let accept = out.iter().find(|(p, _)| *p == WIRE).unwrap();
+    let handed = srv1.counters().get(Counter::HandoffHandedOver);
+    run(srv1, WIRE, &accept.1, now);
+    assert_eq!(srv1.counters().get(Counter::HandoffHandedOver), handed + 1);
+}
+
+const SRV2_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c]);
+
+/// Issue 11, the other half: after a connection handed over to srv2 closed
+/// (srv2's server first, so the client holds no TIME-WAIT but srv2's kernel
+/// does), the client reuses the 4-tuple with a new ISN. srv1's tombstone
+/// gives way and srv1 answers the SYN with a new cookie; srv2 drops its
+/// spliced flow; the new connection is handed over again, and srv2's
+/// kernel, which still holds the old socket and answers the replayed SYN
+/// with an ACK of it, gets an exact RST for it and the SYN again. The old
+/// connection's own SYN, retransmitted before, changed nothing. Nothing is
+/// ever sent to the client but the new cookie.
+#[test]
+fn a_reused_tuple_after_a_handoff_is_a_new_connection_on_every_member() {
+    let (mut srv1, mut srv2) = to_srv2();
+    let c = client(&srv1);
+    let svc = service();
+    let key = key_of(&c);
+    let now = Instant::from_secs(100);
+    let (k1, k2) = (9_000_000u32, 4_000_000u32);
+    let (cookie, tc, replay) = offered_to_srv2(&mut srv1, &mut srv2, &c, 1000, 4242, now);
+    assert_eq!(parse(&replay[0].1).seq, 1000);
+    srv2_kernel_accepts(&mut srv1, &mut srv2, &c, 1000, k1, now);
+
+    // The first SYN again (a late retransmission): the tombstone ignores it,
+    // srv2's kernel gets it translated; counted, no new state, no reply.
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((4242, 0));
+    let syn = tcp_frame(&c, &svc, &syn, &[], 3);
+    let (v1, _, out1) = run(&mut srv1, WIRE, &syn, now);
+    let (v2, _, out2) = run(&mut srv2, WIRE, &syn, now);
+    assert_eq!(
+        (v1, out1.len(), v2, out2.len()),
+        (Verdict::Drop, 0, Verdict::Forward(KERNEL), 0)
+    );
+    for p in [&srv1, &srv2] {
+        assert_eq!(p.counters().get(Counter::SynRetransmit), 1);
+        assert_eq!(p.counters().get(Counter::TupleReused), 0);
+        assert_eq!(p.flows().len(), 1);
+    }
+    assert_eq!(srv1.counters().get(Counter::HandoffTombstoneHit), 1);
+
+    // The response with the server's FIN, the client's FIN, the last ACK:
+    // srv2's kernel is in TIME-WAIT (rcv_nxt = the client's FIN + 1).
+    let kernel_side = Endpoint {
+        mac: SRV2_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let body = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let after_req = 1001 + REQUEST.len() as u32;
+    let fin = tcp_header(
+        80,
+        c.port,
+        k1 + 1,
+        Some(after_req),
+        TcpFlags::PSH | TcpFlags::FIN,
+    );
+    let (v, _, _) = run(
+        &mut srv2,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &fin, body, 0),
+        now,
+    );
+    assert_eq!(v, Verdict::Forward(WIRE));
+    let server_fin_end = cookie.wrapping_add(2 + body.len() as u32);
+    let mut cfin = tcp_header(c.port, 80, after_req, Some(server_fin_end), TcpFlags::FIN);
+    cfin.timestamps = Some((4300, tc));
+    let cfin = tcp_frame(&c, &svc, &cfin, &[], 4);
+    assert_eq!(run(&mut srv1, WIRE, &cfin, now).0, Verdict::Drop);
+    assert_eq!(run(&mut srv2, WIRE, &cfin, now).0, Verdict::Forward(KERNEL));
+    let last = tcp_header(
+        80,
+        c.port,
+        k1 + 2 + body.len() as u32,
+        Some(after_req + 1),
+        TcpFlags::ACK,
+    );
+    let (v, _, _) = run(
+        &mut srv2,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &last, &[], 0),
+        now,
+    );
+    assert_eq!(v, Verdict::Forward(WIRE));
+
+    // One second later (well within tombstone_s) the client reuses the
+    // 4-tuple: srv1 answers with a new cookie, srv2 drops its flow.
+    let later = now + std::time::Duration::from_secs(1);
+    let mut syn2 = tcp_header(c.port, 80, 50_000, None, TcpFlags::SYN);
+    syn2.timestamps = Some((5242, 0));
+    let syn2 = tcp_frame(&c, &svc, &syn2, &[], 5);
+    let (v1, _, out1) = run(&mut srv1, WIRE, &syn2, later);
+    assert_eq!(v1, Verdict::Drop);
+    assert_eq!(out1.len(), 1);
+    let sa = parse(&out1[0].1);
+    assert_eq!(
+        (out1[0].0, sa.flags, sa.ack, sa.dst_mac),
+        (WIRE, 0x12, 50_001, c.mac.0)
+    );
+    assert_eq!(srv1.counters().get(Counter::SpliceCookieSent), 2);
+    assert_eq!(srv1.counters().get(Counter::TupleReusedTombstone), 1);
+    let (v2, _, out2) = run(&mut srv2, WIRE, &syn2, later);
+    assert_eq!((v2, out2.len()), (Verdict::Drop, 0));
+    assert_eq!(srv2.counters().get(Counter::TupleReusedSpliced), 1);
+    for p in [&srv1, &srv2] {
+        assert_eq!(p.counters().get(Counter::TupleReused), 1);
+        assert_eq!(
+            p.counters().get(Counter::SynRetransmit),
+            1,
+            "not a retransmission"
+        );
+        assert_eq!(p.flows().len(), 0);
+    }
+
+    // The new connection is offered to srv2 again (its SYN, seen twice by
+    // now, finds no state on either member).
+    let (_, _, replay) = offered_to_srv2(&mut srv1, &mut srv2, &c, 50_000, 5242, later);
+    assert_eq!(srv1.counters().get(Counter::HandoffOffered), 2);
+    assert_eq!(replay.len(), 1);
+    assert_eq!(
+        (parse(&replay[0].1).seq, parse(&replay[0].1).flags),
+        (50_000, 0x02)
+    );
+    assert_eq!(srv2.counters().get(Counter::SpliceReplayed), 2);
+
+    // srv2's kernel answers from TIME-WAIT with an ACK of the old connection
+    // (its snd_nxt, rcv_nxt): never to the client; an exact RST kills the
+    // old socket and the SYN goes in again, once.
+    let tw_ack = tcp_header(
+        80,
+        c.port,
+        k1 + 2 + body.len() as u32,
+        Some(after_req + 1),
+        TcpFlags::ACK,
+    );
+    let tw_ack = tcp_frame(&kernel_side, &c, &tw_ack, &[], 0);
+    let (v, _, out) = run(&mut srv2, KERNEL, &tw_ack, later);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|(p, _)| *p == KERNEL));
+    let (rst, again) = (parse(&out[0].1), parse(&out[1].1));
+    assert_eq!(
+        (rst.seq, rst.ack, rst.flags, rst.window),
+        (after_req + 1, 0, 0x04, 0)
+    );
+    assert_eq!(rst.dst_mac, SRV2_MAC.0);
+    assert_eq!(
+        (again.seq, again.flags, again.ts),
+        (50_000, 0x02, Some((5243, 0)))
+    );
+    assert_eq!(srv2.counters().get(Counter::SpliceReplayOldSocket), 1);
+    assert_eq!(
+        srv2.counters().get(Counter::SpliceReplayed),
+        2,
+        "one connection"
+    );
+    // Only once: a second old-socket answer is just dropped.
+    let (v, _, out) = run(&mut srv2, KERNEL, &tw_ack, later);
+    assert_eq!((v, out.len()), (Verdict::Drop, 0));
+    assert_eq!(srv2.counters().get(Counter::SpliceReplayOldSocket), 1);
+
+    // The kernel now takes it: spliced on srv2, tombstone (new ISN) on srv1.
+    srv2_kernel_accepts(&mut srv1, &mut srv2, &c, 50_000, k2, later);
+    assert_eq!(srv2.counters().get(Counter::SpliceSpliced), 2);
+    let tomb = srv1.flows().get(&key).unwrap();
+    assert_eq!(
+        tomb.value.action,
+        shoal_dataplane::pipeline::FlowAction::HandedOff
+    );
+    assert_eq!((tomb.value.client_isn, tomb.value.ended), (50_000, false));
+    let spliced = srv2.flows().get(&key).unwrap();
+    assert_eq!(
+        (spliced.value.client_isn, spliced.value.ended),
+        (50_000, false)
+    );
+    assert_eq!(srv2.counters().get(Counter::KernelRstSuppressed), 0);
+    for p in [&srv1, &srv2] {
+        assert_eq!(
+            p.counters().outcomes(),
+            p.counters().get(Counter::WireRx) + p.counters().get(Counter::KernelRx)
+        );
+    }
+}
+
+/// Splice to the inspector's own kernel: a connection abandoned while its
+/// SYN is replayed (the kernel's SYN-ACK not in yet) gives way to a new SYN
+/// on its 4-tuple — its setup slot freed and the kernel's half-open socket
+/// reset exactly (seq = client ISN + 1) — and a spliced connection that
+/// closed (server first) gives way too, even to a SYN with its own old ISN.
+#[test]
+fn a_reused_tuple_after_a_local_splice_or_during_setup_is_a_new_connection() {
+    let mut p = pipeline();
+    let c = client(&p);
+    let svc = service();
+    let now = Instant::from_secs(100);
+    let kernel_side = Endpoint {
+        mac: SRV1_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let syn = |isn: u32| {
+        let mut s = tcp_header(c.port, 80, isn, None, TcpFlags::SYN);
+        s.timestamps = Some((isn / 10, 0));
+        tcp_frame(&c, &svc, &s, &[], 1)
+    };
+    let request = |p: &mut Pipeline, isn: u32, cookie: u32, tc: u32| {
+        let mut req = tcp_header(
+            c.port,
+            80,
+            isn + 1,
+            Some(cookie.wrapping_add(1)),
+            TcpFlags::PSH,
+        );
+        req.timestamps = Some((isn / 10 + 1, tc));
+        run(p, WIRE, &tcp_frame(&c, &svc, &req, REQUEST, 2), now)
+    };
+    let cookie_of = |out: &[(PortId, Vec<u8>)]| {
+        let sa = parse(&out.last().unwrap().1);
+        assert_eq!(sa.flags, 0x12);
+        (sa.seq, sa.ts.unwrap().0, sa.ack)
+    };
+
+    // Connection A (ISN 1000): cookie, request, SYN replayed into the kernel.
+    let (_, _, out) = run(&mut p, WIRE, &syn(1000), now);
+    let (cookie, tc, _) = cookie_of(&out);
+    let (_, _, out) = request(&mut p, 1000, cookie, tc);
+    assert_eq!(
+        (out.len(), out[0].0, parse(&out[0].1).seq),
+        (1, KERNEL, 1000)
+    );
+
+    // The client gives up on A and reuses the 4-tuple (ISN 2000).
+    let (v, _, out) = run(&mut p, WIRE, &syn(2000), now);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(out.len(), 2);
+    let rst = parse(&out[0].1);
+    assert_eq!(
+        (out[0].0, rst.seq, rst.ack, rst.flags),
+        (KERNEL, 1001, 0, 0x04)
+    );
+    assert_eq!(rst.dst_mac, SRV1_MAC.0);
+    let (cookie, tc, ack) = cookie_of(&out);
+    assert_eq!((out[1].0, ack), (WIRE, 2001));
+    assert_eq!(p.counters().get(Counter::TupleReusedSplicing), 1);
+    assert_eq!(p.flows().len(), 0);
+
+    // Connection B (ISN 2000) is spliced here; its own SYN again reaches
+    // the kernel (translated) and changes nothing.
+    let (_, _, out) = request(&mut p, 2000, cookie, tc);
+    assert_eq!(parse(&out[0].1).seq, 2000);
+    let k = 6_000_000u32;
+    let mut ksa = tcp_header(80, c.port, k, Some(2001), TcpFlags::SYN);
+    ksa.window_scale = Some(7);
+    let (v, _, _) = run(
+        &mut p,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &ksa, &[], 0),
+        now,
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(p.counters().get(Counter::SpliceSpliced), 1);
+    let (v, bytes, out) = run(&mut p, WIRE, &syn(2000), now);
+    assert_eq!((v, out.len()), (Verdict::Forward(KERNEL), 0));
+    assert_eq!(parse(&bytes).seq, 2000);
+    assert_eq!(p.counters().get(Counter::SynRetransmit), 1);
+    assert_eq!(p.flows().len(), 1);
+
+    // B closes, the server first.
+    let after_req = 2001 + REQUEST.len() as u32;
+    let fin = tcp_header(80, c.port, k + 1, Some(after_req), TcpFlags::FIN);
+    let (v, _, _) = run(
+        &mut p,
+        KERNEL,
+        &tcp_frame(&kernel_side, &c, &fin, &[], 0),
+        now,
+    );
+    assert_eq!(v, Verdict::Forward(WIRE));
+    let cfin = tcp_header(
+        c.port,
+        80,
+        after_req,
+        Some(cookie.wrapping_add(2)),
+        TcpFlags::FIN,
+    );
+    let (v, _, _) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &cfin, &[], 3), now);
+    assert_eq!(v, Verdict::Forward(KERNEL));
+
+    // A SYN with B's own ISN after B's FINs: a new connection (a new
+    // cookie), not a retransmission for the old flow.
+    let (v, _, out) = run(&mut p, WIRE, &syn(2000), now);
+    assert_eq!((v, out.len(), out[0].0), (Verdict::Drop, 1, WIRE));
+    let (_, _, ack) = cookie_of(&out);
+    assert_eq!(ack, 2001);
+    assert_eq!(p.counters().get(Counter::TupleReusedSpliced), 1);
+    assert_eq!(p.counters().get(Counter::TupleReused), 2);
+    assert_eq!(p.counters().get(Counter::SynRetransmit), 1);
+    assert_eq!(p.flows().len(), 0);
+    assert_eq!(
+        p.counters().outcomes(),
+        p.counters().get(Counter::WireRx) + p.counters().get(Counter::KernelRx)
+    );
+}
+
+/// CARISMA rare: a request kept by the inspector's kernel leaves a local
+/// flow; after the connection closed (server first) a new SYN on its
+/// 4-tuple goes to the kernel as a new watched connection. A connection
+/// moved to srv2 leaves a tombstone on srv1 and a spliced flow on srv2;
+/// a new SYN on its 4-tuple drops both and srv1's kernel gets it.
+#[test]
+fn rare_mode_reused_tuples_are_new_connections() {
+    use shoal_config::{DispatchPolicy, DispatchRule, HandoffMode};
+    let dispatch = Dispatch {
+        policy: DispatchPolicy::Rules,
+        handoff: HandoffMode::Rare,
+        rules: vec![
+            DispatchRule {
+                host: None,
+                prefix: "/here".into(),
+                member: "srv1".into(),
+            },
+            DispatchRule {
+                host: None,
+                prefix: "/".into(),
+                member: "srv2".into(),
+            },
+        ],
+        ..Dispatch::default()
+    };
+    let (mut srv1, mut srv2) = (
+        member_pipeline("srv1", dispatch.clone()),
+        member_pipeline("srv2", dispatch),
+    );
+    let svc = service();
+    let k1_side = Endpoint {
+        mac: SRV1_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let now = Instant::from_secs(100);
+    let k1 = 7_000_000u32;
+    let c = client(&srv1);
+    let c2 = (c.port + 1..c.port + 500)
+        .map(|port| Endpoint { port, ..c })
+        .find(|e| {
+            srv1.tables().services[0].selector.select(ClientKey {
+                addr: e.ip,
+                port: e.port,
+            }) == Some(1)
+        })
+        .unwrap();
+    let seg = |c: &Endpoint, seq: u32, ack: Option<u32>, flags: TcpFlags, payload: &[u8]| {
+        tcp_frame(
+            c,
+            &svc,
+            &tcp_header(c.port, 80, seq, ack, flags),
+            payload,
+            1,
+        )
+    };
+    // Both go through srv1's kernel's handshake; then a request each.
+    let open = |srv1: &mut Pipeline, c: &Endpoint, path: &[u8]| {
+        let (v, _, _) = run(srv1, WIRE, &seg(c, 1000, None, TcpFlags::SYN, &[]), now);
+        assert_eq!(v, Verdict::Forward(KERNEL));
+        let sa = tcp_header(80, c.port, k1, Some(1001), TcpFlags::SYN);
+        let (v, _, _) = run(srv1, KERNEL, &tcp_frame(&k1_side, c, &sa, &[], 0), now);
+        assert_eq!(v, Verdict::Forward(WIRE));
+        let (v, _, _) = run(
+            srv1,
+            WIRE,
+            &seg(c, 1001, Some(k1 + 1), TcpFlags::ACK, &[]),
+            now,
+        );
+        assert_eq!(v, Verdict::Forward(KERNEL));
+        run(
+            srv1,
+            WIRE,
+            &seg(c, 1001, Some(k1 + 1), TcpFlags::PSH, path),
+            now,
+        )
+    };
+    let here = b"GET /here HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (_, _, out) = open(&mut srv1, &c, here);
+    assert_eq!(out.len(), 1, "the held request to srv1's kernel");
+    assert_eq!(srv1.counters().get(Counter::RareKept), 1);
+    let elsewhere = b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (_, _, out) = open(&mut srv1, &c2, elsewhere);
+    let offer = out.iter().find(|(p, _)| *p == WIRE).unwrap();
+    let (_, _, replay) = run(&mut srv2, WIRE, &offer.1, now);
+    assert_eq!(parse(&replay[0].1).seq, 1000);
+    srv2_kernel_accepts(&mut srv1, &mut srv2, &c2, 1000, 8_000_000, now);
+    assert_eq!(srv1.counters().get(Counter::RareMoved), 1);
+
+    // The kept one closes, the server first; the client reuses the 4-tuple.
+    let fin = tcp_header(
+        80,
+        c.port,
+        k1 + 1,
+        Some(1001 + here.len() as u32),
+        TcpFlags::FIN,
+    );
+    run(
+        &mut srv1,
+        KERNEL,
+        &tcp_frame(&k1_side, &c, &fin, &[], 0),
+        now,
+    );
+    let cfin = seg(
+        &c,
+        1001 + here.len() as u32,
+        Some(k1 + 2),
+        TcpFlags::FIN,
+        &[],
+    );
+    assert_eq!(run(&mut srv1, WIRE, &cfin, now).0, Verdict::Forward(KERNEL));
+    let accepted = srv1.counters().get(Counter::SynAccepted);
+    let (v, _, out) = run(
+        &mut srv1,
+        WIRE,
+        &seg(&c, 30_000, None, TcpFlags::SYN, &[]),
+        now,
+    );
+    assert_eq!((v, out.len()), (Verdict::Forward(KERNEL), 0));
+    assert_eq!(srv1.counters().get(Counter::TupleReusedLocal), 1);
+    assert_eq!(srv1.counters().get(Counter::SynAccepted), accepted + 1);
+    let e = srv1.flows().get(&key_of(&c)).unwrap().value;
+    assert_eq!((e.client_isn, e.ended), (30_000, false));
+
+    // The moved one: srv1 holds a tombstone, srv2 a spliced flow; the
+    // client's FIN, then a new SYN on the 4-tuple.
+    let cfin = seg(
+        &c2,
+        1001 + elsewhere.len() as u32,
+        Some(k1 + 1),
+        TcpFlags::FIN,
+        &[],
+    );
+    assert_eq!(run(&mut srv1, WIRE, &cfin, now).0, Verdict::Drop);
+    assert_eq!(run(&mut srv2, WIRE, &cfin, now).0, Verdict::Forward(KERNEL));
+    let syn = seg(&c2, 40_000, None, TcpFlags::SYN, &[]);
+    let (v1, _, out1) = run(&mut srv1, WIRE, &syn, now);
+    let (v2, _, out2) = run(&mut srv2, WIRE, &syn, now);
+    assert_eq!((v1, out1.len()), (Verdict::Forward(KERNEL), 0));
+    assert_eq!((v2, out2.len()), (Verdict::Drop, 0));
+    assert_eq!(srv1.counters().get(Counter::TupleReusedTombstone), 1);
+    assert_eq!(srv2.counters().get(Counter::TupleReusedSpliced), 1);
+    assert_eq!(srv2.counters().get(Counter::SynOtherInspector), 1);
+    assert!(srv2.flows().get(&key_of(&c2)).is_none());
+    assert_eq!(
+        srv1.flows().get(&key_of(&c2)).unwrap().value.client_isn,
+        40_000
+    );
+}

@@ -96,9 +96,30 @@ counters! {
     ClaimsRefusedPending => "claims_refused_pending",
     /// Retransmitted SYNs of a flow already in the table.
     SynRetransmit => "syn_retransmit",
-    /// SYNs reusing the 4-tuple of a closing flow: the old flow is dropped
-    /// and the SYN placed as a new connection. Not an outcome.
+    /// SYNs of a new connection on the 4-tuple of a flow held here (another
+    /// ISN than the flow's, or any SYN after its FIN or RST): the old state
+    /// is dropped and the SYN placed as a new connection; the sum of the
+    /// `tuple_reused_*` kinds. Not an outcome.
     TupleReused => "tuple_reused",
+    /// Tuple reuse that dropped a flow this kernel serves (`local` mode, DPR
+    /// kept here, CARISMA rare kept). Not an outcome.
+    TupleReusedLocal => "tuple_reused_local",
+    /// Tuple reuse that dropped a DPR stateful inspector's redirect entry
+    /// (the SYN is placed again, by load). Not an outcome.
+    TupleReusedRedirect => "tuple_reused_redirect",
+    /// Tuple reuse that dropped a flow another member's inspector redirected
+    /// here (DPR receiver). Not an outcome.
+    TupleReusedReceived => "tuple_reused_received",
+    /// Tuple reuse that abandoned a connection in splice setup (its slot
+    /// freed, its offer cancelled, a kernel socket it opened reset). Not an
+    /// outcome.
+    TupleReusedSplicing => "tuple_reused_splicing",
+    /// Tuple reuse that dropped a spliced flow (this kernel served it). Not
+    /// an outcome.
+    TupleReusedSpliced => "tuple_reused_spliced",
+    /// Tuple reuse that dropped an inspector's handoff tombstone (the SYN
+    /// is answered afresh). Not an outcome.
+    TupleReusedTombstone => "tuple_reused_tombstone",
     /// SYNs this server owns but could not track (flow table full, nothing evictable).
     DropFlowTableFull => "drop_flow_table_full",
     /// VIP packets that matched a flow in the table and were forwarded.
@@ -168,6 +189,11 @@ counters! {
     SpliceBadRequest => "splice_bad_request",
     /// Splice: connections whose request did not arrive in time. Not an outcome.
     SpliceTimeout => "splice_timeout",
+    /// Splice: the kernel answered a replayed SYN with an ACK or RST of an
+    /// earlier connection's socket on the same 4-tuple (TIME-WAIT, mostly);
+    /// that socket was reset (exact RST) and the SYN replayed once more.
+    /// Not an outcome.
+    SpliceReplayOldSocket => "splice_replay_old_socket",
     /// Splice: dispatch named another member but no handoff is possible (no
     /// cluster key, or the handoff table is full): served here. Not an outcome.
     SpliceRemoteNotWired => "splice_remote_not_wired",

@@ -21,9 +21,10 @@ pub const EVICTION_SCAN: usize = 32;
 /// (so removals never force a resize: hashbrown then always rehashes in
 /// place, and probes stay short at ≤ 44 % load), which is 11.5 to 23 bytes
 /// depending on rounding to a power of two; 12 bytes of wheel links; 4 bytes
-/// of free list; and one `Option<Flow<V>>` (40 bytes for a 16-byte value).
-/// The default 1 Mi flows with a 16-byte value take about 76 MiB, plus a
-/// 64 KiB wheel.
+/// of free list; and one `Option<Flow<V>>` (40 bytes for a 16-byte value;
+/// 48 for the pipeline's 24-byte `FlowEntry`, checked at compile time in
+/// `pipeline/reuse.rs`). The default 1 Mi flows take about 84 MiB with the
+/// pipeline's entry (76 MiB with a 16-byte value), plus a 64 KiB wheel.
 #[derive(Debug)]
 pub struct FlowTable<V> {
     /// Key -> slot, comparing keys through `slots`.

@@ -10,7 +10,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use super::splice_path::{Conn, Phase};
-use super::{FlowAction, Pipeline, Plan, Verdict, WIRE};
+use super::{FlowAction, FlowEntry, Pipeline, Plan, Verdict, WIRE};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::handoff::{
@@ -101,6 +101,14 @@ impl Pipeline {
         }
     }
 
+    /// Forgets the offer `id` in flight: its connection gave way to a new
+    /// one on the same 4-tuple (`reuse`). No event follows.
+    pub(super) fn handoff_cancel(&mut self, id: HandoffId, now: Instant) {
+        if let Some(h) = self.handoff.as_mut() {
+            h.inspector.cancel(id, now);
+        }
+    }
+
     /// A datagram to this member's handoff port.
     pub(super) fn handoff_datagram(&mut self, payload: &[u8], now: Instant) -> Plan {
         let Some(h) = self.handoff.as_mut() else {
@@ -142,7 +150,7 @@ impl Pipeline {
                     if let Some(slot) = self.conns.find(|c| c.handoff == Some(id)) {
                         if let Some(conn) = self.conns.release(slot) {
                             if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-                                *flow.value_mut() = FlowAction::HandedOff;
+                                flow.value_mut().action = FlowAction::HandedOff;
                                 flow.set_state(FlowState::Tombstone, now);
                             }
                         }
@@ -239,7 +247,11 @@ impl Pipeline {
             slot,
             service: service as u16,
         };
-        if self.flows.insert(key, FlowState::Established, action, now) == Insert::Rejected {
+        // State of an earlier connection on the 4-tuple (its new SYN was
+        // missed here) gives way, as on the SYN (`reuse`).
+        let _ = self.syn_meets_flow(&key, s.client_isn, now);
+        let entry = FlowEntry::new(action, s.client_isn);
+        if self.flows.insert(key, FlowState::Established, entry, now) == Insert::Rejected {
             self.conns.release(slot);
             return refuse(self, RefuseReason::Busy);
         }

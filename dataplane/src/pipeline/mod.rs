@@ -8,7 +8,9 @@
 //! 1. ARP for a VIP: answer with the cluster MAC; ARP for the own address:
 //!    the kernel answers.
 //! 2. Frames from the kernel: reverse action of their flow, then the wire.
-//! 3. VIP packets of a flow in the table: the flow's action.
+//! 3. VIP packets of a flow in the table: the flow's action — except a SYN
+//!    of a new connection on the 4-tuple of an earlier one, which drops the
+//!    earlier one's state and goes on to 4 (`reuse`).
 //! 4. A TCP SYN to a VIP service: the selector names the inspector; if it is
 //!    this server, a flow is created and the service's mode applies,
 //!    otherwise the SYN is dropped silently (another server answers).
@@ -17,6 +19,7 @@
 //! 6. Traffic for the own address: the kernel.
 
 mod handoff_path;
+mod reuse;
 mod splice_path;
 mod tables;
 
@@ -26,6 +29,7 @@ use std::sync::Arc;
 
 use shoal_config::{LoadChoice, Mode, State};
 
+pub use reuse::FlowEntry;
 pub use tables::{MemberEntry, ServiceEntry, Tables, TablesError};
 
 use crate::claim::{Claim, ClaimSet, Fence};
@@ -58,7 +62,7 @@ pub enum Verdict {
     Drop,
 }
 
-/// What the flow table remembers per flow: how to treat its packets.
+/// How to treat a flow's packets (the main part of its [`FlowEntry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowAction {
     /// This server's kernel serves the flow (`local` mode, a DPR connection
@@ -123,7 +127,7 @@ pub struct Pipeline {
     tables: Arc<Tables>,
     /// The epochs new connections are claimed with, and the lease.
     claims: ClaimSet<Arc<Tables>>,
-    flows: FlowTable<FlowAction>,
+    flows: FlowTable<FlowEntry>,
     /// First-fragment decisions keyed (src, dst, IP id as src port, proto).
     fragments: FlowTable<FragAction>,
     counters: Counters,
@@ -261,7 +265,7 @@ impl Pipeline {
     }
 
     /// This worker's flow table.
-    pub fn flows(&self) -> &FlowTable<FlowAction> {
+    pub fn flows(&self) -> &FlowTable<FlowEntry> {
         &self.flows
     }
 
@@ -532,13 +536,25 @@ impl Pipeline {
             tcp.dst_port(),
             IpProtocol::Tcp.into(),
         );
+        let seq = tcp.seq_number();
+        if tcp.syn()
+            && !tcp.ack()
+            && !tcp.rst()
+            && !tcp.fin()
+            && self.syn_meets_flow(&key, seq, now) == reuse::SynOnFlow::OwnSyn
+        {
+            // Counted here, not on the broadcast copy, which may come first
+            // or second.
+            self.counters.inc(Counter::SynRetransmit);
+        }
         if self.track(&key, tcp.flags(), true, now).is_none() {
-            let state = if tcp.syn() {
-                FlowState::Syn
+            let (state, isn) = if tcp.syn() {
+                (FlowState::Syn, seq)
             } else {
-                FlowState::Established
+                (FlowState::Established, seq.wrapping_sub(1))
             };
-            let _ = self.flows.insert(key, state, FlowAction::Received, now);
+            let entry = FlowEntry::new(FlowAction::Received, isn);
+            let _ = self.flows.insert(key, state, entry, now);
         }
     }
 
@@ -621,19 +637,14 @@ impl Pipeline {
         };
         let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
         let pure_syn = syn && !ack && !rst && !fin;
-        if pure_syn
-            && self
-                .flows
-                .get(&key)
-                .is_some_and(|f| f.state() == FlowState::Closing)
-        {
-            // The client reuses the 4-tuple of a closed connection (it holds
-            // no TIME-WAIT when the server closed first): a new connection,
-            // placed afresh.
-            self.flows.remove(&key);
-            self.counters.inc(Counter::TupleReused);
-        }
+        // A SYN of a new connection on the 4-tuple of an earlier one drops
+        // the earlier one's state and is placed afresh (`reuse`).
+        let own_syn = pure_syn
+            && self.syn_meets_flow(&key, tcp.seq_number(), now) == reuse::SynOnFlow::OwnSyn;
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
+            if own_syn && action != FlowAction::Received {
+                self.counters.inc(Counter::SynRetransmit);
+            }
             match action {
                 FlowAction::Received => {
                     // The inspector redirects this packet here; this is its
@@ -661,9 +672,6 @@ impl Pipeline {
                     return Plan::Done(Verdict::Forward(KERNEL));
                 }
                 _ => {}
-            }
-            if syn && !ack {
-                self.counters.inc(Counter::SynRetransmit);
             }
             self.counters.inc(Counter::FlowHit);
             return self.place(action, pure_syn.then_some(&mut tcp));
@@ -739,8 +747,9 @@ impl Pipeline {
         };
         // The inspector keeps a flow for stateful placement, and for
         // connections its own kernel serves (to know their kernel resets).
+        let entry = FlowEntry::new(action, tcp.seq_number());
         if !(stateless_dpr && action != FlowAction::Local)
-            && self.flows.insert(key, FlowState::Syn, action, now) == Insert::Rejected
+            && self.flows.insert(key, FlowState::Syn, entry, now) == Insert::Rejected
         {
             return Plan::Done(self.drop(Counter::DropFlowTableFull));
         }
@@ -887,6 +896,7 @@ impl Pipeline {
                             self.counters.inc(Counter::SpliceKernelSynAck);
                             return self.splice_kernel_synack(slot, &tcp, now);
                         }
+                        self.replay_met_old_socket(&key, slot, &tcp, now);
                         return self.drop(Counter::SpliceKernelEarly);
                     }
                     Some(FlowAction::Spliced(params)) => {
@@ -925,7 +935,10 @@ impl Pipeline {
         if next != state {
             flow.set_state(next, now);
         }
-        Some(flow.value)
+        if flags.contains(TcpFlags::FIN) || flags.contains(TcpFlags::RST) {
+            flow.value_mut().ended = true;
+        }
+        Some(flow.value.action)
     }
 
     #[inline]

@@ -21,7 +21,7 @@ use core::net::Ipv4Addr;
 
 use shoal_config::BadRequestAction;
 
-use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
+use super::{FlowAction, FlowEntry, Pipeline, Plan, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::handoff::{HandoffId, Origin};
@@ -43,6 +43,10 @@ pub(super) enum Phase {
     Buffering,
     /// The SYN went to the kernel; waiting for its SYN-ACK.
     Replaying,
+    /// As `Replaying`, after the kernel answered the first replayed SYN
+    /// with a socket of an earlier connection on the 4-tuple (reset since:
+    /// `reuse`); not retried again.
+    ReplayedAgain,
     /// Offered to another member; waiting for its answer.
     HandingOff,
     /// CARISMA rare: the SYN went to this kernel; waiting for its SYN-ACK.
@@ -267,13 +271,14 @@ impl Pipeline {
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));
         };
+        let action = FlowAction::Splicing {
+            slot,
+            service: service as u16,
+        };
         if self.flows.insert(
             key,
             FlowState::Established,
-            FlowAction::Splicing {
-                slot,
-                service: service as u16,
-            },
+            FlowEntry::new(action, client_isn),
             now,
         ) == Insert::Rejected
         {
@@ -412,9 +417,17 @@ impl Pipeline {
 
     /// Step 3: the client's SYN, replayed into this member's kernel.
     pub(super) fn replay_syn(&mut self, slot: u32, now: Instant) {
+        if self.emit_replayed_syn(slot, now) {
+            self.counters.inc(Counter::SpliceReplayed);
+        }
+    }
+
+    /// The replayed SYN of the connection in `slot` to this kernel (phase
+    /// `Replaying`); false if the slot is empty.
+    pub(super) fn emit_replayed_syn(&mut self, slot: u32, now: Instant) -> bool {
         let own_mac = self.tables.own_mac;
         let Some(conn) = self.conns.get_mut(slot) else {
-            return;
+            return false;
         };
         conn.phase = Phase::Replaying;
         conn.started = now;
@@ -437,7 +450,7 @@ impl Pipeline {
             payload: &[],
         });
         self.emitted.push((KERNEL, frame));
-        self.counters.inc(Counter::SpliceReplayed);
+        true
     }
 
     /// The kernel's SYN-ACK of a replayed connection: derive the translation,
@@ -465,7 +478,7 @@ impl Pipeline {
         };
         self.emit_request_to_kernel(&conn, kernel_isn, kernel_tsval);
         if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-            *flow.value_mut() = FlowAction::Spliced(params);
+            flow.value_mut().action = FlowAction::Spliced(params);
         }
         self.counters.inc(Counter::SpliceSpliced);
         if let Some(remote) = conn.remote {
@@ -512,7 +525,8 @@ impl Pipeline {
             slot,
             service: service as u16,
         };
-        if self.flows.insert(key, FlowState::Syn, action, now) == Insert::Rejected {
+        let entry = FlowEntry::new(action, tcp.seq_number());
+        if self.flows.insert(key, FlowState::Syn, entry, now) == Insert::Rejected {
             self.conns.release(slot);
             return Plan::Done(self.drop(Counter::DropFlowTableFull));
         }
@@ -591,7 +605,7 @@ impl Pipeline {
                 // It stays: the held bytes go to this kernel, the flow is local.
                 let conn = self.conns.release(slot)?;
                 if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-                    *flow.value_mut() = FlowAction::Local;
+                    flow.value_mut().action = FlowAction::Local;
                 }
                 self.emit_request_to_kernel(&conn, conn.cookie_isn, conn.tsval_sent);
                 self.counters.inc(Counter::RareKept);
@@ -601,8 +615,18 @@ impl Pipeline {
     }
 
     /// An exact RST into this kernel for a watched connection (notes §4:
-    /// seq = the kernel's `rcv_nxt`, no ACK).
+    /// seq = the kernel's `rcv_nxt`, no ACK): it has seen no data.
     fn rare_reset_kernel(&mut self, slot: u32) {
+        if let Some(isn) = self.conns.get_mut(slot).map(|c| c.client_isn) {
+            self.reset_kernel(slot, isn.wrapping_add(1));
+        }
+    }
+
+    /// A RST into this kernel on the 4-tuple of the connection in `slot`,
+    /// with sequence number `seq`, no ACK, no options. It removes the
+    /// kernel's socket for the 4-tuple when `seq` is that socket's
+    /// `rcv_nxt` (notes §4: ESTABLISHED, FIN-WAIT, SYN-RECV, TIME-WAIT).
+    pub(super) fn reset_kernel(&mut self, slot: u32, seq: u32) {
         let own_mac = self.tables.own_mac;
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
@@ -610,7 +634,7 @@ impl Pipeline {
         let rst = bare_tcp(
             conn.key.src_port,
             conn.key.dst_port,
-            conn.client_isn.wrapping_add(1),
+            seq,
             None,
             TcpFlags::RST,
             0,
