@@ -1044,3 +1044,204 @@ fn splice_keeps_up_with_rapid_tuple_reuse() {
     assert!(sum("tuple_reused_spliced") > 0, "4-tuples were reused");
     lab.assert_alive();
 }
+
+/// Churn under load, in `local`, `dpr-mac` and `splice` modes, on four
+/// servers: four client loops of short connections and three slow 8 MB
+/// downloads run while, in turn, a fourth member joins, one control is
+/// killed and restarted at once, one control is stopped (`SIGSTOP`) for
+/// longer than the failure timeout and resumed, one dataplane is killed
+/// and restarted (a member no download is on: its own established
+/// connections do not survive yet, the flow table is not in shared memory),
+/// a member is drained and undrained, a weight changes and back, and the
+/// config is reloaded. Every connection completes with 200 and the right
+/// body (never two kernels answering one SYN), every download is intact,
+/// and the connect-time p50/p99 and the longest connect per event are
+/// printed.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn churn_keeps_every_connection() {
+    for mode in ["local", "dpr-mac", "splice"] {
+        churn(mode);
+    }
+}
+
+fn unix_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn churn(mode: &str) {
+    let nodes = ["srv1", "srv2", "srv3", "srv4"];
+    let lab = Lab::up_with(&["--nodes", "4", "--backend", "dpdk", "--mode", mode]);
+    for node in nodes {
+        lab.cmd(&["load", node, "0"]);
+    }
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // srv4 starts out of the cluster: it joins under load.
+    lab.cmd(&["kill", "srv4"]);
+    await_agreement(&nodes[..3], 3, std::time::Duration::from_secs(5));
+    let mut held = lab.ports_inspected_by("srv1", 2);
+    held.extend(lab.ports_inspected_by("srv2", 1));
+    lab.start_downloads(&held, "500K"); // about 17 s each
+                                        // Short connections: 4 loops, bounded in count and time.
+    lab.client(
+        r#"rm -rf /tmp/shoal-churn && mkdir -p /tmp/shoal-churn
+for l in 1 2 3 4; do
+  (end=$(( $(date +%s) + 90 )); n=0
+   while [ ! -e /tmp/shoal-churn/stop ] && [ "$(date +%s)" -lt "$end" ] && [ "$n" -lt 20000 ]; do
+     n=$((n + 1)); t=$(date +%s.%N)
+     r=$(curl -s -m 20 -H "Connection: close" -o /tmp/shoal-churn/body.$l \
+          -w '%{http_code} %{time_connect} %header{x-served-by}' http://198.18.0.100/whoami || true)
+     b=$(head -c 8 /tmp/shoal-churn/body.$l 2>/dev/null | tr -dc a-z0-9)
+     echo "$t ${r:-000 0 -} ${b:--}" >> /tmp/shoal-churn/loop.$l
+   done) >/dev/null 2>&1 &
+done"#,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let served: Vec<String> = lab
+        .client(&format!(
+            "for p in {}; do grep -i '^x-served-by' /tmp/shoal-dl/$p.h | tr -d '\\r' | cut -d' ' -f2; done",
+            held.iter().map(u16::to_string).collect::<Vec<_>>().join(" ")
+        ))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        served.len(),
+        held.len(),
+        "{mode}: downloads started: {served:?}"
+    );
+    // The dataplane to kill: a member no download is on (its flows would go).
+    let victim = ["srv4", "srv3", "srv2", "srv1"]
+        .into_iter()
+        .find(|n| !served.iter().any(|s| s == n))
+        .unwrap();
+    let pid = |node: &str, what: &str| {
+        std::fs::read_to_string(format!("/run/shoal-lab/{node}/{what}.pid"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let signal = |sig: &str, pid: &str| {
+        let st = Command::new("kill").args([sig, pid]).status().unwrap();
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    let token = ["--token-file", "/run/shoal-lab/admin.token"];
+    let ms = |n| std::thread::sleep(std::time::Duration::from_millis(n));
+    let mut events: Vec<(String, f64, f64)> = Vec::new();
+    let mut event = |name: &str, f: &mut dyn FnMut()| {
+        let t0 = unix_s();
+        f();
+        events.push((name.to_owned(), t0, unix_s()));
+        ms(1500);
+    };
+    event("join srv4", &mut || {
+        lab.cmd(&["start", "srv4"]);
+        await_agreement(&nodes, 4, std::time::Duration::from_secs(6));
+    });
+    event("kill -9 srv1's control, restart", &mut || {
+        lab.cmd(&["kill", "srv1", "--control"]);
+        ms(200);
+        lab.cmd(&["start", "srv1", "--control"]);
+    });
+    event(
+        "SIGSTOP srv2's control 1.5 s (> failure timeout)",
+        &mut || {
+            let p = pid("srv2", "control");
+            signal("-STOP", &p);
+            ms(1500);
+            signal("-CONT", &p);
+            await_agreement(&nodes, 4, std::time::Duration::from_secs(6));
+        },
+    );
+    event(
+        &format!("kill -9 {victim}'s dataplane, restart"),
+        &mut || {
+            lab.cmd(&["kill", victim, "--dataplane"]);
+            ms(1000);
+            lab.cmd(&["start", victim, "--dataplane"]);
+            await_agreement(&nodes, 4, std::time::Duration::from_secs(8));
+        },
+    );
+    event("drain srv3, undrain", &mut || {
+        shoalctl("srv1", &[&["drain", "srv3"][..], &token[..]].concat());
+        ms(1000);
+        shoalctl("srv2", &[&["undrain", "srv3"][..], &token[..]].concat());
+    });
+    event("weight srv4 300, back to 100", &mut || {
+        shoalctl(
+            "srv4",
+            &[&["weight", "srv4", "300"][..], &token[..]].concat(),
+        );
+        ms(1000);
+        shoalctl(
+            "srv4",
+            &[&["weight", "srv4", "100"][..], &token[..]].concat(),
+        );
+    });
+    event("reload the config on every member", &mut || {
+        for n in nodes {
+            shoalctl(n, &[&["reload"][..], &token[..]].concat());
+        }
+    });
+    lab.client("touch /tmp/shoal-churn/stop; sleep 0.1");
+    // Every loop finishes its last request (curl -m 20) and stops.
+    let out = lab.client(
+        "for i in $(seq 1 250); do pgrep -f 'shoal-churn/body' >/dev/null || break; sleep 0.1; done; \
+         cat /tmp/shoal-churn/loop.*; rm -rf /tmp/shoal-churn",
+    );
+    let mut rows: Vec<(f64, String, f64, String, String)> = Vec::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f.len(), 5, "{mode}: bad line {l}");
+        rows.push((
+            f[0].parse().unwrap(),
+            f[1].to_owned(),
+            f[2].parse().unwrap_or(f64::MAX),
+            f[3].to_owned(),
+            f[4].to_owned(),
+        ));
+    }
+    assert!(rows.len() > 200, "{mode}: only {} connections", rows.len());
+    let failed: Vec<_> = rows.iter().filter(|r| r.1 != "200" || r.3 != r.4).collect();
+    assert!(
+        failed.is_empty(),
+        "{mode}: {} of {} connections failed: {:?}",
+        failed.len(),
+        rows.len(),
+        &failed[..failed.len().min(20)]
+    );
+    for (served_by, got) in lab.finish_downloads(&held) {
+        assert_eq!(
+            got, sha,
+            "{mode}: a download on {served_by} was cut or corrupted"
+        );
+    }
+    let mut connect: Vec<f64> = rows.iter().map(|r| r.2).collect();
+    connect.sort_by(f64::total_cmp);
+    let q = |p: f64| connect[((connect.len() - 1) as f64 * p) as usize] * 1000.0;
+    println!(
+        "churn {mode}: {} connections, 0 failed; connect p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        rows.len(),
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    );
+    for (name, t0, t1) in &events {
+        let worst = rows
+            .iter()
+            .filter(|r| r.0 >= *t0 && r.0 <= t1 + 1.5)
+            .map(|r| r.2)
+            .fold(0.0, f64::max);
+        println!(
+            "churn {mode}: {name}: longest connect {:.0} ms",
+            worst * 1000.0
+        );
+    }
+    lab.assert_alive();
+}
