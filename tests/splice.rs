@@ -538,13 +538,9 @@ fn oversized_and_slow_requests_get_431_and_408() {
     assert_eq!(p.flows().len(), 0);
 }
 
-/// CARISMA rare: the inspector's kernel does the handshake; a request that
-/// belongs here stays (its held bytes go to this kernel), one that belongs
-/// elsewhere moves: an exact RST drops this kernel's socket and the
-/// connection is handed over, the new kernel's sequence space translated
-/// onto the first kernel's.
-#[test]
-fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
+/// srv1 and srv2 in CARISMA rare mode with rules: `/here` is served by
+/// srv1, everything else by srv2.
+fn rare_members() -> (Pipeline, Pipeline) {
     use shoal_config::{DispatchPolicy, DispatchRule, HandoffMode};
     let dispatch = Dispatch {
         policy: DispatchPolicy::Rules,
@@ -563,10 +559,20 @@ fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
         ],
         ..Dispatch::default()
     };
-    let (mut srv1, mut srv2) = (
+    (
         member_pipeline("srv1", dispatch.clone()),
         member_pipeline("srv2", dispatch),
-    );
+    )
+}
+
+/// CARISMA rare: the inspector's kernel does the handshake; a request that
+/// belongs here stays (its held bytes go to this kernel), one that belongs
+/// elsewhere moves: an exact RST drops this kernel's socket and the
+/// connection is handed over, the new kernel's sequence space translated
+/// onto the first kernel's.
+#[test]
+fn rare_mode_keeps_or_moves_after_the_kernels_handshake() {
+    let (mut srv1, mut srv2) = rare_members();
     let svc = service();
     let srv2_mac = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c]);
     let k1_side = Endpoint {
@@ -1101,28 +1107,7 @@ fn a_reused_tuple_after_a_local_splice_or_during_setup_is_a_new_connection() {
 /// a new SYN on its 4-tuple drops both and srv1's kernel gets it.
 #[test]
 fn rare_mode_reused_tuples_are_new_connections() {
-    use shoal_config::{DispatchPolicy, DispatchRule, HandoffMode};
-    let dispatch = Dispatch {
-        policy: DispatchPolicy::Rules,
-        handoff: HandoffMode::Rare,
-        rules: vec![
-            DispatchRule {
-                host: None,
-                prefix: "/here".into(),
-                member: "srv1".into(),
-            },
-            DispatchRule {
-                host: None,
-                prefix: "/".into(),
-                member: "srv2".into(),
-            },
-        ],
-        ..Dispatch::default()
-    };
-    let (mut srv1, mut srv2) = (
-        member_pipeline("srv1", dispatch.clone()),
-        member_pipeline("srv2", dispatch),
-    );
+    let (mut srv1, mut srv2) = rare_members();
     let svc = service();
     let k1_side = Endpoint {
         mac: SRV1_MAC,

@@ -12,34 +12,18 @@
 // Test helpers outside #[test] functions: a panic is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+mod fixture;
+
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use fixture::{at, infos};
 use shoal_control::key::ClusterKey;
-use shoal_control::membership::{MemberInfo, Membership, Now, TableEntry, Timing};
+use shoal_control::membership::{Membership, TableEntry, Timing};
 
 const INTERVAL: u64 = 200;
 const TIMEOUT: u64 = 1000;
 const BOUND: u64 = TIMEOUT + 2 * INTERVAL;
-
-fn infos(n: u16) -> Vec<MemberInfo> {
-    (1..=n)
-        .map(|id| MemberInfo {
-            id,
-            name: format!("srv{id}"),
-            address: Ipv4Addr::new(198, 18, 0, 10 + id as u8),
-            mac: [2, 0, 0, 0, 0, id as u8],
-            weight: 100,
-        })
-        .collect()
-}
-
-fn at(ms: u64) -> Now {
-    Now {
-        mono_ms: ms,
-        wall_ms: 1_700_000_000_000 + ms,
-    }
-}
 
 struct Node {
     m: Membership,

@@ -22,13 +22,16 @@
 // Test helpers outside #[test] functions: a panic is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod fixture;
+
 use std::net::Ipv4Addr;
 
+use fixture::{at, infos};
 use proptest::prelude::*;
 use shoal_channel::{Command, MemberState};
 use shoal_control::dataplane::{lease_command, member_states};
 use shoal_control::key::ClusterKey;
-use shoal_control::membership::{MemberInfo, Membership, Now, Timing};
+use shoal_control::membership::{Membership, Timing};
 use shoal_dataplane::claim::{Claim, ClaimSet, Fence};
 use shoal_dataplane::select::{Candidate, ClientKey, Rendezvous, Selector};
 use shoal_dataplane::time::Instant;
@@ -44,25 +47,6 @@ const BOUND: u64 = TIMEOUT + 6 * INTERVAL + MAX_DELAY;
 const MAX_DELAY: u64 = 60;
 /// Client keys checked.
 const KEYS: u16 = 48;
-
-fn infos(n: u16) -> Vec<MemberInfo> {
-    (1..=n)
-        .map(|id| MemberInfo {
-            id,
-            name: format!("srv{id}"),
-            address: Ipv4Addr::new(198, 18, 0, 10 + id as u8),
-            mac: [2, 0, 0, 0, 0, id as u8],
-            weight: 100,
-        })
-        .collect()
-}
-
-fn at(ms: u64) -> Now {
-    Now {
-        mono_ms: ms,
-        wall_ms: 1_700_000_000_000 + ms,
-    }
-}
 
 fn timing() -> Timing {
     Timing {
