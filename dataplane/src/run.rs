@@ -346,6 +346,28 @@ fn drive<Io: PacketIo>(
             None
         }
     };
+    // The flows of this member's previous run (a restart, an upgrade):
+    // restored before the first burst, so its connections go on.
+    let snapshot_path = cfg.control.shm_path.join("flows-0");
+    if let Ok(bytes) = std::fs::read(&snapshot_path) {
+        let now =
+            Instant::from_nanos(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        match worker
+            .pipeline_mut()
+            .restore_flows(&bytes, shoal_channel::monotonic_ns(), now)
+        {
+            Ok(n) => eprintln!(
+                "shoal-dataplane: restored {n} flow(s) of the previous run from {}",
+                snapshot_path.display()
+            ),
+            Err(e) => eprintln!(
+                "shoal-dataplane: flow snapshot {} refused, starting with an empty flow table: {e}",
+                snapshot_path.display()
+            ),
+        }
+    }
+    let mut last_snapshot = start;
+    let mut snapshot_failed = false;
     let mut idle_polls: u32 = 0;
     eprintln!(
         "shoal-dataplane: member {} running ({backend} backend); stop with SIGTERM",
@@ -428,6 +450,13 @@ fn drive<Io: PacketIo>(
                 link.write_stats(worker.pipeline(), now);
             }
         }
+        if link.is_some() {
+            let t = StdInstant::now();
+            if t - last_snapshot >= SNAPSHOT_INTERVAL {
+                last_snapshot = t;
+                write_snapshot(&snapshot_path, worker.pipeline(), &mut snapshot_failed);
+            }
+        }
         if received == 0 {
             idle_polls = idle_polls.saturating_add(1);
             if idle_polls > 256 && !opts.idle_sleep.is_zero() {
@@ -455,6 +484,30 @@ fn inject<Io: PacketIo>(worker: &mut Worker<Io>, opts: &RunOptions) {
     if drop > 0 || reorder > 0 {
         eprintln!("shoal-dataplane: FAULT INJECTION on: dropping {drop}‰ and reordering {reorder}‰ of wire frames");
         worker.inject_faults(crate::worker::Faults::new(drop, reorder));
+    }
+}
+
+/// How often the worker writes its flow snapshot.
+const SNAPSHOT_INTERVAL: Duration =
+    Duration::from_millis(crate::pipeline::snapshot::SNAPSHOT_INTERVAL_MS);
+
+/// Writes the flow snapshot through a temporary file and a rename (a
+/// reader sees the old snapshot or the new one, never half of one).
+/// A failure is logged once until a write succeeds again.
+fn write_snapshot(path: &Path, pipeline: &Pipeline, failed: &mut bool) {
+    let bytes = pipeline.flow_snapshot(shoal_channel::monotonic_ns());
+    let tmp = path.with_extension("tmp");
+    match std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => *failed = false,
+        Err(e) if !*failed => {
+            *failed = true;
+            eprintln!(
+                "shoal-dataplane: cannot write the flow snapshot {} (a restart will lose \
+                 the connections): {e}",
+                path.display()
+            );
+        }
+        Err(_) => {}
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod handoff_path;
 mod reuse;
+pub mod snapshot;
 mod splice_path;
 mod tables;
 
@@ -202,6 +203,24 @@ impl Pipeline {
         if let Some(d) = confirmed_digest {
             self.claims.confirm(d);
         }
+    }
+
+    /// The flow snapshot a restarted dataplane restores (`snapshot.rs`),
+    /// written at `mono_ns` (`CLOCK_MONOTONIC`).
+    pub fn flow_snapshot(&self, mono_ns: u64) -> Vec<u8> {
+        snapshot::encode(&self.flows, self.tables.own_id, mono_ns)
+    }
+
+    /// Restores a snapshot taken by an earlier run of this member's
+    /// dataplane; returns the flows restored, or why none were.
+    pub fn restore_flows(
+        &mut self,
+        bytes: &[u8],
+        now_mono_ns: u64,
+        now: Instant,
+    ) -> Result<usize, snapshot::SnapshotError> {
+        let flows = snapshot::decode(bytes, self.tables.own_id, now_mono_ns)?;
+        Ok(snapshot::restore(&mut self.flows, flows, now))
     }
 
     /// The epochs and the fence new connections are claimed with.
