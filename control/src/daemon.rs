@@ -443,11 +443,12 @@ impl Daemon {
 
     fn interval(&mut self) {
         let reads = self.link.read_stats();
-        let written_at = reads
-            .first()
-            .copied()
-            .flatten()
-            .map(|s| s.written_at_unix_ns);
+        // Worker 0 (every worker applies the same commands): when it last
+        // wrote, and the table it runs (what the peers wait for before
+        // claiming gains).
+        let worker0 = reads.first().copied().flatten();
+        let written_at = worker0.map(|s| s.written_at_unix_ns);
+        let applied = worker0.and_then(|s| s.value("applied_digest")).unwrap_or(0);
         let counters: Vec<Option<WorkerCounters<'_>>> = reads
             .iter()
             .map(|r| {
@@ -460,14 +461,6 @@ impl Daemon {
             .collect();
         let figures = self.load.update(&counters);
         self.membership.set_local_load(figures);
-        // The table the dataplane runs (worker 0; every worker applies the
-        // same commands): what the peers wait for before claiming gains.
-        let applied = reads
-            .first()
-            .copied()
-            .flatten()
-            .and_then(|s| s.value("applied_digest"))
-            .unwrap_or(0);
         self.membership.set_applied_digest(applied);
         let now = self.clock.now();
         self.watch_dataplane(written_at, now);

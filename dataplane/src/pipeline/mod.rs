@@ -113,6 +113,16 @@ enum Plan {
     Decap { outer_len: usize },
 }
 
+/// Whether member `own` is the inspector of `client` for service `index`
+/// in a table (the question `ClaimSet` asks of every epoch it keeps).
+fn owns(own: u16, index: usize, client: ClientKey) -> impl Fn(&Arc<Tables>) -> bool {
+    move |t: &Arc<Tables>| {
+        t.services
+            .get(index)
+            .is_some_and(|s| s.selector.select(client) == Some(own))
+    }
+}
+
 /// What later fragments of a datagram get: what the first one got.
 type FragAction = Option<FlowAction>;
 
@@ -232,13 +242,10 @@ impl Pipeline {
     /// `index` at `now`; `Err` names the outcome counter of a SYN it does
     /// not claim (another inspector, lease lapsed, epoch pending).
     fn claim(&self, index: usize, client: ClientKey, now: Instant) -> Result<(), Counter> {
-        let own = self.tables.own_id;
-        let owns = |t: &Arc<Tables>| {
-            t.services
-                .get(index)
-                .is_some_and(|s| s.selector.select(client) == Some(own))
-        };
-        match self.claims.claims(now, owns) {
+        match self
+            .claims
+            .claims(now, owns(self.tables.own_id, index, client))
+        {
             Claim::Yes => Ok(()),
             Claim::NotOwner => Err(Counter::SynOtherInspector),
             Claim::LeaseLapsed => Err(Counter::ClaimsRefusedLease),
@@ -249,12 +256,8 @@ impl Pipeline {
     /// Whether this member owns `client`'s key for service `index` in the
     /// current or a pending epoch.
     fn owned_in_any(&self, index: usize, client: ClientKey) -> bool {
-        let own = self.tables.own_id;
-        self.claims.owned_in_any(|t: &Arc<Tables>| {
-            t.services
-                .get(index)
-                .is_some_and(|s| s.selector.select(client) == Some(own))
-        })
+        self.claims
+            .owned_in_any(owns(self.tables.own_id, index, client))
     }
 
     /// Sets the SYN cookie secret (random per server; `run` reads it from
