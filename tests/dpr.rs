@@ -17,11 +17,11 @@ use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, KERNEL, WIRE};
-use shoal_dataplane::time::Instant;
 use shoal_dataplane::traffic::{
     client_endpoint, client_trace, tcp_frame, tcp_header, Endpoint, TraceSpec,
 };
-use shoal_dataplane::wire::{
+use shoal_wire::time::Instant;
+use shoal_wire::{
     EthernetAddress, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, TcpFlags,
     TcpPacket,
 };
@@ -202,7 +202,7 @@ fn client_of(k: usize) -> Endpoint {
         .find(|c| {
             p.tables().services[0]
                 .selector
-                .select(shoal_dataplane::select::ClientKey {
+                .select(shoal_select::ClientKey {
                     addr: c.ip,
                     port: c.port,
                 })

@@ -92,7 +92,7 @@ impl Lab {
             .filter(|&port| {
                 tables.services[0]
                     .selector
-                    .select(shoal_dataplane::select::ClientKey { addr: client, port })
+                    .select(shoal_select::ClientKey { addr: client, port })
                     == Some(id)
             })
             .take(count)

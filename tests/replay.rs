@@ -20,13 +20,13 @@ use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
 use shoal_dataplane::replay::{replay, PortFrames, ReplayFiles, Summary};
-use shoal_dataplane::select::ClientKey;
-use shoal_dataplane::time::Instant;
 use shoal_dataplane::traffic::{
     arp_request, client_endpoint, client_trace, read_pcap, tcp_frame, tcp_header, write_pcap,
     Endpoint, TraceSpec,
 };
-use shoal_dataplane::wire::{self, EthernetAddress, TcpFlags};
+use shoal_select::ClientKey;
+use shoal_wire::time::Instant;
+use shoal_wire::{self as wire, EthernetAddress, TcpFlags};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const CLUSTER_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]);

@@ -13,10 +13,10 @@ use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
-use shoal_dataplane::select::ClientKey;
-use shoal_dataplane::time::Instant;
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
-use shoal_dataplane::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket};
+use shoal_select::ClientKey;
+use shoal_wire::time::Instant;
+use shoal_wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const SRV1_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0b]);
@@ -53,7 +53,7 @@ fn member_pipeline(member: &str, dispatch: Dispatch) -> Pipeline {
     );
     p.set_cookie_secret([member.len() as u8 ^ member.as_bytes()[3]; 32]);
     p.enable_handoff(
-        shoal_dataplane::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
+        shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
         1,
         1_000_000,
     );
@@ -442,6 +442,87 @@ fn handoff_to_another_member_over_the_wire() {
     let (v, _, out) = run(&mut srv2, WIRE, &forged, now);
     assert_eq!((v, out.len()), (Verdict::Drop, 0));
     assert_eq!(srv2.counters().get(Counter::HandoffRejected), 2);
+}
+
+/// Request segments out of order, retransmitted and conflicting: each is
+/// counted by its reassembly outcome, and the request is replayed into the
+/// kernel only once its head is complete and in order.
+#[test]
+fn request_segments_are_counted_by_reassembly_outcome() {
+    let mut p = pipeline();
+    let c = client(&p);
+    let svc = service();
+    let now = Instant::from_secs(100);
+    let (cookie, tc) = handshake(&mut p, &c, &svc, now);
+    let seg = |seq: u32| {
+        let mut h = tcp_header(c.port, 80, seq, Some(cookie.wrapping_add(1)), TcpFlags::PSH);
+        h.timestamps = Some((2, tc));
+        h
+    };
+    let (first, rest) = REQUEST.split_at(10);
+    let after = 1001 + 10;
+    let count = |p: &Pipeline| {
+        [
+            Counter::RequestSegmentAdvanced,
+            Counter::RequestSegmentOutOfOrder,
+            Counter::RequestSegmentDuplicate,
+            Counter::RequestSegmentConflict,
+        ]
+        .map(|k| p.counters().get(k))
+    };
+
+    // The handshake's ACK alone opens the setup slot.
+    let mut ack = seg(1001);
+    ack.flags = TcpFlags::ACK;
+    run(&mut p, WIRE, &tcp_frame(&c, &svc, &ack, &[], 2), now);
+    assert_eq!(p.counters().get(Counter::SpliceHandshake), 1);
+    assert_eq!(
+        count(&p),
+        [0, 0, 0, 0],
+        "an empty ACK is no request segment"
+    );
+    // The tail first: stored beyond the hole, the client gets a duplicate ACK.
+    let (_, _, out) = run(
+        &mut p,
+        WIRE,
+        &tcp_frame(&c, &svc, &seg(after), rest, 2),
+        now,
+    );
+    assert!(
+        out.iter().all(|(port, _)| *port == WIRE),
+        "nothing to the kernel yet"
+    );
+    assert_eq!(count(&p), [0, 1, 0, 0]);
+    // The tail again: nothing new.
+    run(
+        &mut p,
+        WIRE,
+        &tcp_frame(&c, &svc, &seg(after), rest, 3),
+        now,
+    );
+    assert_eq!(count(&p), [0, 1, 1, 0]);
+    // The tail with other bytes: refused whole.
+    let other = vec![b'x'; rest.len()];
+    run(
+        &mut p,
+        WIRE,
+        &tcp_frame(&c, &svc, &seg(after), &other, 4),
+        now,
+    );
+    assert_eq!(count(&p), [0, 1, 1, 1]);
+    // The head's start closes the hole: the head is complete, the SYN is
+    // replayed into the kernel.
+    let (_, _, out) = run(
+        &mut p,
+        WIRE,
+        &tcp_frame(&c, &svc, &seg(1001), first, 5),
+        now,
+    );
+    assert_eq!(count(&p), [1, 1, 1, 1]);
+    let to_kernel: Vec<_> = out.iter().filter(|(port, _)| *port == KERNEL).collect();
+    assert_eq!(to_kernel.len(), 1);
+    let replayed = parse(&to_kernel[0].1);
+    assert_eq!((replayed.seq, replayed.flags), (1000, 0x02));
 }
 
 /// Completes a cookie handshake with `p`; returns (cookie ISN, inspector TSval).

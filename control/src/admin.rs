@@ -24,11 +24,11 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 use shoal_config::{Algorithm, Config};
-use shoal_dataplane::select::{self, ClientKey, Member, Params};
+use shoal_select::{self as select, ClientKey, Member, Params};
 
-use crate::key::AdminToken;
 use crate::membership::Timing;
 use crate::status::Status;
+use shoal_key::AdminToken;
 
 /// Client keys sampled per service by `/ring`.
 pub const RING_SAMPLE_KEYS: u32 = 20_000;

@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::daemon::DEFAULT_ADMIN;
-use crate::key::AdminToken;
+use shoal_key::AdminToken;
 
 /// Where the admin API is and how to authenticate.
 #[derive(Debug, Clone, Args)]
@@ -93,7 +93,7 @@ pub enum CallError {
     BadAnswer(SocketAddr),
     /// The token file is unusable.
     #[error(transparent)]
-    Token(#[from] crate::key::KeyError),
+    Token(#[from] shoal_key::KeyError),
 }
 
 /// Sends one request and returns (HTTP status, JSON body).

@@ -28,12 +28,12 @@ use shoal_config::Config;
 
 use crate::admin::{self, Action, Policy, Request};
 use crate::dataplane::DataplaneLink;
-use crate::key::{AdminToken, ClusterKey, KeyError};
 use crate::load::{LoadTracker, WorkerCounters};
 use crate::log;
 use crate::membership::{Event, Isolation, LeftReason, MemberInfo, Membership, Now, Timing};
 use crate::metrics;
 use crate::status::{NetworkStatus, Status};
+use shoal_key::{AdminToken, ClusterKey, KeyError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +165,7 @@ pub fn cluster_key(cfg: &Config) -> Result<ClusterKey, StartError> {
             Err(StartError::NoKey(cfg.cluster.members.len()))
         }
         None => Ok(ClusterKey::from_bytes(&unix_ns().to_be_bytes().repeat(4))
-            .unwrap_or_else(|| unreachable!("32 bytes"))),
+            .unwrap_or_else(|_| unreachable!("32 bytes"))),
     }
 }
 

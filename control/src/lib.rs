@@ -16,7 +16,6 @@ pub mod admin;
 pub mod cli_admin;
 pub mod daemon;
 pub mod dataplane;
-pub mod key;
 pub mod load;
 pub mod membership;
 pub mod message;

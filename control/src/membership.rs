@@ -41,7 +41,7 @@
 //! wins even when the control that makes it restarted since the earlier
 //! one (and never heard its version).
 //!
-//! **Leases** fence the dataplane (its half is `shoal_dataplane::claim`).
+//! **Leases** fence the dataplane (its half is `shoal_select::claim`).
 //! Every announcement lists, for each member the sender hears, the last
 //! (incarnation, sequence) it accepted from it: an acknowledgement. This
 //! member remembers when it sent each of its own announcements, so an
@@ -73,8 +73,8 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::key::ClusterKey;
 use crate::message::{decode, Announcement, DecodeError, Heard, LoadFigures, Setting};
+use shoal_key::ClusterKey;
 
 /// Largest accepted difference between a sender's timestamp and the local
 /// wall clock. Members must keep their clocks this close (NTP).

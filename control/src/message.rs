@@ -27,7 +27,7 @@
 //!     HMAC-SHA256 tag, 32 bytes
 //! ```
 
-use crate::key::ClusterKey;
+use shoal_key::ClusterKey;
 
 /// Byte offsets of the fixed header.
 pub mod field {

@@ -5,7 +5,7 @@
 //! upward), the deterministic sample of client keys (addresses in
 //! 198.19.0.0/16, ports 1024..65535, from a seed) and the figures computed
 //! from them. The algorithms themselves are the dataplane's
-//! ([`shoal_dataplane::select`]), so what this reports is what the pipeline
+//! ([`shoal_select`]), so what this reports is what the pipeline
 //! does. It reads no config and touches no network.
 
 use core::fmt;
@@ -13,7 +13,7 @@ use core::net::Ipv4Addr;
 
 use serde::Serialize;
 use shoal_config::Algorithm;
-use shoal_dataplane::select::{self, is_prime, mix64, next_prime, ClientKey, Member, Params};
+use shoal_select::{self as select, is_prime, mix64, next_prime, ClientKey, Member, Params};
 
 /// Address of synthetic member 1; member `i` has this address + `i - 1`.
 pub const FIRST_MEMBER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);

@@ -18,8 +18,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use fixture::{at, infos};
-use shoal_control::key::ClusterKey;
 use shoal_control::membership::{Membership, TableEntry, Timing};
+use shoal_key::ClusterKey;
 
 const INTERVAL: u64 = 200;
 const TIMEOUT: u64 = 1000;

@@ -14,9 +14,9 @@ use shoal_channel::{
     command_ring_path, stats_path, Command, CommandRing, MemberState, StatsWriter,
 };
 use shoal_control::dataplane::DataplaneLink;
-use shoal_control::key::ClusterKey;
 use shoal_control::membership::{MemberInfo, Membership, Now, Timing};
 use shoal_control::message::LoadFigures;
+use shoal_key::ClusterKey;
 
 fn now() -> Now {
     Now {

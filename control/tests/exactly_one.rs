@@ -2,7 +2,7 @@
 //! membership state machine (`Membership`: announcements, cleaner, epochs,
 //! acknowledgements, leases, confirmation), the real lease commands
 //! (`dataplane::lease_command`) and the real dataplane claim set
-//! (`shoal_dataplane::claim::ClaimSet`) of 3 to 8 members, driven through
+//! (`shoal_select::claim::ClaimSet`) of 3 to 8 members, driven through
 //! random interleavings of: control intervals, command-ring lag (a
 //! dataplane applies its commands only when it is scheduled), datagrams
 //! lost, delayed and reordered, controls killed and restarted, controls
@@ -30,11 +30,11 @@ use fixture::{at, infos};
 use proptest::prelude::*;
 use shoal_channel::{Command, MemberState};
 use shoal_control::dataplane::{lease_command, member_states};
-use shoal_control::key::ClusterKey;
 use shoal_control::membership::{Membership, Timing};
-use shoal_dataplane::claim::{Claim, ClaimSet, Fence};
-use shoal_dataplane::select::{Candidate, ClientKey, Rendezvous, Selector};
-use shoal_dataplane::time::Instant;
+use shoal_key::ClusterKey;
+use shoal_select::claim::{Claim, ClaimSet, Fence};
+use shoal_select::{Candidate, ClientKey, Rendezvous, Selector};
+use shoal_wire::time::Instant;
 
 const INTERVAL: u64 = 100;
 const TIMEOUT: u64 = 1000;

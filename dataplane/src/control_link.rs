@@ -268,7 +268,7 @@ impl ControlLink {
 
     /// Publishes the pipeline's counters (one positioned write); `now` is
     /// the pipeline's clock (for `lease_held`).
-    pub fn write_stats(&mut self, pipeline: &Pipeline, now: crate::time::Instant) {
+    pub fn write_stats(&mut self, pipeline: &Pipeline, now: shoal_wire::time::Instant) {
         let c = pipeline.counters();
         let flows = pipeline.flows();
         let by_state = flows.count_by_state();

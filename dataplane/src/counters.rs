@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use shoal_l7::reassembly::SegmentOutcome;
+
 use crate::wire;
 
 macro_rules! counters {
@@ -197,6 +199,22 @@ counters! {
     /// Splice: dispatch named another member but no handoff is possible (no
     /// cluster key, or the handoff table is full): served here. Not an outcome.
     SpliceRemoteNotWired => "splice_remote_not_wired",
+    /// Splice: request segments that extended the in-order request bytes. Not an outcome.
+    RequestSegmentAdvanced => "request_segment_advanced",
+    /// Splice: request segments stored beyond a hole (the client sees a
+    /// duplicate ACK). Not an outcome.
+    RequestSegmentOutOfOrder => "request_segment_out_of_order",
+    /// Splice: request segments with nothing new (retransmissions). Not an outcome.
+    RequestSegmentDuplicate => "request_segment_duplicate",
+    /// Splice: request segments that disagree with bytes already held, or
+    /// carry data past the FIN (nothing stored). Not an outcome.
+    RequestSegmentConflict => "request_segment_conflict",
+    /// Splice: request segments refused because they would leave too many
+    /// holes (the client resends). Not an outcome.
+    RequestSegmentTooManyHoles => "request_segment_too_many_holes",
+    /// Splice: request segments with bytes beyond the request buffer
+    /// (`dispatch.max_request_bytes`; those bytes are not stored). Not an outcome.
+    RequestSegmentTooLarge => "request_segment_too_large",
 
     /// CARISMA rare: requests that stayed with this kernel. Not an outcome.
     RareKept => "rare_kept",
@@ -232,6 +250,18 @@ counters! {
 }
 
 impl Counter {
+    /// The counter of a request segment's reassembly outcome.
+    pub const fn request_segment(outcome: SegmentOutcome) -> Counter {
+        match outcome {
+            SegmentOutcome::Advanced => Counter::RequestSegmentAdvanced,
+            SegmentOutcome::OutOfOrder => Counter::RequestSegmentOutOfOrder,
+            SegmentOutcome::Duplicate => Counter::RequestSegmentDuplicate,
+            SegmentOutcome::Conflict => Counter::RequestSegmentConflict,
+            SegmentOutcome::TooManyHoles => Counter::RequestSegmentTooManyHoles,
+            SegmentOutcome::TooLarge => Counter::RequestSegmentTooLarge,
+        }
+    }
+
     /// The counters that name the one final outcome of a received frame:
     /// every frame the pipeline processes bumps exactly one of these, so
     /// their sum equals `wire_rx_packets + kernel_rx_packets`.

@@ -24,8 +24,8 @@ use crate::flow::{FlowState, Timeouts};
 use crate::io::memory::MemoryIo;
 use crate::io::{Frame, PortId};
 use crate::pipeline::{Pipeline, Tables, TablesError, KERNEL, WIRE};
-use crate::time::Instant;
 use crate::worker::Worker;
+use shoal_wire::time::Instant;
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]

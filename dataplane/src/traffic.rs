@@ -8,12 +8,12 @@
 use core::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::select::mix64;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr, UdpPacket,
     UdpRepr,
 };
+use shoal_select::mix64;
 
 /// One end of a conversation at layer 2 to 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

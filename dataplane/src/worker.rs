@@ -6,7 +6,7 @@
 use crate::counters::Counter;
 use crate::io::{Frame, PacketIo, PortId};
 use crate::pipeline::{Pipeline, Verdict, KERNEL, WIRE};
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 /// Flows examined for expiry per poll (bounded work per burst).
 pub const EXPIRE_BUDGET: usize = 64;
@@ -50,7 +50,7 @@ impl<F> Faults<F> {
     }
 
     fn roll(&mut self) -> u32 {
-        self.rng = crate::select::mix64(self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        self.rng = shoal_select::mix64(self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15));
         (self.rng % 1000) as u32
     }
 }

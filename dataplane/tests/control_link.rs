@@ -15,8 +15,8 @@ use shoal_dataplane::counters::Counter;
 use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::pipeline::{Pipeline, Tables, WIRE};
-use shoal_dataplane::time::Instant;
 use shoal_dataplane::traffic::{arp_request, client_endpoint};
+use shoal_wire::time::Instant;
 
 fn cfg() -> shoal_config::Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
@@ -93,7 +93,7 @@ fn membership_commands_become_tables_and_stats_are_published() {
     assert_eq!(w, vec![(1, 100, 0.75), (2, 0, 0.5), (3, 0, 0.0)]);
     // Only srv1 takes new connections now.
     for port in 1000..1100 {
-        let key = shoal_dataplane::select::ClientKey {
+        let key = shoal_select::ClientKey {
             addr: Ipv4Addr::new(198, 19, 0, 1),
             port,
         };

@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use shoal_alloc_count::{CountingAlloc, Region};
 use shoal_dataplane::flow::{FlowKey, FlowState, FlowTable, Insert, Timeouts};
-use shoal_dataplane::time::Instant;
+use shoal_wire::time::Instant;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;

@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
 use shoal_dataplane::flow::{FlowKey, FlowState, FlowTable, Insert, Timeouts};
-use shoal_dataplane::time::Instant;
+use shoal_wire::time::Instant;
 
 /// Flows in the table during every benchmark.
 const FLOWS: usize = 1_000_000;

@@ -24,10 +24,10 @@ use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, WIRE};
-use shoal_dataplane::select::ClientKey;
-use shoal_dataplane::time::Instant;
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
-use shoal_dataplane::wire::{EthernetAddress, TcpFlags};
+use shoal_select::ClientKey;
+use shoal_wire::time::Instant;
+use shoal_wire::{EthernetAddress, TcpFlags};
 
 const BURST: usize = 32;
 const FLOWS: usize = 1024;

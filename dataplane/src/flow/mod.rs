@@ -83,7 +83,7 @@ use core::time::Duration;
 
 pub use table::{FlowMut, FlowTable, Iter, EVICTION_SCAN};
 
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 /// The 5-tuple that names a flow, as seen in one direction.
 ///

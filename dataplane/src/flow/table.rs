@@ -8,7 +8,7 @@ use hashbrown::HashTable;
 
 use super::wheel::{tick_of, Wheel, NIL};
 use super::{Flow, FlowKey, FlowState, FlowStats, Insert, Timeouts};
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 /// How many flows of one state a full table examines to pick the one to
 /// evict (the nearest to its deadline among them).

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use super::wheel::tick_of;
 use super::*;
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 const NS: Duration = Duration::from_nanos(1);
 /// An arbitrary, tick-unaligned start (the clock is not zero at boot).

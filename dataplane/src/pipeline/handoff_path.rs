@@ -1,6 +1,6 @@
 //! Splice handover to another member (design "Splicing" step 3): the
 //! inspector offers the connection in authenticated UDP datagrams
-//! (`crate::handoff`, port 7947, between members' own addresses); the chosen
+//! (`shoal_l7::handoff`, port 7947, between members' own addresses); the chosen
 //! member replays it into its kernel (the same replay code as a local
 //! handover) and accepts; the inspector keeps a tombstone and ignores the
 //! client's packets, which the new owner sees on the shared segment. Lost
@@ -13,16 +13,16 @@ use super::splice_path::{Conn, Phase};
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Verdict, WIRE};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState, Insert};
-use crate::handoff::{
+use crate::traffic::Endpoint;
+use crate::wire::{EthernetAddress, IpProtocol};
+use shoal_l7::handoff::{
     ClusterKey, FlowSnapshot, HandoffId, Inspector, InspectorConfig, InspectorEvent, Link, Message,
     Negotiated, Origin, Receiver, ReceiverConfig, ReceiverEvent, RefuseReason, Timestamps,
     WindowScale, PORT,
 };
-use crate::http::RequestBuffer;
-use crate::syncookie::SynOptions;
-use crate::time::Instant;
-use crate::traffic::Endpoint;
-use crate::wire::{EthernetAddress, IpProtocol};
+use shoal_l7::reassembly::{RequestBuffer, SegmentOutcome};
+use shoal_l7::syncookie::SynOptions;
+use shoal_wire::time::Instant;
 
 /// The handoff machinery of one worker.
 #[derive(Debug)]
@@ -214,7 +214,15 @@ impl Pipeline {
             return refuse(self, RefuseReason::UnknownService);
         };
         let mut buf = RequestBuffer::new(s.client_isn.wrapping_add(1), request.len().max(1));
-        let _ = buf.insert(s.client_isn.wrapping_add(1), request);
+        // The offer's request bytes into a buffer of exactly their size:
+        // in order from the first byte, so nothing can be refused or cut
+        // (an empty request stores nothing). Not a client segment: not
+        // counted as one.
+        let stored = buf.insert(s.client_isn.wrapping_add(1), request);
+        debug_assert!(matches!(
+            stored,
+            SegmentOutcome::Advanced | SegmentOutcome::Duplicate
+        ));
         let inspector_mac = self
             .tables
             .member(origin.member)

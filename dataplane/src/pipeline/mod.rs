@@ -33,21 +33,21 @@ use shoal_config::{LoadChoice, Mode, State};
 pub use reuse::FlowEntry;
 pub use tables::{MemberEntry, ServiceEntry, Tables, TablesError};
 
-use crate::claim::{Claim, ClaimSet, Fence};
 use crate::counters::{Counter, Counters, Layer};
-use crate::dispatch::Dispatcher;
 use crate::flow::{FlowKey, FlowState, FlowTable, Insert, Timeouts};
 use crate::io::{Frame, PortId};
-use crate::select::{key_hash, ClientKey};
-use crate::splice::{SpliceParams, Translation};
-use crate::syncookie::CookieKeys;
-use crate::time::Instant;
 use crate::wire::tcp::option_kind;
 use crate::wire::{
     checksum, ipip, ArpOperation, ArpPacket, ArpRepr, Error, EtherType, EthernetAddress,
     EthernetFrame, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet,
     Ipv4Repr, TcpFlags, TcpPacket, UdpPacket,
 };
+use shoal_l7::dispatch::Dispatcher;
+use shoal_l7::splice::{SpliceParams, Translation};
+use shoal_l7::syncookie::CookieKeys;
+use shoal_select::claim::{Claim, ClaimSet, Fence};
+use shoal_select::{key_hash, ClientKey};
+use shoal_wire::time::Instant;
 
 /// Port index of the wire (NIC on the shared segment).
 pub const WIRE: PortId = 0;
@@ -437,7 +437,7 @@ impl Pipeline {
             }
             if ip.next_header() == IpProtocol::Udp && !ip.is_fragment() {
                 if let Ok(udp) = UdpPacket::new_checked(ip.payload_mut()) {
-                    if udp.dst_port() == crate::handoff::PORT {
+                    if udp.dst_port() == shoal_l7::handoff::PORT {
                         return self.handoff_datagram(udp.payload(), now);
                     }
                 }

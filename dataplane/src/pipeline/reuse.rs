@@ -94,8 +94,8 @@ use super::splice_path::Phase;
 use super::{FlowAction, Pipeline};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState};
-use crate::time::Instant;
 use crate::wire::TcpPacket;
+use shoal_wire::time::Instant;
 
 /// What the flow table keeps per flow: the action, and what tells the
 /// connection's own SYN from a new connection's (see the module

@@ -41,8 +41,8 @@ use sha2::{Digest, Sha256};
 use super::reuse::FlowEntry;
 use super::FlowAction;
 use crate::flow::{FlowKey, FlowState, FlowTable, Insert};
-use crate::splice::SpliceParams;
-use crate::time::Instant;
+use shoal_l7::splice::SpliceParams;
+use shoal_wire::time::Instant;
 
 /// How often the worker writes its snapshot.
 pub const SNAPSHOT_INTERVAL_MS: u64 = 200;

@@ -11,7 +11,7 @@
 //!    taken, then ACK + the request bytes).
 //! 4. From then on the flow is spliced: sequence, acknowledgement, SACK,
 //!    timestamps and window are translated in both directions
-//!    (`crate::splice`, notes/splice-replay.md §5), with incremental checksums.
+//!    (`shoal_l7::splice`), with incremental checksums.
 //!
 //! Handing over to *another* member (the `handoff` messages) is not wired
 //! yet: when dispatch names another member the connection stays here and
@@ -24,13 +24,15 @@ use shoal_config::BadRequestAction;
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState, Insert};
-use crate::handoff::{HandoffId, Origin};
-use crate::http::{error_response, RequestBuffer};
-use crate::splice::SpliceParams;
-use crate::syncookie::{counter_at, SynOptions};
-use crate::time::Instant;
 use crate::traffic::{tcp_frame, Endpoint};
 use crate::wire::{EthernetAddress, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
+use shoal_l7::answers::error_response;
+use shoal_l7::handoff::{HandoffId, Origin};
+use shoal_l7::http::buffered_head;
+use shoal_l7::reassembly::RequestBuffer;
+use shoal_l7::splice::SpliceParams;
+use shoal_l7::syncookie::{counter_at, SynOptions};
+use shoal_wire::time::Instant;
 
 /// The window scale the inspector advertises to clients (notes §5: keep it
 /// at or below the kernel's, which the lab pins to 7).
@@ -312,9 +314,10 @@ impl Pipeline {
         conn.client_window = tcp.window_len();
         let payload = tcp.payload();
         if !payload.is_empty() {
-            let _ = conn.buf.insert(tcp.seq_number(), payload);
+            let outcome = conn.buf.insert(tcp.seq_number(), payload);
+            self.counters.inc(Counter::request_segment(outcome));
         }
-        let head = conn.buf.head();
+        let head = buffered_head(&conn.buf);
         match head {
             Ok(Some(head)) => {
                 let loads: Vec<(u16, f64)> =
@@ -572,8 +575,9 @@ impl Pipeline {
             conn.client_tsval = tsval;
         }
         conn.client_window = tcp.window_len();
-        let _ = conn.buf.insert(tcp.seq_number(), tcp.payload());
-        let head = conn.buf.head();
+        let outcome = conn.buf.insert(tcp.seq_number(), tcp.payload());
+        self.counters.inc(Counter::request_segment(outcome));
+        let head = buffered_head(&conn.buf);
         let chosen = match head {
             Ok(Some(head)) => {
                 let loads: Vec<(u16, f64)> =

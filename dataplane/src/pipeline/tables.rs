@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use shoal_config::{Algorithm, Config, Dispatch, LoadChoice, Mode, Protocol, State};
 
-use crate::select::{Candidate, ClientKey, Rendezvous, Ring, RingMember, Selector};
 use crate::wire::{EthernetAddress, IpProtocol};
+use shoal_select::{Candidate, ClientKey, Rendezvous, Ring, RingMember, Selector};
 
 /// A service as the pipeline matches it.
 #[derive(Debug, Clone)]
@@ -242,7 +242,7 @@ fn build_selector(
             selection.vnodes,
         )),
         // validate() requires a prime M > 100 x members.
-        Algorithm::Maglev => Arc::new(crate::select::Maglev::new(
+        Algorithm::Maglev => Arc::new(shoal_select::Maglev::new(
             &members
                 .iter()
                 .map(|m| RingMember {

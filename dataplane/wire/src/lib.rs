@@ -18,8 +18,14 @@
 //! what to do with a packet (that is the dataplane's job). Reprs do not verify
 //! checksums when parsing; call the view's `verify_checksum` where it matters.
 //! Only `core` is used apart from the `std::error::Error` impl.
+//!
+//! [`time`] is the one module that is not a packet format: the monotonic
+//! [`time::Instant`] every piece of packet logic takes as a parameter (as
+//! smoltcp keeps `smoltcp::time` beside its wire formats), so the
+//! selection, L7 and dataplane crates share one notion of time without
+//! depending on each other.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use core::fmt;
 
@@ -30,6 +36,7 @@ pub mod icmpv4;
 pub mod ipip;
 pub mod ipv4;
 pub mod tcp;
+pub mod time;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};

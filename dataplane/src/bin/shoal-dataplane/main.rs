@@ -9,10 +9,13 @@
 //! - `gen-trace --config FILE --out OUT.pcap [--connections N] [--clients N]`:
 //!   write a synthetic client capture to replay.
 
+mod run;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
 use shoal_dataplane::replay::{replay, ReplayFiles};
 use shoal_dataplane::traffic::{client_trace, write_pcap, Endpoint, TraceSpec};
 
@@ -66,10 +69,10 @@ enum Command {
         /// Test only: hold this many wire frames per thousand behind later ones.
         #[arg(long, default_value_t = 0)]
         inject_reorder_permille: u32,
-        /// Membership overrides (JSON: weights, drain, load), re-read with the
-        /// config on SIGHUP.
-        #[arg(long)]
-        membership_file: Option<PathBuf>,
+        /// Member overrides (JSON: weights, drain, liveness, load), re-read
+        /// with the config on SIGHUP (`--membership-file` is the old name).
+        #[arg(long, alias = "membership-file")]
+        overrides_file: Option<PathBuf>,
         /// Microseconds to sleep after an idle stretch (0 = always busy-poll,
         /// the production setting; the lab shares few cores among servers).
         #[arg(long, default_value_t = 0)]
@@ -139,24 +142,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stats_file,
             stats_interval,
             idle_sleep_us,
-            membership_file,
+            overrides_file,
             inject_drop_permille,
             inject_reorder_permille,
         } => {
             let cfg = shoal_config::load_file(&config)?;
-            let signals = shoal_dataplane::run::signals()?;
-            let opts = shoal_dataplane::run::RunOptions {
+            let signals = run::signals()?;
+            let opts = run::RunOptions {
                 stats_file,
                 stats_interval: std::time::Duration::from_secs_f64(stats_interval.max(0.05)),
                 idle_sleep: std::time::Duration::from_micros(idle_sleep_us),
                 config_path: config,
-                membership_file,
+                overrides_file,
                 inject: (
                     inject_drop_permille.min(1000),
                     inject_reorder_permille.min(1000),
                 ),
             };
-            shoal_dataplane::run::run(&cfg, &opts, &signals)?;
+            run::run(&cfg, &opts, &signals)?;
             Ok(())
         }
         Command::GenTrace {

@@ -14,20 +14,20 @@
 //!
 //! - [`message`]: the wire format, [`encode`] and [`decode`] (HMAC-SHA256
 //!   under the cluster key, as `shoal-control` does it).
-//! - [`key`]: the cluster key.
+//! - the cluster key is `shoal-key`'s [`ClusterKey`], the one `shoal-control`
+//!   signs its announcements with.
 //! - [`link`]: sealing and opening datagrams: sequence numbers, timestamp
 //!   window, per-sender [`ReplayGuard`], recipient check, counters.
 //! - [`inspector`]: offers in flight, retry timers, fallbacks, tombstones.
 //! - [`receiver`]: part reassembly, idempotent answers.
 //!
 //! Everything here is pure: no socket, no clock. Monotonic time
-//! ([`crate::time::Instant`]) drives the timers; the sender's wall clock
+//! ([`shoal_wire::time::Instant`]) drives the timers; the sender's wall clock
 //! (unix ms, passed in) stamps datagrams for the timestamp window. The
 //! caller moves datagrams between [`Link`] and the sockets and events
 //! between the state machines and the splice code.
 
 pub mod inspector;
-pub mod key;
 pub mod link;
 pub mod message;
 pub mod receiver;
@@ -35,7 +35,6 @@ pub mod receiver;
 pub use inspector::{
     FallbackReason, Inspector, InspectorConfig, InspectorCounters, InspectorEvent, StartError,
 };
-pub use key::{ClusterKey, KeyTooShort};
 pub use link::{Link, LinkCounters, OpenError, Origin, Received, Rejection, ReplayGuard};
 pub use message::{
     decode, encode, part_count, Accept, Datagram, Envelope, FlowSnapshot, HandoffError, HandoffId,
@@ -43,6 +42,7 @@ pub use message::{
     MAX_REQUEST_BYTES, PART_BYTES,
 };
 pub use receiver::{AnswerError, Receiver, ReceiverConfig, ReceiverCounters, ReceiverEvent};
+pub use shoal_key::{ClusterKey, KeyTooShort};
 
 /// A member's numeric id (1..=65535, the config's `members[].id`).
 pub type MemberId = u16;

@@ -14,11 +14,14 @@
 //! member can take connections. Nothing here reads a clock, does I/O or looks
 //! at packets; nothing here is seeded per process, so every member agrees.
 
+#![forbid(unsafe_code)]
+
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
 use shoal_config::Algorithm;
 
+pub mod claim;
 mod maglev;
 mod rendezvous;
 mod ring;
@@ -148,8 +151,9 @@ pub(crate) fn md5(parts: &[&[u8]]) -> [u8; 16] {
     h.finalize().into()
 }
 
-/// The first 8 bytes of MD5 over `parts`, big-endian: a point on the ring.
-pub(crate) fn md5_u64(parts: &[&[u8]]) -> u64 {
+/// The first 8 bytes of MD5 over `parts`, big-endian: a point on the ring
+/// (also the URL hash of `shoal-l7`'s dispatch, DTS-style).
+pub fn md5_u64(parts: &[&[u8]]) -> u64 {
     let d = md5(parts);
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }

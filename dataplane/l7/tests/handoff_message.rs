@@ -5,8 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use proptest::prelude::*;
-use shoal_dataplane::handoff::message::{field, MAX_DATAGRAM_LEN};
-use shoal_dataplane::handoff::{
+use shoal_l7::handoff::message::{field, MAX_DATAGRAM_LEN};
+use shoal_l7::handoff::{
     decode, encode, part_count, Accept, ClusterKey, Datagram, Envelope, FlowSnapshot, HandoffError,
     HandoffId, Message, Negotiated, Offer, OfferPart, Refuse, RefuseReason, Timestamps,
     WindowScale, PART_BYTES,

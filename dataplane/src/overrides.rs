@@ -1,6 +1,7 @@
-//! Membership overrides on top of the config: per-member weight, drain,
-//! liveness and load, from a JSON file an operator (or the lab) writes and
-//! the dataplane re-reads on SIGHUP. `shoal-control` pushes the same state
+//! Member overrides on top of the config (not the membership protocol,
+//! which is `shoal-control`'s): per-member weight,
+//! drain, liveness and load, from a JSON file an operator (or the lab)
+//! writes and the dataplane re-reads on SIGHUP. `shoal-control` pushes the same state
 //! over the command channel; this file is how a cluster without it (and the
 //! tests) drain a member or report load.
 //!
@@ -19,7 +20,7 @@ use crate::pipeline::MemberEntry;
 
 /// Why a membership file was refused (the previous state stays in force).
 #[derive(Debug, thiserror::Error)]
-pub enum MembershipError {
+pub enum OverridesError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -59,7 +60,7 @@ pub enum MembershipError {
 /// The file's content.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct MembershipFile {
+pub struct OverridesFile {
     /// Overrides by member name.
     #[serde(default)]
     pub members: BTreeMap<String, MemberOverride>,
@@ -80,12 +81,12 @@ pub struct MemberOverride {
 }
 
 /// Reads a membership file.
-pub fn read(path: &Path) -> Result<MembershipFile, MembershipError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MembershipError::Io {
+pub fn read(path: &Path) -> Result<OverridesFile, OverridesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OverridesError::Io {
         path: path.into(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| MembershipError::Parse {
+    serde_json::from_str(&text).map_err(|source| OverridesError::Parse {
         path: path.into(),
         source,
     })
@@ -94,9 +95,9 @@ pub fn read(path: &Path) -> Result<MembershipFile, MembershipError> {
 /// The members of `cfg` with `file`'s overrides applied.
 pub fn apply(
     cfg: &Config,
-    file: &MembershipFile,
+    file: &OverridesFile,
     path: &Path,
-) -> Result<Vec<MemberEntry>, MembershipError> {
+) -> Result<Vec<MemberEntry>, OverridesError> {
     let mut members: Vec<MemberEntry> = cfg
         .cluster
         .members
@@ -112,9 +113,9 @@ pub fn apply(
 pub fn overlay(
     cfg: &Config,
     members: &mut [MemberEntry],
-    file: &MembershipFile,
+    file: &OverridesFile,
     path: &Path,
-) -> Result<(), MembershipError> {
+) -> Result<(), OverridesError> {
     for (name, o) in &file.members {
         let Some(id) = cfg
             .cluster
@@ -123,14 +124,14 @@ pub fn overlay(
             .find(|m| &m.name == name)
             .map(|m| m.id)
         else {
-            return Err(MembershipError::UnknownMember {
+            return Err(OverridesError::UnknownMember {
                 path: path.into(),
                 name: name.clone(),
             });
         };
         if let Some(load) = o.load {
             if !load.is_finite() || load < 0.0 {
-                return Err(MembershipError::BadLoad {
+                return Err(OverridesError::BadLoad {
                     path: path.into(),
                     name: name.clone(),
                     load,
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn overrides_apply_by_name_and_defaults_stay() {
-        let f: MembershipFile = serde_json::from_str(
+        let f: OverridesFile = serde_json::from_str(
             r#"{"members": {"srv2": {"draining": true}, "srv1": {"load": 0.9, "weight": 50}}}"#,
         )
         .unwrap();
@@ -181,20 +182,20 @@ mod tests {
 
     #[test]
     fn bad_files_name_the_problem() {
-        let f: MembershipFile = serde_json::from_str(r#"{"members": {"srv9": {}}}"#).unwrap();
+        let f: OverridesFile = serde_json::from_str(r#"{"members": {"srv9": {}}}"#).unwrap();
         let e = apply(&cfg(), &f, Path::new("m.json"))
             .unwrap_err()
             .to_string();
         assert_eq!(e, "m.json: members.srv9: no such member in the config");
-        let f: MembershipFile =
+        let f: OverridesFile =
             serde_json::from_str(r#"{"members": {"srv1": {"load": -1}}}"#).unwrap();
         let e = apply(&cfg(), &f, Path::new("m.json"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("members.srv1.load"), "{e}");
-        assert!(serde_json::from_str::<MembershipFile>(
-            r#"{"members": {"srv1": {"drain": true}}}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<OverridesFile>(r#"{"members": {"srv1": {"drain": true}}}"#)
+                .is_err()
+        );
     }
 }

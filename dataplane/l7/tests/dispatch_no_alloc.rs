@@ -8,9 +8,10 @@
 
 use shoal_alloc_count::{CountingAlloc, Region};
 use shoal_config::{Dispatch, DispatchPolicy, DispatchRule};
-use shoal_dataplane::dispatch::Dispatcher;
-use shoal_dataplane::http::{parse_head, Insert, RequestBuffer};
-use shoal_dataplane::time::Instant;
+use shoal_l7::dispatch::Dispatcher;
+use shoal_l7::http::{buffered_head, parse_head};
+use shoal_l7::reassembly::{RequestBuffer, SegmentOutcome};
+use shoal_wire::time::Instant;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -66,7 +67,7 @@ fn reassembly_parsing_and_choice_allocate_nothing() {
         buffer.insert(7, a),
         buffer.insert(7 + 20, b),
     ];
-    let head = buffer.head().expect("valid").expect("complete");
+    let head = buffered_head(&buffer).expect("valid").expect("complete");
     let direct = parse_head(REQUEST).expect("valid").expect("complete");
     let mut chosen = [0u16; 5];
     for round in 0..200u64 {
@@ -81,10 +82,10 @@ fn reassembly_parsing_and_choice_allocate_nothing() {
     assert_eq!(
         outcomes,
         [
-            Insert::OutOfOrder,
-            Insert::Advanced,
-            Insert::Duplicate,
-            Insert::Advanced
+            SegmentOutcome::OutOfOrder,
+            SegmentOutcome::Advanced,
+            SegmentOutcome::Duplicate,
+            SegmentOutcome::Advanced
         ]
     );
     assert_eq!(head, direct);

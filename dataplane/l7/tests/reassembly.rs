@@ -7,7 +7,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use shoal_dataplane::http::{Insert, RequestBuffer};
+use shoal_l7::reassembly::{RequestBuffer, SegmentOutcome};
 
 /// Cuts `len` bytes at the given points: (offset, length) of each segment.
 fn segments(len: usize, cuts: &[Index]) -> Vec<(usize, usize)> {
@@ -65,11 +65,11 @@ proptest! {
             for &i in &order {
                 let (off, len) = segs[i];
                 let outcome = buf.insert(isn.wrapping_add(off as u32), &request[off..off + len]);
-                prop_assert_ne!(outcome, Insert::Conflict);
+                prop_assert_ne!(outcome, SegmentOutcome::Conflict);
                 let have = buf.contiguous();
                 prop_assert_eq!(have, &expected[..have.len()]);
                 prop_assert_eq!(buf.ack_point(), isn.wrapping_add(have.len() as u32));
-                prop_assert!(buf.holes() <= shoal_dataplane::http::MAX_HOLES);
+                prop_assert!(buf.holes() <= shoal_l7::reassembly::MAX_HOLES);
             }
             if buf.contiguous().len() == expected.len() {
                 break;
@@ -97,7 +97,7 @@ proptest! {
             let seq = isn.wrapping_add(off as u32);
             let outcome = buf.insert(seq, &bad);
             let have = buf.contiguous();
-            if off + at < have.len() && outcome != Insert::Conflict {
+            if off + at < have.len() && outcome != SegmentOutcome::Conflict {
                 prop_assert!(false, "corrupt byte at {} accepted ({outcome:?})", off + at);
             }
             prop_assert_eq!(have, &expected[..have.len()]);

@@ -2,7 +2,7 @@
 //! timestamp window, the recipient check, and their counters.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-use shoal_dataplane::handoff::{
+use shoal_l7::handoff::{
     decode, Accept, ClusterKey, HandoffError, HandoffId, Link, LinkCounters, Message, OpenError,
     Origin, Received, Rejection, ReplayGuard,
 };

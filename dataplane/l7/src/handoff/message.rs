@@ -42,8 +42,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::key::ClusterKey;
 use super::MemberId;
+use shoal_key::ClusterKey;
 
 /// Byte offsets of the header and bodies.
 pub mod field {

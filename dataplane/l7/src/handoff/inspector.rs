@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::message::{Accept, FlowSnapshot, HandoffId, Message, Offer, Refuse, RefuseReason};
 use super::MemberId;
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 /// Limits and timers of an [`Inspector`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,16 +16,16 @@ use std::time::{Duration, Instant as StdInstant};
 use serde::Serialize;
 use shoal_config::{Backend, Config, PortRole};
 
-use crate::claim::Fence;
-use crate::control_link::{Applied, ControlLink};
-use crate::counters::Snapshot;
-use crate::flow::Timeouts;
-use crate::io::portable::{PortableError, PortableIo};
-use crate::io::PacketIo;
-use crate::membership;
-use crate::pipeline::{MemberEntry, Pipeline, Tables, TablesError};
-use crate::time::Instant;
-use crate::worker::Worker;
+use shoal_dataplane::control_link::{Applied, ControlLink};
+use shoal_dataplane::counters::Snapshot;
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::portable::{PortableError, PortableIo};
+use shoal_dataplane::io::PacketIo;
+use shoal_dataplane::overrides;
+use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, TablesError};
+use shoal_dataplane::worker::Worker;
+use shoal_select::claim::Fence;
+use shoal_wire::time::Instant;
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ pub enum RunError {
     /// A setting does not fit (DPDK sizes, key files, ...).
     #[error("{0}")]
     DpdkSetup(String),
-    /// The membership file or the tables built from it were refused.
+    /// The overrides file or the tables built from it were refused.
     #[error("{0}")]
     Membership(String),
     /// Signal handlers could not be installed.
@@ -83,7 +83,7 @@ pub struct RunOptions {
     /// The config file, re-read on SIGHUP.
     pub config_path: PathBuf,
     /// Membership overrides (weights, drain, load), read at start and on SIGHUP.
-    pub membership_file: Option<PathBuf>,
+    pub overrides_file: Option<PathBuf>,
     /// Fault injection on wire frames: (drop, reorder) per thousand.
     pub inject: (u32, u32),
 }
@@ -109,7 +109,7 @@ struct Stats<'a> {
 pub struct Signals {
     /// Set by SIGTERM and SIGINT.
     pub stop: Arc<AtomicBool>,
-    /// Set by SIGHUP: re-read the config and the membership file.
+    /// Set by SIGHUP: re-read the config and the overrides file.
     pub reload: Arc<AtomicBool>,
 }
 
@@ -125,12 +125,12 @@ pub fn signals() -> Result<Signals, RunError> {
     Ok(Signals { stop, reload })
 }
 
-/// Builds tables for `epoch` from the config and the membership file.
+/// Builds tables for `epoch` from the config and the overrides file.
 fn tables(cfg: &Config, opts: &RunOptions, epoch: u64) -> Result<Tables, String> {
-    let members = match &opts.membership_file {
+    let members = match &opts.overrides_file {
         Some(path) if path.exists() => {
-            let file = membership::read(path).map_err(|e| e.to_string())?;
-            membership::apply(cfg, &file, path).map_err(|e| e.to_string())?
+            let file = overrides::read(path).map_err(|e| e.to_string())?;
+            overrides::apply(cfg, &file, path).map_err(|e| e.to_string())?
         }
         _ => return Tables::from_config(cfg, epoch).map_err(|e| e.to_string()),
     };
@@ -138,7 +138,7 @@ fn tables(cfg: &Config, opts: &RunOptions, epoch: u64) -> Result<Tables, String>
 }
 
 /// Builds tables from control's membership (epoch `epoch`, table digest
-/// `digest`) with the membership file's overrides on top (an operator's
+/// `digest`) with the overrides file's overrides on top (an operator's
 /// forced drain or load wins). Overridden tables get a digest of their own
 /// that no control confirms, so control's table stays in the claim set and
 /// a local override can only narrow what this member claims, never make it
@@ -151,10 +151,10 @@ fn tables_from_control(
     mut members: Vec<MemberEntry>,
 ) -> Result<Tables, String> {
     let mut overridden = false;
-    if let Some(path) = opts.membership_file.as_ref().filter(|p| p.exists()) {
-        let file = membership::read(path).map_err(|e| e.to_string())?;
+    if let Some(path) = opts.overrides_file.as_ref().filter(|p| p.exists()) {
+        let file = overrides::read(path).map_err(|e| e.to_string())?;
         let before = members.clone();
-        membership::overlay(cfg, &mut members, &file, path).map_err(|e| e.to_string())?;
+        overrides::overlay(cfg, &mut members, &file, path).map_err(|e| e.to_string())?;
         // Loads do not change who owns a key; alive, weight and drain do.
         overridden = before
             .iter()
@@ -170,7 +170,7 @@ fn tables_from_control(
     Ok(t)
 }
 
-/// Marks the digest of tables a membership file overrides.
+/// Marks the digest of tables an overrides file overrides.
 const LOCAL_OVERRIDE: u64 = 0x5a5a_0000_0000_0001;
 
 fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
@@ -207,7 +207,7 @@ fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
         let bytes = std::fs::read(path).map_err(|e| {
             RunError::DpdkSetup(format!("cluster.key_file {}: {e}", path.display()))
         })?;
-        let key = crate::handoff::ClusterKey::from_file_contents(&bytes).map_err(|e| {
+        let key = shoal_l7::handoff::ClusterKey::from_file_contents(&bytes).map_err(|e| {
             RunError::DpdkSetup(format!("cluster.key_file {}: {e}", path.display()))
         })?;
         let unix_ms = std::time::SystemTime::now()
@@ -299,7 +299,7 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
     kernel.start()?;
     wire.promiscuous(true)?;
     kernel.promiscuous(true)?;
-    let io = crate::io::dpdk::DpdkIo::new(wire, kernel, &pool);
+    let io = shoal_dataplane::io::dpdk::DpdkIo::new(wire, kernel, &pool);
     let mut worker = Worker::new(io, pipeline(cfg, opts)?, usize::from(dp.burst_size));
     inject(&mut worker, opts);
     drive(&mut worker, cfg, "dpdk", opts, signals);
@@ -429,7 +429,7 @@ fn drive<Io: PacketIo>(
                                     epoch = e;
                                     if t.digest != digest {
                                         eprintln!(
-                                            "shoal-dataplane: the membership file changes who takes new \
+                                            "shoal-dataplane: the overrides file changes who takes new \
                                              connections (drain, weight or liveness) while control runs: \
                                              this member claims only what both allow; use shoalctl"
                                         );
@@ -483,13 +483,13 @@ fn inject<Io: PacketIo>(worker: &mut Worker<Io>, opts: &RunOptions) {
     let (drop, reorder) = opts.inject;
     if drop > 0 || reorder > 0 {
         eprintln!("shoal-dataplane: FAULT INJECTION on: dropping {drop}‰ and reordering {reorder}‰ of wire frames");
-        worker.inject_faults(crate::worker::Faults::new(drop, reorder));
+        worker.inject_faults(shoal_dataplane::worker::Faults::new(drop, reorder));
     }
 }
 
 /// How often the worker writes its flow snapshot.
 const SNAPSHOT_INTERVAL: Duration =
-    Duration::from_millis(crate::pipeline::snapshot::SNAPSHOT_INTERVAL_MS);
+    Duration::from_millis(shoal_dataplane::pipeline::snapshot::SNAPSHOT_INTERVAL_MS);
 
 /// Writes the flow snapshot through a temporary file and a rename (a
 /// reader sees the old snapshot or the new one, never half of one).

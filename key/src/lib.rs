@@ -1,9 +1,13 @@
-//! Secrets read from files: the cluster key (HMAC-SHA256 of every control
+//! Secrets read from files, shared by both processes: the cluster key (HMAC-SHA256 of every control
 //! message) and the admin token (bearer token of mutating admin calls).
 //!
 //! This module owns the file formats and their checks; it never logs a
 //! secret and compares tokens in constant time. It knows nothing about
-//! messages or HTTP.
+//! messages or HTTP. `shoal-control` signs its announcements with the
+//! cluster key and the dataplane its handoff datagrams: one key, one
+//! implementation.
+
+#![forbid(unsafe_code)]
 //!
 //! Cluster key file format: either **hex** — at least 64 hex digits (32
 //! bytes), an even number, surrounding whitespace and a trailing newline
@@ -19,7 +23,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use hmac::digest::CtOutput;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -67,20 +70,54 @@ pub enum KeyError {
     },
 }
 
-/// The shared cluster key. `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterKey(Vec<u8>);
+/// Why bytes could not be used as the cluster key (no file involved; see
+/// [`KeyError::KeyTooShort`] for the file's version of this error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the cluster key is {len} bytes; it needs at least {MIN_KEY_BYTES} (create one with \
+     `head -c 32 /dev/urandom > FILE` or `openssl rand -hex 32 > FILE` and copy it to every member)"
+)]
+pub struct KeyTooShort {
+    /// Bytes found.
+    pub len: usize,
+}
+
+/// Length of an HMAC-SHA256 tag.
+pub const TAG_LEN: usize = 32;
+
+/// The shared cluster key, ready to sign: the HMAC state after the key is
+/// absorbed is kept, so signing a datagram costs two SHA-256 compressions
+/// per block and no key schedule. `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct ClusterKey {
+    len: usize,
+    mac: Hmac<Sha256>,
+}
 
 impl fmt::Debug for ClusterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClusterKey({} bytes)", self.0.len())
+        write!(f, "ClusterKey({} bytes)", self.len)
     }
 }
 
 impl ClusterKey {
-    /// A key from its bytes; `None` when shorter than [`MIN_KEY_BYTES`].
-    pub fn from_bytes(bytes: &[u8]) -> Option<ClusterKey> {
-        (bytes.len() >= MIN_KEY_BYTES).then(|| ClusterKey(bytes.to_vec()))
+    /// A key from its raw bytes; shorter than [`MIN_KEY_BYTES`] is refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ClusterKey, KeyTooShort> {
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(KeyTooShort { len: bytes.len() });
+        }
+        // HMAC takes keys of any length; this cannot fail.
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes).unwrap_or_else(|_| unreachable!());
+        Ok(ClusterKey {
+            len: bytes.len(),
+            mac,
+        })
+    }
+
+    /// A key from the content of a key file (hex or raw, see the module
+    /// documentation).
+    pub fn from_file_contents(data: &[u8]) -> Result<ClusterKey, KeyTooShort> {
+        ClusterKey::from_bytes(&parse_key(data))
     }
 
     /// Reads a key file (hex or raw, see the module documentation).
@@ -90,35 +127,24 @@ impl ClusterKey {
             path: path.to_owned(),
             source,
         })?;
-        let bytes = parse_key(&data);
-        let len = bytes.len();
-        ClusterKey::from_bytes(&bytes).ok_or_else(|| KeyError::KeyTooShort {
+        ClusterKey::from_file_contents(&data).map_err(|KeyTooShort { len }| KeyError::KeyTooShort {
             path: path.to_owned(),
             len,
         })
     }
 
     /// HMAC-SHA256 of `data` under this key.
-    pub fn sign(&self, data: &[u8]) -> [u8; 32] {
-        self.mac(data).into_bytes().into()
+    pub fn sign(&self, data: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(data);
+        mac.finalize().into_bytes().into()
     }
 
     /// Whether `tag` is the HMAC-SHA256 of `data` (constant-time compare).
     pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
-        let mut mac = self.new_mac();
+        let mut mac = self.mac.clone();
         mac.update(data);
         mac.verify_slice(tag).is_ok()
-    }
-
-    fn new_mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length; this cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
-    }
-
-    fn mac(&self, data: &[u8]) -> CtOutput<Hmac<Sha256>> {
-        let mut mac = self.new_mac();
-        mac.update(data);
-        mac.finalize()
     }
 }
 
@@ -221,10 +247,15 @@ mod tests {
         assert!(matches!(err, KeyError::KeyTooShort { len: 5, .. }));
         assert!(err.to_string().contains("needs at least 32"));
         std::fs::write(&path, [7u8; 40]).unwrap();
-        assert_eq!(ClusterKey::load(&path).unwrap(), ClusterKey(vec![7; 40]));
+        let loaded = ClusterKey::load(&path).unwrap();
         assert_eq!(
-            format!("{:?}", ClusterKey(vec![7; 40])),
-            "ClusterKey(40 bytes)"
+            loaded.sign(b"x"),
+            ClusterKey::from_bytes(&[7; 40]).unwrap().sign(b"x")
+        );
+        assert_eq!(format!("{loaded:?}"), "ClusterKey(40 bytes)");
+        assert_eq!(
+            ClusterKey::from_file_contents(b"short\n").map(|_| ()),
+            Err(KeyTooShort { len: 6 })
         );
     }
 
@@ -232,11 +263,13 @@ mod tests {
     fn hmac_sha256_known_answer() {
         // Expected tag from `printf 'Hi There' | openssl dgst -sha256 -mac HMAC
         // -macopt hexkey:0b0b...0b` (32 bytes of 0x0b).
-        let key = ClusterKey(vec![0x0b; 32]);
+        let key = ClusterKey::from_bytes(&[0x0b; 32]).unwrap();
         let tag = key.sign(b"Hi There");
         assert!(key.verify(b"Hi There", &tag));
         assert!(!key.verify(b"Hi there", &tag));
-        assert!(!ClusterKey(vec![0x0c; 32]).verify(b"Hi There", &tag));
+        assert!(!ClusterKey::from_bytes(&[0x0c; 32])
+            .unwrap()
+            .verify(b"Hi There", &tag));
         assert!(!key.verify(b"Hi There", &tag[..31]));
         let hex = tag.iter().fold(String::new(), |mut s, b| {
             use std::fmt::Write as _;
@@ -247,6 +280,14 @@ mod tests {
             hex,
             "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"
         );
+    }
+
+    #[test]
+    fn hex_file_and_raw_bytes_sign_alike() {
+        let hex = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0B\n";
+        let from_hex = ClusterKey::from_file_contents(hex.as_bytes()).unwrap();
+        let raw = ClusterKey::from_bytes(&[0x0b; 32]).unwrap();
+        assert_eq!(from_hex.sign(b"x"), raw.sign(b"x"));
     }
 
     #[test]

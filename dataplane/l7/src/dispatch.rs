@@ -73,8 +73,8 @@ use std::sync::Arc;
 use shoal_config::{Dispatch, DispatchPolicy};
 
 use crate::http::{strip_port, RequestHead};
-use crate::select::{md5_u64, mix64};
-use crate::time::Instant;
+use shoal_select::{md5_u64, mix64};
+use shoal_wire::time::Instant;
 
 /// Points per member of weight 100 on the URL ring. DTS uses 63; with 4
 /// members that leaves shares 8% off their weight, 512 about 1%. The ring

@@ -9,9 +9,9 @@
 use core::net::Ipv4Addr;
 
 use shoal_alloc_count::{CountingAlloc, Region};
-use shoal_dataplane::splice::{mss_clamp, SpliceParams, Translation};
-use shoal_dataplane::syncookie::{CookieKeys, SynOptions};
-use shoal_dataplane::wire::{TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
+use shoal_l7::splice::{mss_clamp, SpliceParams, Translation};
+use shoal_l7::syncookie::{CookieKeys, SynOptions};
+use shoal_wire::{TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;

@@ -29,7 +29,7 @@
 //! model test that checks the invariant over interleavings
 //! (`control/tests/exactly_one.rs`).
 
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 /// Pending epochs kept at most; past this the worker claims nothing until
 /// control confirms an epoch (rapid churn turns into a gap, never into

@@ -5,13 +5,13 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use shoal_dataplane::handoff::{
+use shoal_l7::handoff::{
     Accept, AnswerError, ClusterKey, FallbackReason, FlowSnapshot, HandoffId, Inspector,
     InspectorConfig, InspectorCounters, InspectorEvent, Link, Message, Negotiated, Offer,
     OfferPart, Origin, Receiver, ReceiverConfig, ReceiverCounters, ReceiverEvent, Refuse,
     RefuseReason, StartError, Timestamps, WindowScale, PART_BYTES,
 };
-use shoal_dataplane::time::Instant;
+use shoal_wire::time::Instant;
 
 const INSPECTOR: u16 = 1;
 const RECEIVER: u16 = 2;

@@ -15,9 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use super::key::ClusterKey;
 use super::message::{decode, encode, Envelope, HandoffError, Message};
 use super::MemberId;
+use shoal_key::ClusterKey;
 
 /// How many sequence numbers below the highest one seen are still accepted
 /// (once each) when they arrive out of order.

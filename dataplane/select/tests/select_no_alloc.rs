@@ -9,7 +9,7 @@ use core::net::Ipv4Addr;
 
 use shoal_alloc_count::{CountingAlloc, Region};
 use shoal_config::Algorithm;
-use shoal_dataplane::select::{build, ClientKey, Member, Params};
+use shoal_select::{build, ClientKey, Member, Params};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;

@@ -16,7 +16,7 @@
 //! ISN, options and window scale.
 //!
 //! Every rewrite updates the TCP checksum incrementally (RFC 1624, with
-//! [`crate::wire::checksum`]); nothing here recomputes a checksum over the
+//! [`shoal_wire::checksum`]); nothing here recomputes a checksum over the
 //! segment. Options may sit at odd offsets; that is handled.
 //!
 //! Addresses: in the broadcast VIP deployment (the only one the design has)
@@ -35,9 +35,9 @@
 //! flow table stores a [`Translation`] per spliced flow.
 
 use crate::syncookie::MAX_WINDOW_SCALE;
-use crate::wire::checksum;
-use crate::wire::tcp::option_kind;
-use crate::wire::TcpPacket;
+use shoal_wire::checksum;
+use shoal_wire::tcp::option_kind;
+use shoal_wire::TcpPacket;
 
 /// What the handover measured: the numbers that map the kernel's view of a
 /// spliced connection onto the client's.
@@ -286,7 +286,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::{TcpFlags, TcpOptionBytes, TcpRepr};
+    use shoal_wire::{TcpFlags, TcpOptionBytes, TcpRepr};
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);

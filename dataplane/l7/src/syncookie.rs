@@ -55,8 +55,8 @@ use core::time::Duration;
 
 use siphasher::sip::SipHasher24;
 
-use crate::time::Instant;
-use crate::wire::TcpPacket;
+use shoal_wire::time::Instant;
+use shoal_wire::TcpPacket;
 
 /// The MSS values a cookie can carry (Linux's `msstab` for IPv4); the index
 /// of the largest entry not above the client's MSS is encoded.

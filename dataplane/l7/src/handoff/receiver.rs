@@ -26,7 +26,7 @@ use super::message::{
     part_count, Accept, FlowSnapshot, HandoffId, Message, Offer, OfferPart, Refuse, RefuseReason,
     PART_BYTES,
 };
-use crate::time::Instant;
+use shoal_wire::time::Instant;
 
 /// Limits and timers of a [`Receiver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

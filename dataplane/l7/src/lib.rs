@@ -1,0 +1,30 @@
+//! Shoal's L7 side: everything between a client's SYN on a `splice` service
+//! and the connection running spliced on the member that serves it. Pure
+//! packet logic: time ([`shoal_wire::time::Instant`]) and bytes are passed
+//! in; nothing here reads a clock, does I/O or knows about flow tables,
+//! ports or workers (that is `shoal-dataplane`, which calls these pieces from
+//! its pipeline).
+//!
+//! - [`syncookie`]: SYN cookies (the inspector keeps no state before the
+//!   client proves its address).
+//! - [`reassembly`]: the client's request bytes rebuilt from TCP segments.
+//! - [`http`]: the HTTP/1.x request head; [`answers`]: the canned error
+//!   responses the dataplane sends itself.
+//! - [`dispatch`]: which member serves a request (URL hashing with hot
+//!   paths, least-loaded, LARD, cookie stickiness, rules).
+//! - [`splice`]: the per-flow translation of sequence numbers, SACK blocks,
+//!   timestamps and windows once a connection is replayed into a kernel.
+//! - [`handoff`]: the authenticated handoff protocol between members and
+//!   its two state machines (inspector, receiver).
+//!
+//! The papers behind each piece are named in `docs/references.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod answers;
+pub mod dispatch;
+pub mod handoff;
+pub mod http;
+pub mod reassembly;
+pub mod splice;
+pub mod syncookie;
