@@ -147,6 +147,9 @@ counters! {
     RedirectCopyIgnored => "redirect_copy_ignored",
     /// IP-in-IP packets addressed to this member, decapsulated and delivered.
     IpipDecapsulated => "ipip_decapsulated",
+    /// IP-in-IP packets counted as decapsulated whose buffer could not drop
+    /// the outer header (dropped; a backend bug if ever seen). Not an outcome.
+    DecapFailed => "decap_failed",
     /// IP-in-IP packets whose inner packet is not for a VIP (or fragmented outer).
     DropIpipInner => "drop_ipip_inner",
     /// Later fragments that followed their first fragment's decision.

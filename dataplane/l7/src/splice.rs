@@ -243,29 +243,6 @@ impl Translation {
     }
 }
 
-/// Lowers the MSS option of `tcp` to `max_mss` when it is larger (e.g. a
-/// replayed SYN whose client MSS exceeds what the path carries), updating
-/// the checksum incrementally; returns whether it did. `tcp` must be a
-/// checked view.
-pub fn mss_clamp<T: AsRef<[u8]> + AsMut<[u8]>>(tcp: &mut TcpPacket<T>, max_mss: u16) -> bool {
-    let mut sum = tcp.checksum();
-    let mut clamped = false;
-    tcp.for_each_option_mut(|at, kind, data| {
-        if kind == option_kind::MSS && data.len() == 2 {
-            let old = u16::from_be_bytes([data[0], data[1]]);
-            if old > max_mss {
-                data.copy_from_slice(&max_mss.to_be_bytes());
-                sum = checksum::update_bytes(sum, at, &old.to_be_bytes(), &data[..]);
-                clamped = true;
-            }
-        }
-    });
-    if clamped {
-        tcp.set_checksum(sum);
-    }
-    clamped
-}
-
 /// Replaces the big-endian u32 in `bytes` (4 bytes at offset `at` of the
 /// segment) by `f` of it; returns the checksum `sum` updated for the change.
 fn map_u32(sum: u16, at: usize, bytes: &mut [u8], f: impl FnOnce(u32) -> u32) -> u16 {
@@ -417,14 +394,14 @@ mod tests {
     #[test]
     fn mss_clamp_at_odd_offset() {
         let mut buf = SYN_MSS_ODD;
-        assert!(!mss_clamp(&mut view(&mut buf), 1460));
+        assert!(!view(&mut buf).clamp_mss(1460));
         assert_eq!(buf, SYN_MSS_ODD);
-        assert!(mss_clamp(&mut view(&mut buf), 1400));
+        assert!(view(&mut buf).clamp_mss(1400));
         assert_eq!(buf, SYN_MSS_ODD_CLAMPED);
         assert!(view(&mut buf).verify_checksum(CLIENT, VIP));
         // No MSS option: nothing to do.
         let mut ack = CLIENT_ACK;
-        assert!(!mss_clamp(&mut view(&mut ack), 100));
+        assert!(!view(&mut ack).clamp_mss(100));
         assert_eq!(ack, CLIENT_ACK);
     }
 
@@ -680,7 +657,7 @@ mod tests {
             prop_assert_eq!(view(&mut buf).checksum(), full_checksum(&buf, src, dst));
 
             let mut buf = seg.clone();
-            mss_clamp(&mut view(&mut buf), max_mss);
+            view(&mut buf).clamp_mss(max_mss);
             prop_assert_eq!(view(&mut buf).checksum(), full_checksum(&buf, src, dst));
             let before = TcpPacket::new_checked(&seg[..]).expect("checked").mss();
             let after = view(&mut buf).mss();

@@ -9,7 +9,7 @@
 use core::net::Ipv4Addr;
 
 use shoal_alloc_count::{CountingAlloc, Region};
-use shoal_l7::splice::{mss_clamp, SpliceParams, Translation};
+use shoal_l7::splice::{SpliceParams, Translation};
 use shoal_l7::syncookie::{CookieKeys, SynOptions};
 use shoal_wire::{TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
 
@@ -74,7 +74,7 @@ fn cookies_and_translation_allocate_nothing() {
         let mut packet = TcpPacket::new_checked(&mut seg[..len]).expect("valid segment");
         t.to_kernel(&mut packet);
         t.to_client(&mut packet);
-        mss_clamp(&mut packet, 1400 - (i % 2) as u16);
+        packet.clamp_mss(1400 - (i % 2) as u16);
     }
     let stats = region.change();
 

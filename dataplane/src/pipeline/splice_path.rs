@@ -21,12 +21,14 @@ use core::net::Ipv4Addr;
 
 use shoal_config::BadRequestAction;
 
-use super::{FlowAction, FlowEntry, Pipeline, Plan, Verdict, KERNEL, WIRE};
+use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::traffic::{tcp_frame, Endpoint};
 use crate::wire::{EthernetAddress, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
+use shoal_config::Mode;
 use shoal_l7::answers::error_response;
+use shoal_l7::dispatch::Dispatcher;
 use shoal_l7::handoff::{HandoffId, Origin};
 use shoal_l7::http::buffered_head;
 use shoal_l7::reassembly::RequestBuffer;
@@ -717,4 +719,34 @@ impl Pipeline {
             self.answer_and_close(slot, Some(408), now);
         }
     }
+}
+
+/// Connections a worker can have between cookie ACK and kernel SYN-ACK.
+pub(super) const SPLICE_SETUP_SLOTS: usize = 4096;
+
+/// A dispatcher for every splice service of `tables` (LARD placements of
+/// `previous` carried over).
+pub(super) fn build_dispatchers(
+    tables: &Tables,
+    previous: Vec<Option<Dispatcher>>,
+) -> Vec<Option<Dispatcher>> {
+    let members: Vec<(u16, &str, u32)> = tables
+        .members
+        .iter()
+        .map(|m| (m.id, m.name.as_str(), m.effective_weight()))
+        .collect();
+    let mut previous = previous.into_iter();
+    tables
+        .services
+        .iter()
+        .map(|s| {
+            let old = previous.next().flatten();
+            let config = s.dispatch.as_ref().filter(|_| s.mode == Mode::Splice)?;
+            let mut d = Dispatcher::new(config, &members).ok()?;
+            if let Some(old) = old {
+                d.inherit(old);
+            }
+            Some(d)
+        })
+        .collect()
 }

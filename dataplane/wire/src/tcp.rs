@@ -757,6 +757,30 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         }
     }
 
+    /// Lowers the MSS option to `max_mss` when it is larger, updating the
+    /// checksum incrementally (RFC 1624, also at an odd offset); returns
+    /// whether it did. The one MSS clamp of the tree: IP-in-IP redirects
+    /// clamp a SYN to what fits in the tunnel, the splice replay to what
+    /// the path carries.
+    pub fn clamp_mss(&mut self, max_mss: u16) -> bool {
+        let mut sum = self.checksum();
+        let mut clamped = false;
+        self.for_each_option_mut(|at, kind, data| {
+            if kind == option_kind::MSS && data.len() == 2 {
+                let old = u16::from_be_bytes([data[0], data[1]]);
+                if old > max_mss {
+                    data.copy_from_slice(&max_mss.to_be_bytes());
+                    sum = checksum::update_bytes(sum, at, &old.to_be_bytes(), &data[..]);
+                    clamped = true;
+                }
+            }
+        });
+        if clamped {
+            self.set_checksum(sum);
+        }
+        clamped
+    }
+
     fn option_data_mut(&mut self, kind: u8, len: usize) -> Option<&mut [u8]> {
         let (at, found_len) = find_option(self.options(), kind)?;
         (found_len == len).then(|| &mut self.buffer.as_mut()[at + 2..at + len])
