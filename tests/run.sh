@@ -12,6 +12,8 @@ ensure_packages build-essential pkg-config curl ca-certificates clang libclang-d
 ensure_rust
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Tests that need an external tool (promtool) fail instead of skipping.
+export SHOAL_REQUIRE_TOOLS=1
 
 # --- checks ------------------------------------------------------------------
 echo "== cargo fmt --check"

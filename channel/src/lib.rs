@@ -101,6 +101,8 @@
 //! with the process's umask; both processes must be able to read and write
 //! them.
 
+#![forbid(unsafe_code)]
+
 mod clock;
 mod command;
 mod error;

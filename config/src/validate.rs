@@ -257,13 +257,6 @@ fn member_names(cluster: &Cluster) -> String {
     }
 }
 
-fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 fn check_services(config: &Config, p: &mut Problems) {
     let cluster = &config.cluster;
     for (i, service) in config.services.iter().enumerate() {
@@ -281,7 +274,7 @@ fn check_services(config: &Config, p: &mut Problems) {
     );
     p.duplicates(
         config.services.iter().enumerate().map(|(i, s)| {
-            let shown = format!("{}:{}/{}", s.vip, s.port, protocol_name(s.protocol));
+            let shown = format!("{}:{}/{}", s.vip, s.port, crate::name_of(&s.protocol));
             (
                 format!("services[{i}].port"),
                 (s.vip, s.port, s.protocol),
@@ -314,7 +307,7 @@ fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {
                 format!("{key}.protocol"),
                 format!(
                     "mode = \"splice\" reads HTTP over TCP and needs protocol = \"tcp\" (got {})",
-                    protocol_name(s.protocol)
+                    crate::name_of(&s.protocol)
                 ),
             );
         }
@@ -540,14 +533,6 @@ fn is_interface_name(name: &str) -> bool {
             .any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
-fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Dpdk => "dpdk",
-        Backend::Portable => "portable",
-        Backend::Memory => "memory",
-    }
-}
-
 fn check_dataplane(d: &Dataplane, p: &mut Problems) {
     let wire = d
         .ports
@@ -562,7 +547,7 @@ fn check_dataplane(d: &Dataplane, p: &mut Problems) {
             format!(
                 "backend \"{}\" needs exactly one port with role = \"wire\" and one with \
                  role = \"kernel\" (found {wire} wire, {kernel} kernel)",
-                backend_name(d.backend)
+                crate::name_of(&d.backend)
             ),
         );
     }
@@ -674,7 +659,7 @@ fn check_dataplane(d: &Dataplane, p: &mut Problems) {
             "dataplane.eal_args",
             format!(
                 "are passed to DPDK and apply only to backend = \"dpdk\" (backend is \"{}\")",
-                backend_name(d.backend)
+                crate::name_of(&d.backend)
             ),
         );
     }

@@ -20,11 +20,9 @@
 //! non-loopback address without one); reads need it too when the API
 //! listens on a non-loopback address.
 
-use std::net::Ipv4Addr;
-
 use serde_json::{json, Value};
 use shoal_config::{Algorithm, Config};
-use shoal_select::{self as select, ClientKey, Member, Params};
+use shoal_select::{self as select, Member, Params};
 
 use crate::membership::Timing;
 use crate::status::Status;
@@ -193,16 +191,6 @@ pub fn resolve(config: &Config, name_or_id: &str) -> Option<u16> {
         .map(|m| m.id)
 }
 
-/// Client key number `i` of the `/ring` sample: addresses and ports spread
-/// by a fixed mix, the same on every member.
-fn sample_key(i: u32) -> ClientKey {
-    let h = select::mix64(u64::from(i) ^ 0x5348_4f41_4c00_0000);
-    ClientKey {
-        addr: Ipv4Addr::from((h >> 32) as u32),
-        port: h as u16,
-    }
-}
-
 /// The `/ring` answer: the epoch table and, per service (or for the default
 /// selection when none is configured), each member's share of `keys`
 /// sampled client keys under the epoch's weights (drained or dead = 0).
@@ -254,7 +242,7 @@ pub fn ring_view(status: &Status, config: &Config, keys: u32) -> Value {
             let mut counts = vec![0u32; members.len()];
             let mut none = 0u32;
             for i in 0..keys {
-                match table.select(sample_key(i)) {
+                match table.select(crate::ring_stats::sample_key(0, i)) {
                     Some(id) => {
                         if let Some(ix) = members.iter().position(|m| m.id == id) {
                             counts[ix] += 1;
@@ -593,7 +581,7 @@ peers = ["127.0.0.1:7947"]
         assert_eq!(plan.timing.interval_ms, 100);
         let mut bad = new.clone();
         bad.control.networks.clear();
-        bad.cluster.members[1].address = Ipv4Addr::new(198, 18, 0, 99);
+        bad.cluster.members[1].address = std::net::Ipv4Addr::new(198, 18, 0, 99);
         assert_eq!(
             plan_reload(&old, &bad).unwrap_err(),
             vec![

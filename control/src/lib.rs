@@ -12,6 +12,8 @@
 //! - [`cli_admin`]: `shoalctl status|members|ring|drain|undrain|weight|reload`;
 //!   [`describe`]: `shoalctl check-config`; [`ring_stats`]: `shoalctl ring-stats`.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod cli_admin;
 pub mod daemon;

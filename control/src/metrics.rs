@@ -619,6 +619,12 @@ shoal_member_weight{member=\"srv2\",id=\"2\"} 50
                 child.wait_with_output()
             })
         else {
+            // The test command (tests/run.sh, CI) installs promtool and sets
+            // SHOAL_REQUIRE_TOOLS=1: there a missing promtool is a failure.
+            assert!(
+                std::env::var_os("SHOAL_REQUIRE_TOOLS").is_none(),
+                "promtool not found (apt package `prometheus`) and SHOAL_REQUIRE_TOOLS is set"
+            );
             println!("note: promtool not installed (apt package `prometheus`); check skipped");
             return;
         };

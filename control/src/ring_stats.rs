@@ -154,7 +154,7 @@ pub struct Removal {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RingStats {
     /// `ring`, `maglev` or `rendezvous`.
-    pub algorithm: &'static str,
+    pub algorithm: Algorithm,
     /// Members.
     pub nodes: u16,
     /// Ring only: virtual nodes per member of weight 100.
@@ -197,14 +197,6 @@ pub fn sample_key(seed: u64, i: u32) -> ClientKey {
     ClientKey {
         addr: Ipv4Addr::from(u32::from(CLIENT_NET) | (h & 0xffff) as u32),
         port: 1024 + ((h >> 16) % (65_536 - 1024)) as u16,
-    }
-}
-
-fn algorithm_name(a: Algorithm) -> &'static str {
-    match a {
-        Algorithm::Ring => "ring",
-        Algorithm::Maglev => "maglev",
-        Algorithm::Rendezvous => "rendezvous",
     }
 }
 
@@ -332,7 +324,7 @@ pub fn ring_stats(spec: &Spec) -> Result<RingStats, RingStatsError> {
     }
 
     Ok(RingStats {
-        algorithm: algorithm_name(spec.algorithm),
+        algorithm: spec.algorithm,
         nodes: spec.nodes,
         vnodes: (spec.algorithm == Algorithm::Ring).then_some(spec.vnodes),
         table_size: (spec.algorithm == Algorithm::Maglev).then_some(spec.table_size),
@@ -351,7 +343,12 @@ fn pct(x: f64) -> String {
 
 impl fmt::Display for RingStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} members", self.algorithm, self.nodes)?;
+        write!(
+            f,
+            "{}: {} members",
+            shoal_config::name_of(&self.algorithm),
+            self.nodes
+        )?;
         if let Some(v) = self.vnodes {
             write!(f, ", {v} vnodes per member of weight 100")?;
         }

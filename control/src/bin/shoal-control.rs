@@ -6,6 +6,8 @@
 //! 0 after SIGTERM or SIGINT (having told its peers it is leaving), 1 when
 //! it cannot start (the message names the key or file to fix).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;

@@ -12,6 +12,8 @@
 //!   ratio and, with `--remove`, the fraction of keys that move when member I
 //!   leaves; exit 1 on a bad argument.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -9,6 +9,8 @@
 //! - `gen-trace --config FILE --out OUT.pcap [--connections N] [--clients N]`:
 //!   write a synthetic client capture to replay.
 
+#![forbid(unsafe_code)]
+
 mod run;
 
 use std::path::PathBuf;
