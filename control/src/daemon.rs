@@ -29,7 +29,6 @@ use shoal_config::Config;
 use crate::admin::{self, Action, Policy, Request};
 use crate::dataplane::DataplaneLink;
 use crate::load::{LoadTracker, WorkerCounters};
-use crate::log;
 use crate::membership::{Event, Isolation, LeftReason, MemberInfo, Membership, Now, Timing};
 use crate::metrics;
 use crate::status::{NetworkStatus, Status};
@@ -339,30 +338,28 @@ fn name_of(m: &Membership, id: u16) -> String {
         .map_or_else(|| format!("id {id}"), |i| format!("{} (id {id})", i.name))
 }
 
+/// One log event per membership event, with the member, incarnation and
+/// epoch as fields (`SHOAL_LOG`, see `shoal-log`).
 fn log_event(m: &Membership, e: &Event) {
-    let line = match e {
+    match e {
         Event::Joined {
             member,
             incarnation,
-        } => format!(
-            "member {} joined (incarnation {incarnation})",
-            name_of(m, *member)
-        ),
+        } => tracing::info!(member = %name_of(m, *member), incarnation, "member joined"),
         Event::Restarted {
             member,
             incarnation,
-        } => format!(
-            "member {} restarted (incarnation {incarnation})",
-            name_of(m, *member)
-        ),
+        } => tracing::info!(member = %name_of(m, *member), incarnation, "member restarted"),
         Event::Left {
             member,
             reason: LeftReason::Silent(ms),
-        } => format!("member {} removed: silent for {ms} ms", name_of(m, *member)),
+        } => {
+            tracing::warn!(member = %name_of(m, *member), silent_ms = ms, "member removed: silent");
+        }
         Event::Left {
             member,
             reason: LeftReason::Leaving,
-        } => format!("member {} left (shutting down)", name_of(m, *member)),
+        } => tracing::info!(member = %name_of(m, *member), "member left (shutting down)"),
         Event::EpochChanged {
             previous,
             epoch,
@@ -381,28 +378,21 @@ fn log_event(m: &Membership, e: &Event) {
                     s
                 })
                 .collect();
-            format!(
-                "epoch {previous} -> {epoch}{}: live [{}]",
-                if *table_changed {
-                    ""
-                } else {
-                    " (adopted from a peer)"
-                },
-                live.join(", ")
-            )
+            tracing::info!(
+                previous,
+                epoch,
+                adopted_from_peer = !table_changed,
+                live = %live.join(", "),
+                "epoch changed"
+            );
         }
-        Event::SettingChanged(s) => format!(
-            "member {}: weight {}, {}",
-            name_of(m, s.member),
-            s.weight,
-            if s.draining {
-                "draining"
-            } else {
-                "not draining"
-            }
+        Event::SettingChanged(s) => tracing::info!(
+            member = %name_of(m, s.member),
+            weight = s.weight,
+            draining = s.draining,
+            "member settings changed"
         ),
-    };
-    log(&line);
+    }
 }
 
 /// Everything the main loop owns.
@@ -429,10 +419,7 @@ impl Daemon {
                     Err(e) => {
                         net.errors += 1;
                         if !net.error_logged {
-                            log(&format!(
-                                "network {}: cannot send to {target}: {e}",
-                                net.name
-                            ));
+                            tracing::warn!("network {}: cannot send to {target}: {e}", net.name);
                             net.error_logged = true;
                         }
                     }
@@ -483,10 +470,10 @@ impl Daemon {
         let withdrawn = self.membership.withdrawn();
         if up && withdrawn {
             self.membership.set_withdrawn(false);
-            log("the dataplane is back: rejoining the membership");
+            tracing::info!("the dataplane is back: rejoining the membership");
         } else if !up && !withdrawn && self.link.lease_until_ms() <= now.mono_ms {
             self.membership.set_withdrawn(true);
-            log(
+            tracing::warn!(
                 "the dataplane stopped (no stats for two intervals) and its lease is over: \
                  leaving the membership until it is back, the others take its share",
             );
@@ -544,11 +531,11 @@ impl Daemon {
         if let Ok(mut c) = self.shared.config.lock() {
             *c = Arc::clone(&self.config);
         }
-        log(&format!(
+        tracing::info!(
             "config reloaded from {}: {} weight change(s)",
             self.config_path.display(),
             plan.weights.len()
-        ));
+        );
         Ok(json!({
             "reloaded": self.config_path.display().to_string(),
             "weights_changed": plan.weights.iter().map(|(id, w)| json!({"member": id, "weight": w})).collect::<Vec<_>>(),
@@ -645,7 +632,7 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
     spawn_admin(Arc::clone(&admin_server), Arc::clone(&shared), tx.clone());
     drop(tx);
 
-    log(&format!(
+    tracing::info!(
         "member {} (id {local}) of cluster '{}' starting: incarnation {}, {} network(s), \
          metrics on {}, admin on {}{}, dataplane files in {}",
         config.cluster.local_member,
@@ -660,7 +647,7 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
             " (no token file: changes open to local users)"
         },
         config.control.shm_path.display()
-    ));
+    );
     let mut link = DataplaneLink::new(&config.control.shm_path, workers);
     resume_from_dataplane(&mut membership, &mut link, now);
     let mut d = Daemon {
@@ -676,7 +663,7 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
     main_loop(&mut d, &rx, stop);
     let datagram = d.membership.leave_signed(d.clock.now());
     d.announce(&datagram);
-    log("signal received: announced leaving to the peers; exiting");
+    tracing::info!("signal received: announced leaving to the peers; exiting");
     metrics_server.unblock();
     admin_server.unblock();
     Ok(())
@@ -710,10 +697,10 @@ fn resume_from_dataplane(m: &mut Membership, link: &mut DataplaneLink, now: Now)
         .collect();
     m.resume(&alive, now);
     link.resume_lease(until_ms);
-    log(&format!(
+    tracing::info!(
         "resuming from the running dataplane: its lease runs {} ms more; members alive in its table: {alive:?}",
         until_ms - now.mono_ms
-    ));
+    );
 }
 
 fn main_loop(d: &mut Daemon, rx: &Receiver<Input>, stop: &AtomicBool) {

@@ -29,7 +29,6 @@ use shoal_channel::{
     StatsSnapshot,
 };
 
-use crate::log;
 use crate::membership::{Membership, NoLease, Now};
 use crate::status::WorkerStatus;
 
@@ -138,20 +137,17 @@ impl DataplaneLink {
             match StatsReader::open(&path).and_then(|mut r| r.read()) {
                 Ok(snap) => {
                     if worker.stats_down_logged {
-                        log(&format!(
-                            "worker {w}: stats segment {} is back",
-                            path.display()
-                        ));
+                        tracing::info!("worker {w}: stats segment {} is back", path.display());
                     }
                     worker.stats_down_logged = false;
                     worker.last = Some(snap);
                 }
                 Err(e) => {
                     if !worker.stats_down_logged {
-                        log(&format!(
+                        tracing::warn!(
                             "worker {w}: cannot read stats ({e}); is shoal-dataplane running? \
                              retrying every interval"
-                        ));
+                        );
                         worker.stats_down_logged = true;
                     }
                     worker.last = None;
@@ -242,17 +238,17 @@ impl DataplaneLink {
                     return;
                 }
                 Err(SendError::Stale) => {
-                    log(&format!(
+                    tracing::warn!(
                         "worker {w}: the dataplane restarted (ring instance {instance} is stale); \
                          reopening and resending the membership"
-                    ));
+                    );
                     self.count("stale");
                     let worker = &mut self.workers[w];
                     worker.ring = None;
                     worker.pushed = None;
                 }
                 Err(e) => {
-                    log(&format!("worker {w}: command ring error ({e}); reopening"));
+                    tracing::warn!("worker {w}: command ring error ({e}); reopening");
                     self.count("error");
                     let worker = &mut self.workers[w];
                     worker.ring = None;
@@ -271,11 +267,11 @@ impl DataplaneLink {
         let path = command_ring_path(&self.dir, w);
         match CommandSender::open(&path) {
             Ok(ring) => {
-                log(&format!(
+                tracing::info!(
                     "worker {w}: command ring {} open (dataplane instance {})",
                     path.display(),
                     ring.attached_instance()
-                ));
+                );
                 worker.ring = Some(ring);
                 worker.ring_down_logged = false;
                 worker.pushed = None;
@@ -283,10 +279,10 @@ impl DataplaneLink {
             }
             Err(e) => {
                 if !worker.ring_down_logged {
-                    log(&format!(
+                    tracing::warn!(
                         "worker {w}: cannot open the command ring ({e}); is shoal-dataplane \
                          running? retrying every interval"
-                    ));
+                    );
                     worker.ring_down_logged = true;
                 }
                 false

@@ -46,11 +46,6 @@ pub struct ConfigSummary {
     pub services: Vec<String>,
 }
 
-/// Writes one log line to standard error (the journal under systemd).
-pub fn log(line: &str) {
-    eprintln!("shoal-control: {line}");
-}
-
 /// Summarises a validated config for an operator.
 pub fn describe(cfg: &Config) -> ConfigSummary {
     let local_id = cfg

@@ -184,7 +184,7 @@ impl ControlLink {
                 Err(e) => {
                     self.bad_commands += 1;
                     if self.bad_commands == 1 {
-                        eprintln!("shoal-dataplane: bad command from control (counted): {e}");
+                        tracing::warn!("bad command from control (counted): {e}");
                     }
                     break;
                 }
@@ -306,7 +306,7 @@ impl ControlLink {
         if let Err(e) = self.stats.write(&self.values) {
             self.bad_commands += 1;
             if self.bad_commands == 1 {
-                eprintln!("shoal-dataplane: cannot write stats segment: {e}");
+                tracing::warn!("cannot write stats segment: {e}");
             }
         }
     }

@@ -25,17 +25,18 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    shoal_log::init();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            eprintln!("shoal-control: cannot install the signal handler: {e}");
+            tracing::error!("cannot install the signal handler: {e}");
             return ExitCode::FAILURE;
         }
     }
     match shoal_control::daemon::run(&cli.config, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shoal-control: {e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -149,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             inject_reorder_permille,
         } => {
             let cfg = shoal_config::load_file(&config)?;
+            shoal_log::init();
             let signals = run::signals()?;
             let opts = run::RunOptions {
                 stats_file,

@@ -332,15 +332,15 @@ fn drive<Io: PacketIo>(
             worker
                 .pipeline_mut()
                 .set_fence(Fence::Leased { until: None });
-            eprintln!(
-                "shoal-dataplane: control channel in {}; new connections wait for control's lease",
+            tracing::info!(
+                "control channel in {}; new connections wait for control's lease",
                 cfg.control.shm_path.display()
             );
             Some(link)
         }
         Err(e) => {
-            eprintln!(
-                "shoal-dataplane: no control channel ({e}); running on the config alone, \
+            tracing::info!(
+                "no control channel ({e}); running on the config alone, \
                  UNFENCED: run one dataplane per cluster this way, or fix the channel"
             );
             None
@@ -356,12 +356,12 @@ fn drive<Io: PacketIo>(
             .pipeline_mut()
             .restore_flows(&bytes, shoal_channel::monotonic_ns(), now)
         {
-            Ok(n) => eprintln!(
-                "shoal-dataplane: restored {n} flow(s) of the previous run from {}",
+            Ok(n) => tracing::info!(
+                "restored {n} flow(s) of the previous run from {}",
                 snapshot_path.display()
             ),
-            Err(e) => eprintln!(
-                "shoal-dataplane: flow snapshot {} refused, starting with an empty flow table: {e}",
+            Err(e) => tracing::warn!(
+                "flow snapshot {} refused, starting with an empty flow table: {e}",
                 snapshot_path.display()
             ),
         }
@@ -369,8 +369,8 @@ fn drive<Io: PacketIo>(
     let mut last_snapshot = start;
     let mut snapshot_failed = false;
     let mut idle_polls: u32 = 0;
-    eprintln!(
-        "shoal-dataplane: member {} running ({backend} backend); stop with SIGTERM",
+    tracing::info!(
+        "member {} running ({backend} backend); stop with SIGTERM",
         cfg.cluster.local_member
     );
     while !signals.stop.load(Ordering::Relaxed) {
@@ -395,7 +395,7 @@ fn drive<Io: PacketIo>(
                     log_epoch(&t, &mut last_logged);
                     worker.pipeline_mut().set_tables(Arc::new(t));
                 }
-                Err(e) => eprintln!("shoal-dataplane: reload refused, epoch {epoch} stays: {e}"),
+                Err(e) => tracing::warn!("reload refused, epoch {epoch} stays: {e}"),
             }
         }
         let elapsed = start.elapsed();
@@ -428,8 +428,8 @@ fn drive<Io: PacketIo>(
                                 Ok(t) => {
                                     epoch = e;
                                     if t.digest != digest {
-                                        eprintln!(
-                                            "shoal-dataplane: the overrides file changes who takes new \
+                                        tracing::info!(
+                                            "the overrides file changes who takes new \
                                              connections (drain, weight or liveness) while control runs: \
                                              this member claims only what both allow; use shoalctl"
                                         );
@@ -439,9 +439,7 @@ fn drive<Io: PacketIo>(
                                     link.applied_digest = digest;
                                 }
                                 Err(err) => {
-                                    eprintln!(
-                                        "shoal-dataplane: membership from control refused: {err}"
-                                    );
+                                    tracing::warn!("membership from control refused: {err}");
                                 }
                             }
                         }
@@ -476,13 +474,15 @@ fn drive<Io: PacketIo>(
     if let Some(path) = &opts.stats_file {
         write_stats(path, worker, cfg, backend, start);
     }
-    eprintln!("shoal-dataplane: stopped");
+    tracing::info!("stopped");
 }
 
 fn inject<Io: PacketIo>(worker: &mut Worker<Io>, opts: &RunOptions) {
     let (drop, reorder) = opts.inject;
     if drop > 0 || reorder > 0 {
-        eprintln!("shoal-dataplane: FAULT INJECTION on: dropping {drop}‰ and reordering {reorder}‰ of wire frames");
+        tracing::info!(
+            "FAULT INJECTION on: dropping {drop}‰ and reordering {reorder}‰ of wire frames"
+        );
         worker.inject_faults(shoal_dataplane::worker::Faults::new(drop, reorder));
     }
 }
@@ -501,8 +501,8 @@ fn write_snapshot(path: &Path, pipeline: &Pipeline, failed: &mut bool) {
         Ok(()) => *failed = false,
         Err(e) if !*failed => {
             *failed = true;
-            eprintln!(
-                "shoal-dataplane: cannot write the flow snapshot {} (a restart will lose \
+            tracing::warn!(
+                "cannot write the flow snapshot {} (a restart will lose \
                  the connections): {e}",
                 path.display()
             );
@@ -524,8 +524,8 @@ fn log_epoch(t: &Tables, last: &mut (u64, Vec<u16>)) {
         .map(|m| m.id)
         .collect();
     if (t.epoch, &out) != (last.0, &last.1) {
-        eprintln!(
-            "shoal-dataplane: epoch {} applied (members taking no new connections: {out:?})",
+        tracing::info!(
+            "epoch {} applied (members taking no new connections: {out:?})",
             t.epoch
         );
         *last = (t.epoch, out);
@@ -559,9 +559,6 @@ fn write_stats<Io: PacketIo>(
         .and_then(|json| std::fs::write(&tmp, json))
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
-        eprintln!(
-            "shoal-dataplane: cannot write stats to {}: {e}",
-            path.display()
-        );
+        tracing::warn!("cannot write stats to {}: {e}", path.display());
     }
 }
