@@ -14,8 +14,12 @@
 //! brings the dataplane's rings up to date. On SIGTERM/SIGINT it announces
 //! that it is leaving (peers remove it at once instead of after the failure
 //! timeout) and returns.
+//!
+//! Files: this one holds the main loop and start-up; `net.rs` the sockets
+//! and receiver threads, `http.rs` the admin and metrics listeners,
+//! `events.rs` the membership events as log events.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -26,13 +30,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use shoal_config::Config;
 
-use crate::admin::{self, Action, Policy, Request};
+use crate::admin::{self, Action, Policy};
 use crate::dataplane::DataplaneLink;
 use crate::load::{LoadTracker, WorkerCounters};
-use crate::membership::{Event, Isolation, LeftReason, MemberInfo, Membership, Now, Timing};
-use crate::metrics;
+use crate::membership::{Isolation, MemberInfo, Membership, Now, Timing};
 use crate::status::{NetworkStatus, Status};
 use shoal_key::{AdminToken, ClusterKey, KeyError};
+
+mod events;
+mod http;
+mod net;
+
+use events::log_event;
+use http::{http_server, locked, spawn_admin, spawn_metrics, Shared};
+use net::{is_loopback, open_networks, spawn_receiver, Network};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,34 +123,6 @@ enum Input {
     Admin(Action, Sender<Result<Value, (u16, Vec<String>)>>),
 }
 
-struct Shared {
-    status: Mutex<Arc<Status>>,
-    config: Mutex<Arc<Config>>,
-    policy: Mutex<Policy>,
-}
-
-impl Shared {
-    fn status(&self) -> Arc<Status> {
-        locked(&self.status)
-    }
-}
-
-/// A clone of what `m` holds (a poisoned lock still holds valid data: every
-/// writer replaces the value whole).
-fn locked<T: Clone>(m: &Mutex<T>) -> T {
-    m.lock()
-        .map_or_else(|p| p.into_inner().clone(), |g| g.clone())
-}
-
-struct Network {
-    name: String,
-    send: UdpSocket,
-    targets: Vec<SocketAddr>,
-    sent: u64,
-    errors: u64,
-    error_logged: bool,
-}
-
 /// The configured members as membership sees them.
 pub fn member_infos(cfg: &Config) -> Vec<MemberInfo> {
     cfg.cluster
@@ -168,233 +151,6 @@ pub fn cluster_key(cfg: &Config) -> Result<ClusterKey, StartError> {
     }
 }
 
-fn open_networks(cfg: &Config) -> Result<(Vec<Network>, Vec<UdpSocket>), StartError> {
-    let mut nets = Vec::new();
-    let mut receivers = Vec::new();
-    for n in &cfg.control.networks {
-        let err = |what, addr, source| StartError::Socket {
-            network: n.name.clone(),
-            what,
-            addr,
-            source,
-        };
-        let send = UdpSocket::bind(n.bind).map_err(|e| err("bind", n.bind, e))?;
-        let mut targets = n.peers.clone();
-        if let Some(group) = n.multicast {
-            targets.insert(0, group);
-            let same_socket = n.bind.ip().is_unspecified() && n.bind.port() == group.port();
-            let recv = if same_socket {
-                send.try_clone().map_err(|e| err("bind", n.bind, e))?
-            } else {
-                UdpSocket::bind(group).map_err(|e| err("bind", group, e))?
-            };
-            match (group.ip(), n.bind.ip()) {
-                (IpAddr::V4(g), IpAddr::V4(i)) => {
-                    recv.join_multicast_v4(&g, &i)
-                        .map_err(|e| err("join multicast group", group, e))?;
-                    send.set_multicast_loop_v4(false)
-                        .map_err(|e| err("configure multicast on", n.bind, e))?;
-                }
-                (IpAddr::V6(g), _) => recv
-                    .join_multicast_v6(&g, 0)
-                    .map_err(|e| err("join multicast group", group, e))?,
-                (IpAddr::V4(_), IpAddr::V6(_)) => {
-                    return Err(err(
-                        "join multicast group",
-                        group,
-                        std::io::Error::other("an IPv4 group needs an IPv4 bind address"),
-                    ))
-                }
-            }
-            if !same_socket {
-                receivers.push(recv);
-            }
-        }
-        receivers.push(send.try_clone().map_err(|e| err("bind", n.bind, e))?);
-        nets.push(Network {
-            name: n.name.clone(),
-            send,
-            targets,
-            sent: 0,
-            errors: 0,
-            error_logged: false,
-        });
-    }
-    Ok((nets, receivers))
-}
-
-fn spawn_receiver(sock: UdpSocket, tx: Sender<Input>, stop: Arc<AtomicBool>) {
-    thread::spawn(move || {
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buf = vec![0u8; 65_536];
-        while !stop.load(Ordering::Relaxed) {
-            match sock.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    if tx.send(Input::Datagram(buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    });
-}
-
-fn is_loopback(addr: SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}
-
-fn http_response(status: u16, body: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut text = serde_json::to_vec_pretty(body).unwrap_or_default();
-    text.push(b'\n');
-    let mut r = tiny_http::Response::from_data(text).with_status_code(status);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
-        r.add_header(h);
-    }
-    if status == 401 {
-        if let Ok(h) = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..]) {
-            r.add_header(h);
-        }
-    }
-    r
-}
-
-fn spawn_admin(server: Arc<tiny_http::Server>, shared: Arc<Shared>, tx: Sender<Input>) {
-    thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let auth = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.as_str().to_owned());
-            let method = request.method().as_str().to_owned();
-            let path = request.url().split('?').next().unwrap_or("").to_owned();
-            let status = shared.status();
-            let config = locked(&shared.config);
-            let policy = locked(&shared.policy);
-            let mut act = |a: Action| {
-                let (rtx, rrx) = mpsc::channel();
-                tx.send(Input::Admin(a, rtx))
-                    .map_err(|_| (503, vec!["shoal-control is shutting down".to_owned()]))?;
-                rrx.recv_timeout(Duration::from_secs(10))
-                    .map_err(|_| (503, vec!["the main loop did not answer".to_owned()]))?
-            };
-            let resp = admin::handle(
-                &Request {
-                    method: &method,
-                    path: &path,
-                    authorization: auth.as_deref(),
-                },
-                &policy,
-                &status,
-                &config,
-                &mut act,
-            );
-            let _ = request.respond(http_response(resp.status, &resp.body));
-        }
-    });
-}
-
-fn spawn_metrics(server: Arc<tiny_http::Server>, shared: Arc<Shared>) {
-    thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let path = request.url().split('?').next().unwrap_or("").to_owned();
-            let resp = if path == "/metrics" {
-                let text = metrics::render(&shared.status());
-                let mut r = tiny_http::Response::from_data(text.into_bytes());
-                if let Ok(h) =
-                    tiny_http::Header::from_bytes(&b"Content-Type"[..], metrics::CONTENT_TYPE)
-                {
-                    r.add_header(h);
-                }
-                r
-            } else {
-                tiny_http::Response::from_data(b"see /metrics\n".to_vec()).with_status_code(404)
-            };
-            let _ = request.respond(resp);
-        }
-    });
-}
-
-fn http_server(what: &'static str, addr: SocketAddr) -> Result<Arc<tiny_http::Server>, StartError> {
-    tiny_http::Server::http(addr)
-        .map(Arc::new)
-        .map_err(|e| StartError::Http {
-            what,
-            addr,
-            reason: e.to_string(),
-        })
-}
-
-fn name_of(m: &Membership, id: u16) -> String {
-    m.members()
-        .iter()
-        .find(|i| i.id == id)
-        .map_or_else(|| format!("id {id}"), |i| format!("{} (id {id})", i.name))
-}
-
-/// One log event per membership event, with the member, incarnation and
-/// epoch as fields (`SHOAL_LOG`, see `shoal-log`).
-fn log_event(m: &Membership, e: &Event) {
-    match e {
-        Event::Joined {
-            member,
-            incarnation,
-        } => tracing::info!(member = %name_of(m, *member), incarnation, "member joined"),
-        Event::Restarted {
-            member,
-            incarnation,
-        } => tracing::info!(member = %name_of(m, *member), incarnation, "member restarted"),
-        Event::Left {
-            member,
-            reason: LeftReason::Silent(ms),
-        } => {
-            tracing::warn!(member = %name_of(m, *member), silent_ms = ms, "member removed: silent");
-        }
-        Event::Left {
-            member,
-            reason: LeftReason::Leaving,
-        } => tracing::info!(member = %name_of(m, *member), "member left (shutting down)"),
-        Event::EpochChanged {
-            previous,
-            epoch,
-            table_changed,
-        } => {
-            let live: Vec<String> = m
-                .epoch()
-                .table
-                .iter()
-                .filter(|e| e.alive)
-                .map(|e| {
-                    let mut s = name_of(m, e.id);
-                    if e.draining {
-                        s.push_str(" draining");
-                    }
-                    s
-                })
-                .collect();
-            tracing::info!(
-                previous,
-                epoch,
-                adopted_from_peer = !table_changed,
-                live = %live.join(", "),
-                "epoch changed"
-            );
-        }
-        Event::SettingChanged(s) => tracing::info!(
-            member = %name_of(m, s.member),
-            weight = s.weight,
-            draining = s.draining,
-            "member settings changed"
-        ),
-    }
-}
-
 /// Everything the main loop owns.
 struct Daemon {
     config_path: PathBuf,
@@ -410,21 +166,7 @@ struct Daemon {
 impl Daemon {
     fn announce(&mut self, datagram: &[u8]) {
         for net in &mut self.networks {
-            for target in &net.targets {
-                match net.send.send_to(datagram, target) {
-                    Ok(_) => {
-                        net.sent += 1;
-                        net.error_logged = false;
-                    }
-                    Err(e) => {
-                        net.errors += 1;
-                        if !net.error_logged {
-                            tracing::warn!("network {}: cannot send to {target}: {e}", net.name);
-                            net.error_logged = true;
-                        }
-                    }
-                }
-            }
+            net.send_all(datagram);
         }
     }
 
