@@ -1,4 +1,4 @@
-//! DPR modes (seed 001) and fragments through the pipeline: exact rewrites.
+//! DPR modes (the DPR paper, Bestavros et al.) and fragments through the pipeline: exact rewrites.
 //!
 //! A small in-process cluster: three `Pipeline`s built from
 //! `deploy/examples/replay.toml` with the service switched to `dpr-mac` or

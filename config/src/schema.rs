@@ -73,7 +73,7 @@ pub enum Protocol {
     Udp,
 }
 
-/// What the inspector does with a connection it owns (design: "Modes of a service").
+/// What the inspector does with a connection it owns (`docs/design.md`, "Modes of a service").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -446,8 +446,8 @@ impl Default for Dataplane {
     }
 }
 
-/// A network the control process exchanges membership and load on (seed 000
-/// names several).
+/// A network the control process exchanges membership and load on (the DPR
+/// report's configuration names several).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
@@ -484,7 +484,7 @@ pub struct Control {
     /// Interval between membership/load announcements, milliseconds.
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
-    /// A member silent this long is removed, milliseconds (seed 000's cleaner).
+    /// A member silent this long is removed, milliseconds (the DPR report's cleaner).
     #[serde(default = "default_failure_timeout_ms")]
     pub failure_timeout_ms: u64,
     /// Smoothing factor of load reports (exponential moving average, 0..1].

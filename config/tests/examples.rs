@@ -54,7 +54,7 @@ fn every_example_is_tested() {
     }
 }
 
-/// The lab cluster of design.md, shared by lab-srv1, splice and replay.
+/// The lab cluster (`deploy/lab/README.md`), shared by lab-srv1, splice and replay.
 fn assert_lab_cluster(config: &Config) {
     let cluster = &config.cluster;
     assert_eq!(cluster.vips, [Ipv4Addr::new(198, 18, 0, 100)]);

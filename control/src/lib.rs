@@ -1,9 +1,9 @@
 //! Shoal's control side: the `shoal-control` daemon and `shoalctl`.
 //!
-//! - [`membership`]: seed 000's broadcaster, receiver and cleaner as a pure
-//!   state machine, replay protection, numbered epochs, operator settings;
-//!   [`message`]: the signed announcement on the wire; [`key`]: the cluster
-//!   key and admin token files.
+//! - [`membership`]: the DPR report's broadcaster, receiver and cleaner as a
+//!   pure state machine, replay protection, numbered epochs, operator
+//!   settings; [`message`]: the signed announcement on the wire. The cluster
+//!   key and admin token files are [`shoal_key`]'s.
 //! - [`load`]: this member's load from the dataplane's stats;
 //!   [`dataplane`]: command rings and stats segments (`shoal-channel`).
 //! - [`metrics`]: the Prometheus text; [`admin`]: the admin API's routes

@@ -1,6 +1,6 @@
 //! This member's load, computed from the dataplane's stats segments.
 //!
-//! This module owns the figures seed 000 names (open connections, CPU busy
+//! This module owns the figures the DPR report names (open connections, CPU busy
 //! fraction, redirected connections) plus handed-over connections, their
 //! exponential smoothing (`control.load_smoothing`) and the composite
 //! *load* the selectors compare with `max_load`:

@@ -1,7 +1,7 @@
 //! Membership: who is alive, the numbered epoch all live members adopt,
 //! operator settings (weight, drain) and the peers' load.
 //!
-//! This module owns the state machine of seed 000's three processes — the
+//! This module owns the state machine of the DPR report's three processes — the
 //! *broadcaster* ([`Membership::announce`]), the *receiver*
 //! ([`Membership::receive`]) and the *cleaner* (in [`Membership::tick`]) —
 //! plus replay protection and epochs. It is pure: time is passed in as

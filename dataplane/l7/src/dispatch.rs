@@ -26,7 +26,7 @@
 //!   member. `hot_paths = ["/"]` hashes every request by full path (nginx's
 //!   `hash $uri consistent`).
 //!
-//!   Our reading of DTS Fig. 9 (seed 002 §4.4.1): line C hashes the MD5 of
+//!   Our reading of DTS Fig. 9 (DTS §4.4.1): line C hashes the MD5 of
 //!   the requested URI onto a 63-virtual-node ring, so that the same large
 //!   file is always read from the same node's disk cache; line B lets every
 //!   node serve the few hottest download directories
@@ -45,7 +45,7 @@
 //!   Ties go to the member ranking highest for the path in rendezvous
 //!   order, so idle members share the work instead of the lowest id taking
 //!   it all.
-//! - **lard**: classic LARD (Pai et al., ASPLOS'98; seed 004 §4.3's
+//! - **lard**: classic LARD (Pai et al., ASPLOS'98; DTCP §4.3's
 //!   Algorithm 1 without replication): a bounded map from target (the full
 //!   path) to member. A mapped target stays with its member unless that
 //!   member's load exceeds `load_threshold` (`T_high`) while some member is

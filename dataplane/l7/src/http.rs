@@ -70,7 +70,7 @@ pub enum HttpError {
 
 impl HttpError {
     /// The HTTP status the dataplane answers this error with (for
-    /// [`error_response`]).
+    /// [`error_response`](crate::answers::error_response)).
     pub fn status(self) -> u16 {
         match self {
             HttpError::Garbage | HttpError::Malformed(_) => 400,

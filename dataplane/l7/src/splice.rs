@@ -1,9 +1,9 @@
-//! The translation of a spliced flow (design, "Splicing", step 4): after the
+//! The translation of a spliced flow (`docs/design.md`, "Splicing", step 4): after the
 //! handover, the client keeps the view the inspector gave it (the cookie ISN,
 //! the inspector's timestamp clock and window scale) while the processing
 //! server's kernel has its own (its ISN, its timestamp offset, its window
 //! scale). Every segment between them is rewritten in place, exactly as the
-//! splice-replay note (section 5) verified end to end:
+//! replay notes (`docs/splice-replay.md` §5) verified end to end:
 //!
 //! | direction | seq | ack | timestamps | SACK blocks | window |
 //! |---|---|---|---|---|---|
@@ -19,11 +19,11 @@
 //! [`shoal_wire::checksum`]); nothing here recomputes a checksum over the
 //! segment. Options may sit at odd offsets; that is handled.
 //!
-//! Addresses: in the broadcast VIP deployment (the only one the design has)
+//! Addresses: in the broadcast VIP deployment (the only one `docs/design.md` has)
 //! none change. The client's address is preserved end to end and the VIP is
 //! configured on every server's TAP, so the kernel answers from the VIP
 //! itself. Only the Ethernet header changes (toward the kernel: destination
-//! MAC = the TAP's MAC, which the note found mandatory; toward the client:
+//! MAC = the TAP's MAC, which the replay notes found mandatory; toward the client:
 //! the cluster MAC as source), and that is the pipeline's job. Should a mode
 //! ever deliver to a kernel under another address, the TCP checksum also
 //! covers that address (pseudo-header): apply
@@ -68,7 +68,7 @@ impl SpliceParams {
     }
 
     /// `delta` after a later handover of the same connection (a persistent
-    /// connection moved at a request boundary, note section 6): the new
+    /// connection moved at a request boundary, `docs/splice-replay.md` §6): the new
     /// kernel's ISN + 1 minus the next server sequence number as the client
     /// sees it.
     pub const fn seq_delta_resumed(kernel_isn: u32, client_view_next_seq: u32) -> u32 {
@@ -78,7 +78,7 @@ impl SpliceParams {
     }
 
     /// `ts_offset`: the kernel's `TSval` in its SYN-ACK minus the `TSval` the
-    /// client is to see for that moment. The note measured it against the
+    /// client is to see for that moment. The replay notes measured it against the
     /// inspector's SYN-ACK; in general the client's view must not go back:
     /// take a value not below the highest `TSval` the client has already
     /// seen on this connection (from the inspector's SYN-ACK and ACKs, or
@@ -267,7 +267,7 @@ mod tests {
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-    /// Splice-replay note, section 6: the client's ISN and the kernel's.
+    /// `docs/splice-replay.md` §6: the client's ISN and the kernel's.
     const CL_ISN: u32 = 2_215_611_664;
     const K_ISN: u32 = 1_114_225_999;
     /// The cookie ISN the inspector gave the client (above `K_ISN`: delta wraps).
@@ -276,7 +276,7 @@ mod tests {
     const K_TS0: u32 = 0x0A1B_2C3D;
     const DP_TS0: u32 = 0xF123_4577;
 
-    /// The note's section 5 setup: kernel wscale 10, 7 advertised to the client.
+    /// The setup of `docs/splice-replay.md` §5: kernel wscale 10, 7 advertised to the client.
     fn note_translation() -> Translation {
         Translation::new(SpliceParams {
             delta: SpliceParams::seq_delta(K_ISN, C_ISN),
@@ -290,7 +290,7 @@ mod tests {
     // (Python, RFC 1071 over pseudo-header and segment).
 
     /// Kernel -> client, 198.18.0.100:80 -> 198.18.0.2:49001: PSH ACK, seq
-    /// `K_ISN+1`, ack `CL_ISN+1+58` (after the note's 58-byte request), window
+    /// `K_ISN+1`, ack `CL_ISN+1+58` (after the replay notes' 58-byte request), window
     /// 64, NOP NOP TS(`K_TS0+40`, client TS), 17 bytes "HTTP/1.1 200 OK\r\n".
     const KERNEL_DATA: [u8; 49] = [
         0x00, 0x50, 0xbf, 0x69, 0x42, 0x69, 0xbd, 0x50, 0x84, 0x0f, 0x8d, 0x4b, 0x80, 0x18, 0x00,
@@ -507,7 +507,7 @@ mod tests {
         );
     }
 
-    /// A second handover (note section 6): the client's view continues where
+    /// A second handover (`docs/splice-replay.md` §6): the client's view continues where
     /// the first kernel left it; the new kernel's ISN+1 maps onto it.
     #[test]
     fn resumed_delta_continues_the_client_view() {

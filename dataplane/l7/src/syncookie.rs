@@ -1,4 +1,4 @@
-//! SYN cookies for the inspector of a spliced service (design, "Splicing",
+//! SYN cookies for the inspector of a spliced service (`docs/design.md`, "Splicing",
 //! step 1): the inspector answers a SYN without keeping any state, and only
 //! the client's ACK of that answer, carrying a valid cookie, creates a flow.
 //!
@@ -109,7 +109,7 @@ pub struct SynOptions {
     pub sack_permitted: bool,
     /// The client's `TSval`, `Some` exactly when timestamps are on: from the
     /// SYN when encoding; from the ACK that carried the cookie when decoding
-    /// (the value a replayed SYN should carry, see the splice-replay note).
+    /// (the value a replayed SYN should carry, see `docs/splice-replay.md` §6).
     pub client_tsval: Option<u32>,
 }
 
@@ -393,7 +393,7 @@ mod tests {
 
     const CLIENT: (Ipv4Addr, u16) = (Ipv4Addr::new(198, 18, 0, 2), 49001);
     const SERVER: (Ipv4Addr, u16) = (Ipv4Addr::new(198, 18, 0, 100), 80);
-    /// The client ISN of the splice-replay note, section 6.
+    /// The client ISN of `docs/splice-replay.md` §6.
     const CL_ISN: u32 = 2_215_611_664;
     const NOW: u32 = 29_000_000;
     const TS_CLOCK: u32 = 0x1234_5678;

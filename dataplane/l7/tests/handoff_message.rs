@@ -26,7 +26,7 @@ fn envelope() -> Envelope {
     }
 }
 
-/// The connection of splice-replay.md §6.
+/// The connection of `docs/splice-replay.md` §6.
 fn snapshot() -> FlowSnapshot {
     FlowSnapshot {
         client: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 49001),

@@ -1,4 +1,4 @@
-//! Ring consistent hashing exactly as DTS (seed 002, §2.3, §3.1, Fig. 8).
+//! Ring consistent hashing exactly as DTS (DTS §2.3, §3.1, Fig. 8).
 //!
 //! Every member owns `vnodes x weight / 100` (rounded up) points on a 64-bit
 //! ring; point `v` of a member is the first 8 bytes (big-endian) of

@@ -1,4 +1,4 @@
-//! Splice handover to another member (design "Splicing" step 3): the
+//! Splice handover to another member (`docs/design.md`, "Splicing", step 3): the
 //! inspector offers the connection in authenticated UDP datagrams
 //! (`shoal_l7::handoff`, port 7947, between members' own addresses); the chosen
 //! member replays it into its kernel (the same replay code as a local

@@ -3,7 +3,7 @@
 //!
 //! This module owns the decision for every frame and the counters of every
 //! outcome. It does no I/O and reads no clock: the worker hands it frames
-//! and the time. The order of checks is the design's ("The data path"):
+//! and the time. The order of checks is `docs/design.md`'s ("The data path"):
 //!
 //! 1. ARP for a VIP: answer with the cluster MAC; ARP for the own address:
 //!    the kernel answers.

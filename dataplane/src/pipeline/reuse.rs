@@ -1,5 +1,5 @@
-//! A new connection on a reused 4-tuple (design, "Exactly one server per
-//! connection"): whatever an earlier connection on the same client address
+//! A new connection on a reused 4-tuple (`docs/design.md`, "Exactly one server
+//! per connection"): whatever an earlier connection on the same client address
 //! and port left on a member — a local flow, a redirect entry, a connection
 //! in splice setup, a spliced flow, an inspector's tombstone — a new SYN
 //! from the client is a new connection on every member and in every mode.
@@ -69,8 +69,8 @@
 //!
 //! # The kernel's old socket
 //!
-//! A splice member replays the client's SYN into its kernel (notes/splice-
-//! replay.md), and that kernel may still hold a socket of the old
+//! A splice member replays the client's SYN into its kernel
+//! (`docs/splice-replay.md`), and that kernel may still hold a socket of the old
 //! connection on the same 4-tuple, most often TIME-WAIT (the server closed
 //! first). Linux takes a SYN into TIME-WAIT as a new connection if its
 //! sequence number is after the old `rcv_nxt` or its timestamp newer than
@@ -83,7 +83,7 @@
 //! ACK (outside its window) or a RST (inside). So when the kernel answers a replayed SYN with an ACK, the
 //! dataplane does what the client's own stack does in SYN-SENT (RFC 9293
 //! 3.10.7.3): a RST with `seq` = that ACK's acknowledgement number, which
-//! is the old socket's `rcv_nxt` exactly and removes it (notes §4: exact
+//! is the old socket's `rcv_nxt` exactly and removes it (`docs/splice-replay.md` §4: exact
 //! RST in ESTABLISHED, FIN-WAIT, TIME-WAIT; `tcp_rfc1337` = 0) — then it
 //! replays the SYN once more. After a RST from the kernel it replays once
 //! more too. One retry per connection: a kernel that refuses again (no

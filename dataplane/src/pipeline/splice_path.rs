@@ -1,5 +1,5 @@
 //! L7 splicing on the inspector, handover to the local kernel (CARISMA
-//! *frequent*, design "Splicing" steps 1-4 with the processing server being
+//! *frequent*, `docs/design.md` "Splicing" steps 1-4 with the processing server being
 //! the inspector itself).
 //!
 //! 1. A SYN the inspector owns is answered with a SYN cookie: no state.
@@ -36,7 +36,7 @@ use shoal_l7::splice::SpliceParams;
 use shoal_l7::syncookie::{counter_at, SynOptions};
 use shoal_wire::time::Instant;
 
-/// The window scale the inspector advertises to clients (notes §5: keep it
+/// The window scale the inspector advertises to clients (`docs/splice-replay.md` §5: keep it
 /// at or below the kernel's, which the lab pins to 7).
 pub(super) const ADVERTISED_WSCALE: u8 = 7;
 
@@ -620,7 +620,7 @@ impl Pipeline {
         }
     }
 
-    /// An exact RST into this kernel for a watched connection (notes §4:
+    /// An exact RST into this kernel for a watched connection (`docs/splice-replay.md` §4:
     /// seq = the kernel's `rcv_nxt`, no ACK): it has seen no data.
     fn rare_reset_kernel(&mut self, slot: u32) {
         if let Some(isn) = self.conns.get_mut(slot).map(|c| c.client_isn) {
@@ -631,7 +631,7 @@ impl Pipeline {
     /// A RST into this kernel on the 4-tuple of the connection in `slot`,
     /// with sequence number `seq`, no ACK, no options. It removes the
     /// kernel's socket for the 4-tuple when `seq` is that socket's
-    /// `rcv_nxt` (notes §4: ESTABLISHED, FIN-WAIT, SYN-RECV, TIME-WAIT).
+    /// `rcv_nxt` (`docs/splice-replay.md` §4: ESTABLISHED, FIN-WAIT, SYN-RECV, TIME-WAIT).
     pub(super) fn reset_kernel(&mut self, slot: u32, seq: u32) {
         let own_mac = self.tables.own_mac;
         let Some(conn) = self.conns.get_mut(slot) else {

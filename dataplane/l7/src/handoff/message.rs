@@ -296,7 +296,7 @@ pub struct Negotiated {
 }
 
 /// What the receiver needs to replay the handshake into its kernel (see
-/// `shared/notes/splice-replay.md`).
+/// `docs/splice-replay.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowSnapshot {
     /// The client's address and port.

@@ -1,4 +1,4 @@
-//! The L7 handover between members (design "Splicing", step 3): the
+//! The L7 handover between members (`docs/design.md`, "Splicing", step 3): the
 //! authenticated handoff message and the two state machines around it.
 //!
 //! An inspector that has buffered a client's request and chosen another
@@ -6,7 +6,7 @@
 //! ISN, negotiated options, next sequence numbers, the request bytes) in
 //! UDP datagrams between the members' own addresses on [`PORT`]. The
 //! receiver replays the handshake into its kernel (see
-//! `shared/notes/splice-replay.md`) and answers *accept* (with its
+//! `docs/splice-replay.md`) and answers *accept* (with its
 //! kernel's ISN: it owns the flow now) or *refuse* (with a reason). The
 //! inspector resends unanswered offers with exponential backoff and falls
 //! back (serves the connection itself or picks another member) on a
