@@ -1,6 +1,7 @@
 //! IPv4 headers (RFC 791): the view, header checksum, option TLV validation,
-//! and the reserved ("evil") fragment bit Shoal uses to mark packets it has
-//! redirected to another server.
+//! and the reserved ("evil") fragment bit, which the DPR report proposes to
+//! mark redirected packets with. Shoal does not set it: a receiver
+//! recognises a redirected packet by its own MAC or by the tunnel.
 //!
 //! The view's payload ends at the total length, not at the end of the buffer,
 //! so Ethernet padding of short frames never reaches TCP/UDP.
@@ -92,8 +93,8 @@ pub mod field {
     pub const MAX_HEADER_LEN: usize = 60;
 }
 
-/// The reserved fragment flag bit (RFC 3514's "evil bit"); Shoal sets it on
-/// packets it has redirected to another server.
+/// The reserved fragment flag bit (RFC 3514's "evil bit"). The DPR report
+/// marks redirected packets with it; Shoal parses it but does not set it.
 pub const FLAG_RESERVED: u16 = 0x8000;
 /// Don't fragment.
 pub const FLAG_DONT_FRAG: u16 = 0x4000;
@@ -205,7 +206,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         read_u16(self.buffer.as_ref(), field::FLG_OFF.start)
     }
 
-    /// The reserved flag bit, which Shoal uses to mark redirected packets.
+    /// The reserved flag bit (see [`FLAG_RESERVED`]).
     pub fn reserved_flag(&self) -> bool {
         self.flg_off() & FLAG_RESERVED != 0
     }
