@@ -28,7 +28,7 @@ mod ring;
 
 pub use maglev::{is_prime, next_prime, Maglev};
 pub use rendezvous::Rendezvous;
-pub use ring::{Ring, RingMember};
+pub use ring::Ring;
 
 /// What selection hashes: the client's address and port (DTS §3, DPR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

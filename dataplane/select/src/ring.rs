@@ -10,10 +10,6 @@
 
 use super::{md5_u64, ClientKey, Member, Selector};
 
-/// A member of a [`Ring`]: the same as [`Member`] (the name the ring used
-/// before Maglev shared it).
-pub type RingMember = Member;
-
 /// The DTS ring: sorted (point, member id) pairs.
 #[derive(Debug, Clone)]
 pub struct Ring {

@@ -5,10 +5,10 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Algorithm, Config, Dispatch, LoadChoice, Mode, Protocol, State};
+use shoal_config::{Config, Dispatch, LoadChoice, Mode, Protocol, State};
 
 use crate::wire::{EthernetAddress, IpProtocol};
-use shoal_select::{Candidate, ClientKey, Rendezvous, Ring, RingMember, Selector};
+use shoal_select::{ClientKey, Member, Params, Selector};
 
 /// A service as the pipeline matches it.
 #[derive(Debug, Clone)]
@@ -224,45 +224,21 @@ impl Tables {
     }
 }
 
-/// The selector a service's `[selection]` asks for, over `members`.
+/// The selector a service's `[selection]` asks for, over `members` (the
+/// same builder control's `/ring` and `shoalctl ring-stats` use).
 fn build_selector(
     selection: &shoal_config::Selection,
     members: &[MemberEntry],
 ) -> Arc<dyn Selector> {
-    match selection.algorithm {
-        Algorithm::Ring => Arc::new(Ring::new(
-            &members
-                .iter()
-                .map(|m| RingMember {
-                    id: m.id,
-                    addr: m.addr,
-                    weight: m.effective_weight(),
-                })
-                .collect::<Vec<_>>(),
-            selection.vnodes,
-        )),
-        // validate() requires a prime M > 100 x members.
-        Algorithm::Maglev => Arc::new(shoal_select::Maglev::new(
-            &members
-                .iter()
-                .map(|m| RingMember {
-                    id: m.id,
-                    addr: m.addr,
-                    weight: m.effective_weight(),
-                })
-                .collect::<Vec<_>>(),
-            selection.maglev_table_size,
-        )),
-        Algorithm::Rendezvous => Arc::new(Rendezvous::new(
-            &members
-                .iter()
-                .map(|m| Candidate {
-                    id: m.id,
-                    weight: m.effective_weight(),
-                })
-                .collect::<Vec<_>>(),
-        )),
-    }
+    let members: Vec<Member> = members
+        .iter()
+        .map(|m| Member {
+            id: m.id,
+            addr: m.addr,
+            weight: m.effective_weight(),
+        })
+        .collect();
+    shoal_select::build(selection.algorithm, &members, &Params::from(selection))
 }
 
 /// A selector asked with a transformed key: an independent consistent hash
