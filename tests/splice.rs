@@ -173,14 +173,7 @@ fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
     assert_eq!(p.counters().get(Counter::SpliceCookieRejected), 1);
 
     // 2. ACK + request -> the SYN replayed into the kernel.
-    let mut req = tcp_header(
-        c.port,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        TcpFlags::PSH,
-    );
-    req.timestamps = Some((4250, tc));
+    let req = after_cookie(&c, 1001, cookie, (4250, tc));
     let (v, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &req, REQUEST, 3), now);
     assert_eq!(v, Verdict::Drop);
     assert_eq!(out.len(), 1);
@@ -294,14 +287,7 @@ fn garbage_requests_get_the_configured_answer() {
     let svc = service();
     let now = Instant::from_secs(100);
     let (cookie, tc) = handshake(&mut p, &c, &svc, now);
-    let mut req = tcp_header(
-        c.port,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        TcpFlags::PSH,
-    );
-    req.timestamps = Some((2, tc));
+    let req = after_cookie(&c, 1001, cookie, (2, tc));
     let (_, _, out) = run(
         &mut p,
         WIRE,
@@ -454,11 +440,7 @@ fn request_segments_are_counted_by_reassembly_outcome() {
     let svc = service();
     let now = Instant::from_secs(100);
     let (cookie, tc) = handshake(&mut p, &c, &svc, now);
-    let seg = |seq: u32| {
-        let mut h = tcp_header(c.port, 80, seq, Some(cookie.wrapping_add(1)), TcpFlags::PSH);
-        h.timestamps = Some((2, tc));
-        h
-    };
+    let seg = |seq: u32| after_cookie(&c, seq, cookie, (2, tc));
     let (first, rest) = REQUEST.split_at(10);
     let after = 1001 + 10;
     let count = |p: &Pipeline| {
@@ -525,6 +507,14 @@ fn request_segments_are_counted_by_reassembly_outcome() {
     assert_eq!((replayed.seq, replayed.flags), (1000, 0x02));
 }
 
+/// A client segment (PSH, sequence `seq`) that acknowledges the cookie ISN
+/// `cookie`, with timestamps `ts` (TSval, TSecr).
+fn after_cookie(c: &Endpoint, seq: u32, cookie: u32, ts: (u32, u32)) -> shoal_wire::TcpRepr {
+    let mut h = tcp_header(c.port, 80, seq, Some(cookie.wrapping_add(1)), TcpFlags::PSH);
+    h.timestamps = Some(ts);
+    h
+}
+
 /// Completes a cookie handshake with `p`; returns (cookie ISN, inspector TSval).
 fn handshake(p: &mut Pipeline, c: &Endpoint, svc: &Endpoint, now: Instant) -> (u32, u32) {
     let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
@@ -558,14 +548,7 @@ fn oversized_and_slow_requests_get_431_and_408() {
     let (cookie, tc) = handshake(&mut p, &c, &svc, now);
     let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
     head.resize(600, b'a');
-    let mut seg = tcp_header(
-        c.port,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        TcpFlags::PSH,
-    );
-    seg.timestamps = Some((2, tc));
+    let seg = after_cookie(&c, 1001, cookie, (2, tc));
     let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &seg, &head, 2), now);
     let answer = parse(&out.last().unwrap().1);
     assert!(
@@ -590,14 +573,7 @@ fn oversized_and_slow_requests_get_431_and_408() {
         })
         .unwrap();
     let (cookie, tc) = handshake(&mut p, &c2, &svc, now);
-    let mut seg = tcp_header(
-        c2.port,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        TcpFlags::PSH,
-    );
-    seg.timestamps = Some((2, tc));
+    let seg = after_cookie(&c2, 1001, cookie, (2, tc));
     let (_, _, out) = run(
         &mut p,
         WIRE,
@@ -1084,14 +1060,7 @@ fn a_reused_tuple_after_a_local_splice_or_during_setup_is_a_new_connection() {
         tcp_frame(&c, &svc, &s, &[], 1)
     };
     let request = |p: &mut Pipeline, isn: u32, cookie: u32, tc: u32| {
-        let mut req = tcp_header(
-            c.port,
-            80,
-            isn + 1,
-            Some(cookie.wrapping_add(1)),
-            TcpFlags::PSH,
-        );
-        req.timestamps = Some((isn / 10 + 1, tc));
+        let req = after_cookie(&c, isn + 1, cookie, (isn / 10 + 1, tc));
         run(p, WIRE, &tcp_frame(&c, &svc, &req, REQUEST, 2), now)
     };
     let cookie_of = |out: &[(PortId, Vec<u8>)]| {
