@@ -213,71 +213,122 @@ impl Pipeline {
         let own_syn =
             pure_syn && self.syn_meets_flow(&key, tcp.seq_number(), now) == SynOnFlow::OwnSyn;
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
-            if own_syn && action != FlowAction::Received {
-                self.counters.inc(Counter::SynRetransmit);
-            }
-            match action {
-                FlowAction::Received => {
-                    // The inspector redirects this packet here; this is its
-                    // broadcast copy.
-                    return Plan::Done(self.drop(Counter::RedirectCopyIgnored));
-                }
-                FlowAction::Splicing { slot, service } => {
-                    if self.conns.is_rare(slot) {
-                        if let Some(plan) = self.rare_segment(slot, usize::from(service), &tcp, now)
-                        {
-                            self.counters.inc(Counter::FlowHit);
-                            return plan;
-                        }
-                    } else {
-                        self.splice_segment(slot, usize::from(service), &tcp, now);
-                    }
-                    return Plan::Done(self.drop(Counter::SpliceBuffered));
-                }
-                FlowAction::HandedOff => {
-                    return Plan::Done(self.drop(Counter::HandoffTombstoneHit));
-                }
-                FlowAction::Spliced(params) => {
-                    self.counters.inc(Counter::FlowHit);
-                    Translation::new(params).to_kernel(&mut tcp);
-                    return Plan::Done(Verdict::Forward(KERNEL));
-                }
-                _ => {}
-            }
-            self.counters.inc(Counter::FlowHit);
-            return self.place(action, pure_syn.then_some(&mut tcp));
+            return self.tcp_flow_hit(action, own_syn, pure_syn, &mut tcp, now);
         }
         let tables = Arc::clone(&self.tables);
-        let t = &*tables;
-        let Some(index) = t.service_index(dst, tcp.dst_port(), IpProtocol::Tcp) else {
+        let Some(index) = tables.service_index(dst, tcp.dst_port(), IpProtocol::Tcp) else {
             return Plan::Done(self.drop(Counter::DropNoService));
         };
-        let service = &t.services[index];
+        let service = &tables.services[index];
         if service.mode == Mode::Splice {
-            return if pure_syn {
-                if let Err(c) = self.claim(index, client, now) {
-                    return Plan::Done(self.drop(c));
-                }
-                if !tcp.verify_checksum(src, dst) {
-                    return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
-                }
-                let rare = service
-                    .dispatch
-                    .as_ref()
-                    .is_some_and(|d| d.handoff == shoal_config::HandoffMode::Rare);
-                if rare {
-                    self.rare_syn(src_mac, key, index, &tcp, now)
-                } else {
-                    self.splice_syn(src_mac, src, dst, &tcp, now)
-                }
-            } else if ack && !syn && !rst && self.owned_in_any(index, client) {
-                // The cookie may come from an epoch since replaced: only this
-                // member's cookie key verifies it, whatever the epoch.
-                self.splice_ack(src_mac, key, index, &tcp, now)
-            } else {
-                Plan::Done(self.drop(Counter::VipNoFlow))
-            };
+            let flags = (pure_syn, ack && !syn && !rst);
+            return self.tcp_splice_miss(src_mac, key, client, index, flags, &tcp, now);
         }
+        self.tcp_l4_miss(&tables, index, key, client, pure_syn, &mut tcp, now)
+    }
+
+    /// A segment of a flow in the table: its action (`track` moved its
+    /// state along).
+    #[inline]
+    fn tcp_flow_hit(
+        &mut self,
+        action: FlowAction,
+        own_syn: bool,
+        pure_syn: bool,
+        tcp: &mut TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        if own_syn && action != FlowAction::Received {
+            self.counters.inc(Counter::SynRetransmit);
+        }
+        match action {
+            FlowAction::Received => {
+                // The inspector redirects this packet here; this is its
+                // broadcast copy.
+                return Plan::Done(self.drop(Counter::RedirectCopyIgnored));
+            }
+            FlowAction::Splicing { slot, service } => {
+                if self.conns.is_rare(slot) {
+                    if let Some(plan) = self.rare_segment(slot, usize::from(service), tcp, now) {
+                        self.counters.inc(Counter::FlowHit);
+                        return plan;
+                    }
+                } else {
+                    self.splice_segment(slot, usize::from(service), tcp, now);
+                }
+                return Plan::Done(self.drop(Counter::SpliceBuffered));
+            }
+            FlowAction::HandedOff => {
+                return Plan::Done(self.drop(Counter::HandoffTombstoneHit));
+            }
+            FlowAction::Spliced(params) => {
+                self.counters.inc(Counter::FlowHit);
+                Translation::new(params).to_kernel(tcp);
+                return Plan::Done(Verdict::Forward(KERNEL));
+            }
+            _ => {}
+        }
+        self.counters.inc(Counter::FlowHit);
+        self.place(action, pure_syn.then_some(tcp))
+    }
+
+    /// A segment without a flow to a `splice` service: a SYN this member
+    /// claims gets a cookie (frequent) or goes to its kernel (rare); an ACK
+    /// may complete a cookie handshake; the rest belongs to another member.
+    /// `flags` is (pure SYN, ACK without SYN or RST).
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_splice_miss(
+        &mut self,
+        src_mac: EthernetAddress,
+        key: FlowKey,
+        client: ClientKey,
+        index: usize,
+        (pure_syn, plain_ack): (bool, bool),
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let (src, dst) = (key.src, key.dst);
+        if pure_syn {
+            if let Err(c) = self.claim(index, client, now) {
+                return Plan::Done(self.drop(c));
+            }
+            if !tcp.verify_checksum(src, dst) {
+                return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
+            }
+            let rare = self.tables.services[index]
+                .dispatch
+                .as_ref()
+                .is_some_and(|d| d.handoff == shoal_config::HandoffMode::Rare);
+            if rare {
+                self.rare_syn(src_mac, key, index, tcp, now)
+            } else {
+                self.splice_syn(src_mac, src, dst, tcp, now)
+            }
+        } else if plain_ack && self.owned_in_any(index, client) {
+            // The cookie may come from an epoch since replaced: only this
+            // member's cookie key verifies it, whatever the epoch.
+            self.splice_ack(src_mac, key, index, tcp, now)
+        } else {
+            Plan::Done(self.drop(Counter::VipNoFlow))
+        }
+    }
+
+    /// A segment without a flow to an L4 service (`local`, `dpr-*`):
+    /// stateless DPR places every packet by hash; a SYN this member claims
+    /// is placed and (unless stateless and redirected) gets a flow; the
+    /// rest belongs to another member.
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_l4_miss(
+        &mut self,
+        t: &Tables,
+        index: usize,
+        key: FlowKey,
+        client: ClientKey,
+        pure_syn: bool,
+        tcp: &mut TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let service = &t.services[index];
         let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
         if stateless_dpr && !pure_syn {
             // Stateless DPR: the inspector places every packet by a pure
@@ -297,7 +348,7 @@ impl Pipeline {
         }
         // A SYN creates state: make sure it is intact (established traffic is
         // left to the NIC's and the kernel's checksum checks).
-        if !tcp.verify_checksum(src, dst) {
+        if !tcp.verify_checksum(key.src, key.dst) {
             return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
         }
         if let Err(c) = self.claim(index, client, now) {
@@ -329,7 +380,7 @@ impl Pipeline {
         } else {
             self.counters.inc(Counter::SynAccepted);
         }
-        self.place(action, Some(&mut tcp))
+        self.place(action, Some(tcp))
     }
 
     /// Looks the flow up (refreshing it), moves it along the TCP states
