@@ -187,3 +187,36 @@ impl fmt::Debug for Mbuf<'_> {
             .finish_non_exhaustive()
     }
 }
+
+/// Allocation from a pool, here beside the buffer it makes (the pool
+/// itself knows nothing of [`Mbuf`]).
+impl Mempool {
+    /// Allocates one buffer; `None` when the pool is exhausted.
+    pub fn alloc(&self) -> Option<Mbuf<'_>> {
+        Mbuf::alloc(self)
+    }
+
+    /// Appends `n` freshly allocated buffers to `out`, all or nothing:
+    /// returns `false` (and leaves `out` unchanged) when the pool has fewer
+    /// than `n` free. Allocates (Vec growth) only if `out` lacks capacity.
+    pub fn alloc_bulk<'p>(&'p self, out: &mut Vec<Mbuf<'p>>, n: usize) -> bool {
+        let Ok(count) = u32::try_from(n) else {
+            return false;
+        };
+        out.reserve(n);
+        let len = out.len();
+        // SAFETY: out has room for n more elements (reserve); Mbuf is
+        // repr(transparent) over NonNull<rte_mbuf>, so the spare slots can
+        // take rte_mbuf pointers. rte_pktmbuf_alloc_bulk either writes n valid
+        // exclusively owned mbufs (return 0) or nothing; only then is the
+        // length extended over them.
+        unsafe {
+            let slots = out.as_mut_ptr().add(len).cast::<*mut sys::rte_mbuf>();
+            if sys::shim_rte_pktmbuf_alloc_bulk(self.as_ptr(), slots, count) != 0 {
+                return false;
+            }
+            out.set_len(len + n);
+        }
+        true
+    }
+}

@@ -1,6 +1,7 @@
 //! Packet-buffer pools (`rte_pktmbuf_pool_create`): creation, occupancy and
-//! freeing. Buffers themselves live in [`crate::mbuf`]; this module only owns
-//! the pool.
+//! freeing. Buffers themselves, and their allocation from a pool
+//! (`Mempool::alloc`, `Mempool::alloc_bulk`), live in [`crate::mbuf`]; this
+//! module only owns the pool.
 
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -8,7 +9,6 @@ use std::sync::atomic::Ordering;
 
 use crate::eal::{Eal, LEAKED_POOLS};
 use crate::error::DpdkError;
-use crate::mbuf::Mbuf;
 use crate::sys;
 
 /// Data room of each buffer: DPDK's default (2048 bytes + 128 headroom),
@@ -21,7 +21,7 @@ pub const MBUF_HEADROOM: u16 = sys::RTE_PKTMBUF_HEADROOM as u16;
 /// A named pool of packet buffers (`struct rte_mempool` made by
 /// `rte_pktmbuf_pool_create`), freed on drop.
 ///
-/// Buffers ([`Mbuf`]), ports and rings borrow the pool, so it outlives them.
+/// Buffers ([`crate::mbuf::Mbuf`]), ports and rings borrow the pool, so it outlives them.
 /// Allocation is thread-safe (the default ring-based pool is multi-producer,
 /// multi-consumer); EAL lcores use a per-lcore cache of `cache` buffers.
 #[derive(Debug)]
@@ -99,35 +99,6 @@ impl Mempool {
     pub fn in_use(&self) -> u32 {
         // SAFETY: self.raw is a live pool; the count only reads it.
         unsafe { sys::rte_mempool_in_use_count(self.raw.as_ptr()) }
-    }
-
-    /// Allocates one buffer; `None` when the pool is exhausted.
-    pub fn alloc(&self) -> Option<Mbuf<'_>> {
-        Mbuf::alloc(self)
-    }
-
-    /// Appends `n` freshly allocated buffers to `out`, all or nothing:
-    /// returns `false` (and leaves `out` unchanged) when the pool has fewer
-    /// than `n` free. Allocates (Vec growth) only if `out` lacks capacity.
-    pub fn alloc_bulk<'p>(&'p self, out: &mut Vec<Mbuf<'p>>, n: usize) -> bool {
-        let Ok(count) = u32::try_from(n) else {
-            return false;
-        };
-        out.reserve(n);
-        let len = out.len();
-        // SAFETY: out has room for n more elements (reserve); Mbuf is
-        // repr(transparent) over NonNull<rte_mbuf>, so the spare slots can
-        // take rte_mbuf pointers. rte_pktmbuf_alloc_bulk either writes n valid
-        // exclusively owned mbufs (return 0) or nothing; only then is the
-        // length extended over them.
-        unsafe {
-            let slots = out.as_mut_ptr().add(len).cast::<*mut sys::rte_mbuf>();
-            if sys::shim_rte_pktmbuf_alloc_bulk(self.raw.as_ptr(), slots, count) != 0 {
-                return false;
-            }
-            out.set_len(len + n);
-        }
-        true
     }
 
     /// The raw pool, for FFI calls inside the crate.

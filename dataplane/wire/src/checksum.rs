@@ -32,8 +32,6 @@
 
 use core::net::Ipv4Addr;
 
-use crate::ipv4::IpProtocol;
-
 /// Unfolded sum of the big-endian 16-bit words of `data` (an odd trailing
 /// byte is padded with zero). Fold it with [`fold`]; adding unfolded sums of
 /// pieces that each start at an even offset is the same as summing the whole.
@@ -74,9 +72,11 @@ pub fn combine(sums: &[u16]) -> u16 {
     fold(sums.iter().map(|&s| u64::from(s)).sum())
 }
 
-/// Sum of the IPv4 pseudo-header for TCP/UDP: source, destination, protocol and
-/// the length of the TCP/UDP header plus payload.
-pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, length: u16) -> u16 {
+/// Sum of the IPv4 pseudo-header for TCP/UDP: source, destination, protocol
+/// number (`IpProtocol::Tcp.into()`) and the length of the TCP/UDP header
+/// plus payload. Takes the number, not `ipv4::IpProtocol`, so that this
+/// module imports no packet format (they all import it).
+pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> u16 {
     let s = src.to_bits();
     let d = dst.to_bits();
     fold(
@@ -84,7 +84,7 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, length:
             + u64::from(s & 0xFFFF)
             + u64::from(d >> 16)
             + u64::from(d & 0xFFFF)
-            + u64::from(u8::from(protocol))
+            + u64::from(protocol)
             + u64::from(length),
     )
 }
@@ -205,7 +205,10 @@ mod tests {
         let src = Ipv4Addr::new(192, 0, 2, 1);
         let dst = Ipv4Addr::new(198, 51, 100, 7);
         let bytes = [192, 0, 2, 1, 198, 51, 100, 7, 0, 6, 0x05, 0xdc];
-        assert_eq!(pseudo_header(src, dst, IpProtocol::Tcp, 1500), data(&bytes));
+        assert_eq!(
+            pseudo_header(src, dst, crate::IpProtocol::Tcp.into(), 1500),
+            data(&bytes)
+        );
         assert_eq!(
             update_addr(0x1234, src, dst),
             update_u32(0x1234, 0xc000_0201, 0xc633_6407)

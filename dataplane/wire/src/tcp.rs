@@ -589,7 +589,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     fn sum_with_pseudo_header(&self, src_addr: Ipv4Addr, dst_addr: Ipv4Addr) -> u16 {
         let segment = self.buffer.as_ref();
         checksum::combine(&[
-            checksum::pseudo_header(src_addr, dst_addr, IpProtocol::Tcp, segment.len() as u16),
+            checksum::pseudo_header(
+                src_addr,
+                dst_addr,
+                IpProtocol::Tcp.into(),
+                segment.len() as u16,
+            ),
             checksum::data(segment),
         ])
     }

@@ -98,7 +98,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         }
         let datagram = &self.buffer.as_ref()[..self.len() as usize];
         checksum::combine(&[
-            checksum::pseudo_header(src_addr, dst_addr, IpProtocol::Udp, self.len()),
+            checksum::pseudo_header(src_addr, dst_addr, IpProtocol::Udp.into(), self.len()),
             checksum::data(datagram),
         ]) == 0xFFFF
     }
@@ -153,7 +153,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         self.set_checksum(0);
         let len = self.len();
         let sum = checksum::combine(&[
-            checksum::pseudo_header(src_addr, dst_addr, IpProtocol::Udp, len),
+            checksum::pseudo_header(src_addr, dst_addr, IpProtocol::Udp.into(), len),
             checksum::data(&self.buffer.as_ref()[..len as usize]),
         ]);
         self.set_checksum(checksum::udp_encode(!sum));
