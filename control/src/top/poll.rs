@@ -288,4 +288,88 @@ mod tests {
             Some(&Err("connection refused".to_owned()))
         );
     }
+
+    /// A member serving `/status` and `/metrics` as the daemon does (both
+    /// on one listener here), and a second member nobody answers for.
+    #[test]
+    fn polls_the_seed_and_every_exporter() {
+        use crate::metrics;
+        use crate::status::{MemberStatus, Status, WorkerStatus};
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let member = |id: u16, address: Ipv4Addr| MemberStatus {
+            id,
+            name: format!("srv{id}"),
+            address,
+            local: id == 1,
+            alive: true,
+            weight: 100,
+            draining: false,
+            load: crate::message::LoadFigures::default(),
+            incarnation: 1,
+            last_heard_ms_ago: None,
+            epoch: 3,
+        };
+        let status = Status {
+            cluster: "lab".into(),
+            member: "srv1".into(),
+            epoch: 3,
+            // 127.0.0.2: loopback, but nobody listens there.
+            members: vec![
+                member(1, Ipv4Addr::LOCALHOST),
+                member(2, Ipv4Addr::new(127, 0, 0, 2)),
+            ],
+            workers: vec![WorkerStatus {
+                worker: 0,
+                ring_open: true,
+                ring_instance: None,
+                pushed_epoch: None,
+                stats_open: true,
+                stats_age_seconds: None,
+                names: vec!["syn_accepted".into(), "wire_rx_packets".into()],
+                values: vec![5, 9],
+            }],
+            ..Status::default()
+        };
+        let status_json = serde_json::to_string(&status).unwrap();
+        let metrics_text = metrics::render(&status);
+        let serving = std::thread::spawn(move || {
+            // Two samples: /status and /metrics each, twice.
+            for _ in 0..4 {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_secs(10)) else {
+                    return;
+                };
+                let body = if req.url() == "/status" {
+                    status_json.clone()
+                } else {
+                    metrics_text.clone()
+                };
+                let _ = req.respond(tiny_http::Response::from_string(body));
+            }
+        });
+        let mut p = Poller::new(SocketAddr::from(([127, 0, 0, 1], port)), None, port);
+        let first = p.sample();
+        let second = p.sample();
+        serving.join().unwrap();
+        assert_eq!(first.seed_error, None);
+        assert_eq!(
+            second.seed.as_ref().map(|s| s
+                .members
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()),
+            Some(vec!["srv1", "srv2"])
+        );
+        let srv1 = second.scrapes[&1].as_ref().unwrap();
+        assert_eq!(
+            (
+                srv1.epoch,
+                srv1.workers[&0].syn_accepted,
+                srv1.workers[&0].wire_rx
+            ),
+            (3, 5, 9)
+        );
+        assert_eq!(second.scrapes[&2], Err("connection refused".to_owned()));
+        assert!(second.at > first.at);
+    }
 }
