@@ -69,7 +69,7 @@ fn bold() -> Style {
 
 fn headline(view: &View, chrome: &Chrome) -> Vec<Line<'static>> {
     let mut first = format!(
-        "shoal top · cluster {} · via {} · every {:.1} s · ",
+        "shoal top | cluster {} | via {} | every {:.1} s | ",
         if view.cluster.is_empty() {
             "?"
         } else {
@@ -89,7 +89,7 @@ fn headline(view: &View, chrome: &Chrome) -> Vec<Line<'static>> {
         }
     }
     if chrome.paused {
-        first.push_str(" · PAUSED");
+        first.push_str(" | PAUSED");
     }
     if chrome.interactive {
         first.push_str("   [q] quit  [p] pause");
@@ -106,7 +106,7 @@ fn headline(view: &View, chrome: &Chrome) -> Vec<Line<'static>> {
         },
     );
     let second = format!(
-        "{epoch} · {} {} · flows live {} · {} {} / {} / {}",
+        "{epoch} | {} {} | flows live {} | {} {} / {} / {}",
         head("new connections", f),
         number(t.syn, f),
         view.cluster_flows,
@@ -411,8 +411,8 @@ mod tests {
         terminal.draw(|f| draw(f, &view, &CHROME)).unwrap();
         let got = buffer_text(terminal.backend().buffer(), Rect::new(0, 0, 180, 24));
         let want = "\
-shoal top · cluster lab · via srv1 · every 1.0 s · rates per second over 2.00 s   [q] quit  [p] pause
-epoch 5 on 1/2 members, confirmed on 1/2 · new connections/s 30.0 · flows live 63 · handoffs offered/accepted/refused/s 12.0 / 9.0 / 3.0
+shoal top | cluster lab | via srv1 | every 1.0 s | rates per second over 2.00 s   [q] quit  [p] pause
+epoch 5 on 1/2 members, confirmed on 1/2 | new connections/s 30.0 | flows live 63 | handoffs offered/accepted/refused/s 12.0 / 9.0 / 3.0
 
 
 MEMBER  ID ADDRESS         STATE    WEIGHT  LOAD EPOCH     LEASE       WIRE RX/s WIRE TX/s KERN RX/s KERN TX/s    SYN/s   DROPS/s   FLOWS
@@ -453,7 +453,7 @@ DROPS/s by reason (top 2 of 2)
         assert_eq!(lines.len(), usize::from(height(&view)));
         assert_eq!(
             lines[0],
-            "shoal top · cluster lab · via srv1 · every 1.0 s · totals since start (rates from the next sample)"
+            "shoal top | cluster lab | via srv1 | every 1.0 s | totals since start (rates from the next sample)"
         );
         assert_eq!(
             lines[4],
