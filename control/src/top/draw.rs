@@ -117,7 +117,14 @@ fn headline(view: &View, chrome: &Chrome) -> Vec<Line<'static>> {
     );
     let third = match &view.seed_error {
         Some(e) => Line::styled(
-            format!("seed admin API not answering ({e}): members as last listed"),
+            format!(
+                "seed admin API not answering ({e}): {}",
+                if view.members.is_empty() {
+                    "no members known yet"
+                } else {
+                    "members as it last listed them"
+                }
+            ),
             Style::default().fg(Color::Red),
         ),
         None => Line::from(""),
