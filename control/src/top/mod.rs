@@ -110,7 +110,7 @@ fn once(mut poller: Poller, interval: Duration, width: u16) -> ExitCode {
         interactive: false,
     };
     print!("{}", draw::text(&view, &chrome, width));
-    if second.seed.is_none() {
+    if second.seed_error.is_some() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
