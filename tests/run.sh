@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # --- prerequisites -----------------------------------------------------------
 . deploy/prereqs.sh
 ensure_packages build-essential pkg-config curl ca-certificates clang libclang-dev libdpdk-dev dpdk \
-    iproute2 ethtool nginx-light wrk openssl python3 procps tcpdump util-linux prometheus
+    iproute2 ethtool nginx-light wrk openssl python3 procps tcpdump util-linux prometheus tmux
 ensure_rust
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -28,4 +28,7 @@ echo "== lab end-to-end tests (3 servers; DPDK and portable backends)"
 cargo build --release --locked -p shoal-dataplane -p shoal-control --features shoal-dataplane/dpdk
 SHOAL_BIN_DIR="$PWD/target/release" \
     cargo test --locked -p shoal-e2e --test lab -- --ignored --test-threads=1
+echo "== shoalctl top in a terminal (tmux) on the lab"
+SHOAL_BIN_DIR="$PWD/target/release" \
+    cargo test --locked -p shoal-e2e --test top -- --ignored --test-threads=1
 echo "== all tests passed"

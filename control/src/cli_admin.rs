@@ -4,7 +4,8 @@
 //! [--json]`.
 //!
 //! This module owns the command-line shape of those commands, a minimal
-//! blocking HTTP/1.1 client (one request per connection, no dependency) and
+//! blocking HTTP/1.1 client (one request per connection, no dependency; `top`
+//! uses it too, for the exporters) and
 //! the human-readable rendering of the answers. The routes themselves are
 //! `admin.rs`'s.
 
@@ -103,10 +104,29 @@ pub fn call(
     path: &str,
     token: Option<&AdminToken>,
 ) -> Result<(u16, Value), CallError> {
+    let (status, body) = request(
+        addr,
+        method,
+        path,
+        token,
+        (Duration::from_secs(5), Duration::from_secs(15)),
+    )?;
+    let value = serde_json::from_slice(&body).map_err(|_| CallError::BadAnswer(addr))?;
+    Ok((status, value))
+}
+
+/// Sends one request and returns (HTTP status, body bytes); `timeouts` are
+/// (connect, each read).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&AdminToken>,
+    timeouts: (Duration, Duration),
+) -> Result<(u16, Vec<u8>), CallError> {
     let io = |source| CallError::Io { addr, source };
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(io)?;
+    let mut s = TcpStream::connect_timeout(&addr, timeouts.0).map_err(io)?;
+    s.set_read_timeout(Some(timeouts.1)).map_err(io)?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
     );
@@ -119,12 +139,19 @@ pub fn call(
     s.write_all(req.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(io)?;
-    parse_response(&raw).ok_or(CallError::BadAnswer(addr))
+    split_response(&raw).ok_or(CallError::BadAnswer(addr))
 }
 
-/// Splits a complete HTTP/1.1 response into (status, JSON body). Handles
-/// `Content-Length` and chunked bodies.
+/// Splits a complete HTTP/1.1 response into (status, JSON body).
+#[cfg(test)]
 fn parse_response(raw: &[u8]) -> Option<(u16, Value)> {
+    let (status, body) = split_response(raw)?;
+    Some((status, serde_json::from_slice(&body).ok()?))
+}
+
+/// Splits a complete HTTP/1.1 response into (status, body). Handles
+/// `Content-Length` and chunked bodies.
+fn split_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut body = raw[split + 4..].to_vec();
@@ -137,8 +164,7 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Value)> {
     if chunked {
         body = dechunk(&body)?;
     }
-    let value = serde_json::from_slice(&body).ok()?;
-    Some((status, value))
+    Some((status, body))
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {

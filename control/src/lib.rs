@@ -10,7 +10,8 @@
 //!   and reload rules; [`status`]: the snapshot both serve.
 //! - [`daemon`]: sockets, threads and the main loop of `shoal-control`.
 //! - [`cli_admin`]: `shoalctl status|members|ring|drain|undrain|weight|reload`;
-//!   [`describe`]: `shoalctl check-config`; [`ring_stats`]: `shoalctl ring-stats`.
+//!   [`describe`]: `shoalctl check-config`; [`ring_stats`]: `shoalctl ring-stats`;
+//!   [`top`]: `shoalctl top`, the live view of the cluster.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod status;
 
 pub mod ring_stats;
+pub mod top;
 
 use serde::Serialize;
 use shoal_config::Config;

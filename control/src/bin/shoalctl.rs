@@ -3,6 +3,9 @@
 //! - `status|members|ring|drain NODE|undrain NODE|weight NODE W|reload
 //!   [--admin ADDR] [--token-file F] [--json]`: ask a running shoal-control
 //!   through its admin API (`shoal_control::cli_admin`).
+//! - `top [--admin ADDR] [--token-file F] [--metrics-port P] [--interval S]
+//!   [--once [--width W]]`: the live view of the whole cluster
+//!   (`shoal_control::top`).
 //! - `check-config FILE [--json]`: load and validate a server config; print a
 //!   summary, or every problem with file, line, column and key; exit 1 on error.
 //! - `ring-stats --nodes N --algo ring|maglev|rendezvous [--vnodes V]
@@ -34,6 +37,10 @@ enum Command {
     /// undrain, weight, reload): see `shoal_control::cli_admin`.
     #[command(flatten)]
     Admin(shoal_control::cli_admin::AdminCommand),
+    /// Live view of the whole cluster: members, epoch, lease, packets/s,
+    /// new connections/s, drops/s by reason, handoffs, flows (q quits, p
+    /// pauses; --once prints one frame).
+    Top(shoal_control::top::TopArgs),
     /// Load and validate a config file.
     CheckConfig {
         /// The config (TOML).
@@ -99,6 +106,7 @@ impl From<AlgoArg> for Algorithm {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Admin(cmd) => shoal_control::cli_admin::run(&cmd),
+        Command::Top(args) => shoal_control::top::run(&args),
         Command::RingStats {
             nodes,
             algo,
