@@ -198,6 +198,9 @@ show "connections each server answered with a SYN cookie (it was the inspector)"
     'sum by (member) (shoal_dataplane_events_total{event="splice_cookie_sent"}) or sum by (member) (shoal_dataplane_selections_total{outcome="syn_accepted"})'
 show "connections each server's kernel took over (spliced here)" \
     'sum by (member) (shoal_dataplane_events_total{event="splice_spliced"})'
+echo
+echo "== shoalctl top --once, from srv1 (the live view; without --once it refreshes every second)"
+deploy/lab/lab exec srv1 "$PWD/$BIN/shoalctl" top --once --width 150 | sed 's/^/   /'
 
 echo
 echo "== demo done in $((SECONDS - T0)) s"
@@ -205,7 +208,7 @@ if [ "$KEEP" = 1 ]; then
     cat <<EOF
 
 The splice lab and Prometheus are still up (--keep):
-  live view of the cluster:  sudo deploy/lab/lab exec srv1 $PWD/$BIN/shoalctl top --admin 127.0.0.1:9465
+  live view of the cluster:  sudo deploy/lab/lab exec srv1 $PWD/$BIN/shoalctl top      (q quits)
   Prometheus query:          sudo deploy/lab/lab client curl -s 'http://127.0.0.1:9090/api/v1/query?query=up'
   Prometheus web UI:         sudo ip netns exec shoal-client curl -s http://127.0.0.1:9090/graph (inside shoal-client)
   requests:                  sudo deploy/lab/lab client curl -s http://$VIP/whoami
