@@ -143,6 +143,18 @@ pub fn request(
 }
 
 /// Splits a complete HTTP/1.1 response into (status, JSON body).
+/// The admin token from `--token-file`, if given; an unreadable or bad
+/// file is reported on stderr (`Err`: exit with failure).
+pub(crate) fn token_from(path: Option<&std::path::Path>) -> Result<Option<AdminToken>, ()> {
+    match path.map(AdminToken::load).transpose() {
+        Ok(token) => Ok(token),
+        Err(e) => {
+            eprintln!("shoalctl: {e}");
+            Err(())
+        }
+    }
+}
+
 #[cfg(test)]
 fn parse_response(raw: &[u8]) -> Option<(u16, Value)> {
     let (status, body) = split_response(raw)?;
@@ -195,15 +207,8 @@ pub fn run(cmd: &AdminCommand) -> ExitCode {
         }
         AdminCommand::Reload(c) => (c, "POST", "/reload".to_owned()),
     };
-    let token = match &conn.token_file {
-        Some(p) => match AdminToken::load(p) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("shoalctl: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let Ok(token) = token_from(conn.token_file.as_deref()) else {
+        return ExitCode::FAILURE;
     };
     match call(conn.admin, method, &path, token.as_ref()) {
         Ok((status, body)) => {

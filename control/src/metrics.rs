@@ -391,7 +391,7 @@ pub fn render(s: &Status) -> String {
 mod tests {
     use super::*;
     use crate::message::LoadFigures;
-    use crate::status::{MemberStatus, NetworkStatus, WorkerStatus};
+    use crate::status::{MemberStatus, NetworkStatus};
     use std::net::Ipv4Addr;
 
     pub(crate) fn fixed_status() -> Status {
@@ -463,16 +463,7 @@ mod tests {
                 send_errors: 1,
             }],
             dataplane_pushes: [("ok".to_owned(), 4)].into_iter().collect(),
-            workers: vec![WorkerStatus {
-                worker: 0,
-                ring_open: true,
-                ring_instance: Some(9),
-                pushed_epoch: Some(7),
-                stats_open: true,
-                stats_age_seconds: Some(0.5),
-                names: names.iter().map(|s| (*s).to_owned()).collect(),
-                values: (1..=names.len() as u64).collect(),
-            }],
+            workers: vec![crate::status::test_worker(&names)],
             flow_table_capacity: 1024,
             epoch_confirmed: true,
             lease: crate::status::LeaseStatus {

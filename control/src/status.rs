@@ -211,3 +211,19 @@ impl Status {
         }
     }
 }
+
+/// Worker 0 as the tests of the exporter and of `shoalctl top` see it: ring
+/// and stats open, epoch 7 pushed, counter `names[i]` at value `i + 1`.
+#[cfg(test)]
+pub(crate) fn test_worker(names: &[&str]) -> WorkerStatus {
+    WorkerStatus {
+        worker: 0,
+        ring_open: true,
+        ring_instance: Some(9),
+        pushed_epoch: Some(7),
+        stats_open: true,
+        stats_age_seconds: Some(0.5),
+        names: names.iter().map(|s| (*s).to_owned()).collect(),
+        values: (1..=names.len() as u64).collect(),
+    }
+}

@@ -37,7 +37,6 @@ use ratatui::widgets::Paragraph;
 use crate::daemon::DEFAULT_ADMIN;
 use draw::Chrome;
 use poll::{Poller, Sample};
-use shoal_key::AdminToken;
 
 /// `shoalctl top`'s options.
 #[derive(Debug, Clone, Args)]
@@ -74,15 +73,8 @@ pub fn run(args: &TopArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let token = match &args.token_file {
-        Some(p) => match AdminToken::load(p) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("shoalctl: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let Ok(token) = crate::cli_admin::token_from(args.token_file.as_deref()) else {
+        return ExitCode::FAILURE;
     };
     let interval = Duration::from_secs_f64(args.interval);
     let poller = Poller::new(args.admin, token, args.metrics_port);

@@ -181,7 +181,7 @@ pub fn parse(text: &str) -> Scrape {
 mod tests {
     use super::*;
     use crate::metrics;
-    use crate::status::{LeaseStatus, Status, WorkerStatus};
+    use crate::status::{LeaseStatus, Status};
 
     #[test]
     fn lines_with_and_without_labels() {
@@ -234,16 +234,7 @@ mod tests {
                 remaining_ms: 600,
                 refused: None,
             },
-            workers: vec![WorkerStatus {
-                worker: 0,
-                ring_open: true,
-                ring_instance: Some(9),
-                pushed_epoch: Some(7),
-                stats_open: true,
-                stats_age_seconds: Some(0.5),
-                names: names.iter().map(|s| (*s).to_owned()).collect(),
-                values: (1..=names.len() as u64).collect(),
-            }],
+            workers: vec![crate::status::test_worker(&names)],
             ..Status::default()
         };
         let s = parse(&metrics::render(&status));
