@@ -73,7 +73,7 @@ pub struct ControlLink {
     /// Digest of control's newest table the pipeline holds (set by the
     /// worker loop once the tables are built and swapped in), published as
     /// `applied_digest`: what the peers wait for before they claim space
-    /// this member gave up. A table the membership file narrows still holds
+    /// this member gave up. A table the overrides file narrows still holds
     /// control's table in its claim set, so it reports control's digest.
     pub applied_digest: u64,
 }

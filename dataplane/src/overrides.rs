@@ -18,7 +18,7 @@ use shoal_config::Config;
 
 use crate::pipeline::MemberEntry;
 
-/// Why a membership file was refused (the previous state stays in force).
+/// Why an overrides file was refused (the previous state stays in force).
 #[derive(Debug, thiserror::Error)]
 pub enum OverridesError {
     /// The file could not be read.
@@ -80,7 +80,7 @@ pub struct MemberOverride {
     pub load: Option<f64>,
 }
 
-/// Reads a membership file.
+/// Reads an overrides file.
 pub fn read(path: &Path) -> Result<OverridesFile, OverridesError> {
     let text = std::fs::read_to_string(path).map_err(|source| OverridesError::Io {
         path: path.into(),
