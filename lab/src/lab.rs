@@ -5,11 +5,11 @@
 //!
 //! This module owns the order of events and the run directory's state
 //! (`lab.json`); the names come from [`crate::topology`], the configs from
-//! [`crate::render`], processes from [`crate::process`].
+//! [`crate::render`], processes from [`crate::process`], the steps of one
+//! server from `server.rs`, tools and binaries from `prereq.rs`.
 
 use std::fs::File;
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
@@ -22,34 +22,23 @@ use shoal_config::Config;
 
 use crate::netns::{self, ip_in, sysctl};
 use crate::options::{kebab, LabBackend, UpOptions};
+use crate::prereq::{bin_dir, ensure_binaries, ensure_tools};
 use crate::process::{self, recorded};
 use crate::render;
+use crate::server::{
+    configure_tap, hub_port, recheck_tap, server_sysctls, start_nginx, tap_drift, wait_tap,
+};
 use crate::status::Status;
 use crate::topology::{
     paths, Node, Server, CLIENT_ADDR, CLIENT_MAC, CLIENT_NS, DPDK_RUN_DIR, HUB_NS, LOCK_FILE,
     RUN_DIR, TAP, VIP,
 };
-use crate::www::{self, NginxConf};
+use crate::www;
 use crate::{log, LabError};
 
-/// How long `up` waits for a dataplane to bring up its TAP.
-const DATAPLANE_WAIT: Duration = Duration::from_secs(20);
-/// Pins the kernel's TCP window scale to 7 (`shared/notes/splice-replay.md` §5).
-const TCP_RMEM: &str = "4096 131072 6291456";
 /// Busy-polling dataplanes sleep this long after an idle stretch: the lab runs
 /// several servers, nginx and the client on a few cores (0 = pure busy-poll).
 const DEFAULT_IDLE_SLEEP_US: &str = "200";
-/// Tools `up` needs, with the Debian package that has each.
-const TOOLS: [(&str, &str); 8] = [
-    ("ip", "iproute2"),
-    ("bridge", "iproute2"),
-    ("nginx", "nginx-light"),
-    ("curl", "curl"),
-    ("ethtool", "ethtool"),
-    ("tcpdump", "tcpdump"),
-    ("wrk", "wrk"),
-    ("openssl", "openssl"),
-];
 
 /// What of a server `kill` and `start` act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -874,238 +863,6 @@ fn remove_dpdk_prefixes(server: Option<Server>) {
     }
 }
 
-/// A veth from the hub bridge (`port`) to `eth0` in `ns`, flooding on, learning off.
-fn hub_port(port: &str, ns: &str) -> Result<(), LabError> {
-    ip_in(
-        HUB_NS,
-        &[
-            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ],
-    )?;
-    ip_in(HUB_NS, &["link", "set", port, "master", "br0"])?;
-    netns::run(
-        "bridge",
-        [
-            "-n",
-            HUB_NS,
-            "link",
-            "set",
-            "dev",
-            port,
-            "learning",
-            "off",
-            "flood",
-            "on",
-            "mcast_flood",
-            "on",
-        ],
-    )?;
-    ip_in(HUB_NS, &["link", "set", port, "up"]).map(drop)
-}
-
-/// ARP and routing behaviour of a server's kernel.
-fn server_sysctls(ns: &str) -> Result<(), LabError> {
-    sysctl(
-        ns,
-        &[
-            "net.ipv4.conf.all.arp_announce=2",
-            "net.ipv4.conf.default.arp_announce=2",
-            "net.ipv4.conf.all.arp_ignore=1",
-            "net.ipv4.conf.default.arp_ignore=1",
-            "net.ipv4.conf.all.rp_filter=0",
-            "net.ipv4.conf.default.rp_filter=0",
-            "net.ipv4.ip_nonlocal_bind=1",
-            &format!("net.ipv4.tcp_rmem={TCP_RMEM}"),
-        ],
-    )
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// `shoal0` exists with `LOWER_UP` (the dataplane holds it), bounded.
-fn wait_tap(s: Server) -> Result<(), LabError> {
-    let ns = s.namespace();
-    let dir = s.dir();
-    let pid = process::read_pid(&dir.join("dataplane.pid"));
-    let deadline = Instant::now() + DATAPLANE_WAIT;
-    while Instant::now() < deadline {
-        if let Some(link) = netns::link(&ns, TAP) {
-            if link.lower_up {
-                // Attach race: the first egress frame can be lost before this.
-                sleep(Duration::from_millis(50));
-                return Ok(());
-            }
-            // LOWER_UP needs the interface up: DPDK's net_tap sets it up
-            // itself, a dataplane that only creates the TAP may not.
-            if !link.up() {
-                let _ = ip_in(&ns, &["link", "set", TAP, "up"]);
-            }
-        }
-        if !pid.is_some_and(process::alive) {
-            return Err(LabError::Start {
-                server: s,
-                what: format!(
-                    "shoal-dataplane (pid {}) exited before {TAP} came up",
-                    pid.map_or_else(|| "?".to_owned(), |p| p.to_string())
-                ),
-                log_tail: log_tail(&dir.join("dataplane.log"), 20),
-            });
-        }
-        sleep(Duration::from_millis(100));
-    }
-    Err(LabError::Start {
-        server: s,
-        what: format!(
-            "{TAP} not up with LOWER_UP after {}s",
-            DATAPLANE_WAIT.as_secs()
-        ),
-        log_tail: log_tail(&dir.join("dataplane.log"), 20),
-    })
-}
-
-/// The server's MAC, own address and VIP on `shoal0`, its ARP sysctls, up.
-fn configure_tap(s: Server) -> Result<(), LabError> {
-    let ns = s.namespace();
-    ip_in(&ns, &["link", "set", TAP, "address", &s.mac().to_string()])?;
-    ip_in(
-        &ns,
-        &["addr", "replace", &format!("{}/24", s.addr()), "dev", TAP],
-    )?;
-    ip_in(&ns, &["addr", "replace", &format!("{VIP}/32"), "dev", TAP])?;
-    sysctl(
-        &ns,
-        &[
-            &format!("net.ipv4.conf.{TAP}.arp_announce=2"),
-            &format!("net.ipv4.conf.{TAP}.arp_ignore=1"),
-            &format!("net.ipv4.conf.{TAP}.rp_filter=0"),
-        ],
-    )?;
-    ip_in(&ns, &["link", "set", TAP, "up"]).map(drop)
-}
-
-/// What of `s`'s `shoal0` configuration was undone since [`configure_tap`]
-/// (a dataplane that resets the TAP while it starts its ports).
-fn tap_drift(s: Server) -> Vec<String> {
-    let Some(link) = netns::link(&s.namespace(), TAP) else {
-        return vec![format!("{TAP} is gone")];
-    };
-    let mut drift = Vec::new();
-    if link.mac.as_deref() != Some(s.mac().to_string().as_str()) {
-        drift.push(format!("MAC is not {}", s.mac()));
-    }
-    if !link.up() {
-        drift.push("link is down".to_owned());
-    }
-    for want in [format!("{}/24", s.addr()), format!("{VIP}/32")] {
-        if !link.addresses.contains(&want) {
-            drift.push(format!("{want} missing"));
-        }
-    }
-    drift
-}
-
-fn recheck_tap(s: Server) -> Result<(), LabError> {
-    let drift = tap_drift(s);
-    if drift.is_empty() {
-        return Ok(());
-    }
-    log(&format!(
-        "warning: {s}: the dataplane changed {TAP} after the lab configured it ({}); configuring it again",
-        drift.join("; ")
-    ));
-    configure_tap(s)?;
-    let drift = tap_drift(s);
-    if drift.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Start {
-            server: s,
-            what: format!("{TAP}: {}", drift.join("; ")),
-            log_tail: String::new(),
-        })
-    }
-}
-
-/// The user nginx's workers run as, and its uid and gid.
-fn nginx_user() -> (String, Option<(u32, u32)>) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let find = |name: &str| {
-        passwd.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-        })
-    };
-    match find("www-data") {
-        Some(ids) => ("www-data".to_owned(), Some(ids)),
-        None => ("nobody".to_owned(), find("nobody")),
-    }
-}
-
-/// nginx in `s`'s namespace (daemon); waits (bounded) for its PID file,
-/// which nginx writes once its sockets are bound.
-fn start_nginx(s: Server) -> Result<(), LabError> {
-    let ns = s.namespace();
-    let dir = s.dir();
-    let (user, ids) = nginx_user();
-    let tmp = dir.join("nginx-tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| LabError::io(&tmp, e))?;
-    if let Some((uid, gid)) = ids {
-        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(|e| LabError::io(&tmp, e))?;
-    }
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, NginxConf { server: s, user }.render())
-        .map_err(|e| LabError::io(&conf, e))?;
-    let out_path = dir.join("nginx.out");
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(&out_path)
-        .map_err(|e| LabError::io(&out_path, e))?;
-    let err = out.try_clone().map_err(|e| LabError::io(&out_path, e))?;
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns, "nginx", "-q", "-e"])
-        .arg(dir.join("error.log"))
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&conf)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .map_err(|e| LabError::Spawn {
-            what: "nginx".to_owned(),
-            source: e,
-        })?;
-    if !status.success() {
-        return Err(LabError::Start {
-            server: s,
-            what: "nginx did not start".to_owned(),
-            log_tail: format!(
-                "{}\n{}",
-                log_tail(&out_path, 5),
-                log_tail(&dir.join("error.log"), 5)
-            ),
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if recorded(&dir.join("nginx.pid"), &ns).is_some() {
-            return Ok(());
-        }
-        sleep(Duration::from_millis(100));
-    }
-    Err(LabError::Start {
-        server: s,
-        what: "nginx wrote no pid file in 5 s".to_owned(),
-        log_tail: log_tail(&dir.join("error.log"), 5),
-    })
-}
-
 fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
@@ -1169,181 +926,6 @@ fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// The repository this lab was built from.
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `$SHOAL_BIN_DIR`, else `<repo>/target/release`.
-pub(crate) fn bin_dir() -> PathBuf {
-    std::env::var_os("SHOAL_BIN_DIR").map_or_else(|| repo().join("target/release"), PathBuf::from)
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
-/// The tools `up` needs; missing ones installed with `apt-get`.
-fn ensure_tools() -> Result<(), LabError> {
-    let mut missing: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(t, _)| !on_path(t))
-        .map(|(_, p)| *p)
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    log(&format!(
-        "installing missing packages: {}",
-        missing.join(" ")
-    ));
-    if !on_path("apt-get") {
-        return Err(LabError::State(format!(
-            "missing {} and no apt-get to install them",
-            missing.join(" ")
-        )));
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if install()
-        || (Command::new("apt-get")
-            .args(["update", "-q"])
-            .status()
-            .is_ok_and(|s| s.success())
-            && install())
-    {
-        Ok(())
-    } else {
-        Err(LabError::State(format!(
-            "apt-get install {} failed",
-            missing.join(" ")
-        )))
-    }
-}
-
-/// Newest modification time among the sources the Shoal binaries are built from.
-fn newest_source(dir: &Path, newest: &mut SystemTime) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_dir() {
-            if entry.file_name() != "target" {
-                newest_source(&path, newest);
-            }
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["rs", "toml", "lock", "c", "h"].contains(&e))
-        {
-            if let Ok(m) = meta.modified() {
-                *newest = (*newest).max(m);
-            }
-        }
-    }
-}
-
-/// The dataplane and control binaries exist. With `SHOAL_BIN_DIR` set they
-/// must be there; otherwise they are (re)built in `<repo>/target` when
-/// missing, older than the sources, or built with other features than the
-/// backend needs (stamp `.shoal-lab-features`).
-fn ensure_binaries(bin_dir: &Path, backend: LabBackend) -> Result<(), LabError> {
-    let dataplane = bin_dir.join("shoal-dataplane");
-    let control = bin_dir.join("shoal-control");
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if std::env::var_os("SHOAL_BIN_DIR").is_some() {
-        for bin in [&dataplane, &control] {
-            if !executable(bin) {
-                return Err(LabError::State(format!(
-                    "SHOAL_BIN_DIR={} has no executable {}",
-                    bin_dir.display(),
-                    bin.file_name().and_then(|n| n.to_str()).unwrap_or_default()
-                )));
-            }
-        }
-        return Ok(());
-    }
-    let features = if backend == LabBackend::Dpdk {
-        "dpdk"
-    } else {
-        ""
-    };
-    let stamp = bin_dir.join(".shoal-lab-features");
-    let repo = repo();
-    let built = std::fs::metadata(&dataplane)
-        .and_then(|m| m.modified())
-        .ok();
-    let mut newest = UNIX_EPOCH;
-    for f in ["Cargo.toml", "Cargo.lock"] {
-        if let Ok(m) = std::fs::metadata(repo.join(f)).and_then(|m| m.modified()) {
-            newest = newest.max(m);
-        }
-    }
-    for d in ["config", "dataplane", "dpdk-bindings", "control", "channel"] {
-        newest_source(&repo.join(d), &mut newest);
-    }
-    let fresh = executable(&control)
-        && built.is_some_and(|b| b >= newest)
-        && std::fs::read_to_string(&stamp).unwrap_or_default().trim() == features;
-    if fresh {
-        return Ok(());
-    }
-    log(&format!(
-        "building shoal-dataplane (release{}); this can take minutes",
-        if features.is_empty() {
-            String::new()
-        } else {
-            format!(", features {features}")
-        }
-    ));
-    let jobs = std::env::var("CARGO_BUILD_JOBS").unwrap_or_else(|_| "2".to_owned());
-    let cargo = |args: &[&str]| {
-        Command::new("cargo")
-            .args(args)
-            .current_dir(&repo)
-            .env("CARGO_BUILD_JOBS", &jobs)
-            .env("CARGO_TARGET_DIR", repo.join("target"))
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let mut dp_args = vec!["build", "--release", "-p", "shoal-dataplane"];
-    if !features.is_empty() {
-        dp_args.extend(["--features", features]);
-    }
-    if !(cargo(&dp_args) && cargo(&["build", "--release", "-p", "shoal-control"])) {
-        return Err(LabError::State(
-            "cargo build --release -p shoal-dataplane -p shoal-control failed (is cargo on PATH?)"
-                .to_owned(),
-        ));
-    }
-    if !executable(&dataplane) {
-        return Err(LabError::State(format!(
-            "cargo build finished but {} does not exist",
-            dataplane.display()
-        )));
-    }
-    www::write_mode(&stamp, format!("{features}\n").as_bytes(), 0o644)
 }
 
 #[cfg(test)]

@@ -20,8 +20,10 @@
 mod lab;
 pub mod netns;
 pub mod options;
+mod prereq;
 pub mod process;
 pub mod render;
+mod server;
 mod status;
 pub mod topology;
 pub mod www;
