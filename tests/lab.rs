@@ -1,4 +1,5 @@
-//! End-to-end tests on the lab (`deploy/lab/lab`): real kernels, nginx and
+//! End-to-end tests on the lab (the `shoal_lab` library, which `deploy/lab/lab`
+//! runs as a command): real kernels, nginx and
 //! curl in network namespaces, `shoal-dataplane` on DPDK (`net_af_packet` +
 //! `net_tap`) or on the portable backend.
 //!
@@ -17,19 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use shoal_lab::{LabBackend, Node, Part, Server, UpOptions};
+
 const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn lab(args: &[&str]) -> Output {
-    let out = Command::new(repo().join("deploy/lab/lab"))
-        .args(args)
-        .output()
-        .unwrap();
-    out
-}
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -41,44 +32,43 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+fn server(node: &str) -> Server {
+    node.parse().unwrap()
+}
+
+/// Three servers on DPDK in `mode` (names as on the command line).
+fn dpdk(mode: &str) -> UpOptions {
+    UpOptions {
+        mode: shoal_lab::options::parse_mode(mode).unwrap(),
+        ..UpOptions::default()
+    }
+}
+
 /// A running lab; `down` when dropped, then checks nothing is left.
-struct Lab;
+struct Lab(shoal_lab::Lab);
 
 impl Lab {
-    fn up(backend: &str) -> Lab {
-        Lab::up_with(&["--backend", backend])
+    fn up(backend: LabBackend) -> Lab {
+        Lab::up_with(&UpOptions {
+            backend,
+            ..UpOptions::default()
+        })
     }
 
-    fn up_with(args: &[&str]) -> Lab {
-        Lab::up_env(args, &[])
-    }
-
-    fn up_env(args: &[&str], env: &[(&str, &str)]) -> Lab {
+    fn up_with(opts: &UpOptions) -> Lab {
         assert!(
             std::env::var_os("SHOAL_BIN_DIR").is_some(),
             "set SHOAL_BIN_DIR to the release build (tests/run.sh does)"
         );
         // A lab left by an earlier failed run.
-        let _ = lab(&["down"]);
-        let mut all = vec!["up", "--nodes", "3"];
-        all.extend_from_slice(args);
-        let out = Command::new(repo().join("deploy/lab/lab"))
-            .args(&all)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        ok(&out);
-        Lab
+        let _ = shoal_lab::Lab::down();
+        Lab(shoal_lab::Lab::up(opts).unwrap_or_else(|e| panic!("lab up {opts:?}: {e}")))
     }
 
     /// Client ports whose connections `node`'s inspector takes (from the
     /// lab's own config and the dataplane's selector).
     fn ports_inspected_by(&self, node: &str, count: usize) -> Vec<u16> {
-        let toml = ok(&lab(&["dataplane-config", "srv1"]));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("srv1.toml");
-        std::fs::write(&path, toml).unwrap();
-        let cfg = shoal_config::load_file(&path).unwrap();
+        let cfg = self.0.server_config(server("srv1")).unwrap();
         let id = cfg
             .cluster
             .members
@@ -137,17 +127,43 @@ impl Lab {
             .collect()
     }
 
-    /// Runs another lab command (drain, load, ...) on this lab.
-    fn cmd(&self, args: &[&str]) -> String {
-        ok(&lab(args))
+    /// Sets `node`'s load figure (membership file + SIGHUP).
+    fn load(&self, node: &str, load: f64) {
+        self.0.load(server(node), load).unwrap();
     }
 
+    fn drain(&self, node: &str) {
+        self.0.drain(server(node)).unwrap();
+    }
+
+    fn undrain(&self, node: &str) {
+        self.0.undrain(server(node)).unwrap();
+    }
+
+    fn kill(&self, node: &str, part: Part) {
+        self.0.kill(server(node), part).unwrap();
+    }
+
+    fn start(&self, node: &str, part: Part) {
+        self.0.start(server(node), part).unwrap();
+    }
+
+    /// `lab status --json`, as scripts see it.
     fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&ok(&lab(&["status", "--json"]))).unwrap()
+        serde_json::to_value(shoal_lab::Lab::status().unwrap()).unwrap()
+    }
+
+    /// Runs `cmd` in `node`'s namespace; its stdout.
+    fn exec(&self, node: &str, cmd: &[&str]) -> String {
+        let node: Node = node.parse().unwrap();
+        ok(&shoal_lab::Lab::command(node, cmd)
+            .unwrap()
+            .output()
+            .unwrap())
     }
 
     fn client(&self, script: &str) -> String {
-        ok(&lab(&["client", "bash", "-c", script]))
+        self.exec("client", &["bash", "-c", script])
     }
 
     fn stats(&self, node: &str) -> serde_json::Value {
@@ -184,11 +200,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let out = lab(&["down"]);
+        let down = shoal_lab::Lab::down();
         let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
         let left = String::from_utf8_lossy(&netns.stdout).into_owned();
         if !std::thread::panicking() {
-            ok(&out);
+            down.unwrap();
             assert!(!left.contains("shoal-"), "namespaces left: {left}");
             assert!(!Path::new("/run/shoal-lab").exists(), "run dir left");
             // Stopped processes may linger a moment as zombies until reaped;
@@ -276,7 +292,7 @@ done
 
 /// 200 requests all succeed with the right bodies, spread over the three
 /// servers, each answered by exactly one of them.
-fn serve_200(backend: &str) {
+fn serve_200(backend: LabBackend) {
     let lab = Lab::up(backend);
     let status = lab.status();
     let files = &status["files"];
@@ -329,13 +345,16 @@ fn every_mode_serves_1000_connections() {
         ("dpr-ipip", "stateless"),
         ("dpr-ipip", "stateful"),
     ] {
-        let lab = Lab::up_with(&["--backend", "dpdk", "--mode", mode, "--state", state]);
+        let lab = Lab::up_with(&UpOptions {
+            state: shoal_lab::options::parse_state(state).unwrap(),
+            ..dpdk(mode)
+        });
         // shoal-control reports real load (busy fraction); pin every
         // member's load to 0 so stateful DPR keeps connections with their
         // inspector whatever this machine's load (the overload test covers
         // the other case).
         for node in MEMBERS {
-            lab.cmd(&["load", node, "0"]);
+            lab.load(node, 0.0);
         }
         let files = lab.status()["files"].clone();
         let fetches = fetch_mix(&lab, 1000, 200);
@@ -411,7 +430,7 @@ fn every_mode_serves_1000_connections() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn drained_server_finishes_its_downloads_and_takes_no_new_connections() {
-    let lab = Lab::up("dpdk");
+    let lab = Lab::up(LabBackend::Dpdk);
     let sha = lab.status()["files"]["8m"]["sha256"]
         .as_str()
         .unwrap()
@@ -419,7 +438,7 @@ fn drained_server_finishes_its_downloads_and_takes_no_new_connections() {
     let ports = lab.ports_inspected_by("srv2", 4);
     lab.start_downloads(&ports, "2M"); // about 4 s each
     std::thread::sleep(std::time::Duration::from_millis(800));
-    lab.cmd(&["drain", "srv2"]);
+    lab.drain("srv2");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let fetches = fetch_mix(&lab, 150, 1000);
     assert!(fetches.iter().all(|f| f.code == 200), "{fetches:?}");
@@ -434,7 +453,7 @@ fn drained_server_finishes_its_downloads_and_takes_no_new_connections() {
         assert_eq!(got, sha, "a download on the drained server was cut");
     }
     // Undrained, it takes connections again.
-    lab.cmd(&["undrain", "srv2"]);
+    lab.undrain("srv2");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let again = fetch_mix(&lab, 60, 1000);
     assert!(again.iter().any(|f| f.served_by == "srv2"));
@@ -446,14 +465,10 @@ fn drained_server_finishes_its_downloads_and_takes_no_new_connections() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn overloaded_member_passes_new_connections_on_in_stateful_dpr() {
-    let lab = Lab::up_with(&[
-        "--backend",
-        "dpdk",
-        "--mode",
-        "dpr-ipip",
-        "--state",
-        "stateful",
-    ]);
+    let lab = Lab::up_with(&UpOptions {
+        state: shoal_config::State::Stateful,
+        ..dpdk("dpr-ipip")
+    });
     let sha = lab.status()["files"]["8m"]["sha256"]
         .as_str()
         .unwrap()
@@ -463,15 +478,15 @@ fn overloaded_member_passes_new_connections_on_in_stateful_dpr() {
     // shoal-control reports real load (busy fraction): pinned to 0 first,
     // so the held downloads stay with srv1 whatever this machine's load.
     for node in MEMBERS {
-        lab.cmd(&["load", node, "0"]);
+        lab.load(node, 0.0);
     }
     lab.start_downloads(held, "2M");
     std::thread::sleep(std::time::Duration::from_millis(800));
     // The lab config has max_load 0.5 and least-loaded choice.
-    lab.cmd(&["load", "srv1", "0.9"]);
-    lab.cmd(&["load", "srv3", "0.2"]);
+    lab.load("srv1", 0.9);
+    lab.load("srv3", 0.2);
     // srv2's measured load is pinned too: the least loaded is then srv2.
-    lab.cmd(&["load", "srv2", "0"]);
+    lab.load("srv2", 0.0);
     std::thread::sleep(std::time::Duration::from_millis(300));
     // New connections srv1 inspects go to the least-loaded member, srv2 (load 0).
     let mut script = String::new();
@@ -501,13 +516,13 @@ fn overloaded_member_passes_new_connections_on_in_stateful_dpr() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn dpdk_backend_serves_200_requests_each_by_one_server() {
-    serve_200("dpdk");
+    serve_200(LabBackend::Dpdk);
 }
 
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn portable_backend_serves_200_requests_each_by_one_server() {
-    serve_200("portable");
+    serve_200(LabBackend::Portable);
 }
 
 /// Garbage on the hub and clients vanishing mid-transfer: counted, no crash,
@@ -515,7 +530,7 @@ fn portable_backend_serves_200_requests_each_by_one_server() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn garbage_and_vanishing_clients_are_survived() {
-    let lab = Lab::up("dpdk");
+    let lab = Lab::up(LabBackend::Dpdk);
     // 600 frames from the client's raw socket: 200 random frames to the
     // cluster MAC with the IPv4 ethertype, 200 truncated IPv4 headers, 200
     // IPv4 to the VIP with a bad IHL. Every server sees all of them.
@@ -582,9 +597,13 @@ sleep 1; kill -9 $pids; wait 2>/dev/null || true",
 /// `shoalctl` of the release build, run inside `node`'s namespace.
 fn shoalctl(node: &str, args: &[&str]) -> String {
     let bin = PathBuf::from(std::env::var_os("SHOAL_BIN_DIR").unwrap()).join("shoalctl");
-    let mut all = vec!["exec", node, bin.to_str().unwrap()];
+    let mut all = vec![bin.to_str().unwrap()];
     all.extend_from_slice(args);
-    ok(&lab(&all))
+    let node: Node = node.parse().unwrap();
+    ok(&shoal_lab::Lab::command(node, &all)
+        .unwrap()
+        .output()
+        .unwrap())
 }
 
 /// Each member's (epoch, digest, converged, live member count).
@@ -638,7 +657,7 @@ fn await_agreement(nodes: &[&str], live: usize, within: std::time::Duration) -> 
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn control_agrees_fails_over_and_rejoins() {
-    let lab = Lab::up("dpdk");
+    let lab = Lab::up(LabBackend::Dpdk);
     let sha = lab.status()["files"]["8m"]["sha256"]
         .as_str()
         .unwrap()
@@ -649,7 +668,7 @@ fn control_agrees_fails_over_and_rejoins() {
     held.extend(lab.ports_inspected_by("srv2", 2));
     lab.start_downloads(&held, "2M");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    lab.cmd(&["kill", "srv3"]);
+    lab.kill("srv3", Part::All);
     // failure_timeout_ms = 1000 in the lab, announcements every 100 ms.
     std::thread::sleep(std::time::Duration::from_millis(1600));
     let after = await_agreement(&["srv1", "srv2"], 2, std::time::Duration::from_secs(3));
@@ -664,7 +683,7 @@ fn control_agrees_fails_over_and_rejoins() {
         assert!(served_by == "srv1" || served_by == "srv2");
         assert_eq!(got, sha, "a survivor's connection was hurt by the failover");
     }
-    lab.cmd(&["start", "srv3"]);
+    lab.start("srv3", Part::All);
     let rejoined = await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(6));
     assert!(rejoined > after);
     let again = fetch_mix(&lab, 60, 1000);
@@ -706,7 +725,7 @@ for i in range(10): s.sendto(b\"SHOAL\" + bytes(200), (\"198.18.0.11\", 7946))'"
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn prometheus_sees_the_connection_split() {
-    let lab = Lab::up("dpdk");
+    let lab = Lab::up(LabBackend::Dpdk);
     let fetches = fetch_mix(&lab, 60, 1000);
     let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
     for f in &fetches {
@@ -769,7 +788,7 @@ printf '%s\n' "$out"
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
-    let lab = Lab::up("dpdk");
+    let lab = Lab::up(LabBackend::Dpdk);
     let sha = lab.status()["files"]["8m"]["sha256"]
         .as_str()
         .unwrap()
@@ -819,7 +838,7 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
     lab.start_downloads(&held, "2M");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let refused_before = lab.counter("srv1", "claims_refused_lease");
-    lab.cmd(&["kill", "srv1", "--control"]);
+    lab.kill("srv1", Part::Control);
     // Past the lease's end (< 1 s after the kill): every SYN from now on
     // is one srv1 does not claim, whatever the others do meanwhile.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -834,7 +853,7 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
         lab.counter("srv1", "claims_refused_lease") > refused_before,
         "srv1 refused the SYNs it would have inspected"
     );
-    lab.cmd(&["start", "srv1", "--control"]);
+    lab.start("srv1", Part::Control);
     for (served_by, got) in lab.finish_downloads(&held) {
         assert_eq!(
             served_by, "srv1",
@@ -863,7 +882,7 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn splice_mode_dispatches_urls_and_hands_connections_over() {
-    let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "splice"]);
+    let lab = Lab::up_with(&dpdk("splice"));
     let files = lab.status()["files"].clone();
     let fetches = fetch_mix(&lab, 200, 40);
     for f in &fetches {
@@ -921,10 +940,10 @@ fn splice_mode_dispatches_urls_and_hands_connections_over() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn splice_transfers_survive_loss_and_reordering() {
-    let lab = Lab::up_env(
-        &["--backend", "dpdk", "--mode", "splice"],
-        &[("SHOAL_LAB_INJECT", "20,50")],
-    );
+    let lab = Lab::up_with(&UpOptions {
+        inject: Some("20,50".parse().unwrap()),
+        ..dpdk("splice")
+    });
     let files = lab.status()["files"].clone();
     let fetches = fetch_mix(&lab, 60, 10);
     for f in &fetches {
@@ -951,7 +970,10 @@ fn splice_transfers_survive_loss_and_reordering() {
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn rare_mode_moves_only_requests_that_belong_elsewhere() {
-    let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "splice", "--handoff", "rare"]);
+    let lab = Lab::up_with(&UpOptions {
+        handoff: shoal_config::HandoffMode::Rare,
+        ..dpdk("splice")
+    });
     let files = lab.status()["files"].clone();
     let fetches = fetch_mix(&lab, 60, 20);
     for f in &fetches {
@@ -1015,13 +1037,13 @@ fn splice_keeps_up_with_rapid_tuple_reuse() {
                wrk -t2 -c32 -d4s --timeout 2s -H 'Connection: close' \
                http://198.18.0.100/files/1k 2>&1";
     let local = {
-        let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "local"]);
+        let lab = Lab::up_with(&dpdk("local"));
         let out = lab.client(wrk);
         assert!(!out.contains("Socket errors"), "local: {out}");
         lab.assert_alive();
         wrk_rate(&out)
     };
-    let lab = Lab::up_with(&["--backend", "dpdk", "--mode", "splice"]);
+    let lab = Lab::up_with(&dpdk("splice"));
     let out = lab.client(wrk);
     let splice = wrk_rate(&out);
     lab.settle();
@@ -1074,16 +1096,19 @@ fn unix_s() -> f64 {
 
 fn churn(mode: &str) {
     let nodes = ["srv1", "srv2", "srv3", "srv4"];
-    let lab = Lab::up_with(&["--nodes", "4", "--backend", "dpdk", "--mode", mode]);
+    let lab = Lab::up_with(&UpOptions {
+        nodes: 4,
+        ..dpdk(mode)
+    });
     for node in nodes {
-        lab.cmd(&["load", node, "0"]);
+        lab.load(node, 0.0);
     }
     let sha = lab.status()["files"]["8m"]["sha256"]
         .as_str()
         .unwrap()
         .to_owned();
     // srv4 starts out of the cluster: it joins under load.
-    lab.cmd(&["kill", "srv4"]);
+    lab.kill("srv4", Part::All);
     await_agreement(&nodes[..3], 3, std::time::Duration::from_secs(5));
     let mut held = lab.ports_inspected_by("srv1", 2);
     held.extend(lab.ports_inspected_by("srv2", 1));
@@ -1140,13 +1165,13 @@ done"#,
         ms(1500);
     };
     event("join srv4", &mut || {
-        lab.cmd(&["start", "srv4"]);
+        lab.start("srv4", Part::All);
         await_agreement(&nodes, 4, std::time::Duration::from_secs(6));
     });
     event("kill -9 srv1's control, restart", &mut || {
-        lab.cmd(&["kill", "srv1", "--control"]);
+        lab.kill("srv1", Part::Control);
         ms(200);
-        lab.cmd(&["start", "srv1", "--control"]);
+        lab.start("srv1", Part::Control);
     });
     event(
         "SIGSTOP srv2's control 1.5 s (> failure timeout)",
@@ -1161,9 +1186,9 @@ done"#,
     event(
         &format!("kill -9 {victim}'s dataplane, restart"),
         &mut || {
-            lab.cmd(&["kill", victim, "--dataplane"]);
+            lab.kill(victim, Part::Dataplane);
             ms(1000);
-            lab.cmd(&["start", victim, "--dataplane"]);
+            lab.start(victim, Part::Dataplane);
             await_agreement(&nodes, 4, std::time::Duration::from_secs(8));
         },
     );

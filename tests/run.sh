@@ -26,6 +26,7 @@ cargo test --workspace --locked
 # --- end to end on the lab (root, network namespaces, DPDK vdevs) -----------
 echo "== lab end-to-end tests (3 servers; DPDK and portable backends)"
 cargo build --release --locked -p shoal-dataplane -p shoal-control --features shoal-dataplane/dpdk
+cargo test --locked -p shoal-lab --test selftest -- --ignored
 SHOAL_BIN_DIR="$PWD/target/release" \
     cargo test --locked -p shoal-e2e --test lab -- --ignored --test-threads=1
 echo "== shoalctl top in a terminal (tmux) on the lab"
