@@ -749,3 +749,96 @@ fn stopped_control_resumes_without_overlap() {
         }
     }
 }
+
+/// Found by the property test (regression seed `f4f1a7fb…`): a late
+/// joiner's dataplane claimed with a table nobody had confirmed.
+///
+/// srv1..5 settle on epoch 1 (srv6 dead, digest `2ba8…`) and confirm it.
+/// srv6's control starts at 1.5 s without its dataplane: withdrawn, it
+/// announces `leaving` and pushes nothing. Its dataplane starts at 2.69 s
+/// with the config's table (all six alive); srv1's dataplane lags (it
+/// applies nothing after 2.69 s, so it runs epoch 1 with a lease to
+/// 3.0 s). srv6's control un-withdraws (epoch 3, all six alive, `9b40…`),
+/// the peers acknowledge it, and at 2.94 s srv6's dataplane applies
+/// `9b40…` plus a lease. It kept the config table as its
+/// *confirmed* base (`ClaimSet::new`), so it claimed its full share in
+/// `9b40…` ∩ config while srv1 claimed the same keys in epoch 1: the two
+/// claim sets shared no table (key 21 claimed by [1, 6]).
+#[test]
+fn late_joiner_starts_its_dataplane_long_after_its_control() {
+    use Action::*;
+    let script = [
+        StartControl(6),
+        Wait(91),
+        Wait(150),
+        Wait(71),
+        Wait(69),
+        Wait(115),
+        Wait(113),
+        Wait(66),
+        Wait(56),
+        Wait(98),
+        Wait(110),
+        Wait(114),
+        Wait(133),
+        StartDataplane(6),
+        Apply(1),
+        Wait(41),
+        Wait(62),
+        Wait(43),
+        Wait(110),
+        Apply(6),
+    ];
+    let noise = vec![
+        0, 0, 0, 0, 0, 40, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40,
+        0, 61, 40, 40, 40, 40, 0, 40, 0, 0, 40, 0, 40, 0, 0, 0, 0, 40, 0, 0, 40, 0, 40, 0, 0, 40,
+        40,
+    ];
+    let mut sim = Sim::new(6, true, noise);
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    for a in &script {
+        sim.run(a);
+    }
+    sim.settle_and_check_exactly_one();
+}
+
+/// Runs `ms` milliseconds in which only member `id`'s dataplane applies its
+/// commands (every millisecond); the others' lag (they apply nothing).
+fn only_one_dataplane_applies(sim: &mut Sim, id: u16, ms: u64) {
+    for _ in 0..ms {
+        sim.wait(1, false);
+        sim.run(&Action::Apply(id));
+    }
+}
+
+/// A member's lease lapses and the others remove it and confirm a table
+/// without it; it comes back while their dataplanes still run that table.
+/// Its control's confirmation from before the lapse is stale (the others
+/// forgot that epoch), so it must not let the member claim again: here the
+/// dataplane dies and is restarted after the others confirmed its removal.
+#[test]
+fn restarted_dataplane_after_removal_waits_for_a_fresh_confirmation() {
+    let mut sim = Sim::new(3, false, vec![5, 17, 230, 91]);
+    sim.lossy = false;
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    sim.run(&Action::KillDataplane(1));
+    sim.wait(3 * TIMEOUT, true);
+    sim.run(&Action::StartDataplane(1));
+    only_one_dataplane_applies(&mut sim, 1, 2 * TIMEOUT);
+    sim.settle_and_check_exactly_one();
+}
+
+/// The same with a control stopped (SIGSTOP) for longer than the failure
+/// timeout: on resume its dataplane still holds the table confirmed before
+/// the stop, which the others forgot when they confirmed its removal.
+#[test]
+fn stopped_control_resumes_while_the_others_dataplanes_lag() {
+    let mut sim = Sim::new(3, false, vec![3, 250, 77, 140, 9]);
+    sim.lossy = false;
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    sim.run(&Action::Pause(2));
+    sim.wait(3 * TIMEOUT, true);
+    sim.run(&Action::Resume(2));
+    only_one_dataplane_applies(&mut sim, 2, 2 * TIMEOUT);
+    sim.settle_and_check_exactly_one();
+}
