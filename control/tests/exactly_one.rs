@@ -311,6 +311,7 @@ impl Sim {
     /// Applies member `id`'s pending commands, then checks the invariant
     /// (a claim can only start here: time passing only ends leases).
     fn apply(&mut self, id: u16) {
+        let t = self.t;
         let Some(d) = self.node(id).dataplane.as_mut() else {
             return;
         };
@@ -329,8 +330,10 @@ impl Sim {
                     confirmed_digest,
                     ..
                 } => {
-                    d.claims
-                        .renew((until_ns != 0).then(|| Instant::from_nanos(until_ns)));
+                    d.claims.renew(
+                        (until_ns != 0).then(|| Instant::from_nanos(until_ns)),
+                        Instant::from_millis(t),
+                    );
                     if confirmed_digest != 0 {
                         d.claims.confirm(confirmed_digest);
                     }
@@ -763,7 +766,9 @@ fn stopped_control_resumes_without_overlap() {
 /// `9b40…` plus a lease. It kept the config table as its
 /// *confirmed* base (`ClaimSet::new`), so it claimed its full share in
 /// `9b40…` ∩ config while srv1 claimed the same keys in epoch 1: the two
-/// claim sets shared no table (key 21 claimed by [1, 6]).
+/// claim sets shared no table (key 21 claimed by [1, 6]). A leased claim
+/// set now starts unconfirmed: it claims only once control confirms one of
+/// its epochs.
 #[test]
 fn late_joiner_starts_its_dataplane_long_after_its_control() {
     use Action::*;
