@@ -514,8 +514,9 @@ impl Sim {
 }
 
 proptest! {
+    // PROPTEST_CASES overrides the 128 cases (a longer hunt).
     #![proptest_config(ProptestConfig {
-        cases: 128,
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(128),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
