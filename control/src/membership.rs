@@ -66,6 +66,19 @@
 //! dataplane runs it; the dataplane then forgets older epochs and claims
 //! the space this member gained. Until then it claims only keys it owns in
 //! every epoch since the last confirmed one (gap, never overlap).
+//!
+//! **A confirmation holds only within one unbroken lease.** A peer removes
+//! this member only after its lease is over, and may then confirm tables
+//! without it and forget the one confirmed here. So when a tick finds no
+//! lease (found at any tick so far) covering `now`, the confirmation is
+//! forgotten, and a new one counts only peers' acknowledgements of
+//! announcements sent after that tick (old datagrams read after a
+//! `SIGSTOP` confirm nothing, as they renew nothing). The dataplane's half:
+//! a renewal that finds its lease lapsed (or a fresh dataplane's first
+//! one) claims nothing until the next confirmation
+//! (`shoal_select::claim`). A late joiner, a dataplane restarted after its
+//! member was removed, a control stopped or cut off past its lease: each
+//! waits for a confirmation of a table the others run now.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -387,8 +400,13 @@ pub struct Membership {
     applied_digest: u64,
     /// The newest epoch (number, digest) every live peer's dataplane runs.
     confirmed: Option<(u64, u64)>,
-    /// First own sequence number announced with the current applied digest.
-    applied_since_seq: u64,
+    /// First own sequence number a peer's acknowledgement must reach for
+    /// its "applied" to confirm: announced with the current applied digest,
+    /// and since the lease was last unbroken.
+    confirm_since_seq: u64,
+    /// The latest lease end [`Membership::tick`] found (monotonic ms; 0 =
+    /// none): while `now` is below it no peer can have removed this member.
+    lease_until_ms: u64,
     /// The local dataplane is gone: announce `leaving` and take no share
     /// until it is back.
     withdrawn: bool,
@@ -450,7 +468,8 @@ impl Membership {
             sent: VecDeque::new(),
             applied_digest: 0,
             confirmed: None,
-            applied_since_seq: 0,
+            confirm_since_seq: 0,
+            lease_until_ms: 0,
             withdrawn: false,
             dataplane_up: true,
             wall_ms: now.wall_ms,
@@ -520,7 +539,7 @@ impl Membership {
         if digest != self.applied_digest {
             // Only announcements from now on say so: a peer's confirmation
             // counts once it acknowledges one of them.
-            self.applied_since_seq = self.sequence + 1;
+            self.confirm_since_seq = self.sequence + 1;
         }
         self.applied_digest = digest;
     }
@@ -923,14 +942,28 @@ impl Membership {
                 table_changed: false,
             });
         }
+        // A confirmation holds only within one unbroken lease. Once no
+        // lease found so far covers `now`, a peer may have removed this
+        // member and confirmed tables it never applied (forgetting the one
+        // confirmed here), and announcements read now may predate that (a
+        // SIGSTOP's socket buffer): forget the confirmation, and count only
+        // acknowledgements of announcements sent from now on.
+        if now.mono_ms >= self.lease_until_ms {
+            self.confirmed = None;
+            self.confirm_since_seq = self.sequence + 1;
+        }
+        if let Ok(until) = self.lease(now) {
+            self.lease_until_ms = self.lease_until_ms.max(until);
+        }
         // Confirmed: this dataplane and every live peer's run the table,
         // each peer saying so in an announcement that acknowledges one of
-        // ours sent after our dataplane applied it. Both sides then know the
-        // other holds the table; a stale "applied" from before a peer moved
-        // on (members can pass through tables in different orders while
-        // settings spread) confirms nothing.
+        // ours sent after our dataplane applied it (and since our lease was
+        // last unbroken). Both sides then know the other holds the table; a
+        // stale "applied" from before a peer moved on (members can pass
+        // through tables in different orders while settings spread)
+        // confirms nothing.
         let digest = self.epoch.digest;
-        let since = self.applied_since_seq;
+        let since = self.confirm_since_seq;
         if self.applied_digest == digest
             && self
                 .peers

@@ -311,6 +311,7 @@ impl Sim {
     /// Applies member `id`'s pending commands, then checks the invariant
     /// (a claim can only start here: time passing only ends leases).
     fn apply(&mut self, id: u16) {
+        let t = self.t;
         let Some(d) = self.node(id).dataplane.as_mut() else {
             return;
         };
@@ -329,8 +330,10 @@ impl Sim {
                     confirmed_digest,
                     ..
                 } => {
-                    d.claims
-                        .renew((until_ns != 0).then(|| Instant::from_nanos(until_ns)));
+                    d.claims.renew(
+                        (until_ns != 0).then(|| Instant::from_nanos(until_ns)),
+                        Instant::from_millis(t),
+                    );
                     if confirmed_digest != 0 {
                         d.claims.confirm(confirmed_digest);
                     }
@@ -511,8 +514,9 @@ impl Sim {
 }
 
 proptest! {
+    // PROPTEST_CASES overrides the 128 cases (a longer hunt).
     #![proptest_config(ProptestConfig {
-        cases: 128,
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(128),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
@@ -748,4 +752,99 @@ fn stopped_control_resumes_without_overlap() {
             assert_eq!(sim.claimers(k).len(), 1, "stop {stop_ms} ms: key {k}");
         }
     }
+}
+
+/// Found by the property test (regression seed `f4f1a7fb…`): a late
+/// joiner's dataplane claimed with a table nobody had confirmed.
+///
+/// srv1..5 settle on epoch 1 (srv6 dead, digest `2ba8…`) and confirm it.
+/// srv6's control starts at 1.5 s without its dataplane: withdrawn, it
+/// announces `leaving` and pushes nothing. Its dataplane starts at 2.69 s
+/// with the config's table (all six alive); srv1's dataplane lags (it
+/// applies nothing after 2.69 s, so it runs epoch 1 with a lease to
+/// 3.0 s). srv6's control un-withdraws (epoch 3, all six alive, `9b40…`),
+/// the peers acknowledge it, and at 2.94 s srv6's dataplane applies
+/// `9b40…` plus a lease. It kept the config table as its
+/// *confirmed* base (`ClaimSet::new`), so it claimed its full share in
+/// `9b40…` ∩ config while srv1 claimed the same keys in epoch 1: the two
+/// claim sets shared no table (key 21 claimed by [1, 6]). A leased claim
+/// set now starts unconfirmed: it claims only once control confirms one of
+/// its epochs.
+#[test]
+fn late_joiner_starts_its_dataplane_long_after_its_control() {
+    use Action::*;
+    let script = [
+        StartControl(6),
+        Wait(91),
+        Wait(150),
+        Wait(71),
+        Wait(69),
+        Wait(115),
+        Wait(113),
+        Wait(66),
+        Wait(56),
+        Wait(98),
+        Wait(110),
+        Wait(114),
+        Wait(133),
+        StartDataplane(6),
+        Apply(1),
+        Wait(41),
+        Wait(62),
+        Wait(43),
+        Wait(110),
+        Apply(6),
+    ];
+    let noise = vec![
+        0, 0, 0, 0, 0, 40, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40,
+        0, 61, 40, 40, 40, 40, 0, 40, 0, 0, 40, 0, 40, 0, 0, 0, 0, 40, 0, 0, 40, 0, 40, 0, 0, 40,
+        40,
+    ];
+    let mut sim = Sim::new(6, true, noise);
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    for a in &script {
+        sim.run(a);
+    }
+    sim.settle_and_check_exactly_one();
+}
+
+/// Runs `ms` milliseconds in which only member `id`'s dataplane applies its
+/// commands (every millisecond); the others' lag (they apply nothing).
+fn only_one_dataplane_applies(sim: &mut Sim, id: u16, ms: u64) {
+    for _ in 0..ms {
+        sim.wait(1, false);
+        sim.run(&Action::Apply(id));
+    }
+}
+
+/// A member's lease lapses and the others remove it and confirm a table
+/// without it; it comes back while their dataplanes still run that table.
+/// Its control's confirmation from before the lapse is stale (the others
+/// forgot that epoch), so it must not let the member claim again: here the
+/// dataplane dies and is restarted after the others confirmed its removal.
+#[test]
+fn restarted_dataplane_after_removal_waits_for_a_fresh_confirmation() {
+    let mut sim = Sim::new(3, false, vec![5, 17, 230, 91]);
+    sim.lossy = false;
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    sim.run(&Action::KillDataplane(1));
+    sim.wait(3 * TIMEOUT, true);
+    sim.run(&Action::StartDataplane(1));
+    only_one_dataplane_applies(&mut sim, 1, 2 * TIMEOUT);
+    sim.settle_and_check_exactly_one();
+}
+
+/// The same with a control stopped (SIGSTOP) for longer than the failure
+/// timeout: on resume its dataplane still holds the table confirmed before
+/// the stop, which the others forgot when they confirmed its removal.
+#[test]
+fn stopped_control_resumes_while_the_others_dataplanes_lag() {
+    let mut sim = Sim::new(3, false, vec![3, 250, 77, 140, 9]);
+    sim.lossy = false;
+    sim.wait(TIMEOUT + 5 * INTERVAL, true);
+    sim.run(&Action::Pause(2));
+    sim.wait(3 * TIMEOUT, true);
+    sim.run(&Action::Resume(2));
+    only_one_dataplane_applies(&mut sim, 2, 2 * TIMEOUT);
+    sim.settle_and_check_exactly_one();
 }

@@ -23,6 +23,19 @@
 //!   newest epoch); space it gains is claimed only once every member runs
 //!   the new epoch. Any two members' claim sets then share an epoch, and in
 //!   that epoch a key has one owner.
+//! - **A confirmation holds only within one unbroken lease.** The epochs
+//!   kept start at one control confirmed; that is true only while no peer
+//!   can have removed this member, i.e. while its lease runs. Once the lease
+//!   lapses (or was never held: a fresh dataplane's config table was
+//!   confirmed by nobody), the peers may have removed this member and
+//!   confirmed epochs it never applied, so no epoch kept is known to be
+//!   shared: a renewal that finds the lease lapsed marks the set
+//!   *unconfirmed*, and nothing is claimed until control confirms one of the
+//!   kept epochs again (control, in turn, confirms only from
+//!   acknowledgements of announcements sent since its lease was last
+//!   unbroken). A late joiner, a restarted dataplane, a control stopped or
+//!   cut off for longer than the lease: each waits for a confirmation
+//!   instead of claiming with a table the others forgot.
 //!
 //! This module is pure (time passed in) and generic over the table type, so
 //! the same code runs in the pipeline (`ClaimSet<Arc<Tables>>`) and in the
@@ -59,7 +72,8 @@ pub enum Claim {
     /// This member owns it but its lease lapsed (or never started).
     LeaseLapsed,
     /// This member owns it in the current epoch but not in every epoch
-    /// still pending confirmation (or too many are pending).
+    /// still pending confirmation (or too many are pending, or the lease
+    /// lapsed since the last confirmation).
     Pending,
 }
 
@@ -73,17 +87,25 @@ pub struct ClaimSet<T> {
     /// More than [`MAX_PENDING`] epochs were pending: claim nothing until a
     /// confirmation.
     overflowed: bool,
+    /// The lease lapsed (or was never held) since the last confirmation:
+    /// no epoch kept is known to be shared with the peers; claim nothing
+    /// until a confirmation.
+    unconfirmed: bool,
     fence: Fence,
 }
 
 impl<T> ClaimSet<T> {
-    /// Starts with `current` (digest `digest`) confirmed and `fence`.
+    /// Starts with `current` (digest `digest`) and `fence`: unfenced, the
+    /// table is all there is (confirmed); leased, it is unconfirmed (a
+    /// table from the config, which no peer confirmed) until control
+    /// confirms an epoch this set holds.
     pub fn new(current: T, digest: u64, fence: Fence) -> ClaimSet<T> {
         ClaimSet {
             current,
             current_digest: digest,
             pending: Vec::new(),
             overflowed: false,
+            unconfirmed: matches!(fence, Fence::Leased { .. }),
             fence,
         }
     }
@@ -108,19 +130,38 @@ impl<T> ClaimSet<T> {
         self.overflowed
     }
 
+    /// Whether the lease lapsed (or was never held) since the last
+    /// confirmation (claims stop until confirmed).
+    pub fn unconfirmed(&self) -> bool {
+        self.unconfirmed
+    }
+
     /// The fence.
     pub fn fence(&self) -> Fence {
         self.fence
     }
 
     /// Sets the fence (a control link appears: `Leased { until: None }`).
+    /// A leased set is unconfirmed until control confirms an epoch: the
+    /// tables it ran unfenced were confirmed by nobody.
     pub fn set_fence(&mut self, fence: Fence) {
+        if matches!(fence, Fence::Leased { .. }) {
+            self.unconfirmed = true;
+        }
         self.fence = fence;
     }
 
-    /// A new lease end from control (`None` revokes it).
-    pub fn renew(&mut self, until: Option<Instant>) {
+    /// A new lease end from control (`None` revokes it), applied at `now`.
+    /// When the lease had lapsed by `now` (or was never held), the peers
+    /// may have removed this member meanwhile and confirmed epochs it never
+    /// applied: the set becomes unconfirmed, and claims wait for the next
+    /// [`ClaimSet::confirm`] of an epoch it holds (control sends it with
+    /// the renewal when its own lease never lapsed).
+    pub fn renew(&mut self, until: Option<Instant>, now: Instant) {
         if let Fence::Leased { until: u } = &mut self.fence {
+            if u.is_none_or(|u| now >= u) {
+                self.unconfirmed = true;
+            }
             *u = until;
         }
     }
@@ -153,17 +194,20 @@ impl<T> ClaimSet<T> {
 
     /// Every live member confirmed the epoch with `digest`: forgets every
     /// epoch older than the newest one with that digest. A digest this
-    /// worker does not hold changes nothing.
+    /// worker does not hold changes nothing (and an unconfirmed set stays
+    /// so).
     pub fn confirm(&mut self, digest: u64) {
         if self.current_digest == digest {
             self.pending.clear();
-            self.overflowed = false;
         } else if let Some(i) = self.pending.iter().rposition(|(d, _)| *d == digest) {
             // `overflowed` means an epoch was dropped from the front: one
             // older than any kept, so a confirmation of a kept one covers it.
             self.pending.drain(..i);
-            self.overflowed = false;
+        } else {
+            return;
         }
+        self.overflowed = false;
+        self.unconfirmed = false;
     }
 
     /// Whether this member claims a new connection at `now`; `owns(t)` says
@@ -177,7 +221,7 @@ impl<T> ClaimSet<T> {
                 return Claim::LeaseLapsed;
             }
         }
-        if self.overflowed || !self.pending.iter().all(|(_, t)| owns(t)) {
+        if self.overflowed || self.unconfirmed || !self.pending.iter().all(|(_, t)| owns(t)) {
             return Claim::Pending;
         }
         Claim::Yes
@@ -215,7 +259,8 @@ mod tests {
             Claim::LeaseLapsed
         );
         assert_eq!(c.claims(Instant::from_millis(5), owns(5)), Claim::NotOwner);
-        c.renew(Some(Instant::from_millis(100)));
+        c.renew(Some(Instant::from_millis(100)), Instant::from_millis(5));
+        c.confirm(1);
         assert_eq!(c.claims(Instant::from_millis(99), owns(0)), Claim::Yes);
         assert_eq!(
             c.claims(Instant::from_millis(100), owns(0)),
@@ -223,10 +268,49 @@ mod tests {
         );
         assert!(c.lease_held(Instant::from_millis(99)));
         assert!(!c.lease_held(Instant::from_millis(100)));
-        c.renew(None);
+        c.renew(None, Instant::from_millis(99));
         assert_eq!(c.claims(Instant::ZERO, owns(0)), Claim::LeaseLapsed);
         let u = ClaimSet::new(0b1_u8, 1, Fence::Unfenced);
         assert_eq!(u.claims(Instant::from_secs(1000), owns(0)), Claim::Yes);
+    }
+
+    #[test]
+    fn a_lapsed_lease_unconfirms_until_the_next_confirmation() {
+        let ms = Instant::from_millis;
+        // A fresh leased set: its table (from the config) is confirmed by
+        // nobody, so a lease alone does not let it claim.
+        let mut c = ClaimSet::new(0b0011_u8, 0, Fence::Leased { until: None });
+        assert!(c.unconfirmed());
+        c.renew(Some(ms(100)), ms(0));
+        c.apply(0b0111, 7);
+        assert_eq!(c.claims(ms(10), owns(0)), Claim::Pending);
+        // A digest it does not hold changes nothing (the config table's 0
+        // is never confirmed).
+        c.confirm(5);
+        assert_eq!(c.claims(ms(10), owns(0)), Claim::Pending);
+        c.confirm(7);
+        assert!(!c.unconfirmed());
+        assert_eq!(c.claims(ms(10), owns(2)), Claim::Yes);
+        // Renewed before the end: still confirmed.
+        c.renew(Some(ms(200)), ms(99));
+        assert_eq!(c.claims(ms(150), owns(2)), Claim::Yes);
+        // Renewed after the end (or after a revocation): unconfirmed until
+        // control confirms again, even with the lease held.
+        c.renew(Some(ms(400)), ms(200));
+        assert!(c.lease_held(ms(250)));
+        assert_eq!(c.claims(ms(250), owns(2)), Claim::Pending);
+        c.confirm(7);
+        assert_eq!(c.claims(ms(250), owns(2)), Claim::Yes);
+        c.renew(None, ms(260));
+        c.renew(Some(ms(500)), ms(270));
+        assert_eq!(c.claims(ms(300), owns(2)), Claim::Pending);
+        // A control link appearing (unfenced before): unconfirmed.
+        let mut u = ClaimSet::new(0b1_u8, 3, Fence::Unfenced);
+        u.set_fence(Fence::Leased { until: None });
+        u.renew(Some(ms(100)), ms(0));
+        assert_eq!(u.claims(ms(1), owns(0)), Claim::Pending);
+        u.confirm(3);
+        assert_eq!(u.claims(ms(1), owns(0)), Claim::Yes);
     }
 
     #[test]

@@ -207,9 +207,15 @@ impl Pipeline {
     }
 
     /// A lease renewal from control (`None` revokes it) and the newest
-    /// epoch digest every live member confirmed.
-    pub fn renew_lease(&mut self, until: Option<Instant>, confirmed_digest: Option<u64>) {
-        self.claims.renew(until);
+    /// epoch digest every live member confirmed, read at `now` (a renewal
+    /// after the lease lapsed waits for a confirmation: `claim.rs`).
+    pub fn renew_lease(
+        &mut self,
+        until: Option<Instant>,
+        confirmed_digest: Option<u64>,
+        now: Instant,
+    ) {
+        self.claims.renew(until, now);
         if let Some(d) = confirmed_digest {
             self.claims.confirm(d);
         }

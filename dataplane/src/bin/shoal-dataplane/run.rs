@@ -420,7 +420,12 @@ fn drive<Io: PacketIo>(
                             let until = (until_ns != 0)
                                 .then(|| Instant::from_nanos(until_ns.saturating_sub(mono_origin)));
                             let confirmed = (confirmed_digest != 0).then_some(confirmed_digest);
-                            worker.pipeline_mut().renew_lease(until, confirmed);
+                            // Read the clock again: whether the lease had
+                            // lapsed is judged at the renewal itself.
+                            let now = Instant::from_nanos(
+                                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                            );
+                            worker.pipeline_mut().renew_lease(until, confirmed, now);
                         }
                         Applied::Members(e, digest, members) => {
                             control_members = Some((digest, members.clone()));
