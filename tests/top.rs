@@ -10,7 +10,7 @@
 //! lab can be up on a machine (fixed namespace names).
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -20,15 +20,10 @@ const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
 const HEADER: &str = "MEMBER  ID ADDRESS         STATE    WEIGHT  LOAD EPOCH     LEASE       \
                       WIRE RX/s WIRE TX/s KERN RX/s KERN TX/s    SYN/s   DROPS/s   FLOWS";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn lab(args: &[&str]) -> Output {
-    Command::new(repo().join("deploy/lab/lab"))
-        .args(args)
-        .output()
-        .unwrap()
+/// `args` run in `node`'s namespace (the lab's `exec`).
+fn in_lab(node: &str, args: &[&str]) -> Command {
+    let node: shoal_lab::Node = node.parse().unwrap();
+    shoal_lab::Lab::command(node, args).unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -56,20 +51,20 @@ struct Lab;
 impl Lab {
     fn up() -> Lab {
         // A lab left by an earlier failed run.
-        let _ = lab(&["down"]);
-        let out = lab(&["up", "--nodes", "3", "--backend", "dpdk"]);
+        let _ = shoal_lab::Lab::down();
         // Constructed before the check, so a half-made lab goes down too.
         let lab = Lab;
-        ok(&out);
+        shoal_lab::Lab::up(&shoal_lab::UpOptions::default())
+            .unwrap_or_else(|e| panic!("lab up: {e}"));
         lab
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let out = lab(&["down"]);
+        let down = shoal_lab::Lab::down();
         if !std::thread::panicking() {
-            ok(&out);
+            down.unwrap_or_else(|e| panic!("lab down: {e}"));
         }
     }
 }
@@ -177,7 +172,9 @@ fn top_shows_every_member_and_live_rates() {
     let mut once = String::new();
     for _ in 0..20 {
         // Right after `up` control may not listen yet (exit status 1).
-        let out = lab(&["exec", "srv1", &ctl, "top", "--once", "--interval", "0.5"]);
+        let out = in_lab("srv1", &[&ctl, "top", "--once", "--interval", "0.5"])
+            .output()
+            .unwrap();
         once = String::from_utf8_lossy(&out.stdout).into_owned();
         if settled(&once) || Instant::now() > deadline {
             break;
@@ -203,14 +200,13 @@ fn top_shows_every_member_and_live_rates() {
         50,
         &format!(
             // On exit, say so and keep the pane for the capture.
-            "{} exec srv1 {ctl} top --interval 1; echo shoalctl top exited: $?; sleep 60",
-            repo().join("deploy/lab/lab").display()
+            "ip netns exec shoal-srv1 {ctl} top --interval 1; echo shoalctl top exited: $?; sleep 60"
         ),
     );
     // Bounded load: new connections (Connection: close) for 6 s.
-    let load = Command::new(repo().join("deploy/lab/lab"))
-        .args([
-            "client",
+    let load = in_lab(
+        "client",
+        &[
             "wrk",
             "-t1",
             "-c4",
@@ -218,11 +214,12 @@ fn top_shows_every_member_and_live_rates() {
             "-H",
             "Connection: close",
             "http://198.18.0.100/whoami",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     // Three refreshes into the load: rates over a second of it.
     std::thread::sleep(Duration::from_millis(3500));
     let screen = session.capture();
