@@ -48,6 +48,7 @@ pub enum RunError {
     )]
     MemoryBackend,
     /// The DPDK backend was not compiled in.
+    #[cfg(not(feature = "dpdk"))]
     #[error(
         "dataplane.backend = \"dpdk\" but this binary was built without DPDK \
          (cargo build --features dpdk, needs libdpdk-dev)"
