@@ -189,7 +189,8 @@ show() {
     query "$q" | python3 -c 'import json,sys
 r = json.load(sys.stdin)["data"]["result"]
 for s in sorted(r, key=lambda s: s["metric"].get("member", "")):
-    print(f"     {s[\"metric\"].get(\"member\", \"?\"):6} {float(s[\"value\"][1]):>10.0f}")
+    member, value = s["metric"].get("member", "?"), float(s["value"][1])
+    print(f"     {member:6} {value:>10.0f}")
 if len(r) != 3: sys.exit(f"FAILED: expected an answer per member, got {len(r)}")'
 }
 show "frames received on the wire, per server" \
