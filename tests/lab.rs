@@ -1120,10 +1120,13 @@ for l in 1 2 3 4; do
   (end=$(( $(date +%s) + 90 )); n=0
    while [ ! -e /tmp/shoal-churn/stop ] && [ "$(date +%s)" -lt "$end" ] && [ "$n" -lt 20000 ]; do
      n=$((n + 1)); t=$(date +%s.%N)
+     rm -f /tmp/shoal-churn/body.$l
      r=$(curl -s -m 20 -H "Connection: close" -o /tmp/shoal-churn/body.$l \
-          -w '%{http_code} %{time_connect} %header{x-served-by}' http://198.18.0.100/whoami || true)
+          -w '%{http_code} %{time_connect} %{time_total} %header{x-served-by}' http://198.18.0.100/whoami)
+     rc=$?
+     set -- $r
      b=$(head -c 8 /tmp/shoal-churn/body.$l 2>/dev/null | tr -dc a-z0-9)
-     echo "$t ${r:-000 0 -} ${b:--}" >> /tmp/shoal-churn/loop.$l
+     echo "$t ${1:-000} ${2:-0} ${4:--} ${b:--} $rc ${3:-0}" >> /tmp/shoal-churn/loop.$l
    done) >/dev/null 2>&1 &
 done"#,
     );
@@ -1219,26 +1222,46 @@ done"#,
         "for i in $(seq 1 250); do pgrep -f 'shoal-churn/body' >/dev/null || break; sleep 0.1; done; \
          cat /tmp/shoal-churn/loop.*; rm -rf /tmp/shoal-churn",
     );
-    let mut rows: Vec<(f64, String, f64, String, String)> = Vec::new();
+    // Per connection: start (unix s), HTTP status, connect time, served by,
+    // body, curl's exit status (28 timeout, 56 reset, 7 refused, 52 empty
+    // reply), total time.
+    let mut rows: Vec<(f64, String, f64, String, String, String, String)> = Vec::new();
     for l in out.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
-        assert_eq!(f.len(), 5, "{mode}: bad line {l}");
+        assert_eq!(f.len(), 7, "{mode}: bad line {l}");
         rows.push((
             f[0].parse().unwrap(),
             f[1].to_owned(),
             f[2].parse().unwrap_or(f64::MAX),
             f[3].to_owned(),
             f[4].to_owned(),
+            f[5].to_owned(),
+            f[6].to_owned(),
         ));
     }
     assert!(rows.len() > 200, "{mode}: only {} connections", rows.len());
-    let failed: Vec<_> = rows.iter().filter(|r| r.1 != "200" || r.3 != r.4).collect();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1 != "200" || r.3 != r.4)
+        .map(|r| {
+            // The event it fell in (or the quiet time after one).
+            let during = events
+                .iter()
+                .rfind(|(_, t0, _)| r.0 >= *t0)
+                .map_or("before the first event", |(name, _, _)| name.as_str());
+            format!(
+                "at {:.3} ({during}): HTTP {} curl exit {} connect {:.3} s total {} s served by {} body {}",
+                r.0, r.1, r.5, r.2, r.6, r.3, r.4
+            )
+        })
+        .collect();
     assert!(
         failed.is_empty(),
-        "{mode}: {} of {} connections failed: {:?}",
+        "{mode}: {} of {} connections failed:\n{}\nevents (name, start, end): {:?}",
         failed.len(),
         rows.len(),
-        &failed[..failed.len().min(20)]
+        failed[..failed.len().min(20)].join("\n"),
+        events
     );
     for (served_by, got) in lab.finish_downloads(&held) {
         assert_eq!(
