@@ -16,21 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use shoal_e2e::ok;
 use shoal_lab::{LabBackend, Node, Part, Server, UpOptions};
 
 const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn server(node: &str) -> Server {
     node.parse().unwrap()

@@ -11,8 +11,10 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use shoal_e2e::ok;
 
 const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
 
@@ -24,16 +26,6 @@ const HEADER: &str = "MEMBER  ID ADDRESS         STATE    WEIGHT  LOAD EPOCH    
 fn in_lab(node: &str, args: &[&str]) -> Command {
     let node: shoal_lab::Node = node.parse().unwrap();
     shoal_lab::Lab::command(node, args).unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn shoalctl() -> String {
