@@ -122,6 +122,114 @@ impl Eal {
     }
 }
 
+impl Eal {
+    /// Runs `work(i)` on the EAL thread of `lcores[i]` for every `i` (worker
+    /// lcores: enabled by `-l`, not the main lcore) and `main()` on the
+    /// calling thread (the main lcore), and returns `main`'s result once
+    /// every launched lcore has returned, like [`std::thread::scope`].
+    ///
+    /// A panic in `work` is caught on its lcore and reported as
+    /// [`DpdkError::LcorePanicked`] (after every lcore returned); a panic in
+    /// `main` unwinds only after the lcores returned, so nothing `work`
+    /// borrows is freed while it runs. `main` must make the workers return
+    /// (a stop flag they poll): this call waits for them.
+    pub fn run_on_lcores<F, M, R>(&self, lcores: &[u32], work: F, main: M) -> Result<R, DpdkError>
+    where
+        F: Fn(usize) + Sync,
+        M: FnOnce() -> R,
+    {
+        for &lcore in lcores {
+            // SAFETY: the EAL is initialised (self); the call reads its config.
+            let enabled = unsafe { sys::rte_lcore_is_enabled(lcore) } != 0;
+            if !enabled || lcore == self.main_lcore() {
+                return Err(DpdkError::InvalidArgument {
+                    call: format!("Eal::run_on_lcores(lcore {lcore})"),
+                    reason: format!(
+                        "lcore {lcore} is {} (worker lcores must be in -l and not the main lcore {})",
+                        if enabled { "the main lcore" } else { "not enabled" },
+                        self.main_lcore()
+                    ),
+                });
+            }
+        }
+        let jobs: Vec<Job<'_>> = (0..lcores.len())
+            .map(|index| Job {
+                work: &work,
+                index,
+                panicked: AtomicBool::new(false),
+            })
+            .collect();
+        // Waits for every launched lcore when dropped, also while unwinding.
+        let mut waiter = Waiter {
+            launched: Vec::with_capacity(lcores.len()),
+        };
+        for (job, &lcore) in jobs.iter().zip(lcores) {
+            let arg = std::ptr::from_ref(job)
+                .cast_mut()
+                .cast::<std::ffi::c_void>();
+            // SAFETY: `trampoline` only reads the Job through `arg`; the Job
+            // lives in `jobs`, which outlives `waiter` (declared after it, so
+            // dropped before it), and `waiter` waits for this lcore before
+            // that drop. The lcore is an enabled worker lcore (checked above).
+            let rc = unsafe { sys::rte_eal_remote_launch(Some(trampoline), arg, lcore) };
+            if rc != 0 {
+                drop(waiter);
+                return Err(DpdkError::from_code(
+                    format!("rte_eal_remote_launch(lcore {lcore})"),
+                    -rc,
+                ));
+            }
+            waiter.launched.push(lcore);
+        }
+        let result = main();
+        drop(waiter);
+        if let Some(i) = jobs.iter().position(|j| j.panicked.load(Ordering::Acquire)) {
+            return Err(DpdkError::LcorePanicked { lcore: lcores[i] });
+        }
+        Ok(result)
+    }
+}
+
+/// One lcore's share of [`Eal::run_on_lcores`].
+struct Job<'a> {
+    work: &'a (dyn Fn(usize) + Sync),
+    index: usize,
+    panicked: AtomicBool,
+}
+
+/// Waits for launched lcores on drop.
+struct Waiter {
+    launched: Vec<u32>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        for &lcore in &self.launched {
+            // SAFETY: the lcore was launched by this process and the EAL is
+            // alive (the Eal handle outlives run_on_lcores); waiting has no
+            // other precondition.
+            unsafe {
+                sys::rte_eal_wait_lcore(lcore);
+            }
+        }
+    }
+}
+
+/// The C entry point of a launched lcore: runs its [`Job`].
+extern "C" fn trampoline(arg: *mut std::ffi::c_void) -> std::ffi::c_int {
+    // SAFETY: `arg` is the address of a Job that stays alive until this
+    // lcore has been waited for (see run_on_lcores); Job is Sync (its closure
+    // is Sync and the flag atomic), so a shared reference from this thread is
+    // sound.
+    let job = unsafe { &*arg.cast::<Job<'_>>() };
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.work)(job.index)));
+    if ran.is_err() {
+        job.panicked.store(true, Ordering::Release);
+        return -1;
+    }
+    0
+}
+
 /// Number of pools that were leaked instead of freed because buffers from
 /// them were still outstanding when the `Mempool` was dropped (only possible
 /// after `mem::forget` of an `Mbuf` or `EthPort`). While non-zero,

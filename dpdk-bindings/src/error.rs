@@ -53,6 +53,13 @@ pub enum DpdkError {
         /// Queue index.
         queue: u16,
     },
+    /// A function launched on a worker lcore panicked (its message went to
+    /// stderr).
+    #[error("the work launched on lcore {lcore} panicked")]
+    LcorePanicked {
+        /// The lcore.
+        lcore: u32,
+    },
 }
 
 impl DpdkError {
