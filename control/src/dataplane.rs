@@ -94,6 +94,28 @@ struct Worker {
     stats_down_logged: bool,
 }
 
+/// What a server's workers run, from their stats segments (index-aligned,
+/// `None` where unreadable): the table digest **every** worker has applied
+/// (0 while they differ or one is unreadable: a server is on an epoch only
+/// when all its workers are, and 0 names no table, so no peer confirms on
+/// its account), and the oldest time a worker wrote its stats (`None` if one
+/// never did: a stuck worker makes the whole dataplane look down).
+pub fn server_applied(reads: &[Option<&StatsSnapshot>]) -> (u64, Option<u64>) {
+    let mut digest = None;
+    let mut oldest: Option<u64> = None;
+    for r in reads {
+        let Some(s) = r else {
+            return (0, None);
+        };
+        let d = s.value("applied_digest").unwrap_or(0);
+        if *digest.get_or_insert(d) != d {
+            digest = Some(0);
+        }
+        oldest = Some(oldest.map_or(s.written_at_unix_ns, |o| o.min(s.written_at_unix_ns)));
+    }
+    (digest.unwrap_or(0), oldest)
+}
+
 /// The command rings and stats segments of every worker.
 pub struct DataplaneLink {
     dir: PathBuf,
@@ -337,4 +359,34 @@ fn send_loads(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(digest: u64, written: u64) -> StatsSnapshot {
+        StatsSnapshot {
+            instance: 1,
+            names: vec!["applied_digest".to_owned()],
+            values: vec![digest],
+            written_at_unix_ns: written,
+        }
+    }
+
+    #[test]
+    fn a_server_is_on_a_table_only_when_every_worker_is() {
+        let (a, b, c) = (snap(7, 100), snap(7, 90), snap(8, 95));
+        assert_eq!(server_applied(&[Some(&a)]), (7, Some(100)));
+        assert_eq!(server_applied(&[Some(&a), Some(&b)]), (7, Some(90)));
+        // One worker still on the old table: no table yet.
+        assert_eq!(server_applied(&[Some(&a), Some(&c)]), (0, Some(95)));
+        assert_eq!(
+            server_applied(&[Some(&c), Some(&a), Some(&b)]),
+            (0, Some(90))
+        );
+        // A worker that cannot be read: neither a table nor a write time.
+        assert_eq!(server_applied(&[Some(&a), None]), (0, None));
+        assert_eq!(server_applied(&[]), (0, None));
+    }
 }

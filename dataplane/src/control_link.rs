@@ -1,5 +1,5 @@
-//! The dataplane's end of the control channel (`shoal-channel`): it creates
-//! worker 0's command ring and stats segment in `control.shm_path`, applies
+//! A worker's end of the control channel (`shoal-channel`): it creates the
+//! worker's command ring and stats segment in `control.shm_path`, applies
 //! the commands `shoal-control` sends (membership epochs with weights, drain,
 //! liveness and load) by swapping in new [`Tables`] between bursts, and
 //! publishes the worker's counters for control's exporter and load reports.
@@ -52,12 +52,16 @@ pub enum Applied {
 /// membership.
 const LOCAL_CHANGE: u64 = 0xffff_0000_0000_0000;
 
-/// Worker 0's channel to control.
+/// One worker's channel to control (every worker has its own: control
+/// sends each command to every worker, and each worker reports the epoch it
+/// runs).
 #[derive(Debug)]
 pub struct ControlLink {
     ring: CommandRing,
     stats: StatsWriter,
     values: Vec<u64>,
+    worker: usize,
+    workers: usize,
     members: Vec<MemberEntry>,
     epoch: u64,
     digest: u64,
@@ -91,10 +95,13 @@ pub fn alive_mask(members: &[MemberEntry]) -> u64 {
         .fold(0, |mask, (i, _)| mask | (1 << i))
 }
 
-/// The names of the values in the stats segment, in order: every counter,
-/// the flow table by state, poll counts, channel errors, then every
-/// malformed cell as `malformed_<layer>_<reason>`.
-pub fn stat_names() -> Vec<String> {
+/// The names of the values in the stats segment of a worker among
+/// `workers`, in order: every counter, the flow table by state, poll counts,
+/// channel errors, the worker's index and the number of workers, then every
+/// malformed cell as `malformed_<layer>_<reason>`, then per other worker `w`
+/// the frames passed to it (`steered_to_worker_<w>`) and dropped because
+/// its ring was full (`steer_drops_to_worker_<w>`).
+pub fn stat_names(workers: usize) -> Vec<String> {
     let mut names: Vec<String> = Counter::ALL.iter().map(|c| c.name().to_owned()).collect();
     for s in [
         "flows_live",
@@ -115,6 +122,8 @@ pub fn stat_names() -> Vec<String> {
         "applied_epoch",
         "applied_digest",
         "applied_alive_mask",
+        "worker_index",
+        "workers",
     ] {
         names.push(s.to_owned());
     }
@@ -123,26 +132,40 @@ pub fn stat_names() -> Vec<String> {
             names.push(format!("malformed_{}_{}", layer.name(), err.as_str()));
         }
     }
+    if workers > 1 {
+        for w in 0..workers {
+            names.push(format!("steered_to_worker_{w}"));
+            names.push(format!("steer_drops_to_worker_{w}"));
+        }
+    }
     names
 }
 
 impl ControlLink {
-    /// Creates the ring and the stats segment of worker 0 under `dir`
-    /// (created if missing), starting from `tables`' membership.
-    pub fn open(dir: &Path, tables: &Tables) -> Result<ControlLink, ChannelError> {
+    /// Creates the ring and the stats segment of worker `worker` of
+    /// `workers` under `dir` (created if missing), starting from `tables`'
+    /// membership.
+    pub fn open(
+        dir: &Path,
+        worker: usize,
+        workers: usize,
+        tables: &Tables,
+    ) -> Result<ControlLink, ChannelError> {
         std::fs::create_dir_all(dir).map_err(|source| ChannelError::Io {
             path: dir.to_path_buf(),
             action: "create the channel directory",
             source,
         })?;
-        let names = stat_names();
+        let names = stat_names(workers);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let stats = StatsWriter::create(stats_path(dir, 0), &refs)?;
-        let ring = CommandRing::create(command_ring_path(dir, 0), RING_CAPACITY)?;
+        let stats = StatsWriter::create(stats_path(dir, worker), &refs)?;
+        let ring = CommandRing::create(command_ring_path(dir, worker), RING_CAPACITY)?;
         Ok(ControlLink {
             ring,
             stats,
             values: vec![0; names.len()],
+            worker,
+            workers,
             members: tables.members.clone(),
             epoch: tables.epoch,
             digest: tables.digest,
@@ -266,9 +289,15 @@ impl ControlLink {
         }
     }
 
-    /// Publishes the pipeline's counters (one positioned write); `now` is
-    /// the pipeline's clock (for `lease_held`).
-    pub fn write_stats(&mut self, pipeline: &Pipeline, now: shoal_wire::time::Instant) {
+    /// Publishes the pipeline's counters and the steering counts per
+    /// destination worker (`sent`, `dropped`, empty with one worker) in one
+    /// positioned write; `now` is the pipeline's clock (for `lease_held`).
+    pub fn write_stats(
+        &mut self,
+        pipeline: &Pipeline,
+        steered: (&[u64], &[u64]),
+        now: shoal_wire::time::Instant,
+    ) {
         let c = pipeline.counters();
         let flows = pipeline.flows();
         let by_state = flows.count_by_state();
@@ -292,6 +321,8 @@ impl ControlLink {
             pipeline.tables().epoch,
             self.applied_digest,
             alive_mask(&self.members),
+            self.worker as u64,
+            self.workers as u64,
         ];
         for g in gauges {
             self.values[i] = g;
@@ -301,6 +332,14 @@ impl ControlLink {
             for err in wire::Error::ALL {
                 self.values[i] = c.get_malformed(layer, err);
                 i += 1;
+            }
+        }
+        if self.workers > 1 {
+            let (sent, dropped) = steered;
+            for w in 0..self.workers {
+                self.values[i] = sent.get(w).copied().unwrap_or(0);
+                self.values[i + 1] = dropped.get(w).copied().unwrap_or(0);
+                i += 2;
             }
         }
         if let Err(e) = self.stats.write(&self.values) {

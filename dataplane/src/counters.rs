@@ -61,6 +61,14 @@ counters! {
     InjectedReorder => "injected_reorder",
     /// Frames the pipeline originated but no buffer was free for. Not an outcome.
     DropNoBuffer => "drop_no_buffer",
+    /// Frames this worker received and passed to the worker that owns their
+    /// connection (flow steering, `steer.rs`); counted again by the owner.
+    SteeredOut => "steered_out_packets",
+    /// Frames another worker received and passed to this one, their owner.
+    SteeredIn => "steered_in_packets",
+    /// Frames dropped before the pipeline because the steering ring toward
+    /// their owner was full.
+    DropSteerFull => "drop_steer_ring_full",
 
     /// ARP requests for a VIP answered with the cluster MAC.
     ArpVipReplied => "arp_vip_replied",

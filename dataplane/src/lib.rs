@@ -24,5 +24,6 @@ pub mod io;
 pub mod overrides;
 pub mod pipeline;
 pub mod replay;
+pub mod steer;
 pub mod traffic;
 pub mod worker;

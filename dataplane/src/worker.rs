@@ -1,12 +1,78 @@
 //! The worker loop: one per core, owning its I/O queues, its [`Pipeline`]
 //! and its buffers. `poll` is one iteration: receive a burst from each port,
-//! process every frame, transmit per destination port, expire some flows.
-//! Nothing here allocates after construction.
+//! pass frames another worker owns to it ([`Steering`]), process the rest
+//! and what other workers passed here, transmit per destination port, expire
+//! some flows. Nothing here allocates after construction.
 
 use crate::counters::Counter;
 use crate::io::{Frame, PacketIo, PortId};
 use crate::pipeline::{Pipeline, Verdict, KERNEL, WIRE};
+use crate::steer;
 use shoal_wire::time::Instant;
+
+/// Frames a steering ring holds (per ordered pair of workers): 4 bursts.
+/// With `N` workers a dataplane has `N * (N - 1)` rings, each
+/// `STEER_RING * 24` bytes of slots (the frame handle and its port):
+/// 24 KiB per pair with mbuf handles.
+pub const STEER_RING: usize = 1024;
+
+/// A frame in a steering ring, with the port it arrived on.
+type Steered<F> = (PortId, F);
+
+/// One worker's ends of the steering rings: a producer toward every other
+/// worker and a consumer from every other worker (lock-free SPSC, one per
+/// ordered pair), plus the per-pair counts.
+#[derive(Debug)]
+pub struct Steering<F> {
+    index: usize,
+    workers: usize,
+    to: Vec<Option<rtrb::Producer<Steered<F>>>>,
+    from: Vec<rtrb::Consumer<Steered<F>>>,
+    /// Frames staged for each worker during the current burst.
+    outbox: Vec<Vec<Steered<F>>>,
+    /// Frames passed to each worker so far.
+    pub sent: Vec<u64>,
+    /// Frames dropped because the ring toward each worker was full.
+    pub dropped: Vec<u64>,
+}
+
+impl<F> Steering<F> {
+    /// The steering ends of `workers` workers, index-aligned, every ring
+    /// holding `capacity` frames.
+    pub fn mesh(workers: usize, capacity: usize) -> Vec<Steering<F>> {
+        let mut ends: Vec<Steering<F>> = (0..workers)
+            .map(|index| Steering {
+                index,
+                workers,
+                to: (0..workers).map(|_| None).collect(),
+                from: Vec::new(),
+                outbox: (0..workers).map(|_| Vec::new()).collect(),
+                sent: vec![0; workers],
+                dropped: vec![0; workers],
+            })
+            .collect();
+        for a in 0..workers {
+            for b in 0..workers {
+                if a != b {
+                    let (p, c) = rtrb::RingBuffer::new(capacity);
+                    ends[a].to[b] = Some(p);
+                    ends[b].from.push(c);
+                }
+            }
+        }
+        ends
+    }
+
+    /// This worker's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// How many workers share the rings.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
 
 /// Flows examined for expiry per poll (bounded work per burst).
 pub const EXPIRE_BUDGET: usize = 64;
@@ -23,6 +89,7 @@ pub struct Worker<Io: PacketIo> {
     rx: Vec<Io::Frame>,
     tx: [Vec<Io::Frame>; 2],
     faults: Option<Faults<Io::Frame>>,
+    steering: Option<Steering<Io::Frame>>,
 }
 
 /// Fault injection on frames received from the wire (tests and the lab,
@@ -64,11 +131,27 @@ impl<Io: PacketIo> Worker<Io> {
             pipeline,
             burst,
             rx: Vec::with_capacity(burst),
-            // Every frame of both rx bursts may go to one port, plus frames the
-            // pipeline originates on connection setup.
-            tx: [Vec::with_capacity(4 * burst), Vec::with_capacity(4 * burst)],
+            // Every frame of both rx bursts and of the steering rings may go
+            // to one port, plus frames the pipeline originates on connection
+            // setup.
+            tx: [Vec::with_capacity(8 * burst), Vec::with_capacity(8 * burst)],
             faults: None,
+            steering: None,
         }
+    }
+
+    /// Makes this worker one of several: frames another worker owns are
+    /// passed to it, frames passed here are processed here.
+    pub fn steer(&mut self, mut steering: Steering<Io::Frame>) {
+        for out in &mut steering.outbox {
+            out.reserve(2 * self.burst);
+        }
+        self.steering = (steering.workers > 1).then_some(steering);
+    }
+
+    /// The steering ends (None with one worker).
+    pub fn steering(&self) -> Option<&Steering<Io::Frame>> {
+        self.steering.as_ref()
     }
 
     /// Injects faults on wire frames from now on.
@@ -76,7 +159,8 @@ impl<Io: PacketIo> Worker<Io> {
         self.faults = Some(faults);
     }
 
-    /// One iteration at time `now`. Returns the number of frames received.
+    /// One iteration at time `now`. Returns the number of frames received
+    /// (from the ports and from other workers).
     pub fn poll(&mut self, now: Instant) -> usize {
         let mut received = 0;
         for port in PORTS {
@@ -88,7 +172,8 @@ impl<Io: PacketIo> Worker<Io> {
                     release = f.held.take();
                 }
             }
-            for mut frame in self.rx.drain(..).chain(release) {
+            let mut rx = std::mem::take(&mut self.rx);
+            for mut frame in rx.drain(..).chain(release) {
                 if port == WIRE {
                     if let Some(f) = self.faults.as_mut() {
                         let r = f.roll();
@@ -103,11 +188,26 @@ impl<Io: PacketIo> Worker<Io> {
                         }
                     }
                 }
+                if let Some(s) = self.steering.as_mut() {
+                    if let Some(owner) =
+                        steer::target(port, frame.bytes(), self.pipeline.tables(), s.workers)
+                    {
+                        if owner != s.index {
+                            s.outbox[owner].push((port, frame));
+                            continue;
+                        }
+                    }
+                }
                 match self.pipeline.process(port, &mut frame, now) {
                     Verdict::Forward(out) => self.tx[out].push(frame),
                     Verdict::Drop => {}
                 }
             }
+            self.rx = rx;
+        }
+        if self.steering.is_some() {
+            self.pass_steered();
+            received += self.process_steered(now);
         }
         let mut no_buffer = 0;
         for (port, bytes) in self.pipeline.take_emitted() {
@@ -124,6 +224,64 @@ impl<Io: PacketIo> Worker<Io> {
         }
         self.pipeline.expire(now, EXPIRE_BUDGET);
         received
+    }
+
+    /// Pushes the frames staged for other workers into their rings, one
+    /// ring operation per destination; what does not fit is dropped and
+    /// counted.
+    fn pass_steered(&mut self) {
+        let Some(s) = self.steering.as_mut() else {
+            return;
+        };
+        let counters = self.pipeline.counters_mut();
+        for (owner, out) in s.outbox.iter_mut().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let Some(ring) = s.to[owner].as_mut() else {
+                continue;
+            };
+            let n = out.len().min(ring.slots());
+            let passed = match ring.write_chunk_uninit(n) {
+                Ok(chunk) => chunk.fill_from_iter(out.drain(..n)),
+                Err(_) => 0,
+            };
+            let dropped = out.len() as u64;
+            out.clear();
+            s.sent[owner] += passed as u64;
+            s.dropped[owner] += dropped;
+            counters.add(Counter::SteeredOut, passed as u64);
+            counters.add(Counter::DropSteerFull, dropped);
+        }
+    }
+
+    /// Processes what other workers passed here (at most a few bursts per
+    /// ring per poll, so one busy neighbour cannot starve the ports).
+    fn process_steered(&mut self, now: Instant) -> usize {
+        let Some(s) = self.steering.as_mut() else {
+            return 0;
+        };
+        let mut total = 0;
+        for ring in &mut s.from {
+            let n = ring.slots().min(2 * self.burst);
+            if n == 0 {
+                continue;
+            }
+            let Ok(chunk) = ring.read_chunk(n) else {
+                continue;
+            };
+            for (port, mut frame) in chunk {
+                match self.pipeline.process(port, &mut frame, now) {
+                    Verdict::Forward(out) => self.tx[out].push(frame),
+                    Verdict::Drop => {}
+                }
+            }
+            total += n;
+        }
+        self.pipeline
+            .counters_mut()
+            .add(Counter::SteeredIn, total as u64);
+        total
     }
 
     fn flush(&mut self, port: PortId) {

@@ -40,7 +40,7 @@ fn membership_commands_become_tables_and_stats_are_published() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg();
     let tables = Tables::from_config(&cfg, 1).unwrap();
-    let mut link = ControlLink::open(dir.path(), &tables).unwrap();
+    let mut link = ControlLink::open(dir.path(), 0, 1, &tables).unwrap();
     assert_eq!(link.apply_commands(), vec![]);
 
     let mut sender = CommandSender::open(command_ring_path(dir.path(), 0)).unwrap();
@@ -140,10 +140,10 @@ fn membership_commands_become_tables_and_stats_are_published() {
         p.process(WIRE, &mut f, Instant::ZERO);
     }
     link.polls_busy = 3;
-    link.write_stats(&p, Instant::ZERO);
+    link.write_stats(&p, (&[], &[]), Instant::ZERO);
     let mut reader = StatsReader::open(stats_path(dir.path(), 0)).unwrap();
     let snap = reader.read().unwrap();
-    assert_eq!(snap.names, stat_names());
+    assert_eq!(snap.names, stat_names(1));
     assert_eq!(snap.value("arp_vip_replied"), Some(3));
     assert_eq!(snap.value("wire_rx_packets"), Some(3));
     assert_eq!(snap.value(Counter::SynAccepted.name()), Some(0));

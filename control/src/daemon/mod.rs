@@ -172,12 +172,10 @@ impl Daemon {
 
     fn interval(&mut self) {
         let reads = self.link.read_stats();
-        // Worker 0 (every worker applies the same commands): when it last
-        // wrote, and the table it runs (what the peers wait for before
-        // claiming gains).
-        let worker0 = reads.first().copied().flatten();
-        let written_at = worker0.map(|s| s.written_at_unix_ns);
-        let applied = worker0.and_then(|s| s.value("applied_digest")).unwrap_or(0);
+        // The server runs a table only when every worker does (what the
+        // peers wait for before claiming gains); it is up only while every
+        // worker writes.
+        let (applied, written_at) = crate::dataplane::server_applied(&reads);
         let counters: Vec<Option<WorkerCounters<'_>>> = reads
             .iter()
             .map(|r| {

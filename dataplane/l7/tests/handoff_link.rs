@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use shoal_l7::handoff::{
-    decode, Accept, ClusterKey, HandoffError, HandoffId, Link, LinkCounters, Message, OpenError,
-    Origin, Received, Rejection, ReplayGuard,
+    decode, lane, Accept, ClusterKey, HandoffError, HandoffId, Link, LinkCounters, Message,
+    OpenError, Origin, Received, Rejection, ReplayGuard,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -156,18 +156,19 @@ fn wrong_key_wrong_recipient_and_clock_skew() {
 #[test]
 fn sender_restart_is_a_new_incarnation() {
     let mut b = Link::new(key(1), 2, 200);
-    let mut a_old = Link::new(key(1), 1, 100);
+    let mut a_old = Link::new(key(1), 1, 100 << 8);
     let old1 = a_old.seal(2, &accept(1), NOW);
     let old2 = a_old.seal(2, &accept(2), NOW);
     assert!(b.open(&old1, NOW).is_ok());
-    // Member 1 restarts: sequences start at 1 again, incarnation is higher.
-    let mut a_new = Link::new(key(1), 1, 101);
+    // Member 1 restarts: sequences start at 1 again, incarnation is higher
+    // (same lane: start time << 8 | worker).
+    let mut a_new = Link::new(key(1), 1, 101 << 8);
     let new1 = a_new.seal(2, &accept(1), NOW);
     assert_eq!(
         b.open(&new1, NOW).unwrap().origin,
         Origin {
             member: 1,
-            incarnation: 101,
+            incarnation: 101 << 8,
         }
     );
     // Anything from the old incarnation is now stale.
@@ -181,4 +182,31 @@ fn sender_restart_is_a_new_incarnation() {
     );
     assert_eq!(e.label(), "stale");
     assert_eq!(b.counters().stale, 1);
+}
+
+#[test]
+fn workers_of_one_member_are_lanes_with_their_own_replay_guards() {
+    let mut b = Link::new(key(1), 2, 200 << 8);
+    // Member 1 runs two workers: same start time, lanes 0 and 1, each with
+    // its own sequence numbers (both start at 1).
+    let mut w0 = Link::new(key(1), 1, 100 << 8);
+    let mut w1 = Link::new(key(1), 1, 100 << 8 | 1);
+    let a = w0.seal(2, &accept(1), NOW);
+    let b1 = w1.seal(2, &accept(2), NOW);
+    let a2 = w0.seal(2, &accept(3), NOW);
+    let b2 = w1.seal(2, &accept(4), NOW);
+    for d in [&a, &b1, &a2, &b2] {
+        assert!(b.open(d, NOW).is_ok(), "interleaved lanes are not replays");
+    }
+    assert_eq!(lane(100 << 8 | 1), 1);
+    // A replay within a lane is still caught.
+    let e = b.open(&b1, NOW).unwrap_err();
+    assert_eq!(
+        e,
+        OpenError::Rejected {
+            sender: 1,
+            why: Rejection::Replayed,
+        }
+    );
+    assert_eq!(b.counters().opened, 4);
 }

@@ -94,7 +94,7 @@ fn happy_path_through_the_links_with_parts_out_of_order() {
     let req = request(2600);
 
     let id = insp.start(RECEIVER, snapshot(), &req, ms(1000)).unwrap();
-    assert_eq!(id, HandoffId(1));
+    assert_eq!(id, HandoffId(1 << 8));
     let events: Vec<_> = insp.poll(ms(1000)).collect();
     let parts = sent_parts(&events);
     assert_eq!(parts.len(), 3);
@@ -129,7 +129,7 @@ fn happy_path_through_the_links_with_parts_out_of_order() {
     // The replay into the kernel succeeded.
     recv.accepted(ORIGIN, id, KERNEL_ISN, ms(1002)).unwrap();
     let out: Vec<_> = recv.poll(ms(1002)).collect();
-    assert_eq!(out, vec![accept_event(1)]);
+    assert_eq!(out, vec![accept_event(1 << 8)]);
     let ReceiverEvent::Send { message, .. } = &out[0] else {
         unreachable!()
     };
@@ -256,7 +256,7 @@ fn lost_accept_is_recovered_by_a_resend() {
     // This accept is lost.
     assert_eq!(
         recv.poll(ms(1001)).collect::<Vec<_>>(),
-        vec![accept_event(1)]
+        vec![accept_event(1 << 8)]
     );
 
     assert_eq!(insp.poll(ms(1049)).count(), 0);
@@ -264,7 +264,7 @@ fn lost_accept_is_recovered_by_a_resend() {
     assert_eq!(resent, first);
     recv.on_offer(ORIGIN, &resent[0], ms(1051));
     let answer = recv.poll(ms(1051)).collect::<Vec<_>>();
-    assert_eq!(answer, vec![accept_event(1)]);
+    assert_eq!(answer, vec![accept_event(1 << 8)]);
     let ReceiverEvent::Send {
         message: Message::Accept(a),
         ..
@@ -531,7 +531,7 @@ fn inspector_tables_are_bounded() {
     // Room again: the next id follows on.
     assert_eq!(
         insp.start(RECEIVER, snapshot(), b"d", ms(3)),
-        Ok(HandoffId(3))
+        Ok(HandoffId(3 << 8))
     );
 }
 

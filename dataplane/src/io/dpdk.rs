@@ -1,8 +1,9 @@
 //! The DPDK backend: DPDK ports (PCI devices or vdevs such as
 //! `net_af_packet`, `net_tap`, `net_ring`) with mbufs processed in place.
-//! One rx/tx queue pair per port per worker; nothing allocated per packet.
+//! One rx/tx queue pair per port per worker (queue *i* for worker *i*);
+//! nothing allocated per packet.
 
-use dpdk_bindings::{EthPort, Mbuf, Mempool};
+use dpdk_bindings::{Mbuf, Mempool, PortQueue};
 
 use super::{Frame, PacketIo, PortId};
 use crate::pipeline::WIRE;
@@ -34,43 +35,36 @@ impl Frame for Mbuf<'_> {
     }
 }
 
-/// The wire and kernel ports of one worker (queue 0 of each).
-pub struct DpdkIo<'p> {
-    wire: EthPort<'p>,
-    kernel: EthPort<'p>,
+/// One worker's queues: queue *i* of the wire port and of the kernel port
+/// (the worker's index), and the pool for frames it originates.
+pub struct DpdkIo<'a, 'p> {
+    wire: PortQueue<'a, 'p>,
+    kernel: PortQueue<'a, 'p>,
     pool: &'p Mempool,
 }
 
-impl core::fmt::Debug for DpdkIo<'_> {
+impl core::fmt::Debug for DpdkIo<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "DpdkIo(wire {}, kernel {})",
+            "DpdkIo(wire {} queue {}, kernel {} queue {})",
             self.wire.port_id(),
-            self.kernel.port_id()
+            self.wire.index(),
+            self.kernel.port_id(),
+            self.kernel.index()
         )
     }
 }
 
-impl<'p> DpdkIo<'p> {
-    /// Ports already configured and started; `pool` for frames the
-    /// pipeline originates.
-    pub fn new(wire: EthPort<'p>, kernel: EthPort<'p>, pool: &'p Mempool) -> Self {
+impl<'a, 'p> DpdkIo<'a, 'p> {
+    /// A worker's queues of ports already configured and started; `pool`
+    /// for frames the pipeline originates.
+    pub fn new(wire: PortQueue<'a, 'p>, kernel: PortQueue<'a, 'p>, pool: &'p Mempool) -> Self {
         DpdkIo { wire, kernel, pool }
-    }
-
-    /// The wire port (stats).
-    pub fn wire(&self) -> &EthPort<'p> {
-        &self.wire
-    }
-
-    /// The kernel port (stats).
-    pub fn kernel(&self) -> &EthPort<'p> {
-        &self.kernel
     }
 }
 
-impl<'p> PacketIo for DpdkIo<'p> {
+impl<'p> PacketIo for DpdkIo<'_, 'p> {
     type Frame = Mbuf<'p>;
 
     fn rx_burst(&mut self, port: PortId, out: &mut Vec<Mbuf<'p>>, max: usize) -> usize {
@@ -78,9 +72,9 @@ impl<'p> PacketIo for DpdkIo<'p> {
         // vector is created with capacity = burst, so that is `max`.
         debug_assert!(out.capacity() - out.len() <= max.max(1) * 2);
         if port == WIRE {
-            self.wire.rx_burst(0, out)
+            self.wire.rx_burst(out)
         } else {
-            self.kernel.rx_burst(0, out)
+            self.kernel.rx_burst(out)
         }
     }
 
@@ -92,9 +86,9 @@ impl<'p> PacketIo for DpdkIo<'p> {
 
     fn tx_burst(&mut self, port: PortId, frames: &mut Vec<Mbuf<'p>>) -> usize {
         if port == WIRE {
-            self.wire.tx_burst(0, frames)
+            self.wire.tx_burst(frames)
         } else {
-            self.kernel.tx_burst(0, frames)
+            self.kernel.tx_burst(frames)
         }
     }
 }

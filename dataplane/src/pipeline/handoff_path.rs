@@ -45,11 +45,15 @@ impl Pipeline {
     /// Enables handing spliced connections to other members: `key` is the
     /// cluster key, `incarnation` distinguishes this process's messages
     /// from a previous run's, `wall_offset_ms` is the Unix time in ms at
-    /// `Instant::ZERO`.
+    /// `Instant::ZERO`. The low 8 bits of `incarnation` are this worker's
+    /// lane (`shoal_l7::handoff::lane`): every worker of a dataplane uses
+    /// its own, and its handoff ids carry it too, so an answer reaches the
+    /// worker that made the offer (`steer.rs`).
     pub fn enable_handoff(&mut self, key: ClusterKey, incarnation: u64, wall_offset_ms: u64) {
+        let lane = shoal_l7::handoff::lane(incarnation);
         self.handoff = Some(Handoff {
             link: Link::new(key, self.tables.own_id, incarnation),
-            inspector: Inspector::new(InspectorConfig::default()),
+            inspector: Inspector::with_lane(InspectorConfig::default(), lane),
             receiver: Receiver::new(ReceiverConfig::default()),
             wall_offset_ms,
         });

@@ -235,7 +235,21 @@ impl Pipeline {
         now_mono_ns: u64,
         now: Instant,
     ) -> Result<usize, snapshot::SnapshotError> {
-        let flows = snapshot::decode(bytes, self.tables.own_id, now_mono_ns)?;
+        self.restore_flows_where(bytes, now_mono_ns, now, |_| true)
+    }
+
+    /// As [`Pipeline::restore_flows`], keeping only the flows `keep`
+    /// accepts (a worker restores the flows it owns, from every worker's
+    /// snapshot of the previous run, whatever their number was).
+    pub fn restore_flows_where(
+        &mut self,
+        bytes: &[u8],
+        now_mono_ns: u64,
+        now: Instant,
+        keep: impl Fn(&crate::flow::FlowKey) -> bool,
+    ) -> Result<usize, snapshot::SnapshotError> {
+        let mut flows = snapshot::decode(bytes, self.tables.own_id, now_mono_ns)?;
+        flows.retain(|(key, _, _)| keep(key));
         Ok(snapshot::restore(&mut self.flows, flows, now))
     }
 

@@ -202,11 +202,17 @@ struct Tombstone {
     expires: Instant,
 }
 
+/// The lane (the inspector's worker) a handoff id was made by.
+pub fn lane_of(id: HandoffId) -> u8 {
+    (id.0 & 0xff) as u8
+}
+
 /// The inspector's handoffs in flight and recently finished.
 #[derive(Debug)]
 pub struct Inspector {
     config: InspectorConfig,
     next_id: u64,
+    lane: u8,
     pending: BTreeMap<HandoffId, Pending>,
     tombstones: BTreeMap<HandoffId, Tombstone>,
     /// Retry deadlines and tombstone expiries; an id is in at most one of
@@ -220,9 +226,18 @@ impl Inspector {
     /// An empty table. Handoff ids start at 1 (they only need to be unique
     /// per incarnation: the receiver keys them by sender and incarnation).
     pub fn new(config: InspectorConfig) -> Inspector {
+        Inspector::with_lane(config, 0)
+    }
+
+    /// An empty table whose handoff ids carry `lane` in their low 8 bits
+    /// (`counter << 8 | lane`): a member with several workers gives each its
+    /// lane, and the accept or refusal echoing an id is steered back to the
+    /// worker that made the offer ([`lane_of`]).
+    pub fn with_lane(config: InspectorConfig, lane: u8) -> Inspector {
         Inspector {
             config,
             next_id: 1,
+            lane,
             pending: BTreeMap::new(),
             tombstones: BTreeMap::new(),
             timers: BTreeSet::new(),
@@ -256,7 +271,7 @@ impl Inspector {
                 capacity: self.config.capacity,
             });
         }
-        let id = HandoffId(self.next_id);
+        let id = HandoffId(self.next_id << 8 | u64::from(self.lane));
         self.next_id += 1;
         let pending = Pending {
             to,

@@ -203,8 +203,19 @@ pub struct Link {
     incarnation: u64,
     next_sequence: u64,
     max_skew_ms: u64,
-    guards: BTreeMap<MemberId, ReplayGuard>,
+    /// One guard per sender and sending lane (see [`lane`]).
+    guards: BTreeMap<(MemberId, u8), ReplayGuard>,
     counters: LinkCounters,
+}
+
+/// The sending *lane* of an incarnation: its low 8 bits. A member whose
+/// dataplane runs several workers gives each worker its own incarnation
+/// (`start_ms << 8 | worker`), sequence numbers and handoff ids; the
+/// receiver keeps one replay guard per (member, lane), so the workers'
+/// interleaved sequences never look like replays of each other, and a
+/// restarted worker (a higher incarnation in its lane) starts afresh.
+pub fn lane(incarnation: u64) -> u8 {
+    (incarnation & 0xff) as u8
 }
 
 impl Link {
@@ -292,7 +303,7 @@ impl Link {
             });
         }
         self.guards
-            .entry(e.sender)
+            .entry((e.sender, lane(e.incarnation)))
             .or_default()
             .check(e.incarnation, e.sequence)
             .map_err(|why| OpenError::Rejected {

@@ -33,9 +33,10 @@ pub mod message;
 pub mod receiver;
 
 pub use inspector::{
-    FallbackReason, Inspector, InspectorConfig, InspectorCounters, InspectorEvent, StartError,
+    lane_of, FallbackReason, Inspector, InspectorConfig, InspectorCounters, InspectorEvent,
+    StartError,
 };
-pub use link::{Link, LinkCounters, OpenError, Origin, Received, Rejection, ReplayGuard};
+pub use link::{lane, Link, LinkCounters, OpenError, Origin, Received, Rejection, ReplayGuard};
 pub use message::{
     decode, encode, part_count, Accept, Datagram, Envelope, FlowSnapshot, HandoffError, HandoffId,
     Message, Negotiated, Offer, OfferPart, Refuse, RefuseReason, Timestamps, WindowScale,

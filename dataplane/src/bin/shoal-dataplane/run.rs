@@ -1,28 +1,35 @@
 //! `shoal-dataplane run`: bring up the configured backend and poll until told
 //! to stop.
 //!
-//! One worker on the calling thread. (Several workers need the wire NIC's
-//! RSS and the kernel side to agree on a flow's worker, or a software
-//! hand-over between workers; until that exists, `cores` must list one core
-//! and `run` says so.) Every `stats_interval` the counters and flow-table
-//! figures are written as JSON to the stats file (atomically: temp + rename),
-//! which the lab and operators read until the control process exports them.
+//! One worker per entry of `dataplane.cores`: with DPDK, worker 0 runs on
+//! the main lcore (the first core) and worker *i* on lcore `cores[i]`, each
+//! with queue *i* of the wire and kernel ports, its own pipeline (flow table,
+//! SYN cookies, splice and handoff state), its own control channel
+//! (`commands-<i>`, `stats-<i>`) and flow snapshot (`flows-<i>`). Frames
+//! reach their connection's owner through the steering rings
+//! (`shoal_dataplane::steer`, `worker.rs`). The portable backend runs one
+//! worker. A housekeeping thread (sleeping, on the main lcore's CPU) turns
+//! SIGHUP into a reload every worker applies, and every `stats_interval`
+//! writes the workers' counters and flow-table figures, summed and per
+//! worker, as JSON to the stats file (atomically: temp + rename), which the
+//! lab and operators read.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
 use serde::Serialize;
 use shoal_config::{Backend, Config, PortRole};
 
 use shoal_dataplane::control_link::{Applied, ControlLink};
-use shoal_dataplane::counters::Snapshot;
+use shoal_dataplane::counters::{Counter, Counters, Snapshot};
 use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::portable::{PortableError, PortableIo};
 use shoal_dataplane::io::PacketIo;
 use shoal_dataplane::overrides;
 use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, TablesError};
+use shoal_dataplane::steer;
 use shoal_dataplane::worker::Worker;
 use shoal_select::claim::Fence;
 use shoal_wire::time::Instant;
@@ -36,12 +43,20 @@ pub enum RunError {
     /// `dataplane.ports` lacks a port of a role.
     #[error("dataplane.ports: no port with role = \"{0}\"")]
     MissingPort(&'static str),
-    /// More than one worker core.
+    /// The portable backend runs one worker.
     #[error(
-        "dataplane.cores: {0} cores configured; this build runs one worker per process \
-         (list a single core)"
+        "dataplane.cores: {0} cores configured, but the portable backend runs one worker \
+         (list a single core, or use backend = \"dpdk\" for several)"
     )]
-    OneWorkerOnly(usize),
+    PortableOneWorker(usize),
+    /// A core the machine does not have, or too many workers.
+    #[error("{key}: {reason}")]
+    Cores {
+        /// The config key (`dataplane.cores[2]`).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The memory backend only exists for tests and `replay`.
     #[error(
         "dataplane.backend = \"memory\" cannot run: use `replay`, or the dpdk / portable backend"
@@ -89,7 +104,7 @@ pub struct RunOptions {
     pub inject: (u32, u32),
 }
 
-/// What the stats file holds.
+/// What the stats file holds: the sum over the workers, and each worker.
 #[derive(Debug, Serialize)]
 struct Stats<'a> {
     member: &'a str,
@@ -103,6 +118,46 @@ struct Stats<'a> {
     flows_evicted: u64,
     #[serde(flatten)]
     counters: Snapshot,
+    workers: Vec<WorkerFigures>,
+}
+
+/// One worker's figures in the stats file.
+#[derive(Debug, Clone, Serialize)]
+struct WorkerFigures {
+    worker: usize,
+    flows_live: usize,
+    wire_rx_packets: u64,
+    kernel_rx_packets: u64,
+    steered_in_packets: u64,
+    steered_out_packets: u64,
+    drop_steer_ring_full: u64,
+    /// Share of polls that received frames since the worker started.
+    busy_fraction: f64,
+}
+
+/// What a worker publishes for the stats file (once per stats interval,
+/// under a mutex: never per packet).
+#[derive(Debug, Clone)]
+struct Published {
+    counters: Counters,
+    flows_live: usize,
+    flows_capacity: usize,
+    flows_by_state: [usize; 4],
+    flows_inserted: u64,
+    flows_expired: u64,
+    flows_evicted: u64,
+    polls_busy: u64,
+    polls_idle: u64,
+}
+
+/// What the workers and the housekeeping thread share.
+struct Shared {
+    /// Bumped by the housekeeper on SIGHUP; every worker reloads once per bump.
+    reload_gen: AtomicU64,
+    /// Each worker's latest figures.
+    published: Mutex<Vec<Option<Published>>>,
+    /// Every worker has restored its flows (stale snapshots may go).
+    restored: Barrier,
 }
 
 /// Flags the signal handlers set: stop (SIGTERM, SIGINT) and reload (SIGHUP).
@@ -186,14 +241,9 @@ fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
         }))
 }
 
-fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
-    let tables = Arc::new(tables(cfg, opts, 1).map_err(RunError::Membership)?);
-    let mut p = Pipeline::new(
-        tables,
-        cfg.dataplane.flow_table.capacity as usize,
-        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-    );
-    // SYN cookies need a secret no client can guess, per server and start.
+/// The SYN cookie secret: one per start, shared by the workers (each
+/// answers and checks the cookies of the connections it owns).
+fn cookie_secret() -> Result<[u8; 32], RunError> {
     let mut secret = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
@@ -202,6 +252,23 @@ fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
                 "cannot read /dev/urandom for the SYN cookie secret: {e}"
             ))
         })?;
+    Ok(secret)
+}
+
+/// Worker `index`'s pipeline.
+fn pipeline(
+    cfg: &Config,
+    opts: &RunOptions,
+    index: usize,
+    secret: [u8; 32],
+) -> Result<Pipeline, RunError> {
+    let tables = Arc::new(tables(cfg, opts, 1).map_err(RunError::Membership)?);
+    let mut p = Pipeline::new(
+        tables,
+        cfg.dataplane.flow_table.capacity as usize,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    // SYN cookies need a secret no client can guess, per server and start.
     p.set_cookie_secret(secret);
     // Splice handoff between members needs the cluster key.
     if let Some(path) = &cfg.cluster.key_file {
@@ -215,31 +282,140 @@ fn pipeline(cfg: &Config, opts: &RunOptions) -> Result<Pipeline, RunError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         // The worker's clock starts at zero when it starts polling, now.
-        p.enable_handoff(key, unix_ms, unix_ms);
+        // Each worker is a lane of this start's incarnation.
+        let incarnation = unix_ms << 8 | index as u64;
+        p.enable_handoff(key, incarnation, unix_ms);
     }
     Ok(p)
 }
 
 /// Runs the dataplane described by `cfg` until `stop` is set.
 pub fn run(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
-    if cfg.dataplane.cores.len() > 1 {
-        return Err(RunError::OneWorkerOnly(cfg.dataplane.cores.len()));
-    }
+    check_cores(&cfg.dataplane.cores)?;
+    let workers = cfg.dataplane.cores.len();
     match cfg.dataplane.backend {
         Backend::Memory => Err(RunError::MemoryBackend),
         Backend::Portable => {
+            if workers > 1 {
+                return Err(RunError::PortableOneWorker(workers));
+            }
             let io =
                 PortableIo::open(device(cfg, PortRole::Wire)?, device(cfg, PortRole::Kernel)?)?;
             let mut worker = Worker::new(
                 io,
-                pipeline(cfg, opts)?,
+                pipeline(cfg, opts, 0, cookie_secret()?)?,
                 usize::from(cfg.dataplane.burst_size),
             );
             inject(&mut worker, opts);
-            drive(&mut worker, cfg, "portable", opts, signals);
+            let shared = Shared::new(1);
+            let start = StdInstant::now();
+            std::thread::scope(|s| {
+                s.spawn(|| housekeep(cfg, opts, signals, &shared, "portable", start));
+                drive(&mut worker, cfg, opts, signals, &shared, 0, 1, start);
+            });
+            write_stats(cfg, opts, &shared, "portable", start);
             Ok(())
         }
         Backend::Dpdk => run_dpdk(cfg, opts, signals),
+    }
+}
+
+/// Checks `dataplane.cores` against this machine: every core online, at
+/// most [`steer::MAX_WORKERS`] (duplicates are refused by the config's
+/// validation).
+fn check_cores(cores: &[u32]) -> Result<(), RunError> {
+    if cores.len() > steer::MAX_WORKERS {
+        return Err(RunError::Cores {
+            key: "dataplane.cores".to_owned(),
+            reason: format!(
+                "{} workers configured; at most {} are supported",
+                cores.len(),
+                steer::MAX_WORKERS
+            ),
+        });
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok();
+    let Some(online) = online.as_deref().and_then(parse_cpu_list) else {
+        return Ok(()); // cannot tell: EAL checks again
+    };
+    for (i, c) in cores.iter().enumerate() {
+        if !online.contains(c) {
+            return Err(RunError::Cores {
+                key: format!("dataplane.cores[{i}]"),
+                reason: format!(
+                    "core {c} does not exist or is offline on this machine (online: {})",
+                    fmt_cpu_list(&online)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Parses a kernel CPU list (`0-3,8,10-11`).
+fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+fn fmt_cpu_list(cpus: &[u32]) -> String {
+    match (cpus.first(), cpus.last()) {
+        (Some(a), Some(b)) if cpus.len() == (b - a + 1) as usize => format!("{a}-{b}"),
+        _ => cpus
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+impl Shared {
+    fn new(workers: usize) -> Shared {
+        Shared {
+            reload_gen: AtomicU64::new(0),
+            published: Mutex::new(vec![None; workers]),
+            restored: Barrier::new(workers),
+        }
+    }
+}
+
+/// Sets `stop` when dropped: a worker that ends (by a Shutdown command, an
+/// error or a panic) stops the others, so the process exits as a whole and
+/// its supervisor restarts it.
+struct StopOnExit<'a>(&'a AtomicBool);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The housekeeping loop, until `stop`: SIGHUP becomes a reload
+/// generation, the stats file is written every interval.
+fn housekeep(
+    cfg: &Config,
+    opts: &RunOptions,
+    signals: &Signals,
+    shared: &Shared,
+    backend: &str,
+    start: StdInstant,
+) {
+    let mut last_stats = start;
+    while !signals.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10));
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            shared.reload_gen.fetch_add(1, Ordering::Relaxed);
+        }
+        if opts.stats_file.is_some() && last_stats.elapsed() >= opts.stats_interval {
+            last_stats = StdInstant::now();
+            write_stats(cfg, opts, shared, backend, start);
+        }
     }
 }
 
@@ -251,8 +427,10 @@ fn run_dpdk(_: &Config, _: &RunOptions, _: &Signals) -> Result<(), RunError> {
 #[cfg(feature = "dpdk")]
 fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
     use dpdk_bindings::{Eal, EalArgs, EthPort, Mempool, PortConfig};
+    use shoal_dataplane::io::dpdk::DpdkIo;
 
     let dp = &cfg.dataplane;
+    let workers = dp.cores.len();
     let wire_dev = device(cfg, PortRole::Wire)?;
     let kernel_dev = device(cfg, PortRole::Kernel)?;
     let is_vdev = |d: &str| d.starts_with("net_");
@@ -270,62 +448,132 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
         }
     }
     let args = args.extra(dp.eal_args.iter().cloned()).build();
-    let _eal = Eal::init(&args)?;
+    let eal = Eal::init(&args)?;
 
     let per_port =
         u32::from(dp.rx_queue_size) + u32::from(dp.tx_queue_size) + 2 * u32::from(dp.burst_size);
-    if dp.mbufs < 2 * per_port {
+    let need = 2 * per_port * workers as u32;
+    if dp.mbufs < need {
         return Err(RunError::DpdkSetup(format!(
-            "dataplane.mbufs = {} is too small for two ports with {} rx + {} tx descriptors and \
-             bursts of {}: need at least {}",
-            dp.mbufs,
-            dp.rx_queue_size,
-            dp.tx_queue_size,
-            dp.burst_size,
-            2 * per_port
+            "dataplane.mbufs = {} is too small for {workers} worker(s) on two ports with {} rx + \
+             {} tx descriptors and bursts of {}: need at least {need}",
+            dp.mbufs, dp.rx_queue_size, dp.tx_queue_size, dp.burst_size,
         )));
     }
     let pool = Mempool::new("shoal_pkts", dp.mbufs, 256.min(dp.mbufs / 8), None)?;
     let name = |d: &str| d.split(',').next().unwrap_or(d).to_owned();
+    let queues = u16::try_from(workers).unwrap_or(u16::MAX);
     let port_cfg = PortConfig {
-        rx_queues: 1,
-        tx_queues: 1,
+        rx_queues: queues,
+        tx_queues: queues,
         rx_desc: dp.rx_queue_size,
         tx_desc: dp.tx_queue_size,
-        rss: false,
+        // Hardware that can hash spreads connections as `steer::owner` does.
+        rss: workers > 1,
     };
-    let mut wire = EthPort::configure(EthPort::by_name(&name(wire_dev))?, port_cfg, &pool)?;
-    let mut kernel = EthPort::configure(EthPort::by_name(&name(kernel_dev))?, port_cfg, &pool)?;
+    let configure = |dev: &str| -> Result<EthPort<'_>, RunError> {
+        EthPort::configure(EthPort::by_name(&name(dev))?, port_cfg, &pool).map_err(|e| match e {
+            dpdk_bindings::DpdkError::InvalidArgument { reason, .. } if workers > 1 => {
+                RunError::Cores {
+                    key: "dataplane.cores".to_owned(),
+                    reason: format!(
+                        "{workers} workers need {workers} queue pairs on port '{dev}': {reason}{}",
+                        if dev.starts_with("net_af_packet") {
+                            format!(" (add qpairs={workers} to its device string)")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                }
+            }
+            e => RunError::Dpdk(e),
+        })
+    };
+    let mut wire = configure(wire_dev)?;
+    let mut kernel = configure(kernel_dev)?;
     wire.start()?;
     kernel.start()?;
     wire.promiscuous(true)?;
     kernel.promiscuous(true)?;
-    let io = shoal_dataplane::io::dpdk::DpdkIo::new(wire, kernel, &pool);
-    let mut worker = Worker::new(io, pipeline(cfg, opts)?, usize::from(dp.burst_size));
-    inject(&mut worker, opts);
-    drive(&mut worker, cfg, "dpdk", opts, signals);
-    Ok(())
+    if workers > 1 {
+        tracing::info!(
+            "{workers} workers on cores {:?}; RSS on the wire port: {} (frames on the wrong \
+             queue are steered in software)",
+            dp.cores,
+            if wire.rss_enabled() {
+                "on"
+            } else {
+                "not offered"
+            }
+        );
+    }
+    let secret = cookie_secret()?;
+    use shoal_dataplane::worker::{Steering, STEER_RING};
+    let mut slots = Vec::with_capacity(workers);
+    for (i, steering) in Steering::mesh(workers, STEER_RING).into_iter().enumerate() {
+        let q = u16::try_from(i).unwrap_or(u16::MAX);
+        let io = DpdkIo::new(wire.queue(q)?, kernel.queue(q)?, &pool);
+        let mut w = Worker::new(
+            io,
+            pipeline(cfg, opts, i, secret)?,
+            usize::from(dp.burst_size),
+        );
+        w.steer(steering);
+        inject(&mut w, opts);
+        slots.push(Mutex::new(Some(w)));
+    }
+    let shared = Shared::new(workers);
+    let start = StdInstant::now();
+    let run_worker = |i: usize| {
+        let taken = slots[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut w) = taken {
+            drive(&mut w, cfg, opts, signals, &shared, i, workers, start);
+        }
+    };
+    let ran = eal.run_on_lcores(
+        &dp.cores[1..],
+        |i| run_worker(i + 1),
+        || {
+            std::thread::scope(|s| {
+                s.spawn(|| housekeep(cfg, opts, signals, &shared, "dpdk", start));
+                run_worker(0);
+            });
+        },
+    );
+    write_stats(cfg, opts, &shared, "dpdk", start);
+    drop(slots);
+    ran.map_err(RunError::Dpdk)
 }
 
-/// The poll loop: poll, back off when idle, write stats, until `stop`.
+/// Worker `index`'s poll loop: poll, apply control's commands, back off
+/// when idle, publish stats and the flow snapshot, until `stop`.
+#[allow(clippy::too_many_arguments)]
 fn drive<Io: PacketIo>(
     worker: &mut Worker<Io>,
     cfg: &Config,
-    backend: &str,
     opts: &RunOptions,
     signals: &Signals,
+    shared: &Shared,
+    index: usize,
+    workers: usize,
+    start: StdInstant,
 ) {
+    let _stop_others = StopOnExit(&signals.stop);
     let mut epoch = 1;
-    let start = StdInstant::now();
     // The pipeline's clock is `start.elapsed()`; control's lease deadlines
     // are CLOCK_MONOTONIC. Sampled after `start`, so a converted deadline
     // is never later than the true one (the lease ends early, never late).
     let mono_origin = shoal_channel::monotonic_ns();
     let mut last_stats = start;
     let mut last_control = start;
+    let mut reload_seen = 0;
     let mut control_members: Option<(u64, Vec<MemberEntry>)> = None;
     let mut last_logged: (u64, Vec<u16>) = (0, Vec::new());
-    let mut link = match ControlLink::open(&cfg.control.shm_path, worker.pipeline().tables()) {
+    let dir = &cfg.control.shm_path;
+    let mut link = match ControlLink::open(dir, index, workers, worker.pipeline().tables()) {
         Ok(link) => {
             // With a control channel, new connections wait for control's
             // lease: a dataplane whose control is down, hung or cut off
@@ -333,49 +581,45 @@ fn drive<Io: PacketIo>(
             worker
                 .pipeline_mut()
                 .set_fence(Fence::Leased { until: None });
-            tracing::info!(
-                "control channel in {}; new connections wait for control's lease",
-                cfg.control.shm_path.display()
-            );
+            if index == 0 {
+                tracing::info!(
+                    "control channel in {}; new connections wait for control's lease",
+                    dir.display()
+                );
+            }
             Some(link)
         }
         Err(e) => {
             tracing::info!(
-                "no control channel ({e}); running on the config alone, \
+                "worker {index}: no control channel ({e}); running on the config alone, \
                  UNFENCED: run one dataplane per cluster this way, or fix the channel"
             );
             None
         }
     };
-    // The flows of this member's previous run (a restart, an upgrade):
-    // restored before the first burst, so its connections go on.
-    let snapshot_path = cfg.control.shm_path.join("flows-0");
-    if let Ok(bytes) = std::fs::read(&snapshot_path) {
-        let now =
-            Instant::from_nanos(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        match worker
-            .pipeline_mut()
-            .restore_flows(&bytes, shoal_channel::monotonic_ns(), now)
-        {
-            Ok(n) => tracing::info!(
-                "restored {n} flow(s) of the previous run from {}",
-                snapshot_path.display()
-            ),
-            Err(e) => tracing::warn!(
-                "flow snapshot {} refused, starting with an empty flow table: {e}",
-                snapshot_path.display()
-            ),
+    restore_snapshots(worker, dir, index, workers, start);
+    // Every worker has read every snapshot: worker 0 removes those of
+    // workers this run does not have (a run with fewer workers).
+    shared.restored.wait();
+    if index == 0 {
+        for w in workers..steer::MAX_WORKERS {
+            let _ = std::fs::remove_file(dir.join(format!("flows-{w}")));
         }
     }
+    let snapshot_path = dir.join(format!("flows-{index}"));
     let mut last_snapshot = start;
     let mut snapshot_failed = false;
     let mut idle_polls: u32 = 0;
-    tracing::info!(
-        "member {} running ({backend} backend); stop with SIGTERM",
-        cfg.cluster.local_member
-    );
+    if index == 0 {
+        tracing::info!(
+            "member {} running, {workers} worker(s); stop with SIGTERM",
+            cfg.cluster.local_member
+        );
+    }
     while !signals.stop.load(Ordering::Relaxed) {
-        if signals.reload.swap(false, Ordering::Relaxed) {
+        let gen = shared.reload_gen.load(Ordering::Relaxed);
+        if gen != reload_seen {
+            reload_seen = gen;
             // Built off the packet path, swapped in whole between bursts;
             // refused as a whole when anything is wrong.
             let reloaded = shoal_config::load_file(&opts.config_path)
@@ -393,10 +637,14 @@ fn drive<Io: PacketIo>(
                     // a reload starts no epoch of its own. Selection
                     // settings must be the same on every member.
                     epoch = t.epoch;
-                    log_epoch(&t, &mut last_logged);
+                    if index == 0 {
+                        log_epoch(&t, &mut last_logged);
+                    }
                     worker.pipeline_mut().set_tables(Arc::new(t));
                 }
-                Err(e) => tracing::warn!("reload refused, epoch {epoch} stays: {e}"),
+                Err(e) => {
+                    tracing::warn!("worker {index}: reload refused, epoch {epoch} stays: {e}")
+                }
             }
         }
         let elapsed = start.elapsed();
@@ -433,25 +681,32 @@ fn drive<Io: PacketIo>(
                             match tables_from_control(cfg, opts, e, digest, members) {
                                 Ok(t) => {
                                     epoch = e;
-                                    if t.digest != digest {
+                                    if t.digest != digest && index == 0 {
                                         tracing::info!(
                                             "the overrides file changes who takes new \
                                              connections (drain, weight or liveness) while control runs: \
                                              this member claims only what both allow; use shoalctl"
                                         );
                                     }
-                                    log_epoch(&t, &mut last_logged);
+                                    if index == 0 {
+                                        log_epoch(&t, &mut last_logged);
+                                    }
                                     worker.pipeline_mut().set_tables(Arc::new(t));
                                     link.applied_digest = digest;
                                 }
                                 Err(err) => {
-                                    tracing::warn!("membership from control refused: {err}");
+                                    tracing::warn!(
+                                        "worker {index}: membership from control refused: {err}"
+                                    );
                                 }
                             }
                         }
                     }
                 }
-                link.write_stats(worker.pipeline(), now);
+                let (sent, dropped) = worker
+                    .steering()
+                    .map_or((&[][..], &[][..]), |s| (&s.sent[..], &s.dropped[..]));
+                link.write_stats(worker.pipeline(), (sent, dropped), now);
             }
         }
         if link.is_some() {
@@ -469,18 +724,84 @@ fn drive<Io: PacketIo>(
         } else {
             idle_polls = 0;
         }
-        if let Some(path) = &opts.stats_file {
+        if opts.stats_file.is_some() {
             let t = StdInstant::now();
-            if t - last_stats >= opts.stats_interval {
+            if t - last_stats >= opts.stats_interval / 2 {
                 last_stats = t;
-                write_stats(path, worker, cfg, backend, start);
+                publish(worker, link.as_ref(), shared, index);
             }
         }
     }
-    if let Some(path) = &opts.stats_file {
-        write_stats(path, worker, cfg, backend, start);
+    publish(worker, link.as_ref(), shared, index);
+    if index == 0 {
+        tracing::info!("stopped");
     }
-    tracing::info!("stopped");
+}
+
+/// Restores this worker's share (the flows it owns among `workers`) of
+/// every worker's snapshot of the previous run, whatever number of workers
+/// it had.
+fn restore_snapshots<Io: PacketIo>(
+    worker: &mut Worker<Io>,
+    dir: &Path,
+    index: usize,
+    workers: usize,
+    start: StdInstant,
+) {
+    let mut restored = 0;
+    for w in 0..steer::MAX_WORKERS {
+        let path = dir.join(format!("flows-{w}"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let now =
+            Instant::from_nanos(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        match worker.pipeline_mut().restore_flows_where(
+            &bytes,
+            shoal_channel::monotonic_ns(),
+            now,
+            |key| steer::flow_owner(key, workers) == index,
+        ) {
+            Ok(n) => restored += n,
+            Err(e) => tracing::warn!(
+                "worker {index}: flow snapshot {} refused: {e}",
+                path.display()
+            ),
+        }
+    }
+    if restored > 0 {
+        tracing::info!("worker {index}: restored {restored} flow(s) of the previous run");
+    }
+}
+
+/// Puts the worker's figures where the housekeeper writes the stats file
+/// from (a mutex taken once per stats interval, never per packet).
+fn publish<Io: PacketIo>(
+    worker: &Worker<Io>,
+    link: Option<&ControlLink>,
+    shared: &Shared,
+    index: usize,
+) {
+    let p = worker.pipeline();
+    let flows = p.flows();
+    let figures = Published {
+        counters: p.counters().clone(),
+        flows_live: flows.len(),
+        flows_capacity: flows.capacity(),
+        flows_by_state: flows.count_by_state(),
+        flows_inserted: flows.stats().inserts,
+        flows_expired: flows.stats().expired_total(),
+        flows_evicted: flows.stats().evicted_total(),
+        polls_busy: link.map_or(0, |l| l.polls_busy),
+        polls_idle: link.map_or(0, |l| l.polls_idle),
+    };
+    let mut published = shared
+        .published
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(slot) = published.get_mut(index) {
+        *slot = Some(figures);
+    }
 }
 
 fn inject<Io: PacketIo>(worker: &mut Worker<Io>, opts: &RunOptions) {
@@ -538,27 +859,54 @@ fn log_epoch(t: &Tables, last: &mut (u64, Vec<u16>)) {
     }
 }
 
-fn write_stats<Io: PacketIo>(
-    path: &Path,
-    worker: &Worker<Io>,
-    cfg: &Config,
-    backend: &str,
-    start: StdInstant,
-) {
-    let p = worker.pipeline();
-    let flows = p.flows();
-    let stats = Stats {
+/// Writes the stats file: the workers' figures summed, and each worker's.
+fn write_stats(cfg: &Config, opts: &RunOptions, shared: &Shared, backend: &str, start: StdInstant) {
+    let Some(path) = &opts.stats_file else {
+        return;
+    };
+    let published = shared
+        .published
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut total = Counters::default();
+    let mut stats = Stats {
         member: &cfg.cluster.local_member,
         backend,
         uptime_s: start.elapsed().as_secs_f64(),
-        flows_live: flows.len(),
-        flows_capacity: flows.capacity(),
-        flows_by_state: flows.count_by_state(),
-        flows_inserted: flows.stats().inserts,
-        flows_expired: flows.stats().expired_total(),
-        flows_evicted: flows.stats().evicted_total(),
-        counters: p.counters().snapshot(),
+        flows_live: 0,
+        flows_capacity: 0,
+        flows_by_state: [0; 4],
+        flows_inserted: 0,
+        flows_expired: 0,
+        flows_evicted: 0,
+        counters: Counters::default().snapshot(),
+        workers: Vec::new(),
     };
+    for (w, p) in published.iter().enumerate() {
+        let Some(p) = p else { continue };
+        total.merge(&p.counters);
+        stats.flows_live += p.flows_live;
+        stats.flows_capacity += p.flows_capacity;
+        for (a, b) in stats.flows_by_state.iter_mut().zip(p.flows_by_state) {
+            *a += b;
+        }
+        stats.flows_inserted += p.flows_inserted;
+        stats.flows_expired += p.flows_expired;
+        stats.flows_evicted += p.flows_evicted;
+        let polls = (p.polls_busy + p.polls_idle).max(1);
+        stats.workers.push(WorkerFigures {
+            worker: w,
+            flows_live: p.flows_live,
+            wire_rx_packets: p.counters.get(Counter::WireRx),
+            kernel_rx_packets: p.counters.get(Counter::KernelRx),
+            steered_in_packets: p.counters.get(Counter::SteeredIn),
+            steered_out_packets: p.counters.get(Counter::SteeredOut),
+            drop_steer_ring_full: p.counters.get(Counter::DropSteerFull),
+            busy_fraction: p.polls_busy as f64 / polls as f64,
+        });
+    }
+    stats.counters = total.snapshot();
     let tmp = path.with_extension("tmp");
     let written = serde_json::to_vec_pretty(&stats)
         .map_err(std::io::Error::other)
