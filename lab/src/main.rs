@@ -20,7 +20,7 @@ struct Cli {
 }
 
 const AFTER_HELP: &str = "\
-defaults: --nodes 3 --backend dpdk --mode local --state stateful --handoff frequent
+defaults: --nodes 3 --backend dpdk --workers 2 --mode local --state stateful --handoff frequent
 modes: local | dpr-mac | dpr-ipip (with --state stateless|stateful; stateful DPR has max_load 0.5) | splice
 --backend none is for testing the lab itself: no dataplane, own address on eth0.
 env: SHOAL_BIN_DIR (default <repo>/target/release; set = never build),
@@ -112,6 +112,9 @@ struct LabArgs {
     /// per-server keys (see deploy/lab/README.md).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Dataplane workers per server [default: 2 with dpdk, else 1].
+    #[arg(long)]
+    workers: Option<u8>,
 }
 
 impl LabArgs {
@@ -122,6 +125,7 @@ impl LabArgs {
             || self.state.is_some()
             || self.handoff.is_some()
             || self.config.is_some()
+            || self.workers.is_some()
     }
 
     fn options(&self) -> Result<UpOptions> {
@@ -137,9 +141,13 @@ impl LabArgs {
             Ok(v) if !v.is_empty() => Some(v.parse::<Inject>().map_err(anyhow::Error::msg)?),
             _ => None,
         };
+        let backend = self.backend.unwrap_or(d.backend);
         Ok(UpOptions {
             nodes: self.nodes.unwrap_or(d.nodes),
-            backend: self.backend.unwrap_or(d.backend),
+            backend,
+            workers: self
+                .workers
+                .unwrap_or_else(|| shoal_lab::options::default_workers(backend)),
             mode: self.mode.unwrap_or(d.mode),
             state: self.state.unwrap_or(d.state),
             handoff: self.handoff.unwrap_or(d.handoff),

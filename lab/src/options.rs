@@ -98,6 +98,23 @@ pub struct UpOptions {
     pub config: Option<PathBuf>,
     /// Fault injection on every dataplane's wire port.
     pub inject: Option<Inject>,
+    /// Dataplane workers per server (cores); the portable backend runs one.
+    #[serde(default = "one_worker")]
+    pub workers: u8,
+}
+
+fn one_worker() -> u8 {
+    1
+}
+
+/// Workers per server by default: two with DPDK (the multi-worker path,
+/// with flow steering, is what every lab test runs), one otherwise.
+pub fn default_workers(backend: LabBackend) -> u8 {
+    if backend == LabBackend::Dpdk {
+        2
+    } else {
+        1
+    }
 }
 
 impl Default for UpOptions {
@@ -110,6 +127,7 @@ impl Default for UpOptions {
             handoff: HandoffMode::Frequent,
             config: None,
             inject: None,
+            workers: default_workers(LabBackend::Dpdk),
         }
     }
 }
@@ -117,6 +135,12 @@ impl Default for UpOptions {
 impl UpOptions {
     /// Checks the node count (the enums are checked by their types).
     pub fn check(&self) -> Result<(), String> {
+        if self.workers == 0 || (self.workers > 1 && self.backend == LabBackend::Portable) {
+            return Err(format!(
+                "--workers must be 1 with --backend {} and at least 1 with dpdk (got {})",
+                self.backend, self.workers
+            ));
+        }
         if (1..=MAX_NODES).contains(&self.nodes) {
             Ok(())
         } else {

@@ -149,7 +149,13 @@ pub fn server_config(base: &Config, opts: &UpOptions, server: Server, cpus: u32)
     }
 
     let dp = &mut cfg.dataplane;
-    dp.cores = vec![u32::from(server.index()) % cpus.max(1)];
+    // Worker w of server i on CPU (i + w) mod cpus: the servers' first
+    // workers spread over the CPUs (each server's cores are distinct while
+    // workers <= cpus).
+    let cpus = cpus.max(1);
+    dp.cores = (0..u32::from(opts.workers.max(1)))
+        .map(|w| (u32::from(server.index()) + w) % cpus)
+        .collect();
     let (wire, kernel) = match opts.backend {
         LabBackend::Dpdk => {
             dp.backend = Backend::Dpdk;
@@ -163,7 +169,16 @@ pub fn server_config(base: &Config, opts: &UpOptions, server: Server, cpus: u32)
             (
                 // framecnt: a deeper AF_PACKET ring (default 512) rides out
                 // bursts while the server shares few cores with the others.
-                "net_af_packet0,iface=eth0,framecnt=4096".to_owned(),
+                // qpairs: one queue pair per worker (the kernel's fanout
+                // spreads frames over them; workers steer the rest).
+                if opts.workers > 1 {
+                    format!(
+                        "net_af_packet0,iface=eth0,framecnt=4096,qpairs={}",
+                        opts.workers
+                    )
+                } else {
+                    "net_af_packet0,iface=eth0,framecnt=4096".to_owned()
+                },
                 // mac=: net_tap gives the kernel interface the PMD's MAC when
                 // it creates it and again when the port starts; make that the
                 // server's own MAC.
@@ -258,6 +273,7 @@ mod tests {
             mode,
             state,
             handoff,
+            workers: crate::options::default_workers(backend),
             ..UpOptions::default()
         }
     }
@@ -310,7 +326,13 @@ mod tests {
         assert_eq!((svc.mode, svc.state), (o.mode, o.state));
         assert_eq!(svc.selection.algorithm, Algorithm::Ring);
         assert_eq!(svc.selection.max_load, Some(0.5));
-        assert_eq!(back.dataplane.cores, vec![0]); // 2 mod 2
+        // dpdk: two workers, srv2's on CPUs 2 mod 2 and 3 mod 2.
+        let cores = if o.backend == LabBackend::Dpdk {
+            vec![0, 1]
+        } else {
+            vec![0]
+        };
+        assert_eq!(back.dataplane.cores, cores);
         assert_eq!(back.dataplane.flow_table.capacity, 65_536);
         assert!(!back.dataplane.hugepages);
         let c = &back.control;
@@ -381,7 +403,7 @@ mod tests {
         assert_eq!(
             devices,
             [
-                "net_af_packet0,iface=eth0,framecnt=4096",
+                "net_af_packet0,iface=eth0,framecnt=4096,qpairs=2",
                 "net_tap0,iface=shoal0,mac=02:00:c6:12:00:0c"
             ]
         );
@@ -425,7 +447,17 @@ mod tests {
         let cfg = server_config(&lab_base(), &o, s1, 4);
         render(&cfg, s1).unwrap();
         assert_eq!(cfg.control.networks[0].peers, [s1.control_addr()]);
-        assert_eq!(cfg.dataplane.cores, [1]);
+        assert_eq!(cfg.dataplane.cores, [1, 2]);
+        let one = UpOptions { workers: 1, ..o };
+        assert_eq!(server_config(&lab_base(), &one, s1, 4).dataplane.cores, [1]);
+        let portable = UpOptions {
+            backend: LabBackend::Portable,
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            portable.check().unwrap_err(),
+            "--workers must be 1 with --backend portable and at least 1 with dpdk (got 2)"
+        );
     }
 
     #[test]
