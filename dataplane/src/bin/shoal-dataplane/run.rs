@@ -447,7 +447,14 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
             args = args.vdev(d);
         }
     }
-    let args = args.extra(dp.eal_args.iter().cloned()).build();
+    // Worker 0 runs on the main lcore: the first core listed (EAL would
+    // pick the lowest).
+    let mut extra = Vec::new();
+    if !dp.eal_args.iter().any(|a| a.starts_with("--main-lcore")) {
+        extra = vec!["--main-lcore".to_owned(), dp.cores[0].to_string()];
+    }
+    extra.extend(dp.eal_args.iter().cloned());
+    let args = args.extra(extra).build();
     let eal = Eal::init(&args)?;
 
     let per_port =
