@@ -173,6 +173,22 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             );
         }
     }
+    if let Some(to) = name.strip_prefix("steered_to_worker_") {
+        return out.counter(
+            "shoal_dataplane_steered_total",
+            "Frames this worker received and passed to the worker owning their connection, by destination worker.",
+            &[w, ("to", to)],
+            value,
+        );
+    }
+    if let Some(to) = name.strip_prefix("steer_drops_to_worker_") {
+        return out.counter(
+            "shoal_dataplane_steer_drops_total",
+            "Frames dropped because the steering ring toward a worker was full, by destination worker.",
+            &[w, ("to", to)],
+            value,
+        );
+    }
     if SELECTIONS.contains(&name) {
         return out.counter(
             "shoal_dataplane_selections_total",
@@ -224,8 +240,21 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             &[w],
             value as f64,
         ),
-        // A deadline and a digest: shown by /status, not metrics.
-        "lease_until_ns" | "applied_digest" | "applied_alive_mask" => {}
+        "steered_in_packets" | "steered_out_packets" => out.counter(
+            "shoal_dataplane_steered_packets_total",
+            "Frames passed between workers (flow steering): in = received from other workers, out = passed to them.",
+            &[w, ("direction", if name == "steered_in_packets" { "in" } else { "out" })],
+            value,
+        ),
+        "workers" => out.gauge(
+            "shoal_dataplane_workers",
+            "Workers of the dataplane (dataplane.cores).",
+            &[w],
+            value as f64,
+        ),
+        // A deadline, a digest, the worker label's own value: shown by
+        // /status, not metrics.
+        "lease_until_ns" | "applied_digest" | "applied_alive_mask" | "worker_index" => {}
         "polls_busy" | "polls_idle" => out.counter(
             "shoal_dataplane_polls_total",
             "Worker polls that found packets (busy) or none (idle).",
@@ -473,6 +502,34 @@ mod tests {
             },
             ..Status::default()
         }
+    }
+
+    #[test]
+    fn steering_figures_per_worker_pair() {
+        let mut status = fixed_status();
+        let mut w = crate::status::test_worker(&[
+            "steered_in_packets",
+            "steered_out_packets",
+            "steered_to_worker_0",
+            "steer_drops_to_worker_0",
+            "drop_steer_ring_full",
+            "workers",
+            "worker_index",
+        ]);
+        w.worker = 1;
+        status.workers.push(w);
+        let text = render(&status);
+        for line in [
+            "shoal_dataplane_steered_packets_total{worker=\"1\",direction=\"in\"} 1",
+            "shoal_dataplane_steered_packets_total{worker=\"1\",direction=\"out\"} 2",
+            "shoal_dataplane_steered_total{worker=\"1\",to=\"0\"} 3",
+            "shoal_dataplane_steer_drops_total{worker=\"1\",to=\"0\"} 4",
+            "shoal_dataplane_drops_total{worker=\"1\",reason=\"steer_ring_full\"} 5",
+            "shoal_dataplane_workers{worker=\"1\"} 6",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("worker_index"), "{text}");
     }
 
     #[test]
