@@ -7,12 +7,15 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | format version, [`FORMAT_VERSION`] |
-//! | 1 | kind: 1 membership, 2 drain, 3 weight, 4 load, 5 shutdown, 6 lease |
+//! | 1 | kind: 1 membership, 2 drain, 3 weight, 4 load, 5 shutdown, 6 lease, 7 reload services, 8 evict flows |
 //! | 2..4 | membership: member count; drain, weight, load: member id |
 //! | 4..8 | drain: draining (0 or 1) then zeros; weight: `u32`; load: `f32` bits |
 //! | 8..16 | membership: epoch; lease: valid until (`CLOCK_MONOTONIC` ns) |
 //! | 16..24 | membership: epoch table digest; lease: confirmed epoch |
 //! | 24..32 | lease: confirmed epoch's digest |
+//! | 2..4 | evict flows: client port (0 = every port) |
+//! | 4..8 | evict flows: client IPv4 address (network order) |
+//! | 8..16 | reload services: the service table's digest (`shoal_config::services_digest`) |
 //! | 24.. | membership: one 24-byte record per member |
 //!
 //! A member record: 0..2 id, 2 flags (bit 0 alive, bit 1 draining), 3 zero,
@@ -57,6 +60,12 @@ mod field {
     pub const CONFIRMED_EPOCH: Range<usize> = 16..24;
     /// Lease: that epoch's table digest.
     pub const CONFIRMED_DIGEST: Range<usize> = 24..32;
+    /// Evict flows: the client port.
+    pub const CLIENT_PORT: Range<usize> = 2..4;
+    /// Evict flows: the client address.
+    pub const CLIENT_ADDR: Range<usize> = 4..8;
+    /// Reload services: the table digest.
+    pub const SERVICES_DIGEST: Range<usize> = 8..16;
 
     /// Fields of a member record, relative to its start.
     pub mod member {
@@ -85,6 +94,8 @@ const KIND_WEIGHT: u8 = 3;
 const KIND_LOAD: u8 = 4;
 const KIND_SHUTDOWN: u8 = 5;
 const KIND_LEASE: u8 = 6;
+const KIND_RELOAD_SERVICES: u8 = 7;
+const KIND_EVICT_FLOWS: u8 = 8;
 
 /// One member of the cluster as control sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,6 +167,21 @@ pub enum Command {
         confirmed_epoch: u64,
         /// Its table digest.
         confirmed_digest: u64,
+    },
+    /// Re-read the dataplane's config file and apply its service table at
+    /// a burst boundary, if its digest is `digest` (what control checked);
+    /// existing flows keep their behaviour.
+    ReloadServices {
+        /// `shoal_config::services_digest` of the table to apply.
+        digest: u64,
+    },
+    /// Remove the flows of client `client` (port `port`, or every port when
+    /// 0) from the flow table: an operator's cleanup of stuck connections.
+    EvictFlows {
+        /// The client's address.
+        client: Ipv4Addr,
+        /// The client's port, 0 for all.
+        port: u16,
     },
 }
 
@@ -308,6 +334,15 @@ impl Command {
                 buf[field::CONFIRMED_EPOCH].copy_from_slice(&confirmed_epoch.to_le_bytes());
                 buf[field::CONFIRMED_DIGEST].copy_from_slice(&confirmed_digest.to_le_bytes());
             }
+            Command::ReloadServices { digest } => {
+                buf[field::KIND] = KIND_RELOAD_SERVICES;
+                buf[field::SERVICES_DIGEST].copy_from_slice(&digest.to_le_bytes());
+            }
+            Command::EvictFlows { client, port } => {
+                buf[field::KIND] = KIND_EVICT_FLOWS;
+                buf[field::CLIENT_PORT].copy_from_slice(&port.to_le_bytes());
+                buf[field::CLIENT_ADDR].copy_from_slice(&client.octets());
+            }
         }
         Ok(())
     }
@@ -406,6 +441,21 @@ impl Command {
                     field::CONFIRMED_DIGEST.end,
                 )
             }
+            KIND_RELOAD_SERVICES => {
+                need(buf, field::SERVICES_DIGEST.end)?;
+                zero(buf, field::KIND + 1..field::SERVICES_DIGEST.start)?;
+                let digest = u64::from_le_bytes(array(&buf[field::SERVICES_DIGEST]));
+                (
+                    Command::ReloadServices { digest },
+                    field::SERVICES_DIGEST.end,
+                )
+            }
+            KIND_EVICT_FLOWS => {
+                need(buf, field::CLIENT_ADDR.end)?;
+                let port = get_u16(buf, field::CLIENT_PORT);
+                let client = Ipv4Addr::from(array::<4>(&buf[field::CLIENT_ADDR]));
+                (Command::EvictFlows { client, port }, field::CLIENT_ADDR.end)
+            }
             kind => return Err(DecodeError::UnknownKind { kind }),
         };
         zero(buf, end..buf.len())?;
@@ -434,7 +484,9 @@ impl Command {
             Command::Drain { .. }
             | Command::Weight { .. }
             | Command::Shutdown
-            | Command::Lease { .. } => Ok(()),
+            | Command::Lease { .. }
+            | Command::ReloadServices { .. }
+            | Command::EvictFlows { .. } => Ok(()),
         }
     }
 }

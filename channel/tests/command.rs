@@ -64,6 +64,11 @@ fn command_strategy() -> impl Strategy<Value = Command> {
                 confirmed_digest,
             }
         ),
+        any::<u64>().prop_map(|digest| Command::ReloadServices { digest }),
+        (any::<u32>(), any::<u16>()).prop_map(|(client, port)| Command::EvictFlows {
+            client: std::net::Ipv4Addr::from(client),
+            port
+        }),
     ]
 }
 
@@ -74,6 +79,8 @@ fn encoded_len(command: &Command) -> usize {
         Command::Drain { .. } | Command::Weight { .. } | Command::Load { .. } => 8,
         Command::Shutdown => 2,
         Command::Lease { .. } => 32,
+        Command::ReloadServices { .. } => 16,
+        Command::EvictFlows { .. } => 8,
     }
 }
 
@@ -145,7 +152,7 @@ fn bad_version_and_unknown_kind() {
         Err(DecodeError::UnsupportedVersion { found: 0 })
     );
     bytes[0] = FORMAT_VERSION;
-    for kind in [0, 7, 255] {
+    for kind in [0, 9, 255] {
         bytes[1] = kind;
         assert_eq!(
             Command::decode(&bytes),

@@ -11,11 +11,13 @@
 mod load;
 mod locate;
 mod mac;
+mod reload;
 mod schema;
 mod validate;
 
 pub use load::{load_file, load_str, ConfigError, Location};
 pub use mac::{MacAddr, ParseMacError};
+pub use reload::{services_digest, services_reloadable};
 pub use schema::*;
 pub use validate::Problem;
 
