@@ -79,6 +79,13 @@ pub enum Action {
     },
     /// Re-read the config file.
     Reload,
+    /// Remove a client's flows on every worker (port 0: every port).
+    EvictFlows {
+        /// The client's address.
+        client: std::net::Ipv4Addr,
+        /// Its port, 0 for all.
+        port: u16,
+    },
 }
 
 /// Who may call what.
@@ -111,18 +118,23 @@ pub fn handle(
     let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let mutating = match (req.method, parts.as_slice()) {
         ("GET", ["status" | "members" | "ring"]) => false,
-        ("POST", ["drain" | "undrain", _] | ["weight", _, _] | ["reload"]) => true,
+        (
+            "POST",
+            ["drain" | "undrain", _] | ["weight", _, _] | ["reload"] | ["flows", "evict", _],
+        ) => true,
         (
             _,
             ["status" | "members" | "ring" | "reload"]
             | ["drain" | "undrain", _]
-            | ["weight", _, _],
+            | ["weight", _, _]
+            | ["flows", "evict", _],
         ) => return Response::error(405, "method not allowed (reads are GET, changes are POST)"),
         _ => {
             return Response::error(
                 404,
                 "unknown path; try GET /status, /members, /ring or POST /drain/<member>, \
-                 /undrain/<member>, /weight/<member>/<weight>, /reload",
+                 /undrain/<member>, /weight/<member>/<weight>, /reload, \
+                 /flows/evict/<client>[:<port>]",
             )
         }
     };
@@ -172,7 +184,24 @@ pub fn handle(
                 },
             ),
         },
+        ["flows", "evict", c] => match parse_client(c) {
+            Some((client, port)) => run(act, Action::EvictFlows { client, port }),
+            None => Response::error(
+                400,
+                &format!(
+                    "'{c}' is not a client address (198.18.0.2) or address:port (198.18.0.2:40000)"
+                ),
+            ),
+        },
         _ => run(act, Action::Reload),
+    }
+}
+
+/// `ADDR` or `ADDR:PORT` (port 0 = every port).
+fn parse_client(s: &str) -> Option<(std::net::Ipv4Addr, u16)> {
+    match s.split_once(':') {
+        Some((a, p)) => Some((a.parse().ok()?, p.parse().ok()?)),
+        None => Some((s.parse().ok()?, 0)),
     }
 }
 
@@ -296,12 +325,17 @@ pub struct ReloadPlan {
     pub load_smoothing: f64,
     /// Members whose configured weight changed: (id, new weight).
     pub weights: Vec<(u16, u32)>,
+    /// The new service table's digest, when the services changed (the
+    /// dataplane re-reads its file and applies it: `shoal_config::reload`).
+    pub services: Option<u64>,
 }
 
 /// Compares a running config with a freshly loaded (valid) one. Changes to
-/// weights, `interval_ms`, `failure_timeout_ms` and `load_smoothing` are
-/// applied at once; a change to anything else is an error naming the key,
-/// and then nothing is applied.
+/// weights, `interval_ms`, `failure_timeout_ms`, `load_smoothing` and the
+/// service table (as far as `shoal_config::services_reloadable` allows:
+/// not how an existing service picks its inspector) are applied at once; a
+/// change to anything else is an error naming the key, and then nothing is
+/// applied.
 pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>> {
     let mut errors = Vec::new();
     let mut fixed = |key: &str, same: bool, how: &str| {
@@ -349,7 +383,6 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
         "only weights can change at run time (restart shoal-dataplane and shoal-control to \
          add, remove or renumber members)",
     );
-    fixed("services", old.services == new.services, restart_both);
     fixed(
         "dataplane",
         old.dataplane == new.dataplane,
@@ -377,6 +410,9 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
         restart_control,
     );
     fixed("control.shm_path", oc.shm_path == nc.shm_path, restart_both);
+    if let Err(errs) = shoal_config::services_reloadable(&old.services, &new.services) {
+        errors.extend(errs);
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -396,6 +432,8 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
         },
         load_smoothing: nc.load_smoothing,
         weights,
+        services: (old.services != new.services)
+            .then(|| shoal_config::services_digest(&new.services)),
     })
 }
 
@@ -594,5 +632,36 @@ peers = ["127.0.0.1:7947"]
                     .to_owned(),
             ]
         );
+        assert_eq!(plan.services, None);
+    }
+
+    #[test]
+    fn reload_applies_service_modes_but_not_inspector_changes() {
+        let old = config();
+        let mut new = config();
+        new.services[0].mode = shoal_config::Mode::DprMac;
+        let plan = plan_reload(&old, &new).unwrap();
+        assert_eq!(
+            plan.services,
+            Some(shoal_config::services_digest(&new.services))
+        );
+        new.services[0].selection.vnodes += 1;
+        let errs = plan_reload(&old, &new).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("services[0].selection"), "{errs:?}");
+    }
+
+    #[test]
+    fn evict_takes_a_client_and_an_optional_port() {
+        assert_eq!(
+            parse_client("198.18.0.2:4000"),
+            Some((std::net::Ipv4Addr::new(198, 18, 0, 2), 4000))
+        );
+        assert_eq!(
+            parse_client("198.18.0.2"),
+            Some((std::net::Ipv4Addr::new(198, 18, 0, 2), 0))
+        );
+        assert_eq!(parse_client("srv1"), None);
+        assert_eq!(parse_client("198.18.0.2:http"), None);
     }
 }

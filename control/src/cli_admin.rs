@@ -73,6 +73,25 @@ pub enum AdminCommand {
     },
     /// Re-read and validate the config file; apply all of it or nothing.
     Reload(#[command(flatten)] Connection),
+    /// Flows in the dataplane: `shoalctl flows evict CLIENT[:PORT]`.
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+}
+
+/// `shoalctl flows ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FlowsCommand {
+    /// Remove a client's flows (one port, or every port) on every worker of
+    /// this member: for connections stuck on a server that no longer
+    /// serves them. The client's next packets of an evicted connection
+    /// meet no flow (dropped, counted); new connections are placed afresh.
+    Evict {
+        /// ADDR or ADDR:PORT.
+        client: String,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 /// Why a call failed.
@@ -206,6 +225,9 @@ pub fn run(cmd: &AdminCommand) -> ExitCode {
             (conn, "POST", format!("/weight/{node}/{weight}"))
         }
         AdminCommand::Reload(c) => (c, "POST", "/reload".to_owned()),
+        AdminCommand::Flows(FlowsCommand::Evict { client, conn }) => {
+            (conn, "POST", format!("/flows/evict/{client}"))
+        }
     };
     let Ok(token) = token_from(conn.token_file.as_deref()) else {
         return ExitCode::FAILURE;
@@ -428,6 +450,27 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 b["weights_changed"].as_array().map_or(0, Vec::len),
                 b["interval_ms"],
                 b["failure_timeout_ms"]
+            );
+            if let Some(svc) = b["services_changed"].as_object() {
+                let _ = writeln!(
+                    s,
+                    "service table {} ({} service(s)) sent to {} dataplane worker(s); each applies it at a burst boundary",
+                    svc["digest"].as_str().unwrap_or(""),
+                    svc["services"],
+                    svc["workers_told"]
+                );
+            }
+        }
+        AdminCommand::Flows(FlowsCommand::Evict { .. }) => {
+            let _ = writeln!(
+                s,
+                "evicting the flows of {}{} on {} worker(s)",
+                b["client"].as_str().unwrap_or(""),
+                match b["port"].as_u64() {
+                    Some(0) | None => String::new(),
+                    Some(p) => format!(":{p}"),
+                },
+                b["workers_told"]
             );
         }
     }

@@ -312,6 +312,30 @@ impl DataplaneLink {
         }
     }
 
+    /// Sends `command` once to every worker (an operator's action: a
+    /// service reload, a flow eviction); returns how many workers took it
+    /// and, for the others, why not.
+    pub fn broadcast(&mut self, command: &Command) -> (usize, Vec<String>) {
+        let mut sent = 0;
+        let mut errors = Vec::new();
+        for w in 0..self.workers.len() {
+            if !self.open_ring(w) {
+                errors.push(format!(
+                    "worker {w}: command ring not open (is shoal-dataplane running?)"
+                ));
+                continue;
+            }
+            let Some(ring) = self.workers[w].ring.as_mut() else {
+                continue;
+            };
+            match ring.send(command) {
+                Ok(()) => sent += 1,
+                Err(e) => errors.push(format!("worker {w}: {e}")),
+            }
+        }
+        (sent, errors)
+    }
+
     /// Per-worker status for `/status` and `/metrics`; `now_unix_ns` dates
     /// the stats segments.
     pub fn status(&self, now_unix_ns: u64) -> Vec<WorkerStatus> {

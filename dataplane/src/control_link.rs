@@ -45,6 +45,15 @@ pub enum Applied {
     },
     /// Control asked the dataplane to stop.
     Shutdown,
+    /// Re-read the config file's service table, if its digest is this one.
+    ReloadServices(u64),
+    /// Remove the flows of a client (port 0: every port).
+    EvictFlows {
+        /// The client.
+        client: std::net::Ipv4Addr,
+        /// Its port, 0 for all.
+        port: u16,
+    },
 }
 
 /// Digests of tables changed by a `Drain` or `Weight` command (not part of
@@ -80,6 +89,9 @@ pub struct ControlLink {
     /// this member gave up. A table the overrides file narrows still holds
     /// control's table in its claim set, so it reports control's digest.
     pub applied_digest: u64,
+    /// Digest of the service table the worker runs
+    /// (`shoal_config::services_digest`), published as `services_digest`.
+    pub services_digest: u64,
 }
 
 /// Bit `i` set: the `i`-th member by ascending id (at most 64) is alive in
@@ -124,6 +136,7 @@ pub fn stat_names(workers: usize) -> Vec<String> {
         "applied_alive_mask",
         "worker_index",
         "workers",
+        "services_digest",
     ] {
         names.push(s.to_owned());
     }
@@ -175,6 +188,7 @@ impl ControlLink {
             polls_idle: 0,
             bad_commands: 0,
             applied_digest: tables.digest,
+            services_digest: 0,
         })
     }
 
@@ -202,6 +216,14 @@ impl ControlLink {
                         until_ns,
                         confirmed_digest,
                     });
+                }
+                Ok(Some(Command::ReloadServices { digest })) => {
+                    self.flush(&mut out, &mut changed);
+                    out.push(Applied::ReloadServices(digest));
+                }
+                Ok(Some(Command::EvictFlows { client, port })) => {
+                    self.flush(&mut out, &mut changed);
+                    out.push(Applied::EvictFlows { client, port });
                 }
                 Ok(Some(cmd)) => changed |= self.apply(cmd),
                 Err(e) => {
@@ -262,7 +284,10 @@ impl ControlLink {
                 self.update(member, |m| m.weight = weight) && self.local_change()
             }
             Command::Load { member, load } => self.update(member, |m| m.load = f64::from(load)),
-            Command::Shutdown | Command::Lease { .. } => false,
+            Command::Shutdown
+            | Command::Lease { .. }
+            | Command::ReloadServices { .. }
+            | Command::EvictFlows { .. } => false,
         }
     }
 
@@ -323,6 +348,7 @@ impl ControlLink {
             alive_mask(&self.members),
             self.worker as u64,
             self.workers as u64,
+            self.services_digest,
         ];
         for g in gauges {
             self.values[i] = g;

@@ -69,6 +69,8 @@ counters! {
     /// Frames dropped before the pipeline because the steering ring toward
     /// their owner was full.
     DropSteerFull => "drop_steer_ring_full",
+    /// Flows removed by an operator (`shoalctl flows evict`). Not an outcome.
+    FlowsEvictedByOperator => "flows_evicted_by_operator",
 
     /// ARP requests for a VIP answered with the cluster MAC.
     ArpVipReplied => "arp_vip_replied",

@@ -245,6 +245,28 @@ impl Daemon {
                 }))
             }
             Action::Reload => self.reload(),
+            Action::EvictFlows { client, port } => {
+                let (workers, errors) = self
+                    .link
+                    .broadcast(&shoal_channel::Command::EvictFlows { client, port });
+                if workers == 0 {
+                    return Err((503, errors));
+                }
+                tracing::info!(
+                    "evicting the flows of {client}{} on {workers} worker(s)",
+                    if port == 0 {
+                        String::new()
+                    } else {
+                        format!(":{port}")
+                    }
+                );
+                Ok(json!({
+                    "client": client.to_string(),
+                    "port": port,
+                    "workers_told": workers,
+                    "errors": errors,
+                }))
+            }
         }
     }
 
@@ -271,13 +293,36 @@ impl Daemon {
         if let Ok(mut c) = self.shared.config.lock() {
             *c = Arc::clone(&self.config);
         }
+        // The dataplane re-reads its own file and applies the table if it
+        // is the one checked here (same digest), each worker at a burst
+        // boundary.
+        let services = plan.services.map(|digest| {
+            let (workers, errors) = self
+                .link
+                .broadcast(&shoal_channel::Command::ReloadServices { digest });
+            for e in &errors {
+                tracing::warn!("service reload not delivered: {e}");
+            }
+            json!({
+                "digest": format!("{digest:#018x}"),
+                "workers_told": workers,
+                "errors": errors,
+                "services": self.config.services.len(),
+            })
+        });
         tracing::info!(
-            "config reloaded from {}: {} weight change(s)",
+            "config reloaded from {}: {} weight change(s){}",
             self.config_path.display(),
-            plan.weights.len()
+            plan.weights.len(),
+            if services.is_some() {
+                ", new service table sent to the dataplane"
+            } else {
+                ""
+            }
         );
         Ok(json!({
             "reloaded": self.config_path.display().to_string(),
+            "services_changed": services,
             "weights_changed": plan.weights.iter().map(|(id, w)| json!({"member": id, "weight": w})).collect::<Vec<_>>(),
             "interval_ms": plan.timing.interval_ms,
             "failure_timeout_ms": plan.timing.failure_timeout_ms,

@@ -253,6 +253,28 @@ impl Pipeline {
         Ok(snapshot::restore(&mut self.flows, flows, now))
     }
 
+    /// Removes every flow of client `client` (only port `port`, unless it
+    /// is 0) and returns how many; counted as `flows_evicted_by_operator`.
+    /// An operator's tool (`shoalctl flows evict`), run between bursts: it
+    /// walks the whole table.
+    pub fn evict_client(&mut self, client: std::net::Ipv4Addr, port: u16) -> usize {
+        let keys: Vec<crate::flow::FlowKey> = self
+            .flows
+            .iter()
+            .map(|f| f.key())
+            .filter(|k| {
+                (k.src == client && (port == 0 || k.src_port == port))
+                    || (k.dst == client && (port == 0 || k.dst_port == port))
+            })
+            .collect();
+        for k in &keys {
+            self.flows.remove(k);
+        }
+        self.counters
+            .add(Counter::FlowsEvictedByOperator, keys.len() as u64);
+        keys.len()
+    }
+
     /// The epochs and the fence new connections are claimed with.
     pub fn claims(&self) -> &ClaimSet<Arc<Tables>> {
         &self.claims

@@ -577,6 +577,11 @@ fn drive<Io: PacketIo>(
     let mut last_stats = start;
     let mut last_control = start;
     let mut reload_seen = 0;
+    // The config this worker runs (services change at run time).
+    let mut current = cfg.clone();
+    // A reload to do: Some(None) = the whole file (SIGHUP), Some(Some(d)) =
+    // the service table of digest d (control's `shoalctl reload`).
+    let mut reload: Option<Option<u64>> = None;
     let mut control_members: Option<(u64, Vec<MemberEntry>)> = None;
     let mut last_logged: (u64, Vec<u16>) = (0, Vec::new());
     let dir = &cfg.control.shm_path;
@@ -604,6 +609,9 @@ fn drive<Io: PacketIo>(
             None
         }
     };
+    if let Some(l) = link.as_mut() {
+        l.services_digest = shoal_config::services_digest(&cfg.services);
+    }
     restore_snapshots(worker, dir, index, workers, start);
     // Every worker has read every snapshot: worker 0 removes those of
     // workers this run does not have (a run with fewer workers).
@@ -627,30 +635,50 @@ fn drive<Io: PacketIo>(
         let gen = shared.reload_gen.load(Ordering::Relaxed);
         if gen != reload_seen {
             reload_seen = gen;
+            reload.get_or_insert(None);
+        }
+        if let Some(services_digest) = reload.take() {
             // Built off the packet path, swapped in whole between bursts;
             // refused as a whole when anything is wrong.
-            let reloaded = shoal_config::load_file(&opts.config_path)
-                .map_err(|e| e.to_string())
-                .and_then(|new_cfg| match &control_members {
+            let reloaded = reload_config(&current, opts, services_digest).and_then(|new_cfg| {
+                let t = match &control_members {
                     // Control's membership stays the base; the file overlays it.
                     Some((digest, members)) => {
                         tables_from_control(&new_cfg, opts, epoch, *digest, members.clone())
                     }
                     None => tables(&new_cfg, opts, epoch + 1),
-                });
+                }?;
+                Ok((new_cfg, t))
+            });
             match reloaded {
-                Ok(t) => {
+                Ok((new_cfg, t)) => {
                     // Control's digest (marked when the file overrides it):
-                    // a reload starts no epoch of its own. Selection
-                    // settings must be the same on every member.
+                    // a reload starts no epoch of its own.
                     epoch = t.epoch;
                     if index == 0 {
                         log_epoch(&t, &mut last_logged);
+                        tracing::info!(
+                            "{} reloaded from {} ({} service(s))",
+                            if services_digest.is_some() {
+                                "service table"
+                            } else {
+                                "config"
+                            },
+                            opts.config_path.display(),
+                            new_cfg.services.len()
+                        );
                     }
                     worker.pipeline_mut().set_tables(Arc::new(t));
+                    current = new_cfg;
+                    if let Some(link) = link.as_mut() {
+                        link.services_digest = shoal_config::services_digest(&current.services);
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!("worker {index}: reload refused, epoch {epoch} stays: {e}")
+                    if let Some(link) = link.as_mut() {
+                        link.bad_commands += u64::from(services_digest.is_some());
+                    }
+                    tracing::warn!("worker {index}: reload refused, epoch {epoch} and the running config stay: {e}");
                 }
             }
         }
@@ -669,6 +697,14 @@ fn drive<Io: PacketIo>(
                 for applied in link.apply_commands() {
                     match applied {
                         Applied::Shutdown => signals.stop.store(true, Ordering::Relaxed),
+                        Applied::ReloadServices(digest) => reload = Some(Some(digest)),
+                        Applied::EvictFlows { client, port } => {
+                            let n = worker.pipeline_mut().evict_client(client, port);
+                            tracing::info!(
+                                "worker {index}: evicted {n} flow(s) of client {client}{} (operator)",
+                                if port == 0 { String::new() } else { format!(":{port}") }
+                            );
+                        }
                         Applied::Lease {
                             until_ns,
                             confirmed_digest,
@@ -685,7 +721,7 @@ fn drive<Io: PacketIo>(
                         }
                         Applied::Members(e, digest, members) => {
                             control_members = Some((digest, members.clone()));
-                            match tables_from_control(cfg, opts, e, digest, members) {
+                            match tables_from_control(&current, opts, e, digest, members) {
                                 Ok(t) => {
                                     epoch = e;
                                     if t.digest != digest && index == 0 {
@@ -742,6 +778,37 @@ fn drive<Io: PacketIo>(
     publish(worker, link.as_ref(), shared, index);
     if index == 0 {
         tracing::info!("stopped");
+    }
+}
+
+/// Re-reads the config file for a reload: the whole file (SIGHUP,
+/// `services_digest` None) or only its service table, which must be the one
+/// control checked (digest `d`). Either way a service change must keep
+/// every connection's inspector (`shoal_config::services_reloadable`).
+fn reload_config(
+    current: &Config,
+    opts: &RunOptions,
+    services_digest: Option<u64>,
+) -> Result<Config, String> {
+    let new = shoal_config::load_file(&opts.config_path).map_err(|e| e.to_string())?;
+    shoal_config::services_reloadable(&current.services, &new.services)
+        .map_err(|errs| errs.join("; "))?;
+    match services_digest {
+        None => Ok(new),
+        Some(d) => {
+            let found = shoal_config::services_digest(&new.services);
+            if found != d {
+                return Err(format!(
+                    "the service table in {} (digest {found:#018x}) is not the one control \
+                     checked ({d:#018x}): was the file edited in between, or do the two \
+                     processes read different files? run `shoalctl reload` again",
+                    opts.config_path.display()
+                ));
+            }
+            let mut next = current.clone();
+            next.services = new.services;
+            Ok(next)
+        }
     }
 }
 
