@@ -40,10 +40,7 @@ struct Lab(shoal_lab::Lab);
 
 impl Lab {
     fn up(backend: LabBackend) -> Lab {
-        Lab::up_with(&UpOptions {
-            backend,
-            ..UpOptions::default()
-        })
+        Lab::up_with(&UpOptions::for_backend(backend))
     }
 
     fn up_with(opts: &UpOptions) -> Lab {
@@ -319,6 +316,27 @@ fn serve_200(backend: LabBackend) {
         let log = std::fs::read_to_string(format!("/run/shoal-lab/{node}/access.log")).unwrap();
         assert_eq!(log.lines().count() as u64, *served, "{node} access log");
         assert_eq!(lab.counter(node, "drop_malformed"), 0, "{node}");
+        // With DPDK every server runs two workers: both take connections
+        // (their share of the client ports), frames reach their owner
+        // through the steering rings, none is lost there.
+        let workers = lab.stats(node)["workers"].as_array().unwrap().clone();
+        let want = if backend == LabBackend::Dpdk { 2 } else { 1 };
+        assert_eq!(workers.len(), want, "{node}: {workers:?}");
+        let per_worker: Vec<u64> = workers
+            .iter()
+            .map(|w| w["syn_accepted"].as_u64().unwrap())
+            .collect();
+        assert_eq!(per_worker.iter().sum::<u64>(), syns, "{node}: {workers:?}");
+        if want == 2 {
+            assert!(per_worker.iter().all(|&n| n >= 3), "{node}: {workers:?}");
+            assert!(
+                workers
+                    .iter()
+                    .all(|w| w["steered_in_packets"].as_u64().unwrap() > 0),
+                "{node}: {workers:?}"
+            );
+            assert_eq!(lab.counter(node, "drop_steer_ring_full"), 0, "{node}");
+        }
     }
     assert_eq!(accepted, 200);
     lab.assert_alive();
@@ -1280,6 +1298,83 @@ done"#,
             "churn {mode}: {name}: longest connect {:.0} ms",
             worst * 1000.0
         );
+    }
+    lab.assert_alive();
+}
+
+/// Run-time reprogramming through the rings: `shoalctl reload` switches the
+/// service from `local` to stateless `dpr-mac` on every member without a
+/// restart (new connections are redirected by their inspector, all still
+/// answered); a change of how the service picks inspectors is refused,
+/// naming the key; `shoalctl flows evict CLIENT` empties the client's flows
+/// on every worker.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn reload_changes_the_service_mode_and_evict_removes_flows() {
+    let lab = Lab::up(LabBackend::Dpdk);
+    await_agreement(&MEMBERS, 3, std::time::Duration::from_secs(5));
+    let token = ["--token-file", "/run/shoal-lab/admin.token"];
+    let before = fetch_mix(&lab, 30, 1000);
+    assert!(before.iter().all(|f| f.code == 200), "{before:?}");
+    for node in MEMBERS {
+        assert_eq!(lab.counter(node, "dpr_redirected"), 0, "{node}");
+    }
+    let edit = |from: &str, to: &str| {
+        for node in MEMBERS {
+            let path = format!("/run/shoal-lab/{node}/dataplane.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(from), "{path} has no {from:?}");
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        }
+    };
+    // A selection change is refused on reload: nothing applied anywhere.
+    edit("vnodes = 64", "vnodes = 65");
+    let bin = PathBuf::from(std::env::var_os("SHOAL_BIN_DIR").unwrap()).join("shoalctl");
+    let refused = shoal_lab::Lab::command(
+        "srv1".parse().unwrap(),
+        &[bin.to_str().unwrap(), "reload", token[0], token[1]],
+    )
+    .unwrap()
+    .output()
+    .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr).to_string()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(err.contains("services[0].selection"), "{err}");
+    edit("vnodes = 65", "vnodes = 64");
+    // Local -> stateless DPR, member by member.
+    edit("mode = \"local\"", "mode = \"dpr-mac\"");
+    edit("state = \"stateful\"", "state = \"stateless\"");
+    for node in MEMBERS {
+        let out = shoalctl(node, &[&["reload"][..], &token[..]].concat());
+        assert!(out.contains("service table"), "{node}: {out}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = fetch_mix(&lab, 60, 1000);
+    assert!(after.iter().all(|f| f.code == 200), "{after:?}");
+    let redirected: u64 = MEMBERS
+        .iter()
+        .map(|n| lab.counter(n, "dpr_redirected"))
+        .sum();
+    let stateless: u64 = MEMBERS
+        .iter()
+        .map(|n| lab.counter(n, "dpr_stateless"))
+        .sum();
+    assert!(redirected > 0, "no connection redirected after the reload");
+    assert!(stateless > 0, "no stateless DPR packet after the reload");
+    lab.settle();
+    // Every member holds flows of the client (closing/tombstones): evict them.
+    for node in MEMBERS {
+        let live = lab.stats(node)["flows_live"].as_u64().unwrap();
+        let out = shoalctl(
+            node,
+            &[&["flows", "evict", "198.18.0.2"][..], &token[..]].concat(),
+        );
+        assert!(out.contains("on 2 worker(s)"), "{node}: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let evicted = lab.counter(node, "flows_evicted_by_operator");
+        assert!(evicted > 0 || live == 0, "{node}: {live} live, none evicted");
+        assert_eq!(lab.stats(node)["flows_live"].as_u64().unwrap(), 0, "{node}");
     }
     lab.assert_alive();
 }

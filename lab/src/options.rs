@@ -133,6 +133,15 @@ impl Default for UpOptions {
 }
 
 impl UpOptions {
+    /// The defaults for `backend` (its default number of workers).
+    pub fn for_backend(backend: LabBackend) -> UpOptions {
+        UpOptions {
+            backend,
+            workers: default_workers(backend),
+            ..UpOptions::default()
+        }
+    }
+
     /// Checks the node count (the enums are checked by their types).
     pub fn check(&self) -> Result<(), String> {
         if self.workers == 0 || (self.workers > 1 && self.backend == LabBackend::Portable) {

@@ -126,6 +126,8 @@ struct Stats<'a> {
 struct WorkerFigures {
     worker: usize,
     flows_live: usize,
+    /// Connections this worker accepted as inspector.
+    syn_accepted: u64,
     wire_rx_packets: u64,
     kernel_rx_packets: u64,
     steered_in_packets: u64,
@@ -972,6 +974,7 @@ fn write_stats(cfg: &Config, opts: &RunOptions, shared: &Shared, backend: &str, 
         stats.workers.push(WorkerFigures {
             worker: w,
             flows_live: p.flows_live,
+            syn_accepted: p.counters.get(Counter::SynAccepted),
             wire_rx_packets: p.counters.get(Counter::WireRx),
             kernel_rx_packets: p.counters.get(Counter::KernelRx),
             steered_in_packets: p.counters.get(Counter::SteeredIn),
