@@ -1373,7 +1373,10 @@ fn reload_changes_the_service_mode_and_evict_removes_flows() {
         assert!(out.contains("on 2 worker(s)"), "{node}: {out}");
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let evicted = lab.counter(node, "flows_evicted_by_operator");
-        assert!(evicted > 0 || live == 0, "{node}: {live} live, none evicted");
+        assert!(
+            evicted > 0 || live == 0,
+            "{node}: {live} live, none evicted"
+        );
         assert_eq!(lab.stats(node)["flows_live"].as_u64().unwrap(), 0, "{node}");
     }
     lab.assert_alive();

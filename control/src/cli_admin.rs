@@ -324,7 +324,7 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
             for w in b["workers"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,
-                    "worker {}: command ring {}, pushed epoch {}, stats {}",
+                    "worker {}: command ring {}, pushed epoch {}, runs epoch {}, stats {}",
                     w["worker"],
                     if w["ring_open"] == true {
                         "open"
@@ -332,12 +332,25 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                         "NOT open"
                     },
                     w["pushed_epoch"],
+                    w["applied_epoch"],
                     if w["stats_open"] == true {
                         "readable"
                     } else {
                         "NOT readable"
                     }
                 );
+                if let Some(st) = w["steered"].as_array() {
+                    let _ = writeln!(
+                        s,
+                        "  {} flows, {} frames processed, busy {:.1} %, steered out {} in {} (dropped {})",
+                        w["flows_live"],
+                        w["rx_packets"],
+                        100.0 * w["busy_fraction"].as_f64().unwrap_or(0.0),
+                        st[0],
+                        st[1],
+                        st[2]
+                    );
+                }
             }
             let received: Vec<String> = b["messages_received"]
                 .as_object()

@@ -352,6 +352,24 @@ impl DataplaneLink {
                     .last
                     .as_ref()
                     .map(|s| now_unix_ns.saturating_sub(s.written_at_unix_ns) as f64 / 1e9),
+                applied_epoch: worker.last.as_ref().and_then(|s| s.value("applied_epoch")),
+                flows_live: worker.last.as_ref().and_then(|s| s.value("flows_live")),
+                rx_packets: worker.last.as_ref().map(|s| {
+                    s.value("wire_rx_packets").unwrap_or(0)
+                        + s.value("kernel_rx_packets").unwrap_or(0)
+                }),
+                steered: worker.last.as_ref().map(|s| {
+                    [
+                        s.value("steered_out_packets").unwrap_or(0),
+                        s.value("steered_in_packets").unwrap_or(0),
+                        s.value("drop_steer_ring_full").unwrap_or(0),
+                    ]
+                }),
+                busy_fraction: worker.last.as_ref().map(|s| {
+                    let busy = s.value("polls_busy").unwrap_or(0) as f64;
+                    let idle = s.value("polls_idle").unwrap_or(0) as f64;
+                    busy / (busy + idle).max(1.0)
+                }),
                 names: worker
                     .last
                     .as_ref()

@@ -51,7 +51,7 @@ pub struct NetworkStatus {
 }
 
 /// One dataplane worker as control sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct WorkerStatus {
     /// Worker index.
     pub worker: usize,
@@ -65,6 +65,17 @@ pub struct WorkerStatus {
     pub stats_open: bool,
     /// Seconds since the segment was written (none when unreadable).
     pub stats_age_seconds: Option<f64>,
+    /// The epoch the worker runs (none when unreadable).
+    pub applied_epoch: Option<u64>,
+    /// Flows in its table.
+    pub flows_live: Option<u64>,
+    /// Frames it processed from the wire and from the kernel.
+    pub rx_packets: Option<u64>,
+    /// Frames it passed to other workers / received from them (flow
+    /// steering) and dropped because a ring was full.
+    pub steered: Option<[u64; 3]>,
+    /// Share of its polls that found frames since it started.
+    pub busy_fraction: Option<f64>,
     /// Counter names from the segment.
     #[serde(skip)]
     pub names: Vec<String>,
@@ -223,6 +234,11 @@ pub(crate) fn test_worker(names: &[&str]) -> WorkerStatus {
         pushed_epoch: Some(7),
         stats_open: true,
         stats_age_seconds: Some(0.5),
+        applied_epoch: Some(7),
+        flows_live: None,
+        rx_packets: None,
+        steered: None,
+        busy_fraction: None,
         names: names.iter().map(|s| (*s).to_owned()).collect(),
         values: (1..=names.len() as u64).collect(),
     }

@@ -328,6 +328,7 @@ mod tests {
                 stats_age_seconds: None,
                 names: vec!["syn_accepted".into(), "wire_rx_packets".into()],
                 values: vec![5, 9],
+                ..WorkerStatus::default()
             }],
             ..Status::default()
         };
