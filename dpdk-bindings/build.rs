@@ -45,6 +45,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_promiscuous_disable",
     "rte_eth_macaddr_get",
     "rte_eth_dev_rss_hash_conf_get",
+    "rte_eth_dev_rss_reta_update",
     // Rings.
     "rte_ring_create",
     "rte_ring_free",

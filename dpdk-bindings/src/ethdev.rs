@@ -393,6 +393,50 @@ impl<'p> EthPort<'p> {
         })
     }
 
+    /// Programs the port's RSS redirection table: entry `i` sends to queue
+    /// `queue(i)` (for every entry of the device's table, whose size is
+    /// returned). An error when the device has no programmable table (every
+    /// vdev): the caller steers in software then.
+    pub fn set_reta(&mut self, queue: impl Fn(usize) -> u16) -> Result<usize, DpdkError> {
+        let info = dev_info(self.port_id)?;
+        let size = usize::from(info.reta_size);
+        const GROUP: usize = 64;
+        if size == 0 || size % GROUP != 0 {
+            return Err(DpdkError::from_code(
+                format!(
+                    "rte_eth_dev_rss_reta_update(port {}): redirection table of {size} entries",
+                    self.port_id
+                ),
+                95, // EOPNOTSUPP
+            ));
+        }
+        let mut groups: Vec<sys::rte_eth_rss_reta_entry64> = (0..size / GROUP)
+            .map(|g| {
+                let mut e = sys::rte_eth_rss_reta_entry64 {
+                    mask: u64::MAX,
+                    reta: [0; GROUP],
+                };
+                for (j, slot) in e.reta.iter_mut().enumerate() {
+                    *slot = queue(g * GROUP + j);
+                }
+                e
+            })
+            .collect();
+        // SAFETY: the port is valid and owned by self; `groups` holds
+        // size / 64 initialised entries, the count the call reads for
+        // `size` entries; it only reads them.
+        let rc = unsafe {
+            sys::rte_eth_dev_rss_reta_update(self.port_id, groups.as_mut_ptr(), info.reta_size)
+        };
+        check(rc, || {
+            format!(
+                "rte_eth_dev_rss_reta_update(port {}, {size} entries)",
+                self.port_id
+            )
+        })?;
+        Ok(size)
+    }
+
     /// Claims queue index `queue` (RX queue and TX queue `queue`, where they
     /// exist) for one worker; released when the [`PortQueue`] is dropped.
     pub fn queue(&self, queue: u16) -> Result<PortQueue<'_, 'p>, DpdkError> {

@@ -34,6 +34,8 @@ fn each_worker_lcore_runs_on_its_own_queue() {
     let mut port = EthPort::configure(EthPort::by_name("net_ring0").expect("port"), config, &pool)
         .expect("configure");
     port.start().expect("start");
+    // net_ring has no redirection table: refused, not ignored.
+    assert!(port.set_reta(|i| (i % 2) as u16).is_err());
     let queues: Vec<Mutex<Option<_>>> = (0..2)
         .map(|q| Mutex::new(Some(port.queue(q).expect("queue"))))
         .collect();

@@ -505,15 +505,20 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
     wire.promiscuous(true)?;
     kernel.promiscuous(true)?;
     if workers > 1 {
-        tracing::info!(
-            "{workers} workers on cores {:?}; RSS on the wire port: {} (frames on the wrong \
-             queue are steered in software)",
-            dp.cores,
-            if wire.rss_enabled() {
-                "on"
-            } else {
-                "not offered"
+        // A NIC that hashes with the symmetric key and this table delivers
+        // every client frame to its owner's queue (`steer::owner`).
+        let rss = if !wire.rss_enabled() {
+            "not offered".to_owned()
+        } else {
+            match wire.set_reta(|i| steer::reta(workers)[i % steer::RETA_SIZE]) {
+                Ok(n) => format!("on, {n}-entry table programmed as the software owner function"),
+                Err(e) => format!("on, table not programmable ({e})"),
             }
+        };
+        tracing::info!(
+            "{workers} workers on cores {:?}; RSS on the wire port: {rss} (frames on another \
+             worker's queue are steered in software)",
+            dp.cores,
         );
     }
     let secret = cookie_secret()?;
