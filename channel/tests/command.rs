@@ -76,11 +76,13 @@ fn command_strategy() -> impl Strategy<Value = Command> {
 fn encoded_len(command: &Command) -> usize {
     match command {
         Command::Membership { members, .. } => 24 + 24 * members.len(),
-        Command::Drain { .. } | Command::Weight { .. } | Command::Load { .. } => 8,
+        Command::Drain { .. }
+        | Command::Weight { .. }
+        | Command::Load { .. }
+        | Command::EvictFlows { .. } => 8,
         Command::Shutdown => 2,
         Command::Lease { .. } => 32,
         Command::ReloadServices { .. } => 16,
-        Command::EvictFlows { .. } => 8,
     }
 }
 

@@ -23,7 +23,7 @@ use crate::schema::{Selection, Service};
 pub fn services_reloadable(old: &[Service], new: &[Service]) -> Result<(), Vec<String>> {
     let inspector_part = |s: &Selection| Selection {
         max_load: None,
-        load_choice: Default::default(),
+        load_choice: crate::schema::LoadChoice::default(),
         ..s.clone()
     };
     let mut errors = Vec::new();

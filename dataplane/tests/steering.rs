@@ -175,6 +175,10 @@ proptest! {
     }
 }
 
+/// What left on each port (sorted), the summed counters without the
+/// steering ones, and how many frames were steered.
+type Outcome = ([Vec<Vec<u8>>; 2], BTreeMap<&'static str, u64>, u64);
+
 /// Runs `frames` (port, bytes) through `workers` workers, each frame
 /// arriving on the queue of worker `queue(i)`, one frame at a time (every
 /// worker polled until nothing moves, so the order per connection is the
@@ -184,7 +188,7 @@ fn run_workers(
     frames: &[(usize, Vec<u8>)],
     workers: usize,
     queue: impl Fn(usize) -> usize,
-) -> ([Vec<Vec<u8>>; 2], BTreeMap<&'static str, u64>, u64) {
+) -> Outcome {
     let t = Arc::new(tables());
     let mut ws: Vec<Worker<MemoryIo>> = Steering::mesh(workers, 64)
         .into_iter()

@@ -23,6 +23,9 @@ const SYMMETRIC_RSS_KEY_PAIR: [u8; 2] = [0x6d, 0x5a];
 const RSS_HASH_FUNCTIONS: u64 =
     sys::RTE_ETH_RSS_IP as u64 | sys::RTE_ETH_RSS_TCP as u64 | sys::RTE_ETH_RSS_UDP as u64;
 
+/// Entries per `rte_eth_rss_reta_entry64` group.
+const GROUP: usize = 64;
+
 /// Ports owned by a live `EthPort` in this process (bit = port id).
 static PORTS_IN_USE: AtomicU64 = AtomicU64::new(0);
 
@@ -400,7 +403,6 @@ impl<'p> EthPort<'p> {
     pub fn set_reta(&mut self, queue: impl Fn(usize) -> u16) -> Result<usize, DpdkError> {
         let info = dev_info(self.port_id)?;
         let size = usize::from(info.reta_size);
-        const GROUP: usize = 64;
         if size == 0 || size % GROUP != 0 {
             return Err(DpdkError::from_code(
                 format!(

@@ -261,7 +261,7 @@ impl Pipeline {
         let keys: Vec<crate::flow::FlowKey> = self
             .flows
             .iter()
-            .map(|f| f.key())
+            .map(crate::flow::Flow::key)
             .filter(|k| {
                 (k.src == client && (port == 0 || k.src_port == port))
                     || (k.dst == client && (port == 0 || k.dst_port == port))
