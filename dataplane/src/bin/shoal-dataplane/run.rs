@@ -430,6 +430,7 @@ fn run_dpdk(_: &Config, _: &RunOptions, _: &Signals) -> Result<(), RunError> {
 fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
     use dpdk_bindings::{Eal, EalArgs, EthPort, Mempool, PortConfig};
     use shoal_dataplane::io::dpdk::DpdkIo;
+    use shoal_dataplane::worker::{Steering, STEER_RING};
 
     let dp = &cfg.dataplane;
     let workers = dp.cores.len();
@@ -507,13 +508,13 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
     if workers > 1 {
         // A NIC that hashes with the symmetric key and this table delivers
         // every client frame to its owner's queue (`steer::owner`).
-        let rss = if !wire.rss_enabled() {
-            "not offered".to_owned()
-        } else {
+        let rss = if wire.rss_enabled() {
             match wire.set_reta(|i| steer::reta(workers)[i % steer::RETA_SIZE]) {
                 Ok(n) => format!("on, {n}-entry table programmed as the software owner function"),
                 Err(e) => format!("on, table not programmable ({e})"),
             }
+        } else {
+            "not offered".to_owned()
         };
         tracing::info!(
             "{workers} workers on cores {:?}; RSS on the wire port: {rss} (frames on another \
@@ -522,7 +523,6 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
         );
     }
     let secret = cookie_secret()?;
-    use shoal_dataplane::worker::{Steering, STEER_RING};
     let mut slots = Vec::with_capacity(workers);
     for (i, steering) in Steering::mesh(workers, STEER_RING).into_iter().enumerate() {
         let q = u16::try_from(i).unwrap_or(u16::MAX);
