@@ -4,6 +4,12 @@
 //! (`recvmmsg`/`sendmmsg`), and of the kernel port (TAP, one syscall per
 //! frame in both modes).
 //!
+//! Columns: frames and syscalls over all rounds; Mpps over all rounds (wall
+//! clock); the median round's Mpps on the wall clock and per CPU-second of
+//! the bench thread (`cpu-med`: frames over the thread's user + system
+//! time, what one core would do alone; softirq work the kernel charges
+//! elsewhere is not in it).
+//!
 //! Rounds alternate the two modes (per-frame, batched, per-frame, ...) so
 //! both share the cores with the same neighbours; each figure is given over
 //! all rounds and as the median round.
@@ -82,15 +88,18 @@ struct Figure {
     syscalls: u64,
     secs: f64,
     round_mpps: Vec<f64>,
+    /// Per round: frames over the bench thread's CPU time (user + system).
+    round_mpps_cpu: Vec<f64>,
 }
 
 impl Figure {
-    fn add(&mut self, frames: u64, expected: u64, syscalls: u64, secs: f64) {
+    fn add(&mut self, frames: u64, expected: u64, syscalls: u64, t: Took) {
         self.frames += frames;
         self.expected += expected;
         self.syscalls += syscalls;
-        self.secs += secs;
-        self.round_mpps.push(frames as f64 / secs / 1e6);
+        self.secs += t.wall;
+        self.round_mpps.push(frames as f64 / t.wall / 1e6);
+        self.round_mpps_cpu.push(frames as f64 / t.cpu / 1e6);
     }
 
     /// Mpps over all rounds (frames over time).
@@ -98,16 +107,48 @@ impl Figure {
         self.frames as f64 / self.secs / 1e6
     }
 
-    /// The median round's Mpps (robust to a round that shared its core).
-    fn median_mpps(&self) -> f64 {
-        let mut m = self.round_mpps.clone();
-        m.sort_by(f64::total_cmp);
-        m.get(m.len() / 2).copied().unwrap_or(0.0)
-    }
-
     fn per_syscall(&self) -> f64 {
         self.frames as f64 / self.syscalls.max(1) as f64
     }
+
+    /// The median round's Mpps (robust to a round that shared its core).
+    fn median_mpps(&self) -> f64 {
+        median(&self.round_mpps)
+    }
+
+    /// The median round's Mpps per CPU-second of the bench thread: what one
+    /// core would do alone, less sensitive to what shares the cores.
+    fn median_mpps_cpu(&self) -> f64 {
+        median(&self.round_mpps_cpu)
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut m = v.to_vec();
+    m.sort_by(f64::total_cmp);
+    m.get(m.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Wall-clock and this thread's CPU seconds of a measured loop.
+#[derive(Clone, Copy)]
+struct Took {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Times `f` on the wall clock and on this thread's CPU clock.
+fn timed<T>(f: impl FnOnce() -> Result<T, String>) -> Result<(T, Took), String> {
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+    };
+    let (wall0, cpu0) = (Instant::now(), cpu());
+    let out = f()?;
+    let took = Took {
+        wall: wall0.elapsed().as_secs_f64(),
+        cpu: (cpu() - cpu0).max(1e-9),
+    };
+    Ok((out, took))
 }
 
 fn frames(n: usize, len: usize) -> Vec<HeapFrame> {
@@ -137,8 +178,8 @@ fn send_all(io: &mut PortableIo, port: usize, mut frames: Vec<HeapFrame>) -> Res
     Ok(())
 }
 
-/// Drains `port` until a burst comes back empty; returns frames and time.
-fn drain(io: &mut PortableIo, port: usize) -> Result<(u64, f64), String> {
+/// Drains `port` until a burst comes back empty; returns the frames.
+fn drain(io: &mut PortableIo, port: usize) -> Result<u64, String> {
     let mut out = Vec::with_capacity(BURST);
     let mut n = 0u64;
     let start = Instant::now();
@@ -153,16 +194,25 @@ fn drain(io: &mut PortableIo, port: usize) -> Result<(u64, f64), String> {
             return Err("rx drain did not end".into());
         }
     }
-    Ok((n, start.elapsed().as_secs_f64()))
+    Ok(n)
 }
 
-/// Transmits `FRAMES` prepared frames in bursts; returns the time.
-fn transmit(io: &mut PortableIo, port: usize, args: &Args) -> Result<f64, String> {
+/// `FRAMES` frames in bursts, prepared before the measured transmit.
+fn bursts(args: &Args) -> Vec<Vec<HeapFrame>> {
     let mut bursts: Vec<Vec<HeapFrame>> = Vec::new();
     let mut all = frames(args.frames, args.frame_len);
     while !all.is_empty() {
         bursts.push(all.drain(..BURST.min(all.len())).collect());
     }
+    bursts
+}
+
+/// Transmits the prepared bursts.
+fn transmit(
+    io: &mut PortableIo,
+    port: usize,
+    mut bursts: Vec<Vec<HeapFrame>>,
+) -> Result<(), String> {
     let start = Instant::now();
     for burst in &mut bursts {
         while !burst.is_empty() {
@@ -174,7 +224,7 @@ fn transmit(io: &mut PortableIo, port: usize, args: &Args) -> Result<f64, String
             }
         }
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(())
 }
 
 fn rx_packets(iface: &str) -> Result<u64, String> {
@@ -230,21 +280,18 @@ fn measure(mode: WireMode, args: &Args, figs: &mut [Figure; 4]) -> Result<(), St
         send_all(&mut gen, WIRE, frames(args.frames, args.frame_len))?;
         settle();
         let before = total(io.wire).0;
-        let (n, secs) = drain(&mut io, WIRE)?;
-        figs[0].add(n, args.frames as u64, total(io.wire).0 - before, secs);
+        let (n, took) = timed(|| drain(&mut io, WIRE))?;
+        figs[0].add(n, args.frames as u64, total(io.wire).0 - before, took);
     }
     // Wire tx: nothing listens on the peer; its counter says what arrived.
     {
+        let prepared = bursts(args);
         let before = (rx_packets(&args.peer)?, total(io.wire).1);
-        let secs = transmit(&mut io, WIRE, args)?;
+        let ((), took) = timed(|| transmit(&mut io, WIRE, prepared))?;
         settle();
         let arrived = rx_packets(&args.peer)? - before.0;
-        figs[1].add(
-            arrived,
-            args.frames as u64,
-            total(io.wire).1 - before.1,
-            secs,
-        );
+        let syscalls = total(io.wire).1 - before.1;
+        figs[1].add(arrived, args.frames as u64, syscalls, took);
     }
     // TAP rx: the kernel transmits on the TAP (a packet socket on it), we read.
     {
@@ -252,21 +299,18 @@ fn measure(mode: WireMode, args: &Args, figs: &mut [Figure; 4]) -> Result<(), St
         send_all(&mut gen, WIRE, frames(args.frames, args.frame_len))?;
         settle();
         let before = total(io.kernel).0;
-        let (n, secs) = drain(&mut io, KERNEL)?;
-        figs[2].add(n, args.frames as u64, total(io.kernel).0 - before, secs);
+        let (n, took) = timed(|| drain(&mut io, KERNEL))?;
+        figs[2].add(n, args.frames as u64, total(io.kernel).0 - before, took);
     }
     // TAP tx: we write into the kernel; the TAP's rx_packets counts them.
     {
+        let prepared = bursts(args);
         let before = (rx_packets(&args.tap)?, total(io.kernel).1);
-        let secs = transmit(&mut io, KERNEL, args)?;
+        let ((), took) = timed(|| transmit(&mut io, KERNEL, prepared))?;
         settle();
         let arrived = rx_packets(&args.tap)? - before.0;
-        figs[3].add(
-            arrived,
-            args.frames as u64,
-            total(io.kernel).1 - before.1,
-            secs,
-        );
+        let syscalls = total(io.kernel).1 - before.1;
+        figs[3].add(arrived, args.frames as u64, syscalls, took);
     }
     if io.rx_errors + io.rx_truncated > 0 {
         return Err(format!(
@@ -292,19 +336,28 @@ fn run() -> Result<(), String> {
     }
     let names = ["wire rx", "wire tx", "TAP rx", "TAP tx"];
     println!(
-        "{:<8} {:<10} {:>10} {:>10} {:>9} {:>7} {:>7}  {:<20}",
-        "port", "mode", "frames", "syscalls", "frames/sc", "Mpps", "median", "Mpps per round"
+        "{:<8} {:<10} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8}  {:<20}",
+        "port",
+        "mode",
+        "frames",
+        "syscalls",
+        "frames/sc",
+        "Mpps",
+        "median",
+        "cpu-med",
+        "Mpps per round (wall)"
     );
     for (i, name) in names.iter().enumerate() {
         for (mode, f) in [("per-frame", &before[i]), ("batched", &after[i])] {
             let rounds: Vec<String> = f.round_mpps.iter().map(|m| format!("{m:.2}")).collect();
             println!(
-                "{name:<8} {mode:<10} {:>10} {:>10} {:>9.2} {:>7.3} {:>7.3}  {}",
+                "{name:<8} {mode:<10} {:>9} {:>9} {:>9.2} {:>7.3} {:>7.3} {:>8.3}  {}",
                 f.frames,
                 f.syscalls,
                 f.per_syscall(),
                 f.mpps(),
                 f.median_mpps(),
+                f.median_mpps_cpu(),
                 rounds.join(" ")
             );
             if f.frames != f.expected {
@@ -317,9 +370,10 @@ fn run() -> Result<(), String> {
     }
     for (i, name) in names.iter().enumerate() {
         println!(
-            "{name}: batched / per-frame = {:.2}x Mpps (medians {:.2}x), {:.1} -> {:.1} frames per syscall",
+            "{name}: batched / per-frame = {:.2}x Mpps (medians {:.2}x, per CPU-second {:.2}x), {:.1} -> {:.1} frames per syscall",
             after[i].mpps() / before[i].mpps(),
             after[i].median_mpps() / before[i].median_mpps(),
+            after[i].median_mpps_cpu() / before[i].median_mpps_cpu(),
             before[i].per_syscall(),
             after[i].per_syscall()
         );
