@@ -162,10 +162,9 @@ fn frames(n: usize, len: usize) -> Vec<HeapFrame> {
 }
 
 /// Sends all of `frames` on `port`, retrying what the port refused.
-fn send_all(io: &mut PortableIo, port: usize, mut frames: Vec<HeapFrame>) -> Result<(), String> {
+fn send_all(io: &mut PortableIo, port: usize, bursts: Vec<Vec<HeapFrame>>) -> Result<(), String> {
     let start = Instant::now();
-    while !frames.is_empty() {
-        let mut burst: Vec<HeapFrame> = frames.drain(..BURST.min(frames.len())).collect();
+    for mut burst in bursts {
         while !burst.is_empty() {
             if io.tx_burst(port, &mut burst) == 0 {
                 if start.elapsed() > PHASE_LIMIT {
@@ -199,12 +198,12 @@ fn drain(io: &mut PortableIo, port: usize) -> Result<u64, String> {
 
 /// `FRAMES` frames in bursts, prepared before the measured transmit.
 fn bursts(args: &Args) -> Vec<Vec<HeapFrame>> {
-    let mut bursts: Vec<Vec<HeapFrame>> = Vec::new();
-    let mut all = frames(args.frames, args.frame_len);
-    while !all.is_empty() {
-        bursts.push(all.drain(..BURST.min(all.len())).collect());
-    }
-    bursts
+    let mut all = frames(args.frames, args.frame_len).into_iter();
+    std::iter::from_fn(|| {
+        let burst: Vec<HeapFrame> = all.by_ref().take(BURST).collect();
+        (!burst.is_empty()).then_some(burst)
+    })
+    .collect()
 }
 
 /// Transmits the prepared bursts.
@@ -277,7 +276,7 @@ fn measure(mode: WireMode, args: &Args, figs: &mut [Figure; 4]) -> Result<(), St
     // Wire rx: the generator on the peer fills the socket, then we drain.
     {
         let mut gen = open(&args.peer, "pbgen0", WireMode::Batched)?;
-        send_all(&mut gen, WIRE, frames(args.frames, args.frame_len))?;
+        send_all(&mut gen, WIRE, bursts(args))?;
         settle();
         let before = total(io.wire).0;
         let (n, took) = timed(|| drain(&mut io, WIRE))?;
@@ -296,7 +295,7 @@ fn measure(mode: WireMode, args: &Args, figs: &mut [Figure; 4]) -> Result<(), St
     // TAP rx: the kernel transmits on the TAP (a packet socket on it), we read.
     {
         let mut gen = open(&args.tap, "pbgen1", WireMode::Batched)?;
-        send_all(&mut gen, WIRE, frames(args.frames, args.frame_len))?;
+        send_all(&mut gen, WIRE, bursts(args))?;
         settle();
         let before = total(io.kernel).0;
         let (n, took) = timed(|| drain(&mut io, KERNEL))?;
