@@ -4,10 +4,10 @@
 //! their buffers; makes no per-packet decision.
 //!
 //! **Wire port, [`WireMode::Batched`] (the default):** one `recvmmsg` per
-//! receive burst (up to [`mmsg::BATCH`] frames per call, non-blocking) and
+//! receive burst (up to [`BATCH`] frames per call, non-blocking) and
 //! one `sendmmsg` per transmit burst, on a raw AF_PACKET socket (`ETH_P_ALL`,
 //! bound to the interface, promiscuous). Frames are received into slots
-//! allocated once ([`mmsg::BATCH`] × 64 KiB of address space, resident only
+//! allocated once ([`BATCH`] × 64 KiB of address space, resident only
 //! as far as frames reach) and copied into [`HeapFrame`]s, which the
 //! [`PacketIo`] contract hands out; transmitted frames go out from their own
 //! buffers, no copy. **[`WireMode::PerFrame`]:** the backend as it was
