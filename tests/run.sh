@@ -23,6 +23,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== portable backend on a veth pair and a TAP (root, its own netns)"
+cargo test --locked -p shoal-dataplane --test portable_netns -- --ignored
+
 # --- end to end on the lab (root, network namespaces, DPDK vdevs) -----------
 echo "== lab end-to-end tests (3 servers; DPDK and portable backends)"
 cargo build --release --locked -p shoal-dataplane -p shoal-control --features shoal-dataplane/dpdk
