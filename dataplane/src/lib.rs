@@ -21,6 +21,7 @@ pub mod control_link;
 pub mod counters;
 pub mod flow;
 pub mod io;
+pub mod journal;
 pub mod overrides;
 pub mod pipeline;
 pub mod replay;

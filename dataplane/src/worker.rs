@@ -6,6 +6,7 @@
 
 use crate::counters::Counter;
 use crate::io::{Frame, PacketIo, PortId};
+use crate::journal::Journal;
 use crate::pipeline::{Pipeline, Verdict, KERNEL, WIRE};
 use crate::steer;
 use shoal_wire::time::Instant;
@@ -90,6 +91,7 @@ pub struct Worker<Io: PacketIo> {
     tx: [Vec<Io::Frame>; 2],
     faults: Option<Faults<Io::Frame>>,
     steering: Option<Steering<Io::Frame>>,
+    journal: Option<Journal>,
 }
 
 /// Fault injection on frames received from the wire (tests and the lab,
@@ -137,7 +139,20 @@ impl<Io: PacketIo> Worker<Io> {
             tx: [Vec::with_capacity(8 * burst), Vec::with_capacity(8 * burst)],
             faults: None,
             steering: None,
+            journal: None,
         }
+    }
+
+    /// Journals the flows every burst creates or changes into `journal`
+    /// before the burst is transmitted (`pipeline/snapshot.rs`).
+    pub fn journal_to(&mut self, journal: Journal) {
+        self.pipeline.enable_journal();
+        self.journal = Some(journal);
+    }
+
+    /// The journal (to reset it after a snapshot, read its counts).
+    pub fn journal_mut(&mut self) -> Option<&mut Journal> {
+        self.journal.as_mut()
     }
 
     /// Makes this worker one of several: frames another worker owns are
@@ -208,6 +223,17 @@ impl<Io: PacketIo> Worker<Io> {
         if self.steering.is_some() {
             self.pass_steered();
             received += self.process_steered(now);
+        }
+        // Write-ahead: the flows this burst made are on file before any of
+        // its frames leaves (one write, only when there are some).
+        if let Some(j) = self.journal.as_mut() {
+            if received > 0 {
+                let complete = self
+                    .pipeline
+                    .take_journal(shoal_channel::monotonic_ns(), &mut j.buf);
+                j.needs_snapshot |= !complete;
+                j.flush();
+            }
         }
         let mut no_buffer = 0;
         for (port, bytes) in self.pipeline.take_emitted() {

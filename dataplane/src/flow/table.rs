@@ -40,6 +40,12 @@ pub struct FlowTable<V> {
     timeout_ns: [u64; 4],
     by_state: [usize; 4],
     stats: FlowStats,
+    /// Keys inserted or marked changed since the last
+    /// [`FlowTable::take_changes`] (the write-ahead journal's input), when
+    /// enabled; at most its capacity, then `changes_overflowed`.
+    changes: Vec<FlowKey>,
+    track_changes: bool,
+    changes_overflowed: bool,
 }
 
 impl<V> FlowTable<V> {
@@ -69,7 +75,36 @@ impl<V> FlowTable<V> {
             timeouts,
             by_state: [0; 4],
             stats: FlowStats::default(),
+            changes: Vec::new(),
+            track_changes: false,
+            changes_overflowed: false,
         }
+    }
+
+    /// Records the keys of inserted (and [`FlowTable::note_changed`]) flows
+    /// from now on, up to `capacity` between two
+    /// [`FlowTable::take_changes`] (allocated now).
+    pub fn track_changes(&mut self, capacity: usize) {
+        self.changes = Vec::with_capacity(capacity);
+        self.track_changes = true;
+    }
+
+    /// Marks `key`'s flow as changed (its action), for the journal.
+    pub fn note_changed(&mut self, key: FlowKey) {
+        if self.track_changes {
+            if self.changes.len() < self.changes.capacity() {
+                self.changes.push(key);
+            } else {
+                self.changes_overflowed = true;
+            }
+        }
+    }
+
+    /// The keys recorded since the last call, and whether some did not fit
+    /// (then only a full snapshot is complete).
+    pub fn take_changes(&mut self) -> (std::vec::Drain<'_, FlowKey>, bool) {
+        let overflowed = std::mem::take(&mut self.changes_overflowed);
+        (self.changes.drain(..), overflowed)
     }
 
     /// Number of flows held (live, or dead but not reclaimed yet).
@@ -155,6 +190,7 @@ impl<V> FlowTable<V> {
                 }
                 self.change_state(idx, state, now);
                 self.stats.replaced += 1;
+                self.note_changed(key);
                 return Insert::Replaced;
             }
             self.expire_slot(idx);
@@ -201,6 +237,7 @@ impl<V> FlowTable<V> {
         self.wheel.arm(idx, state.index(), self.deadline_ns(idx));
         self.by_state[state.index()] += 1;
         self.stats.inserts += 1;
+        self.note_changed(key);
         outcome
     }
 

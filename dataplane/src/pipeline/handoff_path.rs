@@ -156,6 +156,7 @@ impl Pipeline {
                             if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
                                 flow.value_mut().action = FlowAction::HandedOff;
                                 flow.set_state(FlowState::Tombstone, now);
+                                self.flows.note_changed(conn.key);
                             }
                         }
                     }

@@ -157,7 +157,13 @@ pub struct Pipeline {
     /// replayed segments), with their port; the worker sends them after the
     /// burst. Only the connection-setup paths use it.
     emitted: Vec<(PortId, Vec<u8>)>,
+    /// Scratch for `take_journal` (allocated by `enable_journal`).
+    journal_keys: Vec<crate::flow::FlowKey>,
 }
+
+/// Flows one burst may create or change before the journal falls back to
+/// a full snapshot (far more than two bursts of frames can touch).
+const JOURNAL_BATCH: usize = 4096;
 
 impl Pipeline {
     /// A processor over `tables` with a flow table of `capacity` flows.
@@ -186,6 +192,7 @@ impl Pipeline {
             counters: Counters::default(),
             ident: 0,
             emitted: Vec::new(),
+            journal_keys: Vec::new(),
         }
     }
 
@@ -225,6 +232,47 @@ impl Pipeline {
     /// written at `mono_ns` (`CLOCK_MONOTONIC`).
     pub fn flow_snapshot(&self, mono_ns: u64) -> Vec<u8> {
         snapshot::encode(&self.flows, self.tables.own_id, mono_ns)
+    }
+
+    /// Records the flows each burst creates or changes, for
+    /// [`Pipeline::take_journal`] (the worker's write-ahead journal).
+    pub fn enable_journal(&mut self) {
+        self.flows.track_changes(JOURNAL_BATCH);
+        self.journal_keys = Vec::with_capacity(JOURNAL_BATCH);
+    }
+
+    /// Appends to `out` the journal entries (`snapshot::journal_entry`) of
+    /// the flows created or changed since the last call, written at
+    /// `mono_ns`; false when some changes did not fit the batch (then the
+    /// caller writes a full snapshot instead).
+    pub fn take_journal(&mut self, mono_ns: u64, out: &mut Vec<u8>) -> bool {
+        let (keys, overflowed) = self.flows.take_changes();
+        self.journal_keys.clear();
+        self.journal_keys.extend(keys);
+        for key in &self.journal_keys {
+            if let Some(f) = self.flows.get(key) {
+                if let Some(e) =
+                    snapshot::journal_entry(*key, f.state(), &f.value, self.tables.own_id, mono_ns)
+                {
+                    out.extend_from_slice(&e);
+                }
+            }
+        }
+        !overflowed
+    }
+
+    /// Restores a journal written by an earlier run (after its snapshot),
+    /// keeping the flows `keep` accepts; returns (restored, refused entries).
+    pub fn restore_journal_where(
+        &mut self,
+        bytes: &[u8],
+        now_mono_ns: u64,
+        now: Instant,
+        keep: impl Fn(&crate::flow::FlowKey) -> bool,
+    ) -> (usize, usize) {
+        let (mut flows, refused) = snapshot::decode_journal(bytes, self.tables.own_id, now_mono_ns);
+        flows.retain(|(key, _, _)| keep(key));
+        (snapshot::restore(&mut self.flows, flows, now), refused)
     }
 
     /// Restores a snapshot taken by an earlier run of this member's

@@ -484,6 +484,7 @@ impl Pipeline {
         self.emit_request_to_kernel(&conn, kernel_isn, kernel_tsval);
         if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
             flow.value_mut().action = FlowAction::Spliced(params);
+            self.flows.note_changed(conn.key);
         }
         self.counters.inc(Counter::SpliceSpliced);
         if let Some(remote) = conn.remote {

@@ -626,11 +626,27 @@ fn drive<Io: PacketIo>(
     if index == 0 {
         for w in workers..steer::MAX_WORKERS {
             let _ = std::fs::remove_file(dir.join(format!("flows-{w}")));
+            let _ = std::fs::remove_file(dir.join(format!("flows-{w}.journal")));
         }
     }
     let snapshot_path = dir.join(format!("flows-{index}"));
     let mut last_snapshot = start;
     let mut snapshot_failed = false;
+    if link.is_some() {
+        // What was restored is on file before the old journal goes; from
+        // now on every burst journals its new flows before transmitting.
+        write_snapshot(&snapshot_path, worker.pipeline(), &mut snapshot_failed);
+        let journal_path = dir.join(format!("flows-{index}.journal"));
+        match shoal_dataplane::journal::Journal::create(&journal_path) {
+            Ok(j) => worker.journal_to(j),
+            Err(e) => tracing::warn!(
+                "worker {index}: cannot open the flow journal {} (a restart loses the flows \
+                 of the last {} ms): {e}",
+                journal_path.display(),
+                SNAPSHOT_INTERVAL.as_millis()
+            ),
+        }
+    }
     let mut idle_polls: u32 = 0;
     if index == 0 {
         tracing::info!(
@@ -761,9 +777,16 @@ fn drive<Io: PacketIo>(
         }
         if link.is_some() {
             let t = StdInstant::now();
-            if t - last_snapshot >= SNAPSHOT_INTERVAL {
+            let urgent = worker.journal_mut().is_some_and(|j| j.needs_snapshot);
+            if urgent || t - last_snapshot >= SNAPSHOT_INTERVAL {
                 last_snapshot = t;
                 write_snapshot(&snapshot_path, worker.pipeline(), &mut snapshot_failed);
+                if !snapshot_failed {
+                    // Every journaled flow is in the snapshot now.
+                    if let Some(j) = worker.journal_mut() {
+                        j.reset();
+                    }
+                }
             }
         }
         if received == 0 {
@@ -849,6 +872,26 @@ fn restore_snapshots<Io: PacketIo>(
                 path.display()
             ),
         }
+    }
+    // Then the journals: flows created or changed after those snapshots.
+    let mut refused = 0;
+    for w in 0..steer::MAX_WORKERS {
+        let Ok(bytes) = std::fs::read(dir.join(format!("flows-{w}.journal"))) else {
+            continue;
+        };
+        let now =
+            Instant::from_nanos(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let (n, bad) = worker.pipeline_mut().restore_journal_where(
+            &bytes,
+            shoal_channel::monotonic_ns(),
+            now,
+            |key| steer::flow_owner(key, workers) == index,
+        );
+        restored += n;
+        refused += bad;
+    }
+    if refused > 0 {
+        tracing::warn!("worker {index}: {refused} flow journal entries refused (torn, stale or another member's)");
     }
     if restored > 0 {
         tracing::info!("worker {index}: restored {restored} flow(s) of the previous run");
