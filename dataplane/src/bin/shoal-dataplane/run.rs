@@ -110,15 +110,46 @@ struct Stats<'a> {
     member: &'a str,
     backend: &'a str,
     uptime_s: f64,
+    #[serde(flatten)]
+    flows: FlowFigures,
+    #[serde(flatten)]
+    counters: Snapshot,
+    workers: Vec<WorkerFigures>,
+}
+
+/// A flow table's figures (one worker's, or summed).
+#[derive(Debug, Clone, Default, Serialize)]
+struct FlowFigures {
     flows_live: usize,
     flows_capacity: usize,
     flows_by_state: [usize; 4],
     flows_inserted: u64,
     flows_expired: u64,
     flows_evicted: u64,
-    #[serde(flatten)]
-    counters: Snapshot,
-    workers: Vec<WorkerFigures>,
+}
+
+impl FlowFigures {
+    fn of<V>(flows: &shoal_dataplane::flow::FlowTable<V>) -> FlowFigures {
+        FlowFigures {
+            flows_live: flows.len(),
+            flows_capacity: flows.capacity(),
+            flows_by_state: flows.count_by_state(),
+            flows_inserted: flows.stats().inserts,
+            flows_expired: flows.stats().expired_total(),
+            flows_evicted: flows.stats().evicted_total(),
+        }
+    }
+
+    fn add(&mut self, o: &FlowFigures) {
+        self.flows_live += o.flows_live;
+        self.flows_capacity += o.flows_capacity;
+        for (a, b) in self.flows_by_state.iter_mut().zip(o.flows_by_state) {
+            *a += b;
+        }
+        self.flows_inserted += o.flows_inserted;
+        self.flows_expired += o.flows_expired;
+        self.flows_evicted += o.flows_evicted;
+    }
 }
 
 /// One worker's figures in the stats file.
@@ -142,12 +173,7 @@ struct WorkerFigures {
 #[derive(Debug, Clone)]
 struct Published {
     counters: Counters,
-    flows_live: usize,
-    flows_capacity: usize,
-    flows_by_state: [usize; 4],
-    flows_inserted: u64,
-    flows_expired: u64,
-    flows_evicted: u64,
+    flows: FlowFigures,
     polls_busy: u64,
     polls_idle: u64,
 }
@@ -907,15 +933,9 @@ fn publish<Io: PacketIo>(
     index: usize,
 ) {
     let p = worker.pipeline();
-    let flows = p.flows();
     let figures = Published {
         counters: p.counters().clone(),
-        flows_live: flows.len(),
-        flows_capacity: flows.capacity(),
-        flows_by_state: flows.count_by_state(),
-        flows_inserted: flows.stats().inserts,
-        flows_expired: flows.stats().expired_total(),
-        flows_evicted: flows.stats().evicted_total(),
+        flows: FlowFigures::of(p.flows()),
         polls_busy: link.map_or(0, |l| l.polls_busy),
         polls_idle: link.map_or(0, |l| l.polls_idle),
     };
@@ -998,30 +1018,18 @@ fn write_stats(cfg: &Config, opts: &RunOptions, shared: &Shared, backend: &str, 
         member: &cfg.cluster.local_member,
         backend,
         uptime_s: start.elapsed().as_secs_f64(),
-        flows_live: 0,
-        flows_capacity: 0,
-        flows_by_state: [0; 4],
-        flows_inserted: 0,
-        flows_expired: 0,
-        flows_evicted: 0,
+        flows: FlowFigures::default(),
         counters: Counters::default().snapshot(),
         workers: Vec::new(),
     };
     for (w, p) in published.iter().enumerate() {
         let Some(p) = p else { continue };
         total.merge(&p.counters);
-        stats.flows_live += p.flows_live;
-        stats.flows_capacity += p.flows_capacity;
-        for (a, b) in stats.flows_by_state.iter_mut().zip(p.flows_by_state) {
-            *a += b;
-        }
-        stats.flows_inserted += p.flows_inserted;
-        stats.flows_expired += p.flows_expired;
-        stats.flows_evicted += p.flows_evicted;
+        stats.flows.add(&p.flows);
         let polls = (p.polls_busy + p.polls_idle).max(1);
         stats.workers.push(WorkerFigures {
             worker: w,
-            flows_live: p.flows_live,
+            flows_live: p.flows.flows_live,
             syn_accepted: p.counters.get(Counter::SynAccepted),
             wire_rx_packets: p.counters.get(Counter::WireRx),
             kernel_rx_packets: p.counters.get(Counter::KernelRx),
