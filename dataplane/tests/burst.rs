@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use shoal_config::{Config, LoadChoice, Mode, State};
 use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
-use shoal_dataplane::io::{Frame, PortId};
+use shoal_dataplane::io::PortId;
 use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, KERNEL, WIRE};
 use shoal_dataplane::traffic::{
     arp_request, client_endpoint, tcp_frame, tcp_header, udp_frame, Endpoint,
