@@ -352,7 +352,7 @@ fn addr(b: &[u8], at: usize) -> Option<Ipv4Addr> {
 mod tests {
     use super::*;
 
-    /// `rte_softrss` as DPDK writes it (rte_thash.h), bit by bit over the
+    /// `rte_softrss` as DPDK writes it (`rte_thash.h`), bit by bit over the
     /// tuple's 32-bit words in host order: the reference for the table.
     fn softrss(words: &[u32], key: &[u8]) -> u32 {
         let mut ret = 0u32;

@@ -14,7 +14,7 @@ fn each_worker_lcore_runs_on_its_own_queue() {
     let guard = common::PrefixGuard::new("lcores");
     // Three lcores on whatever CPUs there are (this machine may have two):
     // lcore 2 shares CPU 1 with lcore 1.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let map = format!("0@0,1@{},2@{}", 1 % cpus, 2 % cpus);
     let args = EalArgs::new()
         .extra(["--lcores".to_owned(), map])
@@ -62,7 +62,7 @@ fn each_worker_lcore_runs_on_its_own_queue() {
                 assert!(rx.iter().all(|m| m.data()[0] == i as u8));
                 received[i].store(rx.len(), Ordering::Release);
             },
-            || dpdk_bindings::lcore_id(),
+            dpdk_bindings::lcore_id,
         )
         .expect("run");
     assert_eq!(main_ran, Some(0), "main closure on the main lcore");

@@ -30,6 +30,7 @@ use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_perf::ThreadCpuTime;
 use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
 use shoal_wire::{EthernetAddress, TcpFlags};
@@ -100,7 +101,7 @@ fn setup(mode: Mode, state: State, key_hash: KeyHash) -> (Pipeline, Vec<HeapFram
     (p, frames)
 }
 
-fn bench(crit: &mut Criterion) {
+fn bench(crit: &mut Criterion<ThreadCpuTime>) {
     let mut g = crit.benchmark_group("modes");
     g.throughput(Throughput::Elements(BURST as u64));
     let fast = KeyHash::Splitmix64;
@@ -157,5 +158,9 @@ fn bench(crit: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench
+}
 criterion_main!(benches);

@@ -35,6 +35,7 @@ use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_perf::ThreadCpuTime;
 use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
 use shoal_wire::{EthernetAddress, TcpFlags};
@@ -161,7 +162,7 @@ fn mix_trace(s: &Setup) -> Vec<HeapFrame> {
     trace
 }
 
-fn bench(crit: &mut Criterion) {
+fn bench(crit: &mut Criterion<ThreadCpuTime>) {
     let mut s = setup();
     let now = Instant::from_secs(1);
     let mut g = crit.benchmark_group("pipeline");
@@ -289,5 +290,9 @@ fn bench(crit: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench
+}
 criterion_main!(benches);

@@ -643,7 +643,7 @@ fn drive<Io: PacketIo>(
                     worker.pipeline_mut().set_tables(Arc::new(t));
                 }
                 Err(e) => {
-                    tracing::warn!("worker {index}: reload refused, epoch {epoch} stays: {e}")
+                    tracing::warn!("worker {index}: reload refused, epoch {epoch} stays: {e}");
                 }
             }
         }
