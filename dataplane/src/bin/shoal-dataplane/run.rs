@@ -428,6 +428,7 @@ fn run_dpdk(_: &Config, _: &RunOptions, _: &Signals) -> Result<(), RunError> {
 fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
     use dpdk_bindings::{Eal, EalArgs, EthPort, Mempool, PortConfig};
     use shoal_dataplane::io::dpdk::DpdkIo;
+    use shoal_dataplane::worker::{Steering, STEER_RING};
 
     let dp = &cfg.dataplane;
     let workers = dp.cores.len();
@@ -508,7 +509,6 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
         );
     }
     let secret = cookie_secret()?;
-    use shoal_dataplane::worker::{Steering, STEER_RING};
     let mut slots = Vec::with_capacity(workers);
     for (i, steering) in Steering::mesh(workers, STEER_RING).into_iter().enumerate() {
         let q = u16::try_from(i).unwrap_or(u16::MAX);
