@@ -141,6 +141,22 @@ pub enum Algorithm {
     Rendezvous,
 }
 
+/// How the ring hashes a client key (address and port) to a point on the
+/// ring. Part of `[selection]`: every member must use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyHash {
+    /// The first 8 bytes of MD5(address || port), as DTS hashes: for a ring
+    /// shared with DTS-compatible members. About 60-80 ns per key.
+    Md5,
+    /// The `SplitMix64` finaliser of (address << 16 | port), the key hash
+    /// Maglev and rendezvous use: a few ns per key. The ring's balance and
+    /// disruption do not depend on the key hash (they are properties of the
+    /// member points, which MD5 places either way).
+    #[default]
+    Splitmix64,
+}
+
 /// How to pick among servers when load matters (DPR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -162,6 +178,9 @@ pub struct Selection {
     /// Virtual nodes per member for `ring` (DTS Fig. 8: at least 31 for balance).
     #[serde(default = "default_vnodes")]
     pub vnodes: u32,
+    /// How `ring` hashes client keys (default splitmix64; md5 as DTS).
+    #[serde(default)]
+    pub key_hash: KeyHash,
     /// Maglev table size; must be a prime larger than 100 x members.
     #[serde(default = "default_maglev_table_size")]
     pub maglev_table_size: u32,
@@ -178,6 +197,7 @@ impl Default for Selection {
         Selection {
             algorithm: Algorithm::default(),
             vnodes: default_vnodes(),
+            key_hash: KeyHash::default(),
             maglev_table_size: default_maglev_table_size(),
             max_load: None,
             load_choice: LoadChoice::default(),

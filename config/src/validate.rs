@@ -12,8 +12,8 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
-    Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, Location,
-    Mode, PortRole, Protocol, Service, State,
+    Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, KeyHash,
+    Location, Mode, PortRole, Protocol, Service, State,
 };
 
 /// Highest `selection.vnodes`.
@@ -336,6 +336,13 @@ fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {
         p.add(
             format!("{sel_key}.vnodes"),
             format!("must be between 1 and {MAX_VNODES} (got {})", sel.vnodes),
+        );
+    }
+    if sel.key_hash == KeyHash::Md5 && sel.algorithm != Algorithm::Ring {
+        p.add(
+            format!("{sel_key}.key_hash"),
+            "\"md5\" applies only to algorithm = \"ring\" (maglev and rendezvous always hash \
+             keys with splitmix64); remove key_hash or set algorithm = \"ring\"",
         );
     }
     if sel.algorithm == Algorithm::Maglev {

@@ -561,6 +561,36 @@ fn vnodes_in_range() {
 }
 
 #[test]
+fn key_hash_md5_only_with_the_ring() {
+    check(
+        "maglev_table_size = 65537",
+        "maglev_table_size = 65537\nkey_hash = \"md5\"",
+        "services[2].selection.key_hash",
+        "\"md5\" applies only to algorithm = \"ring\"",
+    );
+    let ring_md5 =
+        load(&edit("vnodes = 64", "vnodes = 64\nkey_hash = \"md5\"")).expect("md5 with the ring");
+    assert_eq!(
+        ring_md5.services[0].selection.key_hash,
+        shoal_config::KeyHash::Md5
+    );
+    let fast = load(&edit(
+        "maglev_table_size = 65537",
+        "maglev_table_size = 65537\nkey_hash = \"splitmix64\"",
+    ))
+    .expect("splitmix64 with maglev");
+    assert_eq!(
+        fast.services[2].selection.key_hash,
+        shoal_config::KeyHash::Splitmix64
+    );
+    // Unset: splitmix64.
+    assert_eq!(
+        load(BASE).expect("base").services[0].selection.key_hash,
+        shoal_config::KeyHash::Splitmix64
+    );
+}
+
+#[test]
 fn maglev_table_size_prime_and_large_enough() {
     let key = "services[2].selection.maglev_table_size";
     check(

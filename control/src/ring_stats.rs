@@ -12,7 +12,7 @@ use core::fmt;
 use core::net::Ipv4Addr;
 
 use serde::Serialize;
-use shoal_config::Algorithm;
+use shoal_config::{Algorithm, KeyHash};
 use shoal_select::{self as select, is_prime, mix64, next_prime, ClientKey, Member, Params};
 
 /// Address of synthetic member 1; member `i` has this address + `i - 1`.
@@ -39,6 +39,8 @@ pub struct Spec {
     pub nodes: u16,
     /// Ring: virtual nodes per member of weight 100.
     pub vnodes: u32,
+    /// Ring: how client keys are hashed to points.
+    pub key_hash: KeyHash,
     /// One weight per member, or empty for 100 each.
     pub weights: Vec<u32>,
     /// Number of sampled client keys.
@@ -53,12 +55,14 @@ pub struct Spec {
 
 impl Spec {
     /// `nodes` members under `algorithm` with the CLI's defaults: 64 vnodes,
-    /// weight 100 each, 100 000 keys, M = 65 537, seed 1, no removal.
+    /// splitmix64 key hash (the config's default), weight 100 each,
+    /// 100 000 keys, M = 65 537, seed 1, no removal.
     pub fn new(algorithm: Algorithm, nodes: u16) -> Spec {
         Spec {
             algorithm,
             nodes,
             vnodes: 64,
+            key_hash: KeyHash::Splitmix64,
             weights: Vec::new(),
             keys: 100_000,
             remove: None,
@@ -159,6 +163,8 @@ pub struct RingStats {
     pub nodes: u16,
     /// Ring only: virtual nodes per member of weight 100.
     pub vnodes: Option<u32>,
+    /// Ring only: the key hash.
+    pub key_hash: Option<KeyHash>,
     /// Maglev only: table size M.
     pub table_size: Option<u32>,
     /// Sampled keys.
@@ -248,6 +254,7 @@ pub fn ring_stats(spec: &Spec) -> Result<RingStats, RingStatsError> {
     let members = synthetic_members(spec.nodes, &spec.weights);
     let params = Params {
         vnodes: spec.vnodes,
+        key_hash: spec.key_hash,
         maglev_table_size: spec.table_size,
     };
     let selector = select::build(spec.algorithm, &members, &params);
@@ -327,6 +334,7 @@ pub fn ring_stats(spec: &Spec) -> Result<RingStats, RingStatsError> {
         algorithm: spec.algorithm,
         nodes: spec.nodes,
         vnodes: (spec.algorithm == Algorithm::Ring).then_some(spec.vnodes),
+        key_hash: (spec.algorithm == Algorithm::Ring).then_some(spec.key_hash),
         table_size: (spec.algorithm == Algorithm::Maglev).then_some(spec.table_size),
         keys: spec.keys,
         seed: spec.seed,
@@ -351,6 +359,9 @@ impl fmt::Display for RingStats {
         )?;
         if let Some(v) = self.vnodes {
             write!(f, ", {v} vnodes per member of weight 100")?;
+        }
+        if let Some(h) = &self.key_hash {
+            write!(f, ", key hash {}", shoal_config::name_of(h))?;
         }
         if let Some(m) = self.table_size {
             write!(f, ", table size {m}")?;
@@ -646,7 +657,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "ring: 2 members, 31 vnodes per member of weight 100; 1000 sampled keys (seed 1)"
+            "ring: 2 members, 31 vnodes per member of weight 100, key hash splitmix64; \
+             1000 sampled keys (seed 1)"
         );
         assert_eq!(
             lines[1],

@@ -1,7 +1,8 @@
 //! The worker loop: one per core, owning its I/O queues, its [`Pipeline`]
 //! and its buffers. `poll` is one iteration: receive a burst from each port,
 //! pass frames another worker owns to it ([`Steering`]), process the rest
-//! and what other workers passed here, transmit per destination port, expire
+//! (one `Pipeline::process_burst` per burst) and what other workers passed
+//! here, transmit per destination port, expire
 //! some flows. Nothing here allocates after construction.
 
 use crate::counters::Counter;
@@ -88,6 +89,10 @@ pub struct Worker<Io: PacketIo> {
     pipeline: Pipeline,
     burst: usize,
     rx: Vec<Io::Frame>,
+    /// The frames of a received burst this worker processes itself, and
+    /// their verdicts (`Pipeline::process_burst`).
+    batch: Vec<Io::Frame>,
+    verdicts: Vec<Verdict>,
     tx: [Vec<Io::Frame>; 2],
     faults: Option<Faults<Io::Frame>>,
     steering: Option<Steering<Io::Frame>>,
@@ -133,6 +138,9 @@ impl<Io: PacketIo> Worker<Io> {
             pipeline,
             burst,
             rx: Vec::with_capacity(burst),
+            // A burst and a frame held back by fault injection.
+            batch: Vec::with_capacity(burst + 1),
+            verdicts: Vec::with_capacity(burst + 1),
             // Every frame of both rx bursts and of the steering rings may go
             // to one port, plus frames the pipeline originates on connection
             // setup.
@@ -188,7 +196,7 @@ impl<Io: PacketIo> Worker<Io> {
                 }
             }
             let mut rx = std::mem::take(&mut self.rx);
-            for mut frame in rx.drain(..).chain(release) {
+            for frame in rx.drain(..).chain(release) {
                 if port == WIRE {
                     if let Some(f) = self.faults.as_mut() {
                         let r = f.roll();
@@ -213,12 +221,16 @@ impl<Io: PacketIo> Worker<Io> {
                         }
                     }
                 }
-                match self.pipeline.process(port, &mut frame, now) {
-                    Verdict::Forward(out) => self.tx[out].push(frame),
-                    Verdict::Drop => {}
-                }
+                self.batch.push(frame);
             }
             self.rx = rx;
+            self.pipeline
+                .process_burst(port, &mut self.batch, now, &mut self.verdicts);
+            for (frame, verdict) in self.batch.drain(..).zip(&self.verdicts) {
+                if let Verdict::Forward(out) = *verdict {
+                    self.tx[out].push(frame);
+                }
+            }
         }
         if self.steering.is_some() {
             self.pass_steered();

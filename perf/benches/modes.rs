@@ -7,7 +7,12 @@
 //!   (least loaded): destination MAC rewritten, sent on the wire;
 //! - `dpr-ipip`: the same with IP-in-IP: 20-byte outer header prepended,
 //!   outer checksum computed;
-//! - `dpr-stateless-mac`: no flow on the inspector, the target hash per packet.
+//! - `dpr-stateless-mac`: no flow on the inspector, the inspector and target
+//!   ring lookups per packet (splitmix64 key hash, the default);
+//!   `dpr-stateless-mac-md5` the same with `key_hash = "md5"` (DTS).
+//!
+//! Each mode also as `<mode>_burst`: the same bursts through
+//! `Pipeline::process_burst`.
 //!
 //! Each iteration processes a fresh copy of a 32-frame burst; criterion's
 //! batched setup makes the copies outside the measured time.
@@ -19,12 +24,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use shoal_config::{LoadChoice, Mode, State};
+use shoal_config::{KeyHash, LoadChoice, Mode, State};
 use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
 use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_perf::ThreadCpuTime;
 use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
 use shoal_wire::{EthernetAddress, TcpFlags};
@@ -32,9 +38,10 @@ use shoal_wire::{EthernetAddress, TcpFlags};
 const BURST: usize = 32;
 const FLOWS: usize = 1024;
 
-fn setup(mode: Mode, state: State) -> (Pipeline, Vec<HeapFrame>) {
+fn setup(mode: Mode, state: State, key_hash: KeyHash) -> (Pipeline, Vec<HeapFrame>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
     let mut cfg = shoal_config::load_file(&path).expect("example config");
+    cfg.services[0].selection.key_hash = key_hash;
     cfg.services[0].mode = mode;
     cfg.services[0].state = state;
     cfg.services[0].selection.max_load = Some(0.5);
@@ -94,16 +101,23 @@ fn setup(mode: Mode, state: State) -> (Pipeline, Vec<HeapFrame>) {
     (p, frames)
 }
 
-fn bench(crit: &mut Criterion) {
+fn bench(crit: &mut Criterion<ThreadCpuTime>) {
     let mut g = crit.benchmark_group("modes");
     g.throughput(Throughput::Elements(BURST as u64));
-    for (name, mode, state) in [
-        ("local", Mode::Local, State::Stateful),
-        ("dpr-mac", Mode::DprMac, State::Stateful),
-        ("dpr-ipip", Mode::DprIpip, State::Stateful),
-        ("dpr-stateless-mac", Mode::DprMac, State::Stateless),
+    let fast = KeyHash::Splitmix64;
+    for (name, mode, state, key_hash) in [
+        ("local", Mode::Local, State::Stateful, fast),
+        ("dpr-mac", Mode::DprMac, State::Stateful, fast),
+        ("dpr-ipip", Mode::DprIpip, State::Stateful, fast),
+        ("dpr-stateless-mac", Mode::DprMac, State::Stateless, fast),
+        (
+            "dpr-stateless-mac-md5",
+            Mode::DprMac,
+            State::Stateless,
+            KeyHash::Md5,
+        ),
     ] {
-        let (mut p, frames) = setup(mode, state);
+        let (mut p, frames) = setup(mode, state, key_hash);
         let mut at = 0usize;
         g.bench_function(name, |b| {
             b.iter_batched(
@@ -120,6 +134,21 @@ fn bench(crit: &mut Criterion) {
                 BatchSize::SmallInput,
             );
         });
+        let mut verdicts = Vec::with_capacity(BURST);
+        g.bench_function(format!("{name}_burst"), |b| {
+            b.iter_batched(
+                || {
+                    at = (at + BURST) % FLOWS;
+                    frames[at..at + BURST].to_vec()
+                },
+                |mut burst| {
+                    p.process_burst(WIRE, &mut burst, Instant::ZERO, &mut verdicts);
+                    black_box(&verdicts);
+                    burst
+                },
+                BatchSize::SmallInput,
+            );
+        });
         // Where the frames went, so the figure is not of the wrong path.
         let mut f = frames[0].clone();
         let v = p.process(WIRE, &mut f, Instant::ZERO);
@@ -129,5 +158,9 @@ fn bench(crit: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench
+}
 criterion_main!(benches);

@@ -9,6 +9,7 @@
 //! - `check-config FILE [--json]`: load and validate a server config; print a
 //!   summary, or every problem with file, line, column and key; exit 1 on error.
 //! - `ring-stats --nodes N --algo ring|maglev|rendezvous [--vnodes V]
+//!   [--key-hash splitmix64|md5]
 //!   [--weights W,...] [--keys K] [--remove I] [--table-size M] [--seed S]
 //!   [--json]`: spread synthetic client keys over N synthetic members with the
 //!   dataplane's selector; print each member's share, the max/min share
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shoal_config::Algorithm;
+use shoal_config::{Algorithm, KeyHash};
 use shoal_control::ring_stats::{ring_stats, Spec};
 
 #[derive(Parser)]
@@ -61,6 +62,9 @@ enum Command {
         /// Ring: virtual nodes per member of weight 100 (DTS: >= 31).
         #[arg(long, default_value_t = 64)]
         vnodes: u32,
+        /// Ring: how client keys are hashed (the config's `key_hash`).
+        #[arg(long, value_enum, default_value_t = KeyHashArg::Splitmix64)]
+        key_hash: KeyHashArg,
         /// One weight per member, comma-separated (default 100 each).
         #[arg(long, value_delimiter = ',')]
         weights: Vec<u32>,
@@ -80,6 +84,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--key-hash` values: the config's spelling.
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyHashArg {
+    /// `SplitMix64` of the address and port (the config's default).
+    Splitmix64,
+    /// MD5 of the address and port, as DTS.
+    Md5,
+}
+
+impl From<KeyHashArg> for KeyHash {
+    fn from(a: KeyHashArg) -> KeyHash {
+        match a {
+            KeyHashArg::Splitmix64 => KeyHash::Splitmix64,
+            KeyHashArg::Md5 => KeyHash::Md5,
+        }
+    }
 }
 
 /// `--algo` values: the config's spelling.
@@ -111,6 +133,7 @@ fn main() -> ExitCode {
             nodes,
             algo,
             vnodes,
+            key_hash,
             weights,
             keys,
             remove,
@@ -122,6 +145,7 @@ fn main() -> ExitCode {
                 algorithm: algo.into(),
                 nodes,
                 vnodes,
+                key_hash: key_hash.into(),
                 weights,
                 keys,
                 remove,

@@ -20,6 +20,7 @@ use core::net::Ipv4Addr;
 use std::sync::Arc;
 
 use shoal_config::Algorithm;
+pub use shoal_config::KeyHash;
 
 pub mod claim;
 mod maglev;
@@ -84,16 +85,20 @@ pub trait Selector: Send + Sync + core::fmt::Debug {
 pub struct Params {
     /// Ring: virtual nodes per member of weight 100 (DTS Fig. 8: >= 31).
     pub vnodes: u32,
+    /// Ring: how client keys are hashed to points (Maglev and rendezvous
+    /// always use [`key_hash`]).
+    pub key_hash: KeyHash,
     /// Maglev: lookup table size M, a prime > 100 x members (rounded up to
     /// the next prime if it is not one).
     pub maglev_table_size: u32,
 }
 
 impl Default for Params {
-    /// The config's defaults: 64 vnodes, M = 65 537.
+    /// The config's defaults: 64 vnodes, splitmix64 key hash, M = 65 537.
     fn default() -> Params {
         Params {
             vnodes: 64,
+            key_hash: KeyHash::Splitmix64,
             maglev_table_size: 65_537,
         }
     }
@@ -103,6 +108,7 @@ impl From<&shoal_config::Selection> for Params {
     fn from(s: &shoal_config::Selection) -> Params {
         Params {
             vnodes: s.vnodes,
+            key_hash: s.key_hash,
             maglev_table_size: s.maglev_table_size,
         }
     }
@@ -113,7 +119,7 @@ impl From<&shoal_config::Selection> for Params {
 /// Maglev O(M x N) in the worst case.
 pub fn build(algorithm: Algorithm, members: &[Member], params: &Params) -> Arc<dyn Selector> {
     match algorithm {
-        Algorithm::Ring => Arc::new(Ring::new(members, params.vnodes)),
+        Algorithm::Ring => Arc::new(Ring::with_key_hash(members, params.vnodes, params.key_hash)),
         Algorithm::Maglev => Arc::new(Maglev::new(members, params.maglev_table_size)),
         Algorithm::Rendezvous => Arc::new(Rendezvous::new(
             &members
@@ -134,8 +140,9 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The 64-bit hash of a client key used by Maglev and rendezvous (the ring
-/// hashes keys with MD5, as DTS does).
+/// The 64-bit hash of a client key used by Maglev and rendezvous, and by the
+/// ring with [`KeyHash::Splitmix64`] (with [`KeyHash::Md5`] the ring hashes
+/// keys with MD5, as DTS does).
 #[inline]
 pub fn key_hash(key: ClientKey) -> u64 {
     mix64((u64::from(u32::from(key.addr)) << 16) | u64::from(key.port))
@@ -246,6 +253,7 @@ mod tests {
         let m = members(&[100, 100, 100]);
         let p = Params {
             vnodes: 31,
+            key_hash: KeyHash::Md5,
             maglev_table_size: 307,
         };
         let ring = Ring::new(&m, 31);

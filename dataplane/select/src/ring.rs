@@ -1,26 +1,56 @@
-//! Ring consistent hashing exactly as DTS (DTS §2.3, §3.1, Fig. 8).
+//! Ring consistent hashing as DTS (DTS §2.3, §3.1, Fig. 8).
 //!
 //! Every member owns `vnodes x weight / 100` (rounded up) points on a 64-bit
 //! ring; point `v` of a member is the first 8 bytes (big-endian) of
-//! MD5(member address || v as u32 big-endian). A client key hashes to
-//! MD5(client address || client port big-endian) and belongs to the first
-//! point at or after it, wrapping. Removing a member moves only the keys of
-//! its points, to their ring successors. DTS Fig. 8: balance needs at least
-//! 31 virtual nodes per member.
+//! MD5(member address || v as u32 big-endian). A client key hashes to a
+//! point — with [`KeyHash::Md5`] the first 8 bytes of MD5(client address ||
+//! client port big-endian), exactly as DTS; with [`KeyHash::Splitmix64`]
+//! [`key_hash`] — and belongs to the first member point at or after it,
+//! wrapping. Removing a member moves only the keys of its points, to their
+//! ring successors. DTS Fig. 8: balance needs at least 31 virtual nodes per
+//! member. Balance and disruption depend only on the member points, so they
+//! are the same with either key hash.
+//!
+//! A lookup does not search the points: the ring is cut into `2^b` equal
+//! arcs (`b` = log2 of the points rounded up, + 3, between 4 and 18 bits),
+//! and a lookup table built with the ring says, per arc, either "every key
+//! here belongs to member m" (no point inside the arc: 7 in 8 arcs) or
+//! "start at point i" (a short scan over the arc's few points). The answer
+//! is the binary search's exactly (`tests::lookup_table_equals_binary_search`).
+//! Cost: 4 bytes per arc, 32 per point (192 points: 2 048 arcs, 8 KiB), plus
+//! 16 bytes per point.
 
-use super::{md5_u64, ClientKey, Member, Selector};
+use super::{key_hash, md5_u64, ClientKey, KeyHash, Member, Selector};
 
-/// The DTS ring: sorted (point, member id) pairs.
+/// Lookup-table entry flag: the low 16 bits are the owner of the whole arc.
+const WHOLE_ARC: u32 = 1 << 31;
+/// Bounds of the lookup table's size, in bits of the arc number.
+const LUT_BITS: core::ops::RangeInclusive<u32> = 4..=18;
+
+/// The DTS ring: sorted (point, member id) pairs and their lookup table.
 #[derive(Debug, Clone)]
 pub struct Ring {
     /// (point, member id), sorted by point, then id.
     points: Vec<(u64, u16)>,
+    /// How client keys become points.
+    key_hash: KeyHash,
+    /// Per arc of `2^(64 - shift)` points: `WHOLE_ARC | owner`, or the index
+    /// of the first point at or after the arc's start. Empty without points.
+    lut: Vec<u32>,
+    /// A point's arc is `point >> shift`.
+    shift: u32,
 }
 
 impl Ring {
-    /// A ring with `vnodes` virtual nodes per member of weight 100 (weight
-    /// 0: no points). The order of `members` does not matter.
+    /// A DTS ring (client keys hashed with MD5) with `vnodes` virtual nodes
+    /// per member of weight 100 (weight 0: no points). The order of
+    /// `members` does not matter.
     pub fn new(members: &[Member], vnodes: u32) -> Self {
+        Ring::with_key_hash(members, vnodes, KeyHash::Md5)
+    }
+
+    /// A ring as [`Ring::new`], hashing client keys with `key_hash`.
+    pub fn with_key_hash(members: &[Member], vnodes: u32, key_hash: KeyHash) -> Self {
         let mut points = Vec::new();
         for m in members {
             let n = (u64::from(vnodes) * u64::from(m.weight)).div_ceil(100);
@@ -31,7 +61,47 @@ impl Ring {
         }
         // Ties (astronomically rare) break by id so every member agrees.
         points.sort_unstable();
-        Ring { points }
+        let (lut, shift) = lookup_table(&points);
+        Ring {
+            points,
+            key_hash,
+            lut,
+            shift,
+        }
+    }
+
+    /// The point a client key hashes to.
+    #[inline]
+    pub fn key_point(&self, key: ClientKey) -> u64 {
+        match self.key_hash {
+            KeyHash::Md5 => md5_u64(&[&key.addr.octets(), &key.port.to_be_bytes()]),
+            KeyHash::Splitmix64 => key_hash(key),
+        }
+    }
+
+    /// The member owning point `h`: the first member point at or after it,
+    /// wrapping (through the lookup table).
+    #[inline]
+    pub fn owner_of_point(&self, h: u64) -> Option<u16> {
+        let entry = *self.lut.get((h >> self.shift) as usize)?;
+        if entry & WHOLE_ARC != 0 {
+            return Some(entry as u16);
+        }
+        let mut i = entry as usize;
+        while i < self.points.len() && self.points[i].0 < h {
+            i += 1;
+        }
+        Some(self.points[if i == self.points.len() { 0 } else { i }].1)
+    }
+
+    /// [`Ring::owner_of_point`] by binary search over the points (the
+    /// definition the lookup table must equal).
+    pub fn owner_of_point_searched(&self, h: u64) -> Option<u16> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let i = self.points.partition_point(|&(p, _)| p < h);
+        Some(self.points[if i == self.points.len() { 0 } else { i }].1)
     }
 
     /// Number of points on the ring.
@@ -74,20 +144,136 @@ impl Ring {
 }
 
 impl Selector for Ring {
+    #[inline]
     fn select(&self, key: ClientKey) -> Option<u16> {
         if self.points.is_empty() {
             return None;
         }
-        let h = md5_u64(&[&key.addr.octets(), &key.port.to_be_bytes()]);
-        let i = self.points.partition_point(|&(p, _)| p < h);
-        Some(self.points[if i == self.points.len() { 0 } else { i }].1)
+        self.owner_of_point(self.key_point(key))
     }
+}
+
+/// The lookup table over sorted `points` and its shift (see the module
+/// documentation); empty without points.
+fn lookup_table(points: &[(u64, u16)]) -> (Vec<u32>, u32) {
+    if points.is_empty() {
+        return (Vec::new(), 64);
+    }
+    let bits =
+        (usize::BITS - points.len().leading_zeros() + 3).clamp(*LUT_BITS.start(), *LUT_BITS.end());
+    let shift = 64 - bits;
+    let arcs = 1usize << bits;
+    let mut lut = Vec::with_capacity(arcs);
+    // `first`: index of the first point at or after the arc's start.
+    let mut first = 0usize;
+    for arc in 0..arcs as u64 {
+        let start = arc << shift;
+        while first < points.len() && points[first].0 < start {
+            first += 1;
+        }
+        // Points inside the arc: a scan from `first` decides; none: the
+        // arc's keys all belong to the next point (wrapping).
+        let inside = first < points.len() && points[first].0 >> shift == arc;
+        lut.push(if inside {
+            first as u32
+        } else {
+            WHOLE_ARC | u32::from(points[if first == points.len() { 0 } else { first }].1)
+        });
+    }
+    (lut, shift)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testutil::{self, key, members, moved, shares};
     use super::*;
+    use core::net::Ipv4Addr;
+    use proptest::prelude::*;
+
+    /// Today's definition of a DTS lookup: MD5 of the key, binary search.
+    fn dts_select(r: &Ring, k: ClientKey) -> Option<u16> {
+        r.owner_of_point_searched(md5_u64(&[&k.addr.octets(), &k.port.to_be_bytes()]))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// For random memberships (1-40 members, random addresses and
+        /// weights including 0, 1-300 vnodes) the lookup table answers as
+        /// the binary search for random points and random client keys,
+        /// with both key hashes; with MD5 that is DTS's answer.
+        #[test]
+        fn lookup_table_equals_binary_search(
+            ms in proptest::collection::vec((any::<u32>(), 0u32..400), 1..40),
+            vnodes in 1u32..300,
+            points in proptest::collection::vec(any::<u64>(), 64),
+            keys in proptest::collection::vec((any::<u32>(), any::<u16>()), 64),
+        ) {
+            let members: Vec<Member> = ms
+                .iter()
+                .enumerate()
+                .map(|(i, &(addr, weight))| Member {
+                    id: i as u16 + 1,
+                    addr: Ipv4Addr::from(addr),
+                    weight,
+                })
+                .collect();
+            let md5 = Ring::new(&members, vnodes);
+            let fast = Ring::with_key_hash(&members, vnodes, KeyHash::Splitmix64);
+            prop_assert_eq!(&md5.points, &fast.points);
+            // Every member point, its neighbours and the ends of the space.
+            let edges = md5
+                .points
+                .iter()
+                .flat_map(|&(p, _)| [p.wrapping_sub(1), p, p.wrapping_add(1)])
+                .chain([0, u64::MAX]);
+            for h in points.iter().copied().chain(edges) {
+                prop_assert_eq!(md5.owner_of_point(h), md5.owner_of_point_searched(h), "point {:#x}", h);
+            }
+            for &(addr, port) in &keys {
+                let k = ClientKey { addr: Ipv4Addr::from(addr), port };
+                prop_assert_eq!(md5.select(k), dts_select(&md5, k));
+                prop_assert_eq!(fast.select(k), fast.owner_of_point_searched(key_hash(k)));
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_table_size_follows_the_points() {
+        // 192 points: 2^(8 + 3) arcs; 1 point: the 2^4 minimum; 0: none.
+        let r = Ring::new(&members(&[100, 100, 100]), 64);
+        assert_eq!((r.lut.len(), r.shift), (2048, 53));
+        let one = Ring::new(&members(&[100]), 1);
+        assert_eq!(one.lut.len(), 16);
+        assert!(one.lut.iter().all(|&e| e == WHOLE_ARC | 1 || e == 0));
+        assert!(Ring::new(&members(&[0]), 64).lut.is_empty());
+        // Most arcs hold no point: one table read answers.
+        let whole = r.lut.iter().filter(|&&e| e & WHOLE_ARC != 0).count();
+        assert!(whole > 2048 - 192, "{whole} whole arcs");
+    }
+
+    #[test]
+    fn key_hash_changes_owners_not_shares() {
+        // Same points, so the same exact owned fractions; the key's point
+        // differs, so some owners differ.
+        let m = members(&[100, 100, 100]);
+        let md5 = Ring::new(&m, 64);
+        let fast = Ring::with_key_hash(&m, 64, KeyHash::Splitmix64);
+        assert_eq!(md5.owned_fractions(), fast.owned_fractions());
+        assert_eq!(testutil::golden_owners(&fast), [1, 3, 1, 1, 1, 1]);
+        let differ = (0..2_000)
+            .filter(|&i| md5.select(key(i)) != fast.select(key(i)))
+            .count();
+        assert!(differ > 500, "{differ}");
+        // Sampled shares near the exact fractions (40 000 keys: within 2 points).
+        let share = shares(&fast, 3, 40_000);
+        for ((_, exact), got) in fast.owned_fractions().iter().zip(&share) {
+            assert!(
+                (f64::from(*got) / 40_000.0 - exact).abs() < 0.02,
+                "{share:?}"
+            );
+        }
+    }
 
     #[test]
     fn ring_is_md5_of_address_and_vnode() {

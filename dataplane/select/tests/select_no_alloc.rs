@@ -1,6 +1,6 @@
-//! Selection allocates only when a table is built: 30k lookups over a ring,
-//! a Maglev table and a rendezvous table make zero calls to the global
-//! allocator.
+//! Selection allocates only when a table is built: 40k lookups over a ring
+//! (with each key hash), a Maglev table and a rendezvous table make zero
+//! calls to the global allocator.
 //!
 //! The counts are the measuring thread's own (`shoal_alloc_count`): other
 //! threads allocating meanwhile (libtest's, other tests') do not move them.
@@ -9,7 +9,7 @@ use core::net::Ipv4Addr;
 
 use shoal_alloc_count::{CountingAlloc, Region};
 use shoal_config::Algorithm;
-use shoal_select::{build, ClientKey, Member, Params};
+use shoal_select::{build, ClientKey, KeyHash, Member, Params};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -25,10 +25,17 @@ fn lookups_allocate_nothing() {
         .collect();
     let params = Params {
         vnodes: 64,
+        key_hash: KeyHash::Splitmix64,
         maglev_table_size: 65_537,
     };
-    let selectors = [Algorithm::Ring, Algorithm::Maglev, Algorithm::Rendezvous]
-        .map(|a| build(a, &members, &params));
+    let md5 = Params {
+        key_hash: KeyHash::Md5,
+        ..params
+    };
+    let mut selectors = [Algorithm::Ring, Algorithm::Maglev, Algorithm::Rendezvous]
+        .map(|a| build(a, &members, &params))
+        .to_vec();
+    selectors.push(build(Algorithm::Ring, &members, &md5));
 
     let region = Region::new();
     let mut owners = [0u32; 6];
@@ -46,7 +53,7 @@ fn lookups_allocate_nothing() {
     assert_eq!(stats.allocations, 0, "{stats:?}");
     assert_eq!(stats.reallocations, 0, "{stats:?}");
     // Every key found an owner; member 3 (weight 0) none.
-    assert_eq!(owners.iter().sum::<u32>(), 30_000);
+    assert_eq!(owners.iter().sum::<u32>(), 40_000);
     assert_eq!(owners[0], 0);
     assert_eq!(owners[3], 0);
 }

@@ -169,6 +169,17 @@ impl<V> FlowTable<V> {
         Some(FlowMut { table: self, idx })
     }
 
+    /// Loads what a lookup of `key` will read — the index's control bytes,
+    /// its slot number and the flow's slot — changing nothing (not even the
+    /// timer): a software prefetch by early load, for a burst whose keys
+    /// are known before it is processed (`pipeline/burst.rs`). The loads of
+    /// consecutive calls do not depend on each other, so the CPU overlaps
+    /// their cache misses.
+    #[inline]
+    pub fn warm(&self, key: &FlowKey) {
+        core::hint::black_box(self.find(self.hasher.hash_one(key), key));
+    }
+
     /// [`FlowTable::lookup_touch`] without the result: whether `key` is alive
     /// (and now refreshed).
     pub fn touch(&mut self, key: &FlowKey, now: Instant) -> bool {

@@ -215,16 +215,41 @@ impl Pipeline {
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
             return self.tcp_flow_hit(action, own_syn, pure_syn, &mut tcp, now);
         }
-        let tables = Arc::clone(&self.tables);
-        let Some(index) = tables.service_index(dst, tcp.dst_port(), IpProtocol::Tcp) else {
+        let Some(index) = self
+            .tables
+            .service_index(dst, tcp.dst_port(), IpProtocol::Tcp)
+        else {
             return Plan::Done(self.drop(Counter::DropNoService));
         };
-        let service = &tables.services[index];
-        if service.mode == Mode::Splice {
+        let mode = self.tables.services[index].mode;
+        if mode == Mode::Splice {
             let flags = (pure_syn, ack && !syn && !rst);
             return self.tcp_splice_miss(src_mac, key, client, index, flags, &tcp, now);
         }
-        self.tcp_l4_miss(&tables, index, key, client, pure_syn, &mut tcp, now)
+        if !pure_syn {
+            return self.tcp_l4_no_flow(index, client);
+        }
+        // Only a SYN pays for holding the tables across the flow insert.
+        let tables = Arc::clone(&self.tables);
+        self.tcp_l4_miss(&tables, index, key, client, &mut tcp, now)
+    }
+
+    /// A segment other than a SYN without a flow, to an L4 service (`local`,
+    /// `dpr-*`): stateless DPR places every packet by a pure hash of the
+    /// client, so it needs no flow (DPR, stateless); anything else belongs
+    /// to another member. Established traffic: no lease or epoch check (only
+    /// new connections are claimed). Two selector lookups (the precomputed
+    /// per-epoch tables of `shoal-select`) and no flow-table write.
+    fn tcp_l4_no_flow(&mut self, index: usize, client: ClientKey) -> Plan {
+        let t = &*self.tables;
+        let service = &t.services[index];
+        let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
+        if !stateless_dpr || service.selector.select(client) != Some(t.own_id) {
+            return Plan::Done(self.drop(Counter::VipNoFlow));
+        }
+        let action = redirect(service.mode, service.target.select(client), t.own_id);
+        self.counters.inc(Counter::DprStateless);
+        self.place(action, None)
     }
 
     /// A segment of a flow in the table: its action (`track` moved its
@@ -313,39 +338,20 @@ impl Pipeline {
         }
     }
 
-    /// A segment without a flow to an L4 service (`local`, `dpr-*`):
-    /// stateless DPR places every packet by hash; a SYN this member claims
-    /// is placed and (unless stateless and redirected) gets a flow; the
-    /// rest belongs to another member.
-    #[allow(clippy::too_many_arguments)]
+    /// A SYN without a flow to an L4 service (`local`, `dpr-*`): if this
+    /// member claims it, it is placed and (unless stateless and redirected)
+    /// gets a flow; otherwise it belongs to another member.
     fn tcp_l4_miss(
         &mut self,
         t: &Tables,
         index: usize,
         key: FlowKey,
         client: ClientKey,
-        pure_syn: bool,
         tcp: &mut TcpPacket<&mut [u8]>,
         now: Instant,
     ) -> Plan {
         let service = &t.services[index];
         let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
-        if stateless_dpr && !pure_syn {
-            // Stateless DPR: the inspector places every packet by a pure
-            // hash of the client, so it needs no flow (DPR, stateless).
-            // Established traffic: no lease or epoch check (only new
-            // connections are claimed).
-            if service.selector.select(client) != Some(t.own_id) {
-                return Plan::Done(self.drop(Counter::VipNoFlow));
-            }
-            let target = service.target.select(client);
-            let action = redirect(service.mode, target, t.own_id);
-            self.counters.inc(Counter::DprStateless);
-            return self.place(action, None);
-        }
-        if !pure_syn {
-            return Plan::Done(self.drop(Counter::VipNoFlow));
-        }
         // A SYN creates state: make sure it is intact (established traffic is
         // left to the NIC's and the kernel's checksum checks).
         if !tcp.verify_checksum(key.src, key.dst) {

@@ -6,8 +6,9 @@
 //!   every counter.
 //! - `run --config FILE [--stats-file F]`: the dataplane itself (DPDK or
 //!   portable backend) until SIGTERM.
-//! - `gen-trace --config FILE --out OUT.pcap [--connections N] [--clients N]`:
-//!   write a synthetic client capture to replay.
+//! - `gen-trace --config FILE --out OUT.pcap [--connections N] [--clients N]
+//!   [--split Q]`: write a synthetic client capture to replay (and, with
+//!   `--split`, one capture per queue by owning worker).
 
 #![forbid(unsafe_code)]
 
@@ -98,6 +99,12 @@ enum Command {
         /// Seed for ports and sequence numbers.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also write the capture split into this many per-queue captures
+        /// (`OUT.q0.pcap`, ...): each frame in the capture of the worker that
+        /// owns it among this many (the steering function, as an RSS table
+        /// programmed to match it would deliver them). 0: no split.
+        #[arg(long, default_value_t = 0)]
+        split: usize,
     },
 }
 
@@ -171,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             connections,
             clients,
             seed,
+            split,
         } => {
             let cfg = shoal_config::load_file(&config)?;
             let Some(svc) = cfg
@@ -192,6 +200,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             spec.seed = seed;
             let frames = client_trace(&spec);
             write_pcap(&out, &frames).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            if split > 0 {
+                let tables = shoal_dataplane::pipeline::Tables::from_config(&cfg, 1)?;
+                let mut queues = vec![Vec::new(); split];
+                for (at, frame) in &frames {
+                    let q = shoal_dataplane::steer::target(
+                        shoal_dataplane::pipeline::WIRE,
+                        frame,
+                        &tables,
+                        split,
+                    );
+                    queues[q.unwrap_or(0)].push((*at, frame.clone()));
+                }
+                for (q, frames) in queues.iter().enumerate() {
+                    let path = PathBuf::from(format!("{}.q{q}.pcap", out.display()));
+                    write_pcap(&path, frames)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    eprintln!("queue {q}: {} frames in {}", frames.len(), path.display());
+                }
+            }
             eprintln!(
                 "wrote {} frames ({connections} connections from {} clients to {}:{}) to {}",
                 frames.len(),
