@@ -117,8 +117,10 @@ struct Stats<'a> {
     workers: Vec<WorkerFigures>,
 }
 
-/// A flow table's figures (one worker's, or summed).
+/// A flow table's figures (one worker's, or summed), named as the stats
+/// file's keys.
 #[derive(Debug, Clone, Default, Serialize)]
+#[allow(clippy::struct_field_names)]
 struct FlowFigures {
     flows_live: usize,
     flows_capacity: usize,
