@@ -123,7 +123,8 @@ sed -e "s|^eal_args = \[\]|eal_args = [\"--file-prefix\", \"$PREFIX_S\"]|" \
     -e "s|^device = \"net_null0\"|device = \"$NULL_VDEV\"|" \
     -e "s|^cores = \[1\]|cores = [$SHOAL_CORES]|" perf/dpdk/bench.toml >"$WORK/bench.toml"
 grep -q "$PREFIX_S" "$WORK/bench.toml" && grep -q "cores = \[$SHOAL_CORES\]" "$WORK/bench.toml" \
-    || die "perf/dpdk/bench.toml no longer has the lines this script edits (eal_args, device, cores)"
+    && grep -q '^shm_path = "/dev/null/' "$WORK/bench.toml" \
+    || die "perf/dpdk/bench.toml no longer has the lines this script edits (eal_args, device, cores) or its control-less shm_path"
 
 # What shares the cores right now (printed with the figures).
 context() {
@@ -181,6 +182,7 @@ run_shoal() {
     s2=$(read_stats) || die "unreadable stats file"
     kill -TERM "$SHOAL_PID"
     wait "$SHOAL_PID" || true
+    grep -q "UNFENCED" "$log" || { tail -30 "$log" >&2; die "shoal-dataplane ran fenced behind a control lease: it answers no SYN without control (log above)"; }
     SHOAL_PID=
     SHOAL_PPS=$(python3 - "$s1" "$s2" <<'PY'
 import sys
