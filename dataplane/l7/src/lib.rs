@@ -10,6 +10,9 @@
 //! - [`reassembly`]: the client's request bytes rebuilt from TCP segments.
 //! - [`http`]: the HTTP/1.x request head; [`answers`]: the canned error
 //!   responses the dataplane sends itself.
+//! - [`framing`]: HTTP/1.1 message boundaries on a spliced connection
+//!   (when each response the kernel sends is complete; where a chunked
+//!   body ends).
 //! - [`dispatch`]: which member serves a request (URL hashing with hot
 //!   paths, least-loaded, LARD, cookie stickiness, rules).
 //! - [`splice`]: the per-flow translation of sequence numbers, SACK blocks,
@@ -23,6 +26,7 @@
 
 pub mod answers;
 pub mod dispatch;
+pub mod framing;
 pub mod handoff;
 pub mod http;
 pub mod reassembly;
