@@ -177,6 +177,11 @@ impl ChunkedDecoder {
     /// more is needed. `Err(BadChunk)` when the body is malformed, and for
     /// every feed after that.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, BadChunk> {
+        match self.state {
+            Chunk::Done => return Ok(Some(0)),
+            Chunk::Failed => return Err(BadChunk),
+            _ => {}
+        }
         let mut at = 0;
         while at < bytes.len() {
             if let Chunk::Data(left) = self.state {
@@ -194,26 +199,21 @@ impl ChunkedDecoder {
             }
             let b = bytes[at];
             at += 1;
-            self.state = match self.step(b) {
-                Ok(next) => next,
-                Err(BadChunk) => {
-                    self.state = Chunk::Failed;
-                    return Err(BadChunk);
-                }
+            let Ok(next) = self.step(b) else {
+                self.state = Chunk::Failed;
+                return Err(BadChunk);
             };
+            self.state = next;
             if self.state == Chunk::Done {
                 return Ok(Some(at));
             }
         }
-        match self.state {
-            Chunk::Done => Ok(Some(0)),
-            Chunk::Failed => Err(BadChunk),
-            _ => Ok(None),
-        }
+        Ok(None)
     }
 
     /// The state after byte `b` (every state but `Data`, which
-    /// [`ChunkedDecoder::feed`] skips in bulk).
+    /// [`ChunkedDecoder::feed`] skips in bulk, and the final `Done` and
+    /// `Failed`, which it never steps from).
     fn step(&self, b: u8) -> Result<Chunk, BadChunk> {
         let end_of_size_line = |size: u64| {
             if size == 0 {
@@ -258,12 +258,12 @@ impl ChunkedDecoder {
             },
             Chunk::TrailerLineLf if b == b'\n' => Chunk::TrailerStart,
             Chunk::TrailerEndLf if b == b'\n' => Chunk::Done,
-            Chunk::Done => Chunk::Done,
             Chunk::SizeLf(_)
             | Chunk::DataLf
             | Chunk::TrailerLineLf
             | Chunk::TrailerEndLf
             | Chunk::Data(_)
+            | Chunk::Done
             | Chunk::Failed => return Err(BadChunk),
         })
     }
@@ -414,11 +414,10 @@ fn parse_response_head(buf: &[u8]) -> Result<ResponseHead, Unframed> {
         // decide otherwise, so the boundary is not certain.
         (true, Some(_)) => return Err(Unframed::BadHead),
         (true, None) if chunked => Length::Chunked,
-        // Rule 4: a response whose last coding is not chunked is read
-        // until the connection closes.
-        (true, None) => Length::Close,
         (false, Some(n)) => Length::Counted(n),
-        (false, None) => Length::Close,
+        // Rule 4 (a last coding other than chunked) and rule 8 (no
+        // length): the body ends with the connection.
+        (_, None) => Length::Close,
     };
     let http10 = minor == 0;
     Ok(ResponseHead {
@@ -660,5 +659,645 @@ impl ResponseFramer {
             self.unframed = Some(Unframed::ConnectionClose);
         }
         self.close_after = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OK_CL0: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    fn framer(expects: &[Expect]) -> ResponseFramer {
+        let mut f = ResponseFramer::new(8192);
+        for &e in expects {
+            assert!(f.expect(e));
+        }
+        f
+    }
+
+    #[test]
+    fn content_length_zero_completes_at_the_empty_line() {
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.state(), ResponseState::InProgress);
+        assert_eq!(f.feed(&OK_CL0[..OK_CL0.len() - 1]), 0);
+        assert_eq!(f.state(), ResponseState::InProgress);
+        assert_eq!(f.feed(&OK_CL0[OK_CL0.len() - 1..]), 1);
+        assert_eq!(f.state(), ResponseState::Idle);
+        assert_eq!((f.pending(), f.completed()), (0, 1));
+    }
+
+    #[test]
+    fn content_length_body_is_counted_to_the_byte() {
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(
+            f.feed(b"HTTP/1.1 200 OK\r\ncontent-LENGTH:  11 \r\n\r\nhello"),
+            0
+        );
+        assert_eq!(f.feed(b" worl"), 0);
+        assert_eq!(f.state(), ResponseState::InProgress);
+        assert_eq!(f.feed(b"d"), 1);
+        assert_eq!(f.state(), ResponseState::Idle);
+        assert_eq!(f.completed(), 1);
+        // Equal duplicates are one length.
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(
+            f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab"),
+            1
+        );
+        assert_eq!(f.state(), ResponseState::Idle);
+    }
+
+    #[test]
+    fn head_response_has_no_body_whatever_its_content_length() {
+        let mut f = framer(&[Expect::Head, Expect::Normal]);
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+        assert_eq!(f.feed(head), 1);
+        assert_eq!(
+            (f.state(), f.pending(), f.completed()),
+            (ResponseState::InProgress, 1, 1)
+        );
+        // Also chunked: no body either.
+        let mut f = framer(&[Expect::Head]);
+        assert_eq!(
+            f.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            1
+        );
+        assert_eq!(f.state(), ResponseState::Idle);
+        // Nor without any length.
+        let mut f = framer(&[Expect::Head]);
+        assert_eq!(f.feed(b"HTTP/1.1 404 Not Found\r\n\r\n"), 1);
+        assert_eq!(f.state(), ResponseState::Idle);
+    }
+
+    #[test]
+    fn status_204_and_304_have_no_body() {
+        let mut f = framer(&[Expect::Normal, Expect::Normal, Expect::Normal]);
+        let raw = b"HTTP/1.1 204 No Content\r\n\r\n\
+            HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\nETag: \"x\"\r\n\r\n\
+            HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(f.feed(raw), 3);
+        assert_eq!((f.state(), f.completed()), (ResponseState::Idle, 3));
+    }
+
+    #[test]
+    fn interim_100_and_103_do_not_complete_the_request() {
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.feed(b"HTTP/1.1 100 Continue\r\n\r\n"), 0);
+        assert_eq!((f.state(), f.pending()), (ResponseState::InProgress, 1));
+        assert_eq!(
+            f.feed(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nContent-Length: 5\r\n\r\n"),
+            0
+        );
+        assert_eq!((f.state(), f.completed()), (ResponseState::InProgress, 0));
+        assert_eq!(
+            f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"),
+            1
+        );
+        assert_eq!((f.state(), f.completed()), (ResponseState::Idle, 1));
+    }
+
+    #[test]
+    fn switching_protocols_and_connect_2xx_are_upgrades() {
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        assert_eq!(
+            f.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello"),
+            0
+        );
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::Upgrade));
+        assert_eq!((f.pending(), f.completed()), (2, 0));
+
+        let mut f = framer(&[Expect::Connect]);
+        assert_eq!(f.feed(b"HTTP/1.1 200 Connection Established\r\n\r\n"), 0);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::Upgrade));
+
+        // A refused CONNECT is an ordinary response.
+        let mut f = framer(&[Expect::Connect]);
+        assert_eq!(
+            f.feed(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\nno"),
+            1
+        );
+        assert_eq!((f.state(), f.completed()), (ResponseState::Idle, 1));
+    }
+
+    #[test]
+    fn chunked_body_with_extensions_and_trailers() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n\
+            5;name=value;q=\"a;b\"\r\nhello\r\n\
+            A \t;x\r\n0123456789\r\n\
+            0;last\r\nExpires: never\r\nX-Sum: 1\r\n\r\n";
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        assert_eq!(f.feed(raw), 1);
+        assert_eq!((f.state(), f.completed()), (ResponseState::InProgress, 1));
+        // The byte after the trailers starts the next response.
+        assert_eq!(f.feed(OK_CL0), 1);
+        assert_eq!((f.state(), f.completed()), (ResponseState::Idle, 2));
+        // Fed byte by byte: the same single completion, at the last byte.
+        let mut f = framer(&[Expect::Normal]);
+        for (i, b) in raw.iter().enumerate() {
+            let want = usize::from(i == raw.len() - 1);
+            assert_eq!(f.feed(core::slice::from_ref(b)), want, "byte {i}");
+        }
+        assert_eq!(f.state(), ResponseState::Idle);
+    }
+
+    #[test]
+    fn chunk_size_overflow_is_bad_chunk() {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // 16 hex digits fit in 64 bits (leading zeros too), 17 do not.
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"0000ffffffffffffffff\r\nab"), Ok(None));
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"10000000000000000\r\n"), Err(BadChunk));
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.feed(head), 0);
+        assert_eq!(f.feed(b"1ffffffffffffffff\r\n"), 0);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::BadChunk));
+        assert_eq!((f.pending(), f.completed()), (1, 0));
+    }
+
+    #[test]
+    fn malformed_chunks_are_bad_chunk() {
+        for raw in [
+            &b"\r\n"[..],
+            b"x\r\n",
+            b"5\r\nhelloX",
+            b"5\r\nhello\rX",
+            b"5\rX",
+            b"5 x\r\n",
+            b"0\r\nTrailer: a\rb\r\n\r\n",
+            b"0\r\n\rX",
+            b"-1\r\n",
+        ] {
+            let mut d = ChunkedDecoder::new();
+            assert_eq!(d.feed(raw), Err(BadChunk), "{raw:?}");
+            assert_eq!(d.feed(b"0\r\n\r\n"), Err(BadChunk), "sticky after {raw:?}");
+            assert!(!d.is_done());
+        }
+    }
+
+    #[test]
+    fn chunked_decoder_on_a_request_body() {
+        let body = b"4\r\nWiki\r\n6;ext\r\npedia \r\n0\r\n\r\nGET /next HTTP/1.1\r\n";
+        let end = body.len() - b"GET /next HTTP/1.1\r\n".len();
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(body), Ok(Some(end)));
+        assert!(d.is_done());
+        assert_eq!(d.feed(b"more"), Ok(Some(0)));
+        // Split anywhere: the end is found in the piece that holds it.
+        for cut in 0..=end {
+            let mut d = ChunkedDecoder::new();
+            let first = d.feed(&body[..cut]);
+            if cut == end {
+                assert_eq!(first, Ok(Some(end)));
+            } else {
+                assert_eq!(first, Ok(None), "cut {cut}");
+                assert_eq!(d.feed(&body[cut..]), Ok(Some(end - cut)), "cut {cut}");
+            }
+        }
+        // Bare LF line ends, as nginx accepts them.
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"3\nabc\n0\nT: v\n\nX"), Ok(Some(14)));
+    }
+
+    #[test]
+    fn pipelined_responses_in_one_feed() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc\
+            HTTP/1.1 100 Continue\r\n\r\n\
+            HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n\
+            HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n\
+            HTTP/1.1 304 Not Modified\r\n\r\n";
+        let mut f = framer(&[
+            Expect::Normal,
+            Expect::Normal,
+            Expect::Head,
+            Expect::Normal,
+            Expect::Normal,
+        ]);
+        assert_eq!(f.feed(raw), 4);
+        assert_eq!(
+            (f.state(), f.pending(), f.completed()),
+            (ResponseState::InProgress, 1, 4)
+        );
+        assert_eq!(f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n!"), 1);
+        assert_eq!(
+            (f.state(), f.pending(), f.completed()),
+            (ResponseState::Idle, 0, 5)
+        );
+    }
+
+    #[test]
+    fn head_split_byte_by_byte() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\n\r\nok";
+        let mut f = framer(&[Expect::Normal]);
+        let mut total = 0;
+        for (i, b) in raw.iter().enumerate() {
+            total += f.feed(core::slice::from_ref(b));
+            let want = if i == raw.len() - 1 {
+                ResponseState::Idle
+            } else {
+                ResponseState::InProgress
+            };
+            assert_eq!(f.state(), want, "after byte {i}");
+        }
+        assert_eq!((total, f.completed()), (1, 1));
+    }
+
+    #[test]
+    fn connection_close_completes_then_unframes() {
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        let raw =
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(f.feed(&raw[..raw.len() - 1]), 0);
+        assert_eq!(f.state(), ResponseState::InProgress);
+        // The response completes (and the bytes after it are ignored).
+        assert_eq!(f.feed(b"k"), 1);
+        assert_eq!(
+            f.state(),
+            ResponseState::Unframed(Unframed::ConnectionClose)
+        );
+        assert_eq!((f.pending(), f.completed()), (1, 1));
+        assert_eq!(f.feed(OK_CL0), 0);
+        assert_eq!(f.completed(), 1);
+    }
+
+    #[test]
+    fn http_1_0_needs_keep_alive() {
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        assert_eq!(f.feed(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx"), 1);
+        assert_eq!(
+            f.state(),
+            ResponseState::Unframed(Unframed::ConnectionClose)
+        );
+
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        assert_eq!(
+            f.feed(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx"),
+            1
+        );
+        assert_eq!(f.state(), ResponseState::InProgress);
+        assert_eq!(
+            f.feed(b"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n"),
+            1
+        );
+        assert_eq!(f.state(), ResponseState::Idle);
+
+        // Transfer-Encoding in HTTP/1.0 is faulty framing: close after it.
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        assert_eq!(
+            f.feed(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            1
+        );
+        assert_eq!(
+            f.state(),
+            ResponseState::Unframed(Unframed::ConnectionClose)
+        );
+
+        // Without a length: close-delimited, known at the head.
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.feed(b"HTTP/1.0 200 OK\r\n\r\nbody"), 0);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::CloseDelimited));
+    }
+
+    #[test]
+    fn no_length_is_close_delimited() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            let mut f = framer(&[Expect::Normal]);
+            assert_eq!(f.feed(raw), 0, "{raw:?}");
+            assert_eq!(
+                f.state(),
+                ResponseState::Unframed(Unframed::CloseDelimited),
+                "{raw:?}"
+            );
+            assert_eq!((f.pending(), f.completed()), (1, 0));
+        }
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/2 200 OK\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\n\r\n",
+            b"HTTP/1.1 200 OK\rX: y\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nBad Name: y\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: y\r\n folded\r\n\r\n",
+            b"\r\r\nHTTP/1.1 200 OK\r\n\r\n",
+            b"<html>\r\n\r\n",
+        ] {
+            let mut f = framer(&[Expect::Normal]);
+            assert_eq!(f.feed(raw), 0, "{raw:?}");
+            assert_eq!(
+                f.state(),
+                ResponseState::Unframed(Unframed::BadHead),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bare_lf_and_leading_empty_lines_are_tolerated() {
+        let mut f = framer(&[Expect::Normal, Expect::Normal]);
+        let raw = b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok\r\n\nHTTP/1.1 204 No Content\r\n\n";
+        assert_eq!(f.feed(raw), 2);
+        assert_eq!((f.state(), f.completed()), (ResponseState::Idle, 2));
+    }
+
+    #[test]
+    fn unsolicited_bytes_unframe() {
+        let mut f = ResponseFramer::new(8192);
+        assert_eq!(f.feed(b""), 0);
+        assert_eq!(f.state(), ResponseState::Idle);
+        assert_eq!(f.feed(b"H"), 0);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::Unsolicited));
+
+        // Bytes after the last expected response, in the same feed.
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.feed(b"HTTP/1.1 204 No Content\r\n\r\nHTTP"), 1);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::Unsolicited));
+        assert_eq!((f.pending(), f.completed()), (0, 1));
+        // For good: a later request and its response change nothing.
+        assert!(f.expect(Expect::Normal));
+        assert_eq!(f.feed(OK_CL0), 0);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::Unsolicited));
+        assert_eq!((f.pending(), f.completed()), (1, 1));
+    }
+
+    #[test]
+    fn head_too_long() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        // A head of exactly max_head bytes fits, in one feed or split.
+        for cut in [0, 1, 20, raw.len()] {
+            let mut f = ResponseFramer::new(raw.len());
+            assert!(f.expect(Expect::Normal));
+            assert_eq!(f.feed(&raw[..cut]) + f.feed(&raw[cut..]), 1, "cut {cut}");
+            assert_eq!(f.state(), ResponseState::Idle);
+        }
+        // One byte less does not.
+        for cut in [0, 1, 20, raw.len()] {
+            let mut f = ResponseFramer::new(raw.len() - 1);
+            assert!(f.expect(Expect::Normal));
+            assert_eq!(f.feed(&raw[..cut]) + f.feed(&raw[cut..]), 0, "cut {cut}");
+            assert_eq!(f.state(), ResponseState::Unframed(Unframed::HeadTooLong));
+        }
+        // A head that never ends, fed in pieces.
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.feed(b"HTTP/1.1 200 OK\r\n"), 0);
+        for _ in 0..1000 {
+            assert_eq!(f.feed(b"X-Filler: aaaaaaaa\r\n"), 0);
+        }
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::HeadTooLong));
+        // Too many fields for the parser.
+        let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let mut f = framer(&[Expect::Normal]);
+        assert_eq!(f.feed(&raw), 0);
+        assert_eq!(f.state(), ResponseState::Unframed(Unframed::HeadTooLong));
+    }
+
+    #[test]
+    fn expect_is_bounded() {
+        let mut f = ResponseFramer::new(64);
+        for _ in 0..MAX_PENDING {
+            assert!(f.expect(Expect::Normal));
+        }
+        assert!(!f.expect(Expect::Head));
+        assert_eq!(f.pending(), MAX_PENDING);
+        // The refused Head was not queued: the 33rd response is Normal.
+        let mut raw = Vec::new();
+        for _ in 0..MAX_PENDING {
+            raw.extend_from_slice(OK_CL0);
+        }
+        assert_eq!(f.feed(&raw), MAX_PENDING);
+        assert_eq!((f.state(), f.pending()), (ResponseState::Idle, 0));
+        // The ring wraps around.
+        assert!(f.expect(Expect::Head));
+        assert!(f.expect(Expect::Normal));
+        assert_eq!(
+            f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz"),
+            2
+        );
+        assert_eq!((f.state(), f.completed()), (ResponseState::Idle, 34));
+    }
+
+    #[test]
+    fn memory_cost_per_connection() {
+        // The figure in the module comment.
+        assert_eq!(core::mem::size_of::<ResponseFramer>(), 112);
+        assert_eq!(ResponseFramer::new(8192).head.capacity(), 8192);
+    }
+
+    /// One response of the property test: what the request was, and the
+    /// bytes the server sends.
+    #[derive(Debug, Clone)]
+    struct Wire {
+        expect: Expect,
+        bytes: Vec<u8>,
+    }
+
+    /// A well-formed response: framing 0 Content-Length, 1 chunked, 2 HEAD
+    /// (with a length that does not apply), 3 a 204/304, 4 Content-Length 0;
+    /// optionally after an interim 100/103; random header case and line
+    /// ends.
+    fn wire() -> impl Strategy<Value = Wire> {
+        let body_byte = prop::sample::select(b"\r\n0a;H: \x00\xff".to_vec());
+        (
+            0u8..5,
+            prop::sample::select(vec![200u16, 201, 206, 302, 404, 500, 503]),
+            prop::collection::vec(body_byte, 0..80),
+            prop::collection::vec(1usize..20, 0..6),
+            any::<(bool, bool, bool, bool, bool)>(),
+        )
+            .prop_map(
+                |(framing, status, body, cuts, (interim, lf, upper, ext, trailer))| {
+                    let eol: &[u8] = if lf { b"\n" } else { b"\r\n" };
+                    let mut out = Vec::new();
+                    let line = |out: &mut Vec<u8>, s: &[u8]| {
+                        out.extend_from_slice(s);
+                        out.extend_from_slice(eol);
+                    };
+                    if interim {
+                        line(&mut out, b"HTTP/1.1 100 Continue");
+                        line(&mut out, b"");
+                        line(&mut out, b"HTTP/1.1 103 Early Hints");
+                        line(&mut out, b"Link: </a.css>; rel=preload");
+                        line(&mut out, b"");
+                    }
+                    let (cl, te): (&[u8], &[u8]) = if upper {
+                        (b"CONTENT-LENGTH", b"Transfer-Encoding")
+                    } else {
+                        (b"content-length", b"transfer-encoding")
+                    };
+                    let status = match framing {
+                        3 => [204, 304][body.len() % 2],
+                        _ => status,
+                    };
+                    line(&mut out, format!("HTTP/1.1 {status} Reason").as_bytes());
+                    line(&mut out, b"Server: nginx");
+                    let mut expect = Expect::Normal;
+                    match framing {
+                        0 | 4 => {
+                            let n = if framing == 4 { 0 } else { body.len() };
+                            line(&mut out, &[cl, format!(": {n}").as_bytes()].concat());
+                            line(&mut out, b"");
+                            out.extend_from_slice(&body[..n]);
+                        }
+                        1 => {
+                            line(&mut out, &[te, b": chunked"].concat());
+                            line(&mut out, b"");
+                            let mut rest = &body[..];
+                            for &c in cuts.iter().chain(core::iter::once(&usize::MAX)) {
+                                let take = c.min(rest.len());
+                                if take == 0 {
+                                    continue;
+                                }
+                                let size = if ext {
+                                    format!("{take:X};e=\"1;2\"")
+                                } else {
+                                    format!("{take:x}")
+                                };
+                                line(&mut out, size.as_bytes());
+                                out.extend_from_slice(&rest[..take]);
+                                line(&mut out, b"");
+                                rest = &rest[take..];
+                            }
+                            line(&mut out, if ext { &b"0;end"[..] } else { b"000" });
+                            if trailer {
+                                line(&mut out, b"X-Checksum: abc");
+                            }
+                            line(&mut out, b"");
+                        }
+                        2 => {
+                            expect = Expect::Head;
+                            line(
+                                &mut out,
+                                format!("Content-Length: {}", body.len() + 1).as_bytes(),
+                            );
+                            line(&mut out, b"");
+                        }
+                        _ => line(&mut out, b""),
+                    }
+                    Wire { expect, bytes: out }
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn boundaries_are_exact(
+            responses in prop::collection::vec(wire(), 1..=MAX_PENDING),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..24),
+        ) {
+            let mut stream = Vec::new();
+            let mut ends = Vec::new();
+            let mut f = ResponseFramer::new(1024);
+            for r in &responses {
+                prop_assert!(f.expect(r.expect));
+                stream.extend_from_slice(&r.bytes);
+                ends.push(stream.len());
+            }
+            // Cut at random points, at every end and just before it.
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            for &e in &ends {
+                points.extend([e - 1, e]);
+            }
+            points.sort_unstable();
+            points.dedup();
+            let mut from = 0;
+            let mut total = 0;
+            for &to in &points {
+                let n = f.feed(&stream[from..to]);
+                total += n;
+                from = to;
+                let want = ends.iter().filter(|&&e| e <= to).count();
+                prop_assert_eq!(f.completed(), want as u64, "after {} bytes", to);
+                prop_assert_eq!(total, want);
+                prop_assert_eq!(f.pending(), responses.len() - want);
+                let state = if want == responses.len() {
+                    ResponseState::Idle
+                } else {
+                    ResponseState::InProgress
+                };
+                prop_assert_eq!(f.state(), state);
+            }
+            prop_assert_eq!(from, stream.len());
+            prop_assert_eq!(total, responses.len());
+        }
+
+        #[test]
+        fn chunked_decoder_finds_the_end_however_split(
+            body in prop::collection::vec(any::<u8>(), 0..200),
+            sizes in prop::collection::vec(1usize..40, 0..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut raw = Vec::new();
+            let mut rest = &body[..];
+            for &s in sizes.iter().chain(core::iter::once(&usize::MAX)) {
+                let take = s.min(rest.len());
+                if take == 0 {
+                    continue;
+                }
+                raw.extend_from_slice(format!("{take:x}\r\n").as_bytes());
+                raw.extend_from_slice(&rest[..take]);
+                raw.extend_from_slice(b"\r\n");
+                rest = &rest[take..];
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            let end = raw.len();
+            raw.extend_from_slice(b"tail");
+            let cut = cut.index(end + 1);
+            let mut d = ChunkedDecoder::new();
+            if cut == end {
+                prop_assert_eq!(d.feed(&raw[..cut]), Ok(Some(end)));
+            } else {
+                prop_assert_eq!(d.feed(&raw[..cut]), Ok(None));
+                prop_assert_eq!(d.feed(&raw[cut..]), Ok(Some(end - cut)));
+            }
+            prop_assert!(d.is_done());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_keep_the_counts(
+            pieces in prop::collection::vec(
+                prop::collection::vec(
+                    prop::sample::select(b"HTTP/1.0 2041\r\n:;Content-Length: chunked\t ".to_vec()),
+                    0..64,
+                ),
+                0..16,
+            ),
+            expects in prop::collection::vec(0u8..3, 0..8),
+        ) {
+            let mut f = ResponseFramer::new(256);
+            for e in &expects {
+                let e = [Expect::Normal, Expect::Head, Expect::Connect][usize::from(*e)];
+                prop_assert!(f.expect(e));
+            }
+            let mut total = 0;
+            for p in &pieces {
+                total += f.feed(p);
+            }
+            prop_assert_eq!(f.completed(), total as u64);
+            prop_assert_eq!(f.pending() + total, expects.len());
+            match f.state() {
+                ResponseState::Idle => prop_assert_eq!(f.pending(), 0),
+                ResponseState::InProgress => prop_assert!(f.pending() > 0),
+                ResponseState::Unframed(_) => {}
+            }
+        }
     }
 }
