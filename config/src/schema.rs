@@ -294,6 +294,14 @@ pub struct Dispatch {
     /// What bad requests get.
     #[serde(default)]
     pub on_bad_request: BadRequestAction,
+    /// Dispatch every request of a keep-alive connection (DTCP re-handoff,
+    /// seed 004): a request that belongs to another member is held, and the
+    /// connection moves there once the previous response is complete and
+    /// acknowledged. `false`: the first request decides for the whole
+    /// connection. The hold is bounded by `max_request_bytes` and
+    /// `request_timeout_ms`; past them the request is served where it is.
+    #[serde(default = "default_true")]
+    pub per_request: bool,
 }
 
 impl Default for Dispatch {
@@ -311,6 +319,7 @@ impl Default for Dispatch {
             max_request_bytes: default_max_request_bytes(),
             request_timeout_ms: default_request_timeout_ms(),
             on_bad_request: BadRequestAction::default(),
+            per_request: true,
         }
     }
 }

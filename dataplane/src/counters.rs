@@ -251,6 +251,54 @@ counters! {
     /// Connections offered by another member and replayed here. Not an outcome.
     HandoffReceived => "handoff_received",
 
+    /// Persistent connections: client segments whose bytes the dataplane
+    /// holds (a request not yet dispatched, or dispatched elsewhere).
+    PersistHeld => "persist_held",
+    /// Persistent connections: segments of a tracked flow whose session is
+    /// gone (a bug if ever non-zero).
+    PersistSessionLost => "persist_session_lost",
+    /// Persistent connections followed request by request (sessions
+    /// started). Not an outcome.
+    PersistConnections => "persist_connections",
+    /// Requests dispatched on followed connections (the first included).
+    /// Not an outcome.
+    PersistRequests => "persist_requests",
+    /// Of those, requests served by the kernel the connection is on. Not an outcome.
+    PersistRequestsHere => "persist_requests_here",
+    /// Of those, requests held for another member. Not an outcome.
+    PersistRequestsHeld => "persist_requests_held",
+    /// Acknowledgements the dataplane sent the client for held bytes. Not an outcome.
+    PersistHeldAcked => "persist_held_acked",
+    /// Bytes held (and carried in the offer) when a connection moved. Not an outcome.
+    PersistHeldBytes => "persist_held_bytes",
+    /// Milliseconds requests were held before their connection moved (sum). Not an outcome.
+    PersistHoldMs => "persist_hold_ms",
+    /// Sessions freed after their flow ended. Not an outcome.
+    PersistSessionsFreed => "persist_sessions_freed",
+    /// Connections no longer followed: a response or request without
+    /// length (chunked request, close-delimited response, upgrade, too many
+    /// pipelined). Not an outcome.
+    PersistUntrackedUnframed => "persist_untracked_unframed",
+    /// Connections no longer followed: FIN or RST from either side. Not an outcome.
+    PersistUntrackedClosing => "persist_untracked_closing",
+    /// Connections no longer followed: a request head the buffer cannot
+    /// hold or parse (the kernel answers it). Not an outcome.
+    PersistUntrackedBadRequest => "persist_untracked_bad_request",
+    /// Connections no longer followed: a gap in the kernel's byte stream. Not an outcome.
+    PersistUntrackedGap => "persist_untracked_gap",
+    /// Connections not followed because the session table is full. Not an outcome.
+    PersistUntrackedTableFull => "persist_untracked_table_full",
+    /// Re-handoffs started: the held request's connection offered to its
+    /// member (this kernel's socket reset). Not an outcome.
+    RehandoffStarted => "rehandoff_started",
+    /// Re-handoffs the target accepted. Not an outcome.
+    RehandoffDone => "rehandoff_done",
+    /// Re-handoffs refused or unanswered: the request served here. Not an outcome.
+    RehandoffFallback => "rehandoff_fallback",
+    /// Held requests served here because the connection could not move
+    /// within `dispatch.request_timeout_ms`. Not an outcome.
+    RehandoffHoldTimeout => "rehandoff_hold_timeout",
+
     /// Frames from the kernel forwarded to the wire.
     KernelToWire => "kernel_to_wire",
     /// Kernel RSTs for VIP flows this server does not hold (suppressed).
@@ -317,6 +365,8 @@ impl Counter {
         Counter::HandoffDatagram,
         Counter::HandoffRejected,
         Counter::HandoffTombstoneHit,
+        Counter::PersistHeld,
+        Counter::PersistSessionLost,
         Counter::KernelToWire,
         Counter::KernelRstSuppressed,
         Counter::KernelArpVipSuppressed,

@@ -265,6 +265,16 @@ impl RequestBuffer {
         self.fin = self.fin.map(|f| f - n);
     }
 
+    /// Empties the buffer and makes it collect bytes from sequence number
+    /// `seq` on (a request released whose body is still on its way: the
+    /// next request starts past it). Keeps the storage: never allocates.
+    pub fn restart(&mut self, seq: u32) {
+        self.start = seq;
+        self.contiguous = 0;
+        self.n_ranges = 0;
+        self.fin = None;
+    }
+
     /// The payload's offset and the part of it at or after the first
     /// request byte; `None` when nothing is left.
     fn clip_front<'p>(&self, seq: u32, payload: &'p [u8]) -> Option<(usize, &'p [u8])> {

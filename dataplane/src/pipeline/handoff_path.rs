@@ -153,6 +153,9 @@ impl Pipeline {
                 InspectorEvent::HandedOver { id, .. } => {
                     if let Some(slot) = self.conns.find(|c| c.handoff == Some(id)) {
                         if let Some(conn) = self.conns.release(slot) {
+                            if conn.moving {
+                                self.counters.inc(Counter::RehandoffDone);
+                            }
                             if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
                                 flow.value_mut().action = FlowAction::HandedOff;
                                 flow.set_state(FlowState::Tombstone, now);
@@ -165,6 +168,9 @@ impl Pipeline {
                 InspectorEvent::Fallback { id, .. } => {
                     if let Some(slot) = self.conns.find(|c| c.handoff == Some(id)) {
                         self.counters.inc(Counter::HandoffFallback);
+                        if self.conns.get_mut(slot).is_some_and(|c| c.moving) {
+                            self.counters.inc(Counter::RehandoffFallback);
+                        }
                         self.replay_syn(slot, now);
                     }
                 }
@@ -218,11 +224,18 @@ impl Pipeline {
         let Some(service) = service else {
             return refuse(self, RefuseReason::UnknownService);
         };
-        let mut buf = RequestBuffer::new(s.client_isn.wrapping_add(1), request.len().max(1));
-        // The offer's request bytes into a buffer of exactly their size:
-        // in order from the first byte, so nothing can be refused or cut
-        // (an empty request stores nothing). Not a client segment: not
-        // counted as one.
+        // A persistent connection's later requests are collected in the
+        // same buffer (`persist`): the service's limit, or the offer's size
+        // if larger.
+        let limit = self.tables.services[service]
+            .dispatch
+            .as_ref()
+            .map_or(16 * 1024, |d| d.max_request_bytes as usize);
+        let mut buf = RequestBuffer::new(s.client_isn.wrapping_add(1), request.len().max(limit));
+        // The offer's request bytes into a buffer at least their size: in
+        // order from the first byte, so nothing can be refused or cut (an
+        // empty request stores nothing). Not a client segment: not counted
+        // as one.
         let stored = buf.insert(s.client_isn.wrapping_add(1), request);
         debug_assert!(matches!(
             stored,
@@ -252,6 +265,7 @@ impl Pipeline {
             handoff: None,
             remote: Some((origin, id)),
             advertised_ws: s.options.window_scale.map_or(0, |w| w.inspector),
+            moving: false,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return refuse(self, RefuseReason::Busy);

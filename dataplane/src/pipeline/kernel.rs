@@ -66,6 +66,9 @@ impl Pipeline {
                     Some(FlowAction::Spliced(params)) => {
                         Translation::new(params).to_client(&mut tcp);
                     }
+                    Some(FlowAction::Tracked { slot }) => {
+                        return self.persist_kernel(slot, &mut tcp, now);
+                    }
                     Some(FlowAction::HandedOff) => {
                         // The connection moved; this kernel's socket is gone.
                         return self.drop(Counter::KernelRstSuppressed);

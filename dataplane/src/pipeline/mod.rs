@@ -22,6 +22,7 @@ mod arp;
 mod burst;
 mod handoff_path;
 mod kernel;
+mod persist;
 mod reuse;
 pub mod snapshot;
 mod splice_path;
@@ -97,6 +98,13 @@ pub enum FlowAction {
     /// Splice: handed over to another member, which sees the client's
     /// packets itself: this member ignores them (tombstone).
     HandedOff,
+    /// Splice, a persistent connection this kernel serves, followed request
+    /// by request (`persist`): the translation and the rest are in session
+    /// `slot`.
+    Tracked {
+        /// Session slot.
+        slot: u32,
+    },
 }
 
 /// What the byte-level pass decided; the steps that grow or shrink the
@@ -152,6 +160,8 @@ pub struct Pipeline {
     /// Splice: a dispatcher per service (None for other modes); per worker
     /// because LARD keeps state.
     dispatchers: Vec<Option<Dispatcher>>,
+    /// Splice: persistent connections followed request by request.
+    sessions: persist::Sessions,
     /// Splice: handoff to other members (None until `enable_handoff`).
     handoff: Option<handoff_path::Handoff>,
     /// Frames the pipeline originates while processing (handshake replies,
@@ -185,6 +195,7 @@ impl Pipeline {
             cookies: CookieKeys::new(secret),
             handoff: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
+            sessions: persist::Sessions::default(),
             dispatchers,
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
@@ -232,7 +243,9 @@ impl Pipeline {
     /// The flow snapshot a restarted dataplane restores (`snapshot.rs`),
     /// written at `mono_ns` (`CLOCK_MONOTONIC`).
     pub fn flow_snapshot(&self, mono_ns: u64) -> Vec<u8> {
-        snapshot::encode(&self.flows, self.tables.own_id, mono_ns)
+        snapshot::encode(&self.flows, self.tables.own_id, mono_ns, |a| {
+            self.resolve_action(a)
+        })
     }
 
     /// Records the flows each burst creates or changes, for
@@ -252,8 +265,12 @@ impl Pipeline {
         self.journal_keys.extend(keys);
         for key in &self.journal_keys {
             if let Some(f) = self.flows.get(key) {
+                let value = FlowEntry {
+                    action: self.resolve_action(f.value.action),
+                    ..f.value
+                };
                 if let Some(e) =
-                    snapshot::journal_entry(*key, f.state(), &f.value, self.tables.own_id, mono_ns)
+                    snapshot::journal_entry(*key, f.state(), &value, self.tables.own_id, mono_ns)
                 {
                     out.extend_from_slice(&e);
                 }
@@ -388,6 +405,7 @@ impl Pipeline {
         self.flows.expire(now, budget);
         self.fragments.expire(now, budget);
         self.splice_expire(now);
+        self.persist_expire(now);
         self.handoff_poll(now);
     }
 

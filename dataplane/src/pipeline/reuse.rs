@@ -167,7 +167,7 @@ impl Pipeline {
                 self.abandon_setup(slot, now);
                 Counter::TupleReusedSplicing
             }
-            FlowAction::Spliced(_) => Counter::TupleReusedSpliced,
+            FlowAction::Spliced(_) | FlowAction::Tracked { .. } => Counter::TupleReusedSpliced,
             FlowAction::HandedOff => Counter::TupleReusedTombstone,
         };
         self.counters.inc(Counter::TupleReused);

@@ -124,12 +124,22 @@ pub enum SnapshotError {
     },
 }
 
-/// The snapshot of `flows` of member `member`, written at `mono_ns`.
-pub fn encode(flows: &FlowTable<FlowEntry>, member: u16, mono_ns: u64) -> Vec<u8> {
+/// The snapshot of `flows` of member `member`, written at `mono_ns`, with
+/// each action recorded as `resolve` maps it.
+pub fn encode(
+    flows: &FlowTable<FlowEntry>,
+    member: u16,
+    mono_ns: u64,
+    resolve: impl Fn(FlowAction) -> FlowAction,
+) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_LEN];
     let mut count = 0u64;
     for f in flows {
-        if let Some(r) = encode_record(f.key(), f.state(), &f.value) {
+        let value = FlowEntry {
+            action: resolve(f.value.action),
+            ..f.value
+        };
+        if let Some(r) = encode_record(f.key(), f.state(), &value) {
             out.extend_from_slice(&r);
             count += 1;
         }
@@ -155,7 +165,9 @@ fn encode_record(k: FlowKey, state: FlowState, v: &FlowEntry) -> Option<[u8; REC
         FlowAction::Received => (KIND_RECEIVED, 0, None),
         FlowAction::HandedOff => (KIND_HANDED_OFF, 0, None),
         FlowAction::Spliced(p) => (KIND_SPLICED, 0, Some(p)),
-        FlowAction::Splicing { .. } => return None,
+        // A tracked flow is recorded by the pipeline as the splice it is
+        // (`encode`'s `resolve`); without its session it is not kept.
+        FlowAction::Splicing { .. } | FlowAction::Tracked { .. } => return None,
     };
     if v.ended || state == FlowState::Closing {
         return None;
@@ -424,7 +436,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_what_can_go_on() {
         let flows = table();
-        let bytes = encode(&flows, 1, 5_000_000_000);
+        let bytes = encode(&flows, 1, 5_000_000_000, |a| a);
         assert_eq!(bytes.len(), HEADER_LEN + 6 * RECORD_LEN + 8);
         let restored = decode(&bytes, 1, 6_000_000_000).unwrap();
         let mut fresh = FlowTable::new(16, *flows.timeouts());
@@ -480,7 +492,7 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_validate() {
-        let bytes = encode(&table(), 1, 5_000_000_000);
+        let bytes = encode(&table(), 1, 5_000_000_000, |a| a);
         let now = 6_000_000_000;
         assert_eq!(
             decode(&bytes, 2, now),

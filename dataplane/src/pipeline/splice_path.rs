@@ -30,7 +30,7 @@ use shoal_config::Mode;
 use shoal_l7::answers::error_response;
 use shoal_l7::dispatch::Dispatcher;
 use shoal_l7::handoff::{HandoffId, Origin};
-use shoal_l7::http::buffered_head;
+use shoal_l7::http::{buffered_head, RequestHead};
 use shoal_l7::reassembly::RequestBuffer;
 use shoal_l7::splice::SpliceParams;
 use shoal_l7::syncookie::{counter_at, SynOptions};
@@ -82,6 +82,9 @@ pub(super) struct Conn {
     /// The window scale the client was told the server uses (the
     /// inspector's, or for rare mode the first kernel's).
     pub(super) advertised_ws: u8,
+    /// A persistent connection moving on at a request boundary (`persist`),
+    /// not a first handover.
+    pub(super) moving: bool,
 }
 
 /// Fixed-capacity table of connections being set up.
@@ -109,6 +112,11 @@ impl Conns {
         let conn = self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
         Some(conn)
+    }
+
+    /// True if a connection can be added.
+    pub(super) fn has_free(&self) -> bool {
+        !self.free.is_empty()
     }
 
     /// True if no connection is being set up (every slot free).
@@ -148,14 +156,14 @@ impl Conns {
 }
 
 /// A TCP segment the dataplane originates.
-struct Segment<'a> {
-    src: (EthernetAddress, Ipv4Addr, u16),
-    dst: (EthernetAddress, Ipv4Addr, u16),
-    tcp: TcpRepr,
-    payload: &'a [u8],
+pub(super) struct Segment<'a> {
+    pub(super) src: (EthernetAddress, Ipv4Addr, u16),
+    pub(super) dst: (EthernetAddress, Ipv4Addr, u16),
+    pub(super) tcp: TcpRepr,
+    pub(super) payload: &'a [u8],
 }
 
-fn bare_tcp(
+pub(super) fn bare_tcp(
     src_port: u16,
     dst_port: u16,
     seq: u32,
@@ -180,7 +188,7 @@ fn bare_tcp(
     }
 }
 
-fn build(seg: &Segment<'_>) -> Vec<u8> {
+pub(super) fn build(seg: &Segment<'_>) -> Vec<u8> {
     let end = |(mac, ip, port): (EthernetAddress, Ipv4Addr, u16)| Endpoint { mac, ip, port };
     tcp_frame(&end(seg.src), &end(seg.dst), &seg.tcp, seg.payload, 0)
 }
@@ -276,6 +284,7 @@ impl Pipeline {
             handoff: None,
             remote: None,
             advertised_ws: ADVERTISED_WSCALE,
+            moving: false,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));
@@ -327,11 +336,8 @@ impl Pipeline {
         let head = buffered_head(&conn.buf);
         match head {
             Ok(Some(head)) => {
-                let loads: Vec<(u16, f64)> =
-                    self.tables.members.iter().map(|m| (m.id, m.load)).collect();
-                let chosen = self.dispatchers[service]
-                    .as_mut()
-                    .map(|d| d.choose(&head, &loads, now).member);
+                let chosen =
+                    choose_member(&self.tables, &mut self.dispatchers, service, &head, now);
                 match chosen {
                     Some(m) if m != self.tables.own_id => {
                         if !self.handoff_start(slot, m, now) {
@@ -486,16 +492,44 @@ impl Pipeline {
                 0
             },
         };
-        self.emit_request_to_kernel(&conn, kernel_isn, kernel_tsval);
-        if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-            flow.value_mut().action = FlowAction::Spliced(params);
-            self.flows.note_changed(conn.key);
+        let key = conn.key;
+        let remote = conn.remote;
+        let action = self.spliced_action(conn, params, kernel_isn, kernel_tsval, now);
+        if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
+            flow.value_mut().action = action;
+            self.flows.note_changed(key);
         }
         self.counters.inc(Counter::SpliceSpliced);
-        if let Some(remote) = conn.remote {
+        if let Some(remote) = remote {
             self.handoff_accepted(remote, kernel_isn, now);
         }
         Verdict::Drop
+    }
+
+    /// The action of a connection this kernel just took (its SYN-ACK:
+    /// `kernel_isn`, `kernel_tsval`): tracked request by request when its
+    /// service says so (`persist`), else spliced with every buffered byte
+    /// given to the kernel now.
+    fn spliced_action(
+        &mut self,
+        conn: Conn,
+        params: SpliceParams,
+        kernel_isn: u32,
+        kernel_tsval: u32,
+        now: Instant,
+    ) -> FlowAction {
+        let service = self.tables.service_index(
+            conn.key.dst,
+            conn.key.dst_port,
+            crate::wire::IpProtocol::Tcp,
+        );
+        if let Some(service) = service {
+            if self.per_request(service) && self.persist_trackable(&conn) {
+                return self.persist_begin(conn, service, params, kernel_isn, now);
+            }
+        }
+        self.emit_request_to_kernel(&conn, kernel_isn, kernel_tsval);
+        FlowAction::Spliced(params)
     }
 
     /// CARISMA rare: a SYN this member inspects goes to its own kernel; the
@@ -528,6 +562,7 @@ impl Pipeline {
             handoff: None,
             remote: None,
             advertised_ws: 0,
+            moving: false,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));
@@ -588,11 +623,7 @@ impl Pipeline {
         let head = buffered_head(&conn.buf);
         let chosen = match head {
             Ok(Some(head)) => {
-                let loads: Vec<(u16, f64)> =
-                    self.tables.members.iter().map(|m| (m.id, m.load)).collect();
-                self.dispatchers[service]
-                    .as_mut()
-                    .map(|d| d.choose(&head, &loads, now).member)
+                choose_member(&self.tables, &mut self.dispatchers, service, &head, now)
             }
             // Incomplete: hold it (not ACKed: the client sends the rest).
             Ok(None) => return None,
@@ -614,12 +645,32 @@ impl Pipeline {
                 None
             }
             _ => {
-                // It stays: the held bytes go to this kernel, the flow is local.
+                // It stays: the held bytes go to this kernel, the flow is
+                // local (translated by identity when tracked).
                 let conn = self.conns.release(slot)?;
-                if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-                    flow.value_mut().action = FlowAction::Local;
+                let key = conn.key;
+                let (isn, tsval) = (conn.cookie_isn, conn.tsval_sent);
+                let ws = if conn.opts.window_scale.is_some() {
+                    conn.advertised_ws
+                } else {
+                    0
+                };
+                let identity = SpliceParams {
+                    delta: 0,
+                    ts_offset: 0,
+                    kernel_wscale: ws,
+                    client_wscale_advertised: ws,
+                };
+                let action = if self.per_request(service) {
+                    self.spliced_action(conn, identity, isn, tsval, now)
+                } else {
+                    self.emit_request_to_kernel(&conn, isn, tsval);
+                    FlowAction::Local
+                };
+                if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
+                    flow.value_mut().action = action;
+                    self.flows.note_changed(key);
                 }
-                self.emit_request_to_kernel(&conn, conn.cookie_isn, conn.tsval_sent);
                 self.counters.inc(Counter::RareKept);
                 None
             }
@@ -734,6 +785,22 @@ impl Pipeline {
 
 /// Connections a worker can have between cookie ACK and kernel SYN-ACK.
 pub(super) const SPLICE_SETUP_SLOTS: usize = 4096;
+
+/// The member the dispatcher of service `service` chooses for `head`
+/// (`None` without a dispatcher).
+pub(super) fn choose_member(
+    tables: &Tables,
+    dispatchers: &mut [Option<Dispatcher>],
+    service: usize,
+    head: &RequestHead<'_>,
+    now: Instant,
+) -> Option<u16> {
+    let loads: Vec<(u16, f64)> = tables.members.iter().map(|m| (m.id, m.load)).collect();
+    dispatchers
+        .get_mut(service)?
+        .as_mut()
+        .map(|d| d.choose(head, &loads, now).member)
+}
 
 /// A dispatcher for every splice service of `tables` (LARD placements of
 /// `previous` carried over).

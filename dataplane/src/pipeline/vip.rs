@@ -136,9 +136,10 @@ impl Pipeline {
         match action {
             FlowAction::Local | FlowAction::Received => Plan::Done(Verdict::Forward(KERNEL)),
             // Handled before placement (tcp_from_wire).
-            FlowAction::Splicing { .. } | FlowAction::Spliced(_) | FlowAction::HandedOff => {
-                Plan::Done(Verdict::Drop)
-            }
+            FlowAction::Splicing { .. }
+            | FlowAction::Spliced(_)
+            | FlowAction::HandedOff
+            | FlowAction::Tracked { .. } => Plan::Done(Verdict::Drop),
             FlowAction::RedirectMac { member } => Plan::RewriteMac { to: member },
             FlowAction::RedirectIpip { member } => {
                 if let Some(tcp) = syn {
@@ -291,6 +292,7 @@ impl Pipeline {
                 Translation::new(params).to_kernel(tcp);
                 return Plan::Done(Verdict::Forward(KERNEL));
             }
+            FlowAction::Tracked { slot } => return self.persist_client(slot, tcp, now),
             _ => {}
         }
         self.counters.inc(Counter::FlowHit);

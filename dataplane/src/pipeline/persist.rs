@@ -1,0 +1,763 @@
+//! Persistent HTTP/1.1 connections: every request to the member dispatch
+//! chooses for it (`docs/design.md`, "Splicing", step 6; seed 004, DTCP).
+//!
+//! A spliced connection of a service with `dispatch.per_request` is
+//! *tracked* by the member whose kernel serves it (`FlowAction::Tracked`,
+//! a [`Session`] here). The session follows both byte streams:
+//!
+//! - **Client to kernel**: bytes before `released` belong to requests this
+//!   kernel serves and pass through (translated) at no extra cost. Bytes from
+//!   `released` on are held in the session's buffer until the request they
+//!   start is complete enough to dispatch (its head; its body length from
+//!   `Content-Length`). A request dispatched here is *released*: its held
+//!   bytes go to the kernel as segments the dataplane builds, and `released`
+//!   moves past its body. A request dispatched elsewhere is held (the
+//!   dataplane acknowledges it to the client, so the client does not
+//!   retransmit) until the connection can move.
+//! - **Kernel to client**: the response bytes, in the kernel's order, go
+//!   through a [`ResponseFramer`], which knows when the response to every
+//!   released request is complete. The kernel's acknowledgement number says
+//!   when it has read every released byte.
+//!
+//! The connection moves when a request is held for another member, every
+//! released request has its complete response, the kernel has read every
+//! released byte and the client has acknowledged every byte the kernel sent.
+//! Then (`Pipeline::persist_move`): an exact RST closes this kernel's socket
+//! (`seq` = `released`, the kernel's `rcv_nxt`; nothing goes to the client),
+//! and the connection is offered to the target by the same authenticated
+//! handoff as a first request, with the client's ISN taken as `released` − 1
+//! and the server's as the next server sequence number the client expects
+//! − 1 (`docs/splice-replay.md` §6). The held bytes (the next request and
+//! any pipelined after it) travel in the offer. The target replays the
+//! connection into its kernel, releases the first request (it was
+//! dispatched there) and dispatches the following ones itself, one move at
+//! a time. If the target refuses or does not answer, the connection is
+//! replayed into this member's kernel instead and the request served here.
+//!
+//! What a session cannot follow ends its tracking for good and the flow
+//! stays spliced where it is (`persist_untracked_*` counters): a chunked or
+//! `CONNECT` request, a response without length, an upgrade, `Connection:
+//! close`, a FIN or RST from either side, a request head larger than the
+//! buffer, a gap in the kernel's stream. Held bytes are then given to this
+//! kernel: nothing the client sent is lost.
+//!
+//! Sessions are not in flow snapshots: after a restart a tracked flow comes
+//! back as an ordinary spliced one (every later request served where the
+//! connection is).
+
+use super::splice_path::{bare_tcp, build, choose_member, Conn, Phase, Segment};
+use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
+use crate::counters::Counter;
+use crate::flow::FlowKey;
+use crate::wire::{EthernetAddress, TcpFlags, TcpPacket};
+use shoal_l7::framing::{Expect, ResponseFramer, ResponseState};
+use shoal_l7::http::parse_head;
+use shoal_l7::reassembly::RequestBuffer;
+use shoal_l7::splice::{SpliceParams, Translation};
+use shoal_l7::syncookie::SynOptions;
+use shoal_wire::checksum;
+use shoal_wire::time::Instant;
+
+/// Largest response head a session follows across segments.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// Sessions a worker tracks at most; past it new spliced connections are
+/// served where their first request went (`persist_untracked_table_full`).
+pub(super) const MAX_SESSIONS: usize = 65_536;
+
+/// Sessions checked for a dead flow per call of `persist_sweep`.
+const SWEEP_PER_POLL: usize = 8;
+
+/// A request held for another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    /// The member dispatch chose.
+    target: u16,
+    /// When it was held.
+    since: Instant,
+    /// Its length: head and body.
+    len: u64,
+    /// What its response looks like.
+    expect: Expect,
+}
+
+/// One tracked connection on the member whose kernel serves it.
+#[derive(Debug)]
+pub(super) struct Session {
+    key: FlowKey,
+    service: u16,
+    client_mac: EthernetAddress,
+    opts: SynOptions,
+    params: SpliceParams,
+    /// Client sequence number up to which bytes belong to this kernel.
+    released: u32,
+    /// Client bytes from `released` on.
+    hold: RequestBuffer,
+    /// The first request in `hold` was dispatched here already (by the
+    /// inspector, or the member that moved the connection here).
+    first_ours: bool,
+    held: Option<Held>,
+    /// The client's newest `TSval` and window.
+    client_tsval: u32,
+    client_window: u16,
+    /// The client's acknowledgement, in the kernel's sequence space.
+    client_acked: u32,
+    /// The last acknowledgement the kernel was given (to tell a new one).
+    acked_to_kernel: u32,
+    /// The highest acknowledgement the dataplane sent the client for held bytes.
+    acked_held: u32,
+    framer: ResponseFramer,
+    /// Kernel sequence number of the next in-order response byte.
+    kernel_next: u32,
+    /// One past the highest kernel sequence number sent.
+    kernel_end: u32,
+    /// The kernel's acknowledgement (client sequence space).
+    kernel_ack: u32,
+    /// The kernel's last window field (its scale).
+    kernel_window: u16,
+    /// Highest `TSval` the client has seen (its view).
+    tsval_to_client: u32,
+}
+
+/// The sessions of one worker: a slab with a free list.
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    slots: Vec<Option<Session>>,
+    free: Vec<u32>,
+    live: usize,
+    /// Slots holding a request for another member (checked for the hold
+    /// timeout).
+    holding: Vec<u32>,
+    /// Next slot `persist_sweep` looks at.
+    cursor: usize,
+}
+
+impl Sessions {
+    /// Stores `s` (check [`Sessions::is_full`] first: past
+    /// [`MAX_SESSIONS`] the slab still grows).
+    fn alloc(&mut self, s: Session) -> u32 {
+        self.live += 1;
+        if let Some(slot) = self.free.pop() {
+            self.slots[slot as usize] = Some(s);
+            return slot;
+        }
+        self.slots.push(Some(s));
+        self.slots.len() as u32 - 1
+    }
+
+    fn release(&mut self, slot: u32) -> Option<Session> {
+        let s = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        self.live -= 1;
+        self.holding.retain(|&h| h != slot);
+        Some(s)
+    }
+
+    fn is_full(&self) -> bool {
+        self.free.is_empty() && self.slots.len() >= MAX_SESSIONS
+    }
+
+    fn get_mut(&mut self, slot: u32) -> Option<&mut Session> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The translation of the tracked flow in `slot`.
+    pub(super) fn params(&self, slot: u32) -> Option<SpliceParams> {
+        self.slots.get(slot as usize)?.as_ref().map(|s| s.params)
+    }
+
+    /// Tracked connections.
+    pub(super) fn len(&self) -> usize {
+        self.live
+    }
+}
+
+/// The action of a flow no longer tracked: spliced, or local when the
+/// translation is the identity (CARISMA rare, kept by the kernel that did
+/// the handshake).
+fn untracked(params: SpliceParams) -> FlowAction {
+    let identity = params.delta == 0
+        && params.ts_offset == 0
+        && params.kernel_wscale == params.client_wscale_advertised;
+    if identity {
+        FlowAction::Local
+    } else {
+        FlowAction::Spliced(params)
+    }
+}
+
+/// `a < b` in sequence space.
+const fn seq_lt(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b).cast_signed() < 0
+}
+
+/// `a <= b` in sequence space.
+const fn seq_le(a: u32, b: u32) -> bool {
+    !seq_lt(b, a)
+}
+
+/// Why a session stops following its connection.
+#[derive(Debug, Clone, Copy)]
+enum Untrack {
+    Unframed,
+    Closing,
+    BadRequest,
+    Gap,
+}
+
+impl Untrack {
+    fn counter(self) -> Counter {
+        match self {
+            Untrack::Unframed => Counter::PersistUntrackedUnframed,
+            Untrack::Closing => Counter::PersistUntrackedClosing,
+            Untrack::BadRequest => Counter::PersistUntrackedBadRequest,
+            Untrack::Gap => Counter::PersistUntrackedGap,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Whether service `service` dispatches every request of a connection.
+    pub(super) fn per_request(&self, service: usize) -> bool {
+        self.tables
+            .services
+            .get(service)
+            .and_then(|s| s.dispatch.as_ref())
+            .is_some_and(|d| d.per_request)
+    }
+
+    /// Whether the connection of `conn`, which this kernel is taking, can
+    /// be followed request by request: its first request has a head and no
+    /// chunked body, and a session is free (else counted).
+    pub(super) fn persist_trackable(&mut self, conn: &Conn) -> bool {
+        let framed = matches!(parse_head(conn.buf.contiguous()), Ok(Some(h)) if !h.chunked);
+        if framed && self.sessions.is_full() {
+            self.counters.inc(Counter::PersistUntrackedTableFull);
+            return false;
+        }
+        framed
+    }
+
+    /// The kernel of this member just took the connection of `conn` (its
+    /// SYN-ACK: `kernel_isn`; translation `params`), which
+    /// [`Pipeline::persist_trackable`] accepted: start following it, release
+    /// its first request to the kernel and return the flow's action.
+    pub(super) fn persist_begin(
+        &mut self,
+        conn: Conn,
+        service: usize,
+        params: SpliceParams,
+        kernel_isn: u32,
+        now: Instant,
+    ) -> FlowAction {
+        let released = conn.client_isn.wrapping_add(1);
+        let session = Session {
+            key: conn.key,
+            service: service as u16,
+            client_mac: conn.client_mac,
+            opts: conn.opts,
+            params,
+            released,
+            hold: conn.buf,
+            first_ours: true,
+            held: None,
+            client_tsval: conn.client_tsval,
+            client_window: conn.client_window,
+            client_acked: kernel_isn.wrapping_add(1),
+            acked_to_kernel: kernel_isn.wrapping_add(1),
+            acked_held: released,
+            framer: ResponseFramer::new(MAX_RESPONSE_HEAD),
+            kernel_next: kernel_isn.wrapping_add(1),
+            kernel_end: kernel_isn.wrapping_add(1),
+            kernel_ack: released,
+            kernel_window: 0,
+            tsval_to_client: conn.tsval_sent,
+        };
+        let slot = self.sessions.alloc(session);
+        self.counters.inc(Counter::PersistConnections);
+        self.persist_advance(slot, now);
+        FlowAction::Tracked { slot }
+    }
+
+    /// A client segment of a tracked flow.
+    pub(super) fn persist_client(
+        &mut self,
+        slot: u32,
+        tcp: &mut TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return Plan::Done(self.drop(Counter::PersistSessionLost));
+        };
+        let translation = Translation::new(s.params);
+        if let Some((tsval, _)) = tcp.timestamps() {
+            if seq_le(s.client_tsval, tsval) {
+                s.client_tsval = tsval;
+            }
+        }
+        s.client_window = tcp.window_len();
+        if tcp.ack() {
+            let acked = translation.server_seq_to_kernel(tcp.ack_number());
+            if seq_lt(s.client_acked, acked) {
+                s.client_acked = acked;
+            }
+        }
+        let released = s.released;
+        let seq = tcp.seq_number();
+        let len = tcp.payload().len() as u32;
+        let end = seq.wrapping_add(len);
+        let (fin, rst, syn) = (tcp.fin(), tcp.rst(), tcp.syn());
+        if syn {
+            // The connection's own SYN, retransmitted (`reuse`): as spliced.
+            translation.to_kernel(tcp);
+            self.counters.inc(Counter::FlowHit);
+            return Plan::Done(Verdict::Forward(KERNEL));
+        }
+        if rst || fin {
+            // The connection ends: the kernel gets every held byte, then
+            // the segment itself.
+            self.persist_untrack(slot, Untrack::Closing);
+            translation.to_kernel(tcp);
+            self.counters.inc(Counter::FlowHit);
+            return Plan::Done(Verdict::Forward(KERNEL));
+        }
+        if len == 0 || seq_le(end, released) {
+            // Bytes of requests this kernel serves, or a pure ACK (whose
+            // sequence number may be past held bytes: the kernel gets
+            // `released`, its `rcv_nxt`).
+            if len == 0 && seq_lt(released, seq) {
+                tcp.set_seq_number(released);
+                let sum = checksum::update_u32(tcp.checksum(), seq, released);
+                tcp.set_checksum(sum);
+            }
+            translation.to_kernel(tcp);
+            s.acked_to_kernel = s.client_acked;
+            let holding = s.held.is_some();
+            self.counters.inc(Counter::FlowHit);
+            if holding && self.persist_move(slot, now) {
+                return Plan::Done(Verdict::Drop);
+            }
+            return Plan::Done(Verdict::Forward(KERNEL));
+        }
+        // Some bytes at or past `released`: hold them; the bytes before
+        // go to the kernel in a segment of their own.
+        let cut = if seq_lt(seq, released) {
+            released.wrapping_sub(seq) as usize
+        } else {
+            0
+        };
+        let outcome = s
+            .hold
+            .insert(seq.wrapping_add(cut as u32), &tcp.payload()[cut..]);
+        let ack_news = s.acked_to_kernel != s.client_acked;
+        self.counters.inc(Counter::request_segment(outcome));
+        if cut > 0 || ack_news {
+            let head = &tcp.payload()[..cut];
+            if let Some(f) = self.client_to_kernel(slot, seq, head) {
+                self.emitted.push((KERNEL, f));
+            }
+        }
+        self.persist_advance(slot, now);
+        self.persist_ack_held(slot);
+        if self
+            .sessions
+            .get_mut(slot)
+            .is_some_and(|s| s.held.is_some())
+        {
+            self.persist_move(slot, now);
+        }
+        Plan::Done(self.drop(Counter::PersistHeld))
+    }
+
+    /// A kernel segment of a tracked flow: follow the response, translate.
+    pub(super) fn persist_kernel(
+        &mut self,
+        slot: u32,
+        tcp: &mut TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Verdict {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return self.drop(Counter::PersistSessionLost);
+        };
+        let translation = Translation::new(s.params);
+        s.kernel_window = tcp.window_len();
+        if tcp.ack() {
+            s.kernel_ack = tcp.ack_number();
+        }
+        let seq = tcp.seq_number();
+        let payload = tcp.payload();
+        let len = payload.len() as u32;
+        let end = seq.wrapping_add(len);
+        let mut untrack = None;
+        if len > 0 {
+            if seq_le(seq, s.kernel_next) && seq_lt(s.kernel_next, end) {
+                let from = s.kernel_next.wrapping_sub(seq) as usize;
+                s.framer.feed(&payload[from..]);
+                s.kernel_next = end;
+            } else if seq_lt(s.kernel_next, seq) {
+                untrack = Some(Untrack::Gap);
+            }
+        }
+        let end = end.wrapping_add(u32::from(tcp.fin()));
+        if seq_lt(s.kernel_end, end) {
+            s.kernel_end = end;
+        }
+        if tcp.fin() || tcp.rst() {
+            untrack = Some(Untrack::Closing);
+        } else if matches!(s.framer.state(), ResponseState::Unframed(_)) {
+            untrack = Some(Untrack::Unframed);
+        }
+        translation.to_client(tcp);
+        if let Some((tsval, _)) = tcp.timestamps() {
+            if seq_lt(s.tsval_to_client, tsval) {
+                s.tsval_to_client = tsval;
+            }
+        }
+        let holding = s.held.is_some();
+        if let Some(why) = untrack {
+            self.persist_untrack(slot, why);
+        } else {
+            self.persist_ack_held(slot);
+            if holding {
+                self.persist_move(slot, now);
+            }
+        }
+        self.counters.inc(Counter::KernelToWire);
+        Verdict::Forward(WIRE)
+    }
+
+    /// Dispatches the requests complete in the hold buffer, in order:
+    /// releases those that stay, holds the first that goes elsewhere.
+    fn persist_advance(&mut self, slot: u32, now: Instant) {
+        loop {
+            let own = self.tables.own_id;
+            let Some(s) = self.sessions.get_mut(slot) else {
+                return;
+            };
+            if s.held.is_some() {
+                return;
+            }
+            let head = match parse_head(s.hold.contiguous()) {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    if s.hold.is_full() {
+                        return self.persist_untrack(slot, Untrack::BadRequest);
+                    }
+                    return;
+                }
+                Err(_) => return self.persist_untrack(slot, Untrack::BadRequest),
+            };
+            if head.chunked || head.method.eq_ignore_ascii_case("CONNECT") {
+                return self.persist_untrack(slot, Untrack::Unframed);
+            }
+            let len = head.head_len as u64 + head.content_length.unwrap_or(0);
+            let expect = if head.method.eq_ignore_ascii_case("HEAD") {
+                Expect::Head
+            } else {
+                Expect::Normal
+            };
+            let target = if s.first_ours {
+                own
+            } else {
+                choose_member(
+                    &self.tables,
+                    &mut self.dispatchers,
+                    usize::from(s.service),
+                    &head,
+                    now,
+                )
+                .unwrap_or(own)
+            };
+            s.first_ours = false;
+            self.counters.inc(Counter::PersistRequests);
+            if target == own {
+                self.counters.inc(Counter::PersistRequestsHere);
+                self.persist_release(slot, len, expect);
+            } else {
+                self.counters.inc(Counter::PersistRequestsHeld);
+                let s = self.sessions.get_mut(slot).expect("looked up above");
+                s.held = Some(Held {
+                    target,
+                    since: now,
+                    len,
+                    expect,
+                });
+                self.sessions.holding.push(slot);
+                return;
+            }
+        }
+    }
+
+    /// Gives the first `len` bytes of the hold buffer (one request) to the
+    /// kernel; its body, if not all here yet, follows straight through.
+    fn persist_release(&mut self, slot: u32, len: u64, expect: Expect) {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        if !s.framer.expect(expect) {
+            return self.persist_untrack(slot, Untrack::Unframed);
+        }
+        let have = s.hold.contiguous().len();
+        let now_len = usize::try_from(len).map_or(have, |l| l.min(have));
+        let start = s.released;
+        s.released = start.wrapping_add(len as u32);
+        let bytes = s.hold.contiguous()[..now_len].to_vec();
+        if (now_len as u64) < len {
+            let released = s.released;
+            s.hold.restart(released);
+        } else {
+            s.hold.consume(now_len);
+        }
+        self.persist_emit(slot, start, &bytes);
+    }
+
+    /// `bytes` from client sequence number `seq` to the kernel, in segments
+    /// of at most the MSS, with the client's newest acknowledgement and
+    /// timestamps.
+    fn persist_emit(&mut self, slot: u32, seq: u32, bytes: &[u8]) {
+        let mss = self
+            .sessions
+            .get_mut(slot)
+            .map_or(1460, |s| usize::from(s.opts.mss).clamp(64, 1460));
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let end = (offset + mss).min(bytes.len());
+            let at = seq.wrapping_add(offset as u32);
+            if let Some(f) = self.client_to_kernel(slot, at, &bytes[offset..end]) {
+                self.emitted.push((KERNEL, f));
+            }
+            offset = end;
+        }
+    }
+
+    /// A client segment to this kernel, built by the dataplane: sequence
+    /// number `seq`, `payload`, and the client's newest acknowledgement,
+    /// window and timestamps (kernel space).
+    fn client_to_kernel(&mut self, slot: u32, seq: u32, payload: &[u8]) -> Option<Vec<u8>> {
+        let own_mac = self.tables.own_mac;
+        let s = self.sessions.get_mut(slot)?;
+        let t = Translation::new(s.params);
+        let flags = if payload.is_empty() {
+            TcpFlags::ACK
+        } else {
+            TcpFlags::PSH | TcpFlags::ACK
+        };
+        let mut seg = bare_tcp(
+            s.key.src_port,
+            s.key.dst_port,
+            seq,
+            Some(s.client_acked),
+            flags,
+            s.client_window,
+        );
+        seg.timestamps = s
+            .opts
+            .timestamps()
+            .then_some((s.client_tsval, t.ts_to_kernel(s.tsval_to_client)));
+        s.acked_to_kernel = s.client_acked;
+        Some(build(&Segment {
+            src: (s.client_mac, s.key.src, s.key.src_port),
+            dst: (own_mac, s.key.dst, s.key.dst_port),
+            tcp: seg,
+            payload,
+        }))
+    }
+
+    /// Acknowledges held bytes to the client (from the VIP, in the
+    /// client's view of the server), once the kernel has read every
+    /// released byte: before that an acknowledgement from the dataplane
+    /// could cover released bytes the kernel never got.
+    fn persist_ack_held(&mut self, slot: u32) {
+        let own_mac = self.tables.own_mac;
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        let ack = s.hold.ack_point();
+        if s.kernel_ack != s.released || ack == s.released || !seq_lt(s.acked_held, ack) {
+            return;
+        }
+        s.acked_held = ack;
+        let t = Translation::new(s.params);
+        let (window, _) = t.window_to_client(s.kernel_window);
+        let mut seg = bare_tcp(
+            s.key.dst_port,
+            s.key.src_port,
+            t.server_seq_to_client(s.kernel_end),
+            Some(ack),
+            TcpFlags::ACK,
+            window,
+        );
+        seg.timestamps = s
+            .opts
+            .timestamps()
+            .then_some((s.tsval_to_client, s.client_tsval));
+        let frame = build(&Segment {
+            src: (own_mac, s.key.dst, s.key.dst_port),
+            dst: (s.client_mac, s.key.src, s.key.src_port),
+            tcp: seg,
+            payload: &[],
+        });
+        self.emitted.push((WIRE, frame));
+        self.counters.inc(Counter::PersistHeldAcked);
+    }
+
+    /// Moves the connection to the member its held request belongs to, if
+    /// it can move now; true if it did (this kernel's socket is reset).
+    fn persist_move(&mut self, slot: u32, now: Instant) -> bool {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return false;
+        };
+        let Some(held) = s.held else {
+            return false;
+        };
+        let ready = s.framer.state() == ResponseState::Idle
+            && s.kernel_ack == s.released
+            && seq_le(s.kernel_end, s.client_acked);
+        if !ready {
+            return false;
+        }
+        if !self.conns.has_free() {
+            // No setup slot: it cannot move now; tried again on the next
+            // segment, served here at the hold timeout.
+            self.counters.inc(Counter::SpliceConnTableFull);
+            return false;
+        }
+        let Some(s) = self.sessions.release(slot) else {
+            return false;
+        };
+        let t = Translation::new(s.params);
+        let client_view_next = t.server_seq_to_client(s.kernel_end);
+        let held_bytes = s.hold.contiguous().len() as u64;
+        let conn = Conn {
+            key: s.key,
+            client_mac: s.client_mac,
+            opts: s.opts,
+            cookie_isn: client_view_next.wrapping_sub(1),
+            client_isn: s.released.wrapping_sub(1),
+            client_tsval: s.client_tsval,
+            client_window: s.client_window,
+            tsval_sent: s.tsval_to_client,
+            buf: s.hold,
+            started: now,
+            phase: Phase::Buffering,
+            handoff: None,
+            remote: None,
+            advertised_ws: s.params.client_wscale_advertised,
+            moving: true,
+        };
+        let Some(conn_slot) = self.conns.alloc(conn) else {
+            return false;
+        };
+        let key = s.key;
+        if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
+            flow.value_mut().action = FlowAction::Splicing {
+                slot: conn_slot,
+                service: s.service,
+            };
+            // The connection continues from the replayed ISN on.
+            flow.value_mut().client_isn = s.released.wrapping_sub(1);
+            self.flows.note_changed(key);
+        }
+        self.reset_kernel(conn_slot, s.released);
+        self.counters.inc(Counter::RehandoffStarted);
+        self.counters.add(Counter::PersistHeldBytes, held_bytes);
+        let waited = now.as_millis().saturating_sub(held.since.as_millis());
+        self.counters.add(Counter::PersistHoldMs, waited);
+        let _ = held.len;
+        if !self.handoff_start(conn_slot, held.target, now) {
+            self.counters.inc(Counter::RehandoffFallback);
+            self.replay_syn(conn_slot, now);
+        }
+        true
+    }
+
+    /// Requests held longer than the request timeout are served where the
+    /// connection is; sessions whose flow is gone are freed.
+    pub(super) fn persist_expire(&mut self, now: Instant) {
+        if self.sessions.len() == 0 {
+            return;
+        }
+        let mut i = 0;
+        while i < self.sessions.holding.len() {
+            let slot = self.sessions.holding[i];
+            let timeout_ms = self
+                .sessions
+                .get_mut(slot)
+                .map(|s| usize::from(s.service))
+                .and_then(|svc| self.tables.services.get(svc))
+                .and_then(|svc| svc.dispatch.as_ref())
+                .map_or(5_000, |d| u64::from(d.request_timeout_ms));
+            let expired = self.sessions.get_mut(slot).and_then(|s| {
+                let held = s.held?;
+                (now.as_millis().saturating_sub(held.since.as_millis()) >= timeout_ms)
+                    .then_some(held)
+            });
+            match expired {
+                Some(held) => {
+                    self.sessions.holding.swap_remove(i);
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        s.held = None;
+                    }
+                    self.counters.inc(Counter::RehandoffHoldTimeout);
+                    self.persist_release(slot, held.len, held.expect);
+                    self.persist_advance(slot, now);
+                }
+                None => i += 1,
+            }
+        }
+        self.persist_sweep();
+    }
+
+    /// Frees sessions whose flow ended (expired, evicted, replaced by a new
+    /// connection on the 4-tuple): a few per call.
+    fn persist_sweep(&mut self) {
+        let n = self.sessions.slots.len();
+        if n == 0 {
+            return;
+        }
+        for _ in 0..SWEEP_PER_POLL.min(n) {
+            let slot = self.sessions.cursor % n;
+            self.sessions.cursor = (slot + 1) % n;
+            let Some(key) = self.sessions.slots[slot].as_ref().map(|s| s.key) else {
+                continue;
+            };
+            let alive = self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.value.action == FlowAction::Tracked { slot: slot as u32 });
+            if !alive {
+                self.sessions.release(slot as u32);
+                self.counters.inc(Counter::PersistSessionsFreed);
+            }
+        }
+    }
+
+    /// Stops following the connection in `slot`: held bytes go to this
+    /// kernel, the flow stays spliced here.
+    fn persist_untrack(&mut self, slot: u32, why: Untrack) {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        let bytes = s.hold.contiguous().to_vec();
+        let start = s.released;
+        let (key, params) = (s.key, s.params);
+        if !bytes.is_empty() {
+            self.persist_emit(slot, start, &bytes);
+        }
+        self.sessions.release(slot);
+        if let Some(mut flow) = self.flows.get_mut(&key) {
+            flow.value_mut().action = untracked(params);
+            self.flows.note_changed(key);
+        }
+        self.counters.inc(why.counter());
+    }
+
+    /// The action a flow snapshot records for `action` (a tracked flow is
+    /// recorded as the splice it is).
+    pub(super) fn resolve_action(&self, action: FlowAction) -> FlowAction {
+        match action {
+            FlowAction::Tracked { slot } => self.sessions.params(slot).map_or(action, untracked),
+            other => other,
+        }
+    }
+}

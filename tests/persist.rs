@@ -1,0 +1,657 @@
+//! Persistent HTTP/1.1 connections moved request by request (DTCP
+//! re-handoff) through three members' pipelines, with three scripted
+//! kernels and a scripted client on one simulated broadcast segment: every
+//! response must come from the kernel of the member dispatch names for its
+//! request, in request order, byte for byte, over one continuous TCP
+//! connection (sequence numbers, acknowledgements, timestamps and windows as
+//! the client sees them never jump), with pipelining, loss and reordering.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use shoal_config::{Dispatch, DispatchPolicy, DispatchRule, Mode};
+use shoal_dataplane::counters::Counter;
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::memory::HeapFrame;
+use shoal_dataplane::io::{Frame, PortId};
+use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_select::ClientKey;
+use shoal_wire::time::Instant;
+use shoal_wire::{
+    EthernetAddress, EthernetFrame, Ipv4Packet, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr,
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const CLUSTER_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]);
+const MEMBERS: [&str; 3] = ["srv1", "srv2", "srv3"];
+
+fn member_mac(i: usize) -> EthernetAddress {
+    EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0b + i as u8])
+}
+
+/// Paths and the member the rules send them to.
+const PATHS: [(&str, usize); 3] = [("/one", 0), ("/two", 1), ("/three", 2)];
+
+fn dispatch(per_request: bool, handoff: shoal_config::HandoffMode) -> Dispatch {
+    Dispatch {
+        policy: DispatchPolicy::Rules,
+        handoff,
+        rules: PATHS
+            .iter()
+            .map(|(p, m)| DispatchRule {
+                host: None,
+                prefix: (*p).into(),
+                member: MEMBERS[*m].into(),
+            })
+            .collect(),
+        per_request,
+        ..Dispatch::default()
+    }
+}
+
+fn member(i: usize, d: &Dispatch) -> Pipeline {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    MEMBERS[i].clone_into(&mut cfg.cluster.local_member);
+    cfg.services[0].mode = Mode::Splice;
+    cfg.services[0].dispatch = Some(d.clone());
+    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+    let mut p = Pipeline::new(
+        tables,
+        1024,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    p.set_cookie_secret([i as u8 + 1; 32]);
+    p.enable_handoff(
+        shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
+        (i as u64 + 1) << 8,
+        1_000_000,
+    );
+    p
+}
+
+/// A parsed TCP segment.
+#[derive(Debug, Clone)]
+struct Seg {
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    repr: TcpRepr,
+    payload: Vec<u8>,
+}
+
+fn parse(frame: &[u8]) -> Option<Seg> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != shoal_wire::IpProtocol::Tcp {
+        return None;
+    }
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(
+        tcp.verify_checksum(ip.src_addr(), ip.dst_addr()),
+        "TCP checksum"
+    );
+    Some(Seg {
+        dst_mac: eth.dst_addr(),
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        repr: TcpRepr::parse(&tcp).unwrap(),
+        payload: tcp.payload().to_vec(),
+    })
+}
+
+fn seq_lt(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b).cast_signed() < 0
+}
+
+/// The body a kernel serves for `path`: names the kernel, sized by path.
+fn body(kernel: usize, path: &str) -> Vec<u8> {
+    let size = match path {
+        "/one" => 3_000,
+        "/two" => 700,
+        _ => 5_200,
+    };
+    let mut b = format!("served by k{} for {path}\n", kernel + 1).into_bytes();
+    b.resize(size, b'.');
+    b
+}
+
+fn response(kernel: usize, path: &str, head: bool) -> Vec<u8> {
+    let b = body(kernel, path);
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).into_bytes();
+    if !head {
+        r.extend(b);
+    }
+    r
+}
+
+/// A member's kernel: one socket for the client's 4-tuple, a minimal TCP
+/// that checks what the dataplane gives it (acknowledgements never beyond
+/// what it sent, timestamps echo its own clock, the exact RST closes it)
+/// and answers each complete request head in order.
+struct Kernel {
+    index: usize,
+    wscale: u8,
+    isn_seed: u32,
+    clock: u32,
+    sock: Option<Sock>,
+    /// Every request served: (path, HEAD?).
+    served: Vec<String>,
+    resets: usize,
+}
+
+struct Sock {
+    client_port: u16,
+    isn: u32,
+    snd_nxt: u32,
+    rcv_nxt: u32,
+    recv: Vec<u8>,
+    peer_tsval: u32,
+    max_tsecr: u32,
+}
+
+const KERNEL_MSS: usize = 1000;
+
+impl Kernel {
+    fn new(index: usize) -> Kernel {
+        Kernel {
+            index,
+            wscale: [7, 9, 5][index],
+            isn_seed: [0x1000_0000, 0xFFFF_F000, 0x8000_0000][index],
+            clock: [50_000, 9_000_000, 123][index],
+            sock: None,
+            served: Vec::new(),
+            resets: 0,
+        }
+    }
+
+    fn ep(&self, port: u16) -> Endpoint {
+        Endpoint {
+            mac: member_mac(self.index),
+            ip: VIP,
+            port,
+        }
+    }
+
+    fn segment(&mut self, client: &Endpoint, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
+        self.clock += 1;
+        let ep = self.ep(80);
+        let s = self.sock.as_mut().unwrap();
+        let mut r = tcp_header(80, s.client_port, s.snd_nxt, Some(s.rcv_nxt), flags);
+        r.window_len = 512;
+        r.timestamps = Some((self.clock, s.peer_tsval));
+        let f = tcp_frame(&ep, client, &r, payload, 0);
+        s.snd_nxt = s.snd_nxt.wrapping_add(payload.len() as u32);
+        f
+    }
+
+    /// The kernel's answer to `frame` from the dataplane.
+    fn input(&mut self, frame: &[u8], client: &Endpoint) -> Vec<Vec<u8>> {
+        let seg = parse(frame).expect("the dataplane gives the kernel TCP");
+        assert_eq!(seg.dst_mac, member_mac(self.index), "to the TAP's MAC");
+        assert_eq!((seg.src, seg.dst), (client.ip, VIP));
+        let r = &seg.repr;
+        if r.flags.contains(TcpFlags::RST) {
+            let exact = self
+                .sock
+                .as_ref()
+                .is_some_and(|s| r.seq_number == s.rcv_nxt);
+            assert!(exact, "k{}: a RST that is not exact", self.index + 1);
+            self.sock = None;
+            self.resets += 1;
+            return Vec::new();
+        }
+        if r.flags.contains(TcpFlags::SYN) {
+            assert!(
+                self.sock.is_none(),
+                "k{}: SYN on a live socket",
+                self.index + 1
+            );
+            let isn = self.isn_seed.wrapping_add(self.served.len() as u32 * 7919);
+            self.sock = Some(Sock {
+                client_port: r.src_port,
+                isn,
+                snd_nxt: isn,
+                rcv_nxt: r.seq_number.wrapping_add(1),
+                recv: Vec::new(),
+                peer_tsval: r.timestamps.unwrap().0,
+                max_tsecr: 0,
+            });
+            self.clock += 1;
+            let ep = self.ep(80);
+            let s = self.sock.as_mut().unwrap();
+            let mut sa = tcp_header(80, r.src_port, isn, Some(s.rcv_nxt), TcpFlags::SYN);
+            sa.mss = Some(1460);
+            sa.window_scale = Some(self.wscale);
+            sa.sack_permitted = true;
+            sa.timestamps = Some((self.clock, s.peer_tsval));
+            s.snd_nxt = isn.wrapping_add(1);
+            return vec![tcp_frame(&ep, client, &sa, &[], 0)];
+        }
+        let k = self.index + 1;
+        let clock = self.clock;
+        let Some(s) = self.sock.as_mut() else {
+            panic!("k{k}: a segment for a closed socket: {r:?}");
+        };
+        if let Some(ack) = r.ack_number {
+            assert!(
+                !seq_lt(s.snd_nxt, ack),
+                "k{k}: ack {ack} beyond snd_nxt {}",
+                s.snd_nxt
+            );
+        }
+        let (tsval, tsecr) = r.timestamps.expect("timestamps negotiated");
+        assert!(
+            tsecr <= clock && tsecr >= s.max_tsecr.min(tsecr),
+            "k{k}: TSecr {tsecr}"
+        );
+        s.max_tsecr = s.max_tsecr.max(tsecr);
+        s.peer_tsval = s.peer_tsval.max(tsval);
+        let _ = s.isn;
+        if seg.payload.is_empty() {
+            return Vec::new();
+        }
+        if r.seq_number != s.rcv_nxt {
+            // A retransmission or a segment past a hole: a duplicate ACK.
+            return vec![self.segment(client, TcpFlags::ACK, &[])];
+        }
+        s.rcv_nxt = s.rcv_nxt.wrapping_add(seg.payload.len() as u32);
+        s.recv.extend_from_slice(&seg.payload);
+        let mut out = Vec::new();
+        let mut answered = false;
+        loop {
+            let s = self.sock.as_mut().unwrap();
+            let Some(end) = s.recv.windows(4).position(|w| w == b"\r\n\r\n") else {
+                break;
+            };
+            let head = String::from_utf8(s.recv[..end].to_vec()).unwrap();
+            s.recv.drain(..end + 4);
+            let mut words = head.split(' ');
+            let method = words.next().unwrap().to_owned();
+            let path = words.next().unwrap().to_owned();
+            self.served.push(format!("{method} {path}"));
+            let resp = response(self.index, &path, method == "HEAD");
+            for chunk in resp.chunks(KERNEL_MSS) {
+                out.push(self.segment(client, TcpFlags::PSH | TcpFlags::ACK, chunk));
+            }
+            answered = true;
+        }
+        if !answered {
+            out.push(self.segment(client, TcpFlags::ACK, &[]));
+        }
+        out
+    }
+}
+
+/// The client: one connection, its own view of the server's sequence space.
+struct Client {
+    ep: Endpoint,
+    snd_nxt: u32,
+    clock: u32,
+    /// Next server byte expected, once the SYN-ACK came.
+    rcv_nxt: Option<u32>,
+    /// Sequence number of the first server byte.
+    rcv_base: u32,
+    stream: Vec<u8>,
+    ooo: BTreeMap<u32, Vec<u8>>,
+    max_tsval_seen: u32,
+    last_tsval: u32,
+    ws: u8,
+}
+
+impl Client {
+    fn seg(&mut self, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
+        self.clock += 1;
+        let mut r = tcp_header(self.ep.port, 80, self.snd_nxt, self.rcv_nxt, flags);
+        r.window_len = 2000;
+        r.timestamps = Some((self.clock, self.last_tsval));
+        if let Some((&l, v)) = self.ooo.iter().next() {
+            r.sack_ranges[0] = Some((l, l.wrapping_add(v.len() as u32)));
+        }
+        let svc = Endpoint {
+            mac: CLUSTER_MAC,
+            ip: VIP,
+            port: 80,
+        };
+        let f = tcp_frame(&self.ep, &svc, &r, payload, 0);
+        self.snd_nxt = self.snd_nxt.wrapping_add(payload.len() as u32);
+        f
+    }
+
+    /// A frame from the segment addressed to the client: check it, take its
+    /// bytes; true if it calls for an ACK.
+    fn input(&mut self, seg: &Seg) -> bool {
+        assert_eq!(seg.src, VIP);
+        let r = &seg.repr;
+        assert!(
+            !r.flags.contains(TcpFlags::RST),
+            "the client got a RST: {r:?}"
+        );
+        let (tsval, _) = r.timestamps.expect("timestamps");
+        assert!(
+            tsval >= self.max_tsval_seen,
+            "PAWS: TSval {tsval} went back from {}",
+            self.max_tsval_seen
+        );
+        self.max_tsval_seen = tsval;
+        self.last_tsval = tsval;
+        if r.flags.contains(TcpFlags::SYN) {
+            assert!(self.rcv_nxt.is_none(), "one SYN-ACK");
+            self.ws = r.window_scale.unwrap();
+            self.rcv_nxt = Some(r.seq_number.wrapping_add(1));
+            self.rcv_base = r.seq_number.wrapping_add(1);
+            return false;
+        }
+        let Some(nxt) = self.rcv_nxt else {
+            panic!("data before the SYN-ACK");
+        };
+        if let Some(ack) = r.ack_number {
+            assert!(
+                !seq_lt(self.snd_nxt, ack),
+                "ack beyond what the client sent"
+            );
+        }
+        assert!(r.window_len > 0, "a zero window");
+        if seg.payload.is_empty() {
+            return false;
+        }
+        let seq = r.seq_number;
+        if seq_lt(nxt, seq) {
+            self.ooo.insert(seq, seg.payload.clone());
+            return true;
+        }
+        // Bytes the client has already must be the same bytes.
+        let at = seq.wrapping_sub(self.rcv_base) as usize;
+        let known = self.stream.len().saturating_sub(at).min(seg.payload.len());
+        assert_eq!(
+            &self.stream[at..at + known],
+            &seg.payload[..known],
+            "a retransmission with other bytes"
+        );
+        let skip = nxt.wrapping_sub(seq) as usize;
+        if skip < seg.payload.len() {
+            self.stream.extend_from_slice(&seg.payload[skip..]);
+        }
+        let mut nxt = seq.wrapping_add(seg.payload.len() as u32);
+        if seq_lt(nxt, self.rcv_nxt.unwrap()) {
+            nxt = self.rcv_nxt.unwrap();
+        }
+        while let Some((&s, _)) = self.ooo.iter().next() {
+            if seq_lt(nxt, s) {
+                break;
+            }
+            let bytes = self.ooo.remove(&s).unwrap();
+            let skip = nxt.wrapping_sub(s) as usize;
+            if skip < bytes.len() {
+                self.stream.extend_from_slice(&bytes[skip..]);
+                nxt = s.wrapping_add(bytes.len() as u32);
+            }
+        }
+        self.rcv_nxt = Some(nxt);
+        true
+    }
+}
+
+/// Where a frame goes next.
+enum Hop {
+    /// On the shared segment: every member and the client see it.
+    Wire(Vec<u8>),
+    /// From member i's dataplane to its kernel.
+    ToKernel(usize, Vec<u8>),
+    /// From kernel i to its dataplane.
+    FromKernel(usize, Vec<u8>),
+}
+
+struct Cluster {
+    members: Vec<Pipeline>,
+    kernels: Vec<Kernel>,
+    client: Client,
+    now: Instant,
+    queue: VecDeque<Hop>,
+    /// Drops the n-th client-bound data segment (0-based), once.
+    lose_to_client: Option<usize>,
+    to_client_data: usize,
+    /// Swaps the next two client-bound data segments after the n-th.
+    reorder_to_client: Option<usize>,
+    held_back: Option<Seg>,
+}
+
+impl Cluster {
+    fn new(d: &Dispatch) -> Cluster {
+        let members: Vec<Pipeline> = (0..3).map(|i| member(i, d)).collect();
+        // A client whose connections srv1 inspects.
+        let ep = (40_000..41_000)
+            .map(|port| client_endpoint(7, port))
+            .find(|c| {
+                members[0].tables().services[0].selector.select(ClientKey {
+                    addr: c.ip,
+                    port: c.port,
+                }) == Some(1)
+            })
+            .unwrap();
+        Cluster {
+            members,
+            kernels: (0..3).map(Kernel::new).collect(),
+            client: Client {
+                ep,
+                snd_nxt: 0xFFFF_FF00,
+                clock: 7_000,
+                rcv_nxt: None,
+                rcv_base: 0,
+                stream: Vec::new(),
+                ooo: BTreeMap::new(),
+                max_tsval_seen: 0,
+                last_tsval: 0,
+                ws: 0,
+            },
+            now: Instant::from_secs(100),
+            queue: VecDeque::new(),
+            lose_to_client: None,
+            to_client_data: 0,
+            reorder_to_client: None,
+            held_back: None,
+        }
+    }
+
+    fn send(&mut self, frame: Vec<u8>) {
+        self.queue.push_back(Hop::Wire(frame));
+        self.settle();
+    }
+
+    fn process(&mut self, i: usize, port: PortId, frame: &[u8]) {
+        let mut f = HeapFrame::from_bytes(frame);
+        let v = self.members[i].process(port, &mut f, self.now);
+        let out: Vec<(PortId, Vec<u8>)> = self.members[i].take_emitted().collect();
+        match v {
+            Verdict::Forward(KERNEL) => self.queue.push_back(Hop::ToKernel(i, f.bytes().to_vec())),
+            Verdict::Forward(_) => self.queue.push_back(Hop::Wire(f.bytes().to_vec())),
+            Verdict::Drop => {}
+        }
+        for (port, bytes) in out {
+            if port == KERNEL {
+                self.queue.push_back(Hop::ToKernel(i, bytes));
+            } else {
+                self.queue.push_back(Hop::Wire(bytes));
+            }
+        }
+    }
+
+    fn deliver_to_client(&mut self, seg: Seg) {
+        if !seg.payload.is_empty() {
+            let n = self.to_client_data;
+            self.to_client_data += 1;
+            if self.lose_to_client == Some(n) {
+                return;
+            }
+            if self.reorder_to_client == Some(n) {
+                self.held_back = Some(seg);
+                return;
+            }
+        }
+        let ack = self.client.input(&seg);
+        if let Some(late) = self.held_back.take() {
+            self.client.input(&late);
+        }
+        if ack {
+            let f = self.client.seg(TcpFlags::ACK, &[]);
+            self.queue.push_back(Hop::Wire(f));
+        }
+    }
+
+    fn settle(&mut self) {
+        let mut steps = 0;
+        while let Some(hop) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the cluster does not settle");
+            match hop {
+                Hop::Wire(frame) => {
+                    let dst = EthernetFrame::new_checked(&frame[..]).unwrap().dst_addr();
+                    let from_client = parse(&frame).is_some_and(|s| s.src == self.client.ep.ip);
+                    if dst == self.client.ep.mac {
+                        if let Some(seg) = parse(&frame) {
+                            self.deliver_to_client(seg);
+                        }
+                        continue;
+                    }
+                    for i in 0..self.members.len() {
+                        if from_client || dst == member_mac(i) || dst == CLUSTER_MAC {
+                            self.process(i, WIRE, &frame);
+                        }
+                    }
+                }
+                Hop::ToKernel(i, frame) => {
+                    let client = self.client.ep;
+                    for out in self.kernels[i].input(&frame, &client) {
+                        self.queue.push_back(Hop::FromKernel(i, out));
+                    }
+                }
+                Hop::FromKernel(i, frame) => self.process(i, KERNEL, &frame),
+            }
+        }
+        self.now = Instant::from_nanos(self.now.as_nanos() + 1_000_000);
+        for m in &mut self.members {
+            m.expire(self.now, 64);
+        }
+        let emitted: Vec<(usize, PortId, Vec<u8>)> = (0..self.members.len())
+            .flat_map(|i| {
+                self.members[i]
+                    .take_emitted()
+                    .map(move |(p, f)| (i, p, f))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !emitted.is_empty() {
+            for (i, p, f) in emitted {
+                self.queue.push_back(if p == KERNEL {
+                    Hop::ToKernel(i, f)
+                } else {
+                    Hop::Wire(f)
+                });
+            }
+            self.settle();
+        }
+    }
+
+    fn connect(&mut self) {
+        let syn = {
+            let c = &mut self.client;
+            c.clock += 1;
+            let mut r = tcp_header(c.ep.port, 80, c.snd_nxt, None, TcpFlags::SYN);
+            r.mss = Some(1460);
+            r.window_scale = Some(7);
+            r.sack_permitted = true;
+            r.timestamps = Some((c.clock, 0));
+            r.unknown_options = TcpOptionBytes::EMPTY;
+            let svc = Endpoint {
+                mac: CLUSTER_MAC,
+                ip: VIP,
+                port: 80,
+            };
+            let f = tcp_frame(&c.ep, &svc, &r, &[], 0);
+            c.snd_nxt = c.snd_nxt.wrapping_add(1);
+            f
+        };
+        self.send(syn);
+    }
+
+    fn request(&mut self, payload: &[u8]) {
+        let f = self.client.seg(TcpFlags::PSH | TcpFlags::ACK, payload);
+        self.send(f);
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        self.members.iter().map(|m| m.counters().get(c)).sum()
+    }
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: 198.18.0.100\r\n\r\n").into_bytes()
+}
+
+/// The responses, in order, to requests for `paths` each served by the
+/// member the rules name.
+fn expected(paths: &[&str]) -> Vec<u8> {
+    paths
+        .iter()
+        .flat_map(|p| {
+            let m = PATHS.iter().find(|(q, _)| q == p).unwrap().1;
+            response(m, p, false)
+        })
+        .collect()
+}
+
+/// The "served by" lines of a response stream, for readable failures.
+fn served(stream: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stream)
+        .split("served by ")
+        .skip(1)
+        .map(|s| s.split('\n').next().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn dump(c: &Cluster) {
+    for (i, m) in c.members.iter().enumerate() {
+        let nz: Vec<String> = m
+            .counters()
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{}={v}", k.name()))
+            .collect();
+        eprintln!("srv{}: {}", i + 1, nz.join(" "));
+    }
+}
+
+#[test]
+fn keep_alive_requests_each_go_to_their_member() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Frequent));
+    c.connect();
+    let paths = [
+        "/one", "/two", "/two", "/three", "/one", "/three", "/two", "/one",
+    ];
+    for p in paths {
+        c.request(&get(p));
+        eprintln!("after {p}: {:?}", served(&c.client.stream));
+    }
+    dump(&c);
+    assert_eq!(served(&c.client.stream), served(&expected(&paths)));
+    assert!(c.client.stream == expected(&paths), "exact bytes");
+    for (k, kernel) in c.kernels.iter().enumerate() {
+        let mine: Vec<String> = paths
+            .iter()
+            .filter(|p| PATHS.iter().any(|(q, m)| q == *p && *m == k))
+            .map(|p| format!("GET {p}"))
+            .collect();
+        assert_eq!(kernel.served, mine, "k{}", k + 1);
+    }
+    // Six moves (every change of member), each closing a kernel socket.
+    assert_eq!(c.counter(Counter::RehandoffStarted), 6);
+    assert_eq!(c.counter(Counter::RehandoffDone), 6);
+    assert_eq!(c.counter(Counter::RehandoffFallback), 0);
+    assert_eq!(c.kernels.iter().map(|k| k.resets).sum::<usize>(), 6);
+    assert_eq!(c.counter(Counter::PersistRequests), 8 + 6);
+}
