@@ -53,7 +53,7 @@ fn dispatch(per_request: bool, handoff: shoal_config::HandoffMode) -> Dispatch {
     }
 }
 
-fn member(i: usize, d: &Dispatch) -> Pipeline {
+fn member(i: usize, d: &Dispatch, handoff: bool) -> Pipeline {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
     let mut cfg = shoal_config::load_file(&path).unwrap();
     MEMBERS[i].clone_into(&mut cfg.cluster.local_member);
@@ -66,11 +66,13 @@ fn member(i: usize, d: &Dispatch) -> Pipeline {
         Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
     );
     p.set_cookie_secret([i as u8 + 1; 32]);
-    p.enable_handoff(
-        shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
-        (i as u64 + 1) << 8,
-        1_000_000,
-    );
+    if handoff {
+        p.enable_handoff(
+            shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
+            (i as u64 + 1) << 8,
+            1_000_000,
+        );
+    }
     p
 }
 
@@ -148,6 +150,10 @@ struct Kernel {
 struct Sock {
     client_port: u16,
     isn: u32,
+    /// Every data byte sent, from `isn + 1` on, for retransmissions.
+    sent: Vec<u8>,
+    last_ack: u32,
+    dup_acks: u32,
     snd_nxt: u32,
     rcv_nxt: u32,
     recv: Vec<u8>,
@@ -187,7 +193,21 @@ impl Kernel {
         r.timestamps = Some((self.clock, s.peer_tsval));
         let f = tcp_frame(&ep, client, &r, payload, 0);
         s.snd_nxt = s.snd_nxt.wrapping_add(payload.len() as u32);
+        s.sent.extend_from_slice(payload);
         f
+    }
+
+    /// The data segment at `ack` again (fast retransmit after duplicate ACKs).
+    fn retransmit(&mut self, client: &Endpoint, ack: u32) -> Vec<u8> {
+        self.clock += 1;
+        let ep = self.ep(80);
+        let s = self.sock.as_mut().unwrap();
+        let from = ack.wrapping_sub(s.isn.wrapping_add(1)) as usize;
+        let to = (from + KERNEL_MSS).min(s.sent.len());
+        let mut r = tcp_header(80, s.client_port, ack, Some(s.rcv_nxt), TcpFlags::ACK);
+        r.window_len = 512;
+        r.timestamps = Some((self.clock, s.peer_tsval));
+        tcp_frame(&ep, client, &r, &s.sent[from..to], 0)
     }
 
     /// The kernel's answer to `frame` from the dataplane.
@@ -216,6 +236,9 @@ impl Kernel {
             self.sock = Some(Sock {
                 client_port: r.src_port,
                 isn,
+                sent: Vec::new(),
+                last_ack: isn.wrapping_add(1),
+                dup_acks: 0,
                 snd_nxt: isn,
                 rcv_nxt: r.seq_number.wrapping_add(1),
                 recv: Vec::new(),
@@ -252,8 +275,21 @@ impl Kernel {
         );
         s.max_tsecr = s.max_tsecr.max(tsecr);
         s.peer_tsval = s.peer_tsval.max(tsval);
-        let _ = s.isn;
+        let ack = r.ack_number.unwrap();
+        if !seg.payload.is_empty() && seq_lt(s.last_ack, ack) {
+            s.last_ack = ack;
+            s.dup_acks = 0;
+        }
         if seg.payload.is_empty() {
+            if ack == s.last_ack && seq_lt(ack, s.snd_nxt) {
+                s.dup_acks += 1;
+                if s.dup_acks == 2 {
+                    return vec![self.retransmit(client, ack)];
+                }
+            } else {
+                s.last_ack = ack;
+                s.dup_acks = 0;
+            }
             return Vec::new();
         }
         if r.seq_number != s.rcv_nxt {
@@ -270,7 +306,14 @@ impl Kernel {
                 break;
             };
             let head = String::from_utf8(s.recv[..end].to_vec()).unwrap();
-            s.recv.drain(..end + 4);
+            let body_len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map_or(0, |n| n.parse().unwrap());
+            if s.recv.len() < end + 4 + body_len {
+                break;
+            }
+            s.recv.drain(..end + 4 + body_len);
             let mut words = head.split(' ');
             let method = words.next().unwrap().to_owned();
             let path = words.next().unwrap().to_owned();
@@ -302,6 +345,9 @@ struct Client {
     max_tsval_seen: u32,
     last_tsval: u32,
     ws: u8,
+    /// Every byte sent after the SYN, and the highest acknowledgement.
+    sent: Vec<u8>,
+    acked: u32,
 }
 
 impl Client {
@@ -323,6 +369,23 @@ impl Client {
         f
     }
 
+    fn unacked(&self) -> usize {
+        self.snd_nxt.wrapping_sub(self.acked) as usize
+    }
+
+    /// Retransmission timeout: the unacknowledged bytes again.
+    fn rto(&mut self) -> Option<Vec<u8>> {
+        if self.unacked() == 0 {
+            return None;
+        }
+        let bytes = self.sent[self.sent.len() - self.unacked()..].to_vec();
+        let next = self.snd_nxt;
+        self.snd_nxt = self.acked;
+        let f = self.seg(TcpFlags::PSH | TcpFlags::ACK, &bytes);
+        self.snd_nxt = next;
+        Some(f)
+    }
+
     /// A frame from the segment addressed to the client: check it, take its
     /// bytes; true if it calls for an ACK.
     fn input(&mut self, seg: &Seg) -> bool {
@@ -333,13 +396,19 @@ impl Client {
             "the client got a RST: {r:?}"
         );
         let (tsval, _) = r.timestamps.expect("timestamps");
-        assert!(
-            tsval >= self.max_tsval_seen,
-            "PAWS: TSval {tsval} went back from {}",
-            self.max_tsval_seen
-        );
-        self.max_tsval_seen = tsval;
-        self.last_tsval = tsval;
+        // PAWS (RFC 7323 §5): a segment at or before the next expected
+        // byte must not carry an older TSval than the last such segment
+        // (segments past a hole do not update TS.Recent).
+        let in_order = self.rcv_nxt.is_none_or(|n| !seq_lt(n, r.seq_number));
+        if in_order {
+            assert!(
+                tsval >= self.max_tsval_seen,
+                "PAWS: TSval {tsval} went back from {}",
+                self.max_tsval_seen
+            );
+            self.max_tsval_seen = tsval;
+        }
+        self.last_tsval = self.last_tsval.max(tsval);
         if r.flags.contains(TcpFlags::SYN) {
             assert!(self.rcv_nxt.is_none(), "one SYN-ACK");
             self.ws = r.window_scale.unwrap();
@@ -355,6 +424,9 @@ impl Client {
                 !seq_lt(self.snd_nxt, ack),
                 "ack beyond what the client sent"
             );
+            if seq_lt(self.acked, ack) {
+                self.acked = ack;
+            }
         }
         assert!(r.window_len > 0, "a zero window");
         if seg.payload.is_empty() {
@@ -419,11 +491,19 @@ struct Cluster {
     /// Swaps the next two client-bound data segments after the n-th.
     reorder_to_client: Option<usize>,
     held_back: Option<Seg>,
+    /// Drops the n-th client data segment (0-based), once.
+    lose_from_client: Option<usize>,
+    from_client_data: usize,
 }
 
 impl Cluster {
     fn new(d: &Dispatch) -> Cluster {
-        let members: Vec<Pipeline> = (0..3).map(|i| member(i, d)).collect();
+        Cluster::with_handoff(d, [true; 3])
+    }
+
+    /// A cluster whose members have handoff enabled as `handoff` says.
+    fn with_handoff(d: &Dispatch, handoff: [bool; 3]) -> Cluster {
+        let members: Vec<Pipeline> = (0..3).map(|i| member(i, d, handoff[i])).collect();
         // A client whose connections srv1 inspects.
         let ep = (40_000..41_000)
             .map(|port| client_endpoint(7, port))
@@ -448,6 +528,8 @@ impl Cluster {
                 max_tsval_seen: 0,
                 last_tsval: 0,
                 ws: 0,
+                sent: Vec::new(),
+                acked: 0xFFFF_FF01,
             },
             now: Instant::from_secs(100),
             queue: VecDeque::new(),
@@ -455,6 +537,8 @@ impl Cluster {
             to_client_data: 0,
             reorder_to_client: None,
             held_back: None,
+            lose_from_client: None,
+            from_client_data: 0,
         }
     }
 
@@ -503,7 +587,7 @@ impl Cluster {
         }
     }
 
-    fn settle(&mut self) {
+    fn drain(&mut self) {
         let mut steps = 0;
         while let Some(hop) = self.queue.pop_front() {
             steps += 1;
@@ -553,8 +637,33 @@ impl Cluster {
                     Hop::Wire(f)
                 });
             }
-            self.settle();
+            self.drain();
         }
+    }
+
+    /// Runs until nothing moves, with retransmission timeouts for what
+    /// was lost (the client's bytes, the kernels' bytes).
+    fn settle(&mut self) {
+        for _ in 0..6 {
+            self.drain();
+            let mut lost = Vec::new();
+            if let Some(f) = self.client.rto() {
+                lost.push(Hop::Wire(f));
+            }
+            let client = self.client.ep;
+            for (i, k) in self.kernels.iter_mut().enumerate() {
+                let pending = k.sock.as_ref().is_some_and(|s| s.last_ack != s.snd_nxt);
+                if pending {
+                    let ack = k.sock.as_ref().unwrap().last_ack;
+                    lost.push(Hop::FromKernel(i, k.retransmit(&client, ack)));
+                }
+            }
+            if lost.is_empty() {
+                return;
+            }
+            self.queue.extend(lost);
+        }
+        panic!("still losing after six timeouts");
     }
 
     fn connect(&mut self) {
@@ -580,8 +689,23 @@ impl Cluster {
     }
 
     fn request(&mut self, payload: &[u8]) {
+        self.client.sent.extend_from_slice(payload);
         let f = self.client.seg(TcpFlags::PSH | TcpFlags::ACK, payload);
+        let n = self.from_client_data;
+        self.from_client_data += 1;
+        if self.lose_from_client == Some(n) {
+            self.settle();
+            return;
+        }
         self.send(f);
+    }
+
+    /// Lets `ms` milliseconds pass, in steps of 10 ms (timers run).
+    fn wait(&mut self, ms: u64) {
+        for _ in 0..ms / 10 {
+            self.now = Instant::from_nanos(self.now.as_nanos() + 10_000_000);
+            self.settle();
+        }
     }
 
     fn counter(&self, c: Counter) -> u64 {
@@ -635,9 +759,7 @@ fn keep_alive_requests_each_go_to_their_member() {
     ];
     for p in paths {
         c.request(&get(p));
-        eprintln!("after {p}: {:?}", served(&c.client.stream));
     }
-    dump(&c);
     assert_eq!(served(&c.client.stream), served(&expected(&paths)));
     assert!(c.client.stream == expected(&paths), "exact bytes");
     for (k, kernel) in c.kernels.iter().enumerate() {
@@ -654,4 +776,205 @@ fn keep_alive_requests_each_go_to_their_member() {
     assert_eq!(c.counter(Counter::RehandoffFallback), 0);
     assert_eq!(c.kernels.iter().map(|k| k.resets).sum::<usize>(), 6);
     assert_eq!(c.counter(Counter::PersistRequests), 8 + 6);
+}
+
+/// Runs `batches` of requests (each batch in one client segment) and checks
+/// that the client got exactly the responses in order, each from the
+/// kernel of the member the rules name, and that each kernel served
+/// exactly its requests.
+fn check(c: &mut Cluster, batches: &[&[&str]]) {
+    for batch in batches {
+        let bytes: Vec<u8> = batch.iter().flat_map(|p| get(p)).collect();
+        c.request(&bytes);
+    }
+    let paths: Vec<&str> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    if served(&c.client.stream) != served(&expected(&paths)) {
+        dump(c);
+    }
+    assert_eq!(served(&c.client.stream), served(&expected(&paths)));
+    assert!(c.client.stream == expected(&paths), "exact bytes");
+    for (k, kernel) in c.kernels.iter().enumerate() {
+        let mine: Vec<String> = paths
+            .iter()
+            .filter(|p| PATHS.iter().any(|(q, m)| q == *p && *m == k))
+            .map(|p| format!("GET {p}"))
+            .collect();
+        assert_eq!(kernel.served, mine, "k{}", k + 1);
+    }
+    assert_eq!(c.counter(Counter::PersistSessionLost), 0);
+    assert_eq!(c.counter(Counter::RehandoffFallback), 0);
+}
+
+/// Member changes along `paths`: the moves a connection makes.
+fn moves(paths: &[&str]) -> u64 {
+    let owner = |p: &str| PATHS.iter().find(|(q, _)| *q == p).unwrap().1;
+    paths
+        .windows(2)
+        .filter(|w| owner(w[0]) != owner(w[1]))
+        .count() as u64
+}
+
+#[test]
+fn pipelined_bursts_of_five_are_served_in_order_one_move_at_a_time() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Frequent));
+    c.connect();
+    let batches: [&[&str]; 4] = [
+        &["/one"],
+        &["/one", "/two", "/two", "/three", "/one"],
+        &["/three", "/three", "/one", "/two", "/one"],
+        &["/two", "/two", "/two", "/two", "/two"],
+    ];
+    check(&mut c, &batches);
+    let paths: Vec<&str> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    assert_eq!(c.counter(Counter::RehandoffDone), moves(&paths));
+    assert_eq!(
+        c.kernels.iter().map(|k| k.resets as u64).sum::<u64>(),
+        moves(&paths)
+    );
+    // Requests held for another member were acknowledged by the dataplane.
+    assert!(c.counter(Counter::PersistHeldAcked) > 0);
+}
+
+#[test]
+fn losses_and_reordering_both_ways_lose_and_duplicate_nothing() {
+    for (lose_to, reorder, lose_from) in [
+        (Some(1), None, None),
+        (Some(4), Some(7), None),
+        (None, Some(2), Some(2)),
+        (Some(9), Some(3), Some(4)),
+        (Some(12), None, Some(1)),
+    ] {
+        let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Frequent));
+        c.lose_to_client = lose_to;
+        c.reorder_to_client = reorder;
+        c.lose_from_client = lose_from;
+        c.connect();
+        let batches: [&[&str]; 6] = [
+            &["/three"],
+            &["/one"],
+            &["/two", "/three"],
+            &["/three"],
+            &["/one", "/one", "/two"],
+            &["/three"],
+        ];
+        check(&mut c, &batches);
+    }
+}
+
+#[test]
+fn rare_mode_connections_move_request_by_request_too() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Rare));
+    c.connect();
+    let batches: [&[&str]; 5] = [
+        &["/one"],
+        &["/two"],
+        &["/one", "/three"],
+        &["/three"],
+        &["/two"],
+    ];
+    check(&mut c, &batches);
+    assert_eq!(c.counter(Counter::RareKept), 1);
+    assert_eq!(c.counter(Counter::RehandoffDone), 4);
+}
+
+#[test]
+fn rare_mode_first_request_elsewhere_then_back() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Rare));
+    c.connect();
+    check(&mut c, &[&["/two"], &["/one"], &["/one"]]);
+    assert_eq!(c.counter(Counter::RareMoved), 1);
+    assert_eq!(c.counter(Counter::RehandoffDone), 1);
+}
+
+#[test]
+fn per_request_off_keeps_every_request_on_the_first_member() {
+    let mut c = Cluster::new(&dispatch(false, shoal_config::HandoffMode::Frequent));
+    c.connect();
+    for p in ["/two", "/one", "/three", "/one"] {
+        c.request(&get(p));
+    }
+    assert_eq!(
+        served(&c.client.stream),
+        ["k2 for /two", "k2 for /one", "k2 for /three", "k2 for /one"]
+    );
+    assert_eq!(c.counter(Counter::PersistConnections), 0);
+    assert_eq!(c.counter(Counter::RehandoffStarted), 0);
+}
+
+fn request_with(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 198.18.0.100\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+#[test]
+fn head_and_bodies_keep_the_boundaries() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Frequent));
+    c.connect();
+    c.request(&get("/one"));
+    // A HEAD (a response head with Content-Length but no body), then a
+    // POST whose 3000-byte body spans segments, then a GET elsewhere.
+    c.request(&request_with("HEAD", "/two", b""));
+    let body = vec![b'x'; 3000];
+    let post = request_with("POST", "/two", &body);
+    c.request(&post[..1200]);
+    c.request(&post[1200..]);
+    c.request(&get("/three"));
+    let mut want = response(0, "/one", false);
+    want.extend(response(1, "/two", true));
+    want.extend(response(1, "/two", false));
+    want.extend(response(2, "/three", false));
+    assert!(c.client.stream == want, "exact bytes");
+    assert_eq!(c.kernels[1].served, ["HEAD /two", "POST /two"]);
+    assert_eq!(c.kernels[2].served, ["GET /three"]);
+    assert_eq!(c.counter(Counter::RehandoffDone), 2);
+}
+
+#[test]
+fn a_target_that_does_not_answer_leaves_the_request_where_it_is() {
+    // srv2 takes no handoffs: offers to it go unanswered.
+    let mut c = Cluster::with_handoff(
+        &dispatch(true, shoal_config::HandoffMode::Frequent),
+        [true, false, true],
+    );
+    c.connect();
+    c.request(&get("/one"));
+    c.request(&get("/two"));
+    c.wait(1_000);
+    c.request(&get("/three"));
+    assert_eq!(
+        served(&c.client.stream),
+        ["k1 for /one", "k1 for /two", "k3 for /three"]
+    );
+    assert_eq!(c.counter(Counter::RehandoffFallback), 1);
+    assert_eq!(c.counter(Counter::RehandoffDone), 1);
+    // The fallback replayed the connection into srv1's kernel again.
+    assert_eq!(c.kernels[0].resets, 2);
+}
+
+#[test]
+fn forty_requests_wander_over_the_cluster() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Frequent));
+    c.connect();
+    let mut x = 0x9E37_79B9u32;
+    let mut batches: Vec<Vec<&str>> = Vec::new();
+    for _ in 0..20 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let n = 1 + (x % 3) as usize;
+        batches.push(
+            (0..n)
+                .map(|i| PATHS[(x as usize >> (4 * i)) % 3].0)
+                .collect(),
+        );
+    }
+    let refs: Vec<&[&str]> = batches.iter().map(Vec::as_slice).collect();
+    check(&mut c, &refs);
+    let paths: Vec<&str> = refs.iter().flat_map(|b| b.iter().copied()).collect();
+    assert_eq!(c.counter(Counter::RehandoffDone), moves(&paths));
 }
