@@ -885,8 +885,13 @@ fn signature(opts: &UpOptions) -> Result<String, LabError> {
         || "none".to_owned(),
         |i| format!("{},{}", i.drop_permille, i.reorder_permille),
     );
+    let per_request = if opts.first_request_only {
+        " per-request=off"
+    } else {
+        ""
+    };
     Ok(format!(
-        "nodes={} backend={} mode={} state={} handoff={} config={config} inject={inject}",
+        "nodes={} backend={} mode={} state={} handoff={} config={config} inject={inject}{per_request}",
         opts.nodes,
         opts.backend,
         kebab(&opts.mode),

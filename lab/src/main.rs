@@ -115,6 +115,10 @@ struct LabArgs {
     /// Dataplane workers per server [default: 2 with dpdk, else 1].
     #[arg(long)]
     workers: Option<u8>,
+    /// Splice: dispatch only the first request of a keep-alive connection
+    /// (today every request is dispatched and connections move).
+    #[arg(long)]
+    first_request_only: bool,
 }
 
 impl LabArgs {
@@ -126,6 +130,7 @@ impl LabArgs {
             || self.handoff.is_some()
             || self.config.is_some()
             || self.workers.is_some()
+            || self.first_request_only
     }
 
     fn options(&self) -> Result<UpOptions> {
@@ -153,6 +158,7 @@ impl LabArgs {
             handoff: self.handoff.unwrap_or(d.handoff),
             config,
             inject,
+            first_request_only: self.first_request_only,
         })
     }
 }

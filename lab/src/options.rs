@@ -101,6 +101,10 @@ pub struct UpOptions {
     /// Dataplane workers per server (cores); the portable backend runs one.
     #[serde(default = "one_worker")]
     pub workers: u8,
+    /// Splice: dispatch only the first request of a keep-alive connection
+    /// (`dispatch.per_request = false`; the default follows every request).
+    #[serde(default)]
+    pub first_request_only: bool,
 }
 
 fn one_worker() -> u8 {
@@ -128,6 +132,7 @@ impl Default for UpOptions {
             config: None,
             inject: None,
             workers: default_workers(LabBackend::Dpdk),
+            first_request_only: false,
         }
     }
 }

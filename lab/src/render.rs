@@ -142,6 +142,9 @@ pub fn server_config(base: &Config, opts: &UpOptions, server: Server, cpus: u32)
                 ..Dispatch::default()
             });
             dispatch.handoff = opts.handoff;
+            if opts.first_request_only {
+                dispatch.per_request = false;
+            }
             Some(dispatch)
         } else {
             None

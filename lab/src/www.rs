@@ -219,6 +219,10 @@ http {{
         }}
         location /files/ {{
         }}
+        location /id/ {{
+            default_type text/plain;
+            return 200 "{name} $uri $remote_port\n";
+        }}
         location / {{
             return 404;
         }}

@@ -302,7 +302,7 @@ impl Pipeline {
                 s.client_acked = acked;
             }
         }
-        let released = s.released;
+        let (released, key, client_mac) = (s.released, s.key, s.client_mac);
         let seq = tcp.seq_number();
         let len = tcp.payload().len() as u32;
         let end = seq.wrapping_add(len);
@@ -313,7 +313,42 @@ impl Pipeline {
             self.counters.inc(Counter::FlowHit);
             return Plan::Done(Verdict::Forward(KERNEL));
         }
-        if rst || fin {
+        if rst {
+            // The client resets: held bytes are dropped with it. With bytes
+            // held past `released` its RST would not be exact for the
+            // kernel (a challenge ACK, the socket kept): the kernel gets an
+            // exact one instead.
+            let exact = (!s.hold.contiguous().is_empty()).then_some(released);
+            self.persist_stop(slot, Untrack::Closing, false);
+            self.counters.inc(Counter::FlowHit);
+            if let Some(seq) = exact {
+                self.kernel_rst(key, client_mac, seq);
+                return Plan::Done(Verdict::Drop);
+            }
+            translation.to_kernel(tcp);
+            return Plan::Done(Verdict::Forward(KERNEL));
+        }
+        if fin && s.held.is_some() {
+            // A client that sends its request and closes its side
+            // (`shutdown`): the request still goes to its member. The FIN
+            // is neither stored nor acknowledged: the client resends it to
+            // whichever member serves the connection then.
+            let cut = if seq_lt(seq, released) {
+                released.wrapping_sub(seq) as usize
+            } else {
+                0
+            };
+            if cut < tcp.payload().len() {
+                let outcome = s
+                    .hold
+                    .insert(seq.wrapping_add(cut as u32), &tcp.payload()[cut..]);
+                self.counters.inc(Counter::request_segment(outcome));
+            }
+            self.persist_ack_held(slot);
+            self.persist_move(slot, now);
+            return Plan::Done(self.drop(Counter::PersistHeld));
+        }
+        if fin {
             // The connection ends: the kernel gets every held byte, then
             // the segment itself.
             self.persist_untrack(slot, Untrack::Closing);
@@ -735,13 +770,19 @@ impl Pipeline {
     /// Stops following the connection in `slot`: held bytes go to this
     /// kernel, the flow stays spliced here.
     fn persist_untrack(&mut self, slot: u32, why: Untrack) {
+        self.persist_stop(slot, why, true);
+    }
+
+    /// Ends the session in `slot`, giving its held bytes to this kernel
+    /// first if `flush`; the flow stays spliced here.
+    fn persist_stop(&mut self, slot: u32, why: Untrack, flush: bool) {
         let Some(s) = self.sessions.get_mut(slot) else {
             return;
         };
         let bytes = s.hold.contiguous().to_vec();
         let start = s.released;
         let (key, params) = (s.key, s.params);
-        if !bytes.is_empty() {
+        if flush && !bytes.is_empty() {
             self.persist_emit(slot, start, &bytes);
         }
         self.sessions.release(slot);
@@ -750,6 +791,19 @@ impl Pipeline {
             self.flows.note_changed(key);
         }
         self.counters.inc(why.counter());
+    }
+
+    /// An exact RST into this kernel for the connection `key` (`seq` = the
+    /// kernel's `rcv_nxt`; no ACK, nothing to the client).
+    fn kernel_rst(&mut self, key: FlowKey, client_mac: EthernetAddress, seq: u32) {
+        let rst = bare_tcp(key.src_port, key.dst_port, seq, None, TcpFlags::RST, 0);
+        let frame = build(&Segment {
+            src: (client_mac, key.src, key.src_port),
+            dst: (self.tables.own_mac, key.dst, key.dst_port),
+            tcp: rst,
+            payload: &[],
+        });
+        self.emitted.push((KERNEL, frame));
     }
 
     /// The action a flow snapshot records for `action` (a tracked flow is
