@@ -6,7 +6,8 @@
 //! `cargo run --release -p shoal-perf --bin dtcp-sim -- [--servers 1,2,4,8,15]
 //! [--requests N] [--seed S] [--quick] [--clients-per-server C]
 //! [--directories D] [--alpha A] [--mean-requests M] [--threshold T]
-//! [--move-cost-us U]`
+//! [--move-cost-us U] [--warmup F] [--related P]
+//! [--sticky] [--forward-when-cached]`
 //!
 //! Every figure is simulated time: the same arguments give the same table on
 //! any machine. The model (`shoal_perf::dtcp_sim`) and the figures measured
@@ -20,11 +21,12 @@ use shoal_perf::dtcp_sim::{simulate, SimConfig, SimResult, Strategy};
 
 const USAGE: &str = "usage: dtcp-sim [--servers 1,2,4,8,15] [--requests N] [--seed S] [--quick] \
 [--clients-per-server C] [--directories D] [--alpha A] [--mean-requests M] [--threshold T] \
-[--move-cost-us U]";
+[--move-cost-us U] [--warmup F] [--related P] [--sticky] \
+[--forward-when-cached]";
 
 /// Requests per run by default, and in `--quick`.
-const REQUESTS: u64 = 1_000_000;
-const QUICK_REQUESTS: u64 = 120_000;
+const REQUESTS: u64 = 2_000_000;
+const QUICK_REQUESTS: u64 = 150_000;
 /// Directories of the quick file set: smaller, so short runs warm up.
 const QUICK_DIRECTORIES: u32 = 200;
 
@@ -56,11 +58,15 @@ fn parse_args() -> Result<Args, String> {
             "--requests" => requests = Some(value(&flag, it.next())?),
             "--seed" => base.seed = value(&flag, it.next())?,
             "--quick" => quick = true,
+            "--sticky" => base.sticky = true,
+            "--forward-when-cached" => base.forward_when_cached = true,
             "--clients-per-server" => base.clients_per_server = value(&flag, it.next())?,
             "--directories" => directories = Some(value(&flag, it.next())?),
             "--alpha" => base.workload.alpha = value(&flag, it.next())?,
             "--mean-requests" => base.workload.mean_requests = value(&flag, it.next())?,
             "--threshold" => base.threshold = value(&flag, it.next())?,
+            "--warmup" => base.warmup = value(&flag, it.next())?,
+            "--related" => base.workload.related = value(&flag, it.next())?,
             "--move-cost-us" => {
                 let us: u64 = value(&flag, it.next())?;
                 base.costs.move_ns = us * 1_000;
@@ -98,7 +104,7 @@ fn main() -> ExitCode {
     println!(
         "# dtcp-sim: seed {}, {} requests per run ({:.0} % warm-up), {} clients per server, \
          {} directories ({} files), Zipf alpha {}, {} requests per connection (geometric mean), \
-         threshold {}, move cost {} us",
+         {:.0} % related, threshold {}, move cost {} us{}{}",
         b.seed,
         b.requests,
         b.warmup * 100.0,
@@ -107,8 +113,15 @@ fn main() -> ExitCode {
         b.workload.directories * 36,
         b.workload.alpha,
         b.workload.mean_requests,
+        b.workload.related * 100.0,
         b.threshold,
         c.move_ns / 1_000,
+        if b.sticky { ", sticky re-handoff" } else { "" },
+        if b.forward_when_cached {
+            ", forwarding even when cached"
+        } else {
+            ""
+        },
     );
     println!(
         "# costs: connection {} us, transmit {} us per 512 B, disk {} ms + {} ns/B, \

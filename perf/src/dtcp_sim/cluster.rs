@@ -29,9 +29,10 @@ pub enum Strategy {
     /// The connection stays where its first request was placed; that node
     /// serves every later request, from its disk when not cached.
     FirstRequest,
-    /// LARD's back-end forwarding: the connection's node fetches a file
-    /// cached on the preferred node from that node, which pays one transmit;
-    /// the connection's node pays two (receive and send) and caches the file.
+    /// LARD's back-end forwarding: the connection's node, when it does not
+    /// have the file, fetches it from the preferred node if that node has
+    /// it; the preferred node pays one transmit, the connection's node two
+    /// (receive and send) and caches the file.
     BackendForwarding,
 }
 
@@ -111,6 +112,15 @@ pub struct SimConfig {
     pub warmup: f64,
     /// Algorithm 1's replication threshold on `req(M) - req(N)`: 100.
     pub threshold: u32,
+    /// Re-handoff keeps a request on the connection's node when that node
+    /// has the file (cached or being read) instead of asking Algorithm 1,
+    /// which may move it to a less loaded holder. Off by default: the seed's
+    /// DTCP sends every request to Algorithm 1's choice.
+    pub sticky: bool,
+    /// Back-end forwarding fetches from the preferred node even when the
+    /// connection's node has the file itself (the front-end's preferred id
+    /// always followed). Off by default: a node serves what it has.
+    pub forward_when_cached: bool,
     /// Node costs.
     pub costs: Costs,
     /// The workload.
@@ -142,6 +152,12 @@ impl SimConfig {
         if self.workload.directories == 0 || self.workload.alpha < 0.0 {
             return Err("directories must be at least 1 and alpha non-negative".into());
         }
+        if !(0.0..=1.0).contains(&self.workload.related) {
+            return Err(format!(
+                "related {} must be in [0, 1]",
+                self.workload.related
+            ));
+        }
         Ok(())
     }
 }
@@ -151,9 +167,11 @@ impl Default for SimConfig {
         Self {
             servers: 1,
             clients_per_server: 32,
-            requests: 1_000_000,
-            warmup: 0.3,
+            requests: 2_000_000,
+            warmup: 0.5,
             threshold: 100,
+            sticky: false,
+            forward_when_cached: false,
             costs: Costs::default(),
             workload: WorkloadParams::default(),
             seed: 1,
@@ -455,7 +473,8 @@ impl Sim<'_> {
         match self.strategy {
             Strategy::FirstRequest => self.serve_at(origin, Work::Serve(req)),
             Strategy::ReHandoff => {
-                let p = self.preferred(file);
+                let stay = self.cfg.sticky && self.nodes[origin as usize].holds(file);
+                let p = if stay { origin } else { self.preferred(file) };
                 if p != origin {
                     req.setup_ns = self.cfg.costs.move_ns;
                     self.clients[client as usize].node = Some(p);
@@ -467,10 +486,13 @@ impl Sim<'_> {
             }
             Strategy::BackendForwarding => {
                 let p = self.preferred(file);
-                // The connection's node asks the preferred node only when
-                // that node has (or is reading) the file; otherwise its own
-                // disk serves as well as another node's.
-                if p != origin && self.nodes[p as usize].holds(file) {
+                // The connection's node (which decides, per the seed) asks
+                // the preferred node only when that node has (or is reading)
+                // the file and it has not: from its own memory it costs one
+                // transmit instead of three, and its own disk serves as well
+                // as another node's.
+                let here = !self.cfg.forward_when_cached && self.nodes[origin as usize].holds(file);
+                if p != origin && !here && self.nodes[p as usize].holds(file) {
                     if self.measuring {
                         self.window.moved += 1;
                         self.window.backend_bytes += u64::from(self.sizes[file as usize]);

@@ -84,11 +84,25 @@ mod tests {
         let handoff = simulate(&cfg, Strategy::ReHandoff);
         let first = simulate(&cfg, Strategy::FirstRequest);
         let forward = simulate(&cfg, Strategy::BackendForwarding);
-        assert!(handoff.moved_ratio > 0.1, "{handoff:?}");
-        assert!(forward.moved_ratio > 0.1, "{forward:?}");
+        assert!(handoff.moved_ratio > 0.5, "{handoff:?}");
+        assert!(forward.moved_ratio > 0.01, "{forward:?}");
         assert!(forward.backend_bytes_per_request > 0.0);
         assert!(first.moved_ratio.abs() < f64::EPSILON);
         assert!(handoff.backend_bytes_per_request.abs() < f64::EPSILON);
+        // Following the preferred node even when the connection's node has
+        // the file forwards more; staying when it has the file moves less.
+        let always = SimConfig {
+            forward_when_cached: true,
+            ..cfg.clone()
+        };
+        let always = simulate(&always, Strategy::BackendForwarding);
+        assert!(always.moved_ratio > 2.0 * forward.moved_ratio, "{always:?}");
+        let sticky = SimConfig {
+            sticky: true,
+            ..cfg.clone()
+        };
+        let sticky = simulate(&sticky, Strategy::ReHandoff);
+        assert!(sticky.moved_ratio < handoff.moved_ratio, "{sticky:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `j × 10^c × 102.4` bytes, so class 0 holds 0.1-0.9 KB, class 1 1-9 KB,
 //! class 2 10-90 KB and class 3 100-900 KB (KB = 1024 bytes). A directory
 //! holds 4.9 MiB, of which the four class-3 files over 500 KB (2.9 MiB) are
-//! never cached: 2.0 MiB per directory can be. A
+//! never cached: 1.95 MiB per directory can be. A
 //! request picks its directory by Zipf(`alpha`) over the directories, its
 //! class by SPECweb99's mix (35 / 50 / 14 / 1 %) and its file in the class
 //! by SPECweb99's fixed per-file table (file 5 the most requested). The mean
@@ -14,9 +14,13 @@
 //! the requests but a third of the bytes sent and 90 % of the bytes stored.
 //!
 //! Connections: each carries a geometric number of requests (mean
-//! `mean_requests`), each drawn independently of the others: the "random
-//! request correlation" of SPECweb99 traces that the seed calls its extreme
-//! case (requests of a proxy's clients sharing one connection).
+//! `mean_requests`). By default each is drawn independently of the others:
+//! the "random request correlation" of SPECweb99 traces that the seed calls
+//! its extreme case (requests of a proxy's clients sharing one connection).
+//! With `related` = p > 0, a later request stays in the directory of the
+//! request before it with probability p (a page's embedded objects; its
+//! class and file drawn afresh): 1 - p is then the share of unrelated
+//! requests, 13-48 % in the seed's proxy traces (its Tables 1 and 2).
 //!
 //! The module owns file ids, sizes and the request stream; it knows nothing
 //! of nodes, caches or time.
@@ -42,6 +46,9 @@ pub struct WorkloadParams {
     pub alpha: f64,
     /// Mean requests per persistent connection (geometric, at least 1).
     pub mean_requests: f64,
+    /// Probability that a request after a connection's first is in the
+    /// same directory as the one before it (0: all independent).
+    pub related: f64,
 }
 
 impl Default for WorkloadParams {
@@ -50,6 +57,7 @@ impl Default for WorkloadParams {
             directories: 1_000,
             alpha: 1.0,
             mean_requests: 10.0,
+            related: 0.0,
         }
     }
 }
@@ -127,6 +135,11 @@ impl Workload {
     /// One request: a file id.
     pub fn next_file(&mut self) -> u32 {
         let d = pick(&self.directory_cdf, self.rng.next_f64()) as u32;
+        self.file_in(d)
+    }
+
+    /// A file of directory `d`, by the class mix and the per-file table.
+    fn file_in(&mut self, d: u32) -> u32 {
         let c = pick(&self.class_cdf, self.rng.next_f64()) as u32;
         let j = pick(&self.file_cdf, self.rng.next_f64()) as u32;
         d * FILES_PER_DIRECTORY + c * 9 + j
@@ -136,8 +149,16 @@ impl Workload {
     pub fn next_connection(&mut self, out: &mut Vec<u32>) {
         out.clear();
         let n = self.rng.geometric(self.params.mean_requests);
-        for _ in 0..n {
-            let f = self.next_file();
+        let mut f = self.next_file();
+        out.push(f);
+        for _ in 1..n {
+            // Drawn whatever `related` is, so 0 keeps the default stream.
+            let same = self.rng.next_f64() < self.params.related;
+            f = if same {
+                self.file_in(f / FILES_PER_DIRECTORY)
+            } else {
+                self.next_file()
+            };
             out.push(f);
         }
     }
@@ -180,5 +201,32 @@ mod tests {
         assert!((head - 0.1336).abs() < 0.003, "{head}");
         let mean_kb = bytes as f64 / f64::from(n) / 1024.0;
         assert!((13.0..16.0).contains(&mean_kb), "{mean_kb} KB");
+    }
+
+    #[test]
+    fn related_requests_stay_in_the_directory_of_the_one_before() {
+        let share_same = |related: f64| {
+            let params = WorkloadParams {
+                related,
+                ..WorkloadParams::default()
+            };
+            let mut w = Workload::new(params, 5);
+            let (mut same, mut pairs, mut conn) = (0u32, 0u32, Vec::new());
+            for _ in 0..20_000 {
+                w.next_connection(&mut conn);
+                for p in conn.windows(2) {
+                    pairs += 1;
+                    same += u32::from(p[0] / 36 == p[1] / 36);
+                }
+            }
+            f64::from(same) / f64::from(pairs)
+        };
+        // Independent requests share a directory by chance only: the sum of
+        // the squared Zipf shares, about 3 % for Zipf(1) over 1000.
+        let chance = share_same(0.0);
+        assert!(chance < 0.05, "{chance}");
+        let related = share_same(0.75);
+        let want = 0.75 + 0.25 * chance;
+        assert!((related - want).abs() < 0.01, "{related} vs {want}");
     }
 }
