@@ -1,9 +1,12 @@
 //! Shoal's benchmarks. The code lives in `benches/` (run with
 //! `cargo bench -p shoal-perf`); this library holds what they share: the
-//! [`ThreadCpuTime`] measurement. Figures and how they were measured:
+//! [`ThreadCpuTime`] measurement, and the model behind the `dtcp-sim`
+//! binary ([`dtcp_sim`]). Figures and how they were measured:
 //! `perf/README.md`.
 
 #![forbid(unsafe_code)]
+
+pub mod dtcp_sim;
 
 use core::time::Duration;
 
