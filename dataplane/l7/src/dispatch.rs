@@ -45,8 +45,8 @@
 //!   Ties go to the member ranking highest for the path in rendezvous
 //!   order, so idle members share the work instead of the lowest id taking
 //!   it all.
-//! - **lard**: classic LARD (Pai et al., ASPLOS'98; DTCP §4.3's
-//!   Algorithm 1 without replication): a bounded map from target (the full
+//! - **lard**: classic LARD (Pai et al., ASPLOS'98: one member per
+//!   target, moved when overloaded): a bounded map from target (the full
 //!   path) to member. A mapped target stays with its member unless that
 //!   member's load exceeds `load_threshold` (`T_high`) while some member is
 //!   below half of it (`T_low`), or its load reaches twice the threshold;
