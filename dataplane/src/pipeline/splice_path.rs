@@ -6,7 +6,7 @@
 //! 2. The client's ACK proves the cookie: a connection slot with a bounded
 //!    request buffer is created; request segments are ACKed by the dataplane.
 //! 3. When the request head is complete, the service's dispatch policy names
-//!    a member. The connection is replayed into this member's kernel through
+//!    a member (and why: `dispatch_<reason>` counts it). The connection is replayed into this member's kernel through
 //!    the TAP (SYN with the client's options, then the kernel's SYN-ACK is
 //!    taken, then ACK + the request bytes).
 //! 4. From then on the flow is spliced: sequence, acknowledgement, SACK,
@@ -331,8 +331,11 @@ impl Pipeline {
                     self.tables.members.iter().map(|m| (m.id, m.load)).collect();
                 let chosen = self.dispatchers[service]
                     .as_mut()
-                    .map(|d| d.choose(&head, &loads, now).member);
-                match chosen {
+                    .map(|d| d.choose(&head, &loads, now));
+                if let Some(c) = chosen {
+                    self.counters.inc(Counter::dispatch(c.reason));
+                }
+                match chosen.map(|c| c.member) {
                     Some(m) if m != self.tables.own_id => {
                         if !self.handoff_start(slot, m, now) {
                             // No handoff configured (no cluster key) or its
@@ -590,9 +593,13 @@ impl Pipeline {
             Ok(Some(head)) => {
                 let loads: Vec<(u16, f64)> =
                     self.tables.members.iter().map(|m| (m.id, m.load)).collect();
-                self.dispatchers[service]
+                let chosen = self.dispatchers[service]
                     .as_mut()
-                    .map(|d| d.choose(&head, &loads, now).member)
+                    .map(|d| d.choose(&head, &loads, now));
+                if let Some(c) = chosen {
+                    self.counters.inc(Counter::dispatch(c.reason));
+                }
+                chosen.map(|c| c.member)
             }
             // Incomplete: hold it (not ACKed: the client sends the rest).
             Ok(None) => return None,
@@ -735,8 +742,8 @@ impl Pipeline {
 /// Connections a worker can have between cookie ACK and kernel SYN-ACK.
 pub(super) const SPLICE_SETUP_SLOTS: usize = 4096;
 
-/// A dispatcher for every splice service of `tables` (LARD placements of
-/// `previous` carried over).
+/// A dispatcher for every splice service of `tables` (lard placements and
+/// dtcp server sets of `previous` carried over).
 pub(super) fn build_dispatchers(
     tables: &Tables,
     previous: Vec<Option<Dispatcher>>,
