@@ -11,7 +11,8 @@
 //! - [`http`]: the HTTP/1.x request head; [`answers`]: the canned error
 //!   responses the dataplane sends itself.
 //! - [`dispatch`]: which member serves a request (URL hashing with hot
-//!   paths, least-loaded, LARD, cookie stickiness, rules).
+//!   paths, least-loaded, LARD, DTCP's server sets, cookie stickiness,
+//!   rules).
 //! - [`splice`]: the per-flow translation of sequence numbers, SACK blocks,
 //!   timestamps and windows once a connection is replayed into a kernel.
 //! - [`handoff`]: the authenticated handoff protocol between members and
