@@ -219,6 +219,8 @@ fn cookie_handshake_replay_and_both_directions_of_a_spliced_flow() {
     assert_eq!(ack.ts, Some((4250, tk)));
     assert_eq!(ack.payload, REQUEST);
     assert_eq!(p.counters().get(Counter::SpliceSpliced), 1);
+    // url-hash (the default policy) chose by the request's directory, once.
+    assert_eq!(p.counters().get(Counter::DispatchDirectory), 1);
 
     // 4. Kernel -> client: seq -= delta, TSval -= offset, window 100 << 10 >> 7.
     let sent_ts = 100_000u32; // the inspector's clock at `now`
@@ -357,6 +359,7 @@ fn handoff_to_another_member_over_the_wire() {
     assert_eq!(offer[0].0, WIRE);
     assert_eq!(offer[0].1[..6], srv2_mac.0);
     assert_eq!(srv1.counters().get(Counter::HandoffOffered), 1);
+    assert_eq!(srv1.counters().get(Counter::DispatchRule), 1);
 
     // srv2 takes the offer and replays the SYN into its kernel.
     let (v, _, replay) = run(&mut srv2, WIRE, &offer[0].1, now);

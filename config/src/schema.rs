@@ -214,8 +214,14 @@ pub enum DispatchPolicy {
     UrlHash,
     /// The least-loaded server.
     LeastLoaded,
-    /// Locality-aware request distribution with a load threshold.
+    /// Locality-aware request distribution (classic LARD, Pai et al.
+    /// ASPLOS'98): one member per target, moved when overloaded
+    /// (`load_threshold`).
     Lard,
+    /// DTCP's node selection (DTCP §4.3, Algorithm 1): a set of members per
+    /// target; the least-loaded holder serves it, and the least-loaded member
+    /// overall joins the set when the holder is `replicate_above` busier.
+    Dtcp,
     /// A named cookie's value picks the server.
     Cookie,
     /// Static host/prefix rules with a default.
@@ -279,6 +285,14 @@ pub struct Dispatch {
     /// Load threshold for LARD / least-loaded.
     #[serde(default)]
     pub load_threshold: Option<f64>,
+    /// `policy = "dtcp"` only: how much busier (in load, a share of
+    /// capacity) a target's least-loaded holder must be than the
+    /// least-loaded member overall for that member to get a copy of the
+    /// target (DTCP §4.3's "100 requests"); strictly between 0 and 1. None =
+    /// 0.4, the gap at which `lard` with its default threshold starts to
+    /// move a target (above 0.8 while a member is below 0.4).
+    #[serde(default)]
+    pub replicate_above: Option<f64>,
     /// Static rules (`policy = "rules"`), first match wins.
     #[serde(default)]
     pub rules: Vec<DispatchRule>,
@@ -314,6 +328,7 @@ impl Default for Dispatch {
             hot_paths: Vec::new(),
             cookie_name: None,
             load_threshold: None,
+            replicate_above: None,
             rules: Vec::new(),
             default_member: None,
             max_request_bytes: default_max_request_bytes(),

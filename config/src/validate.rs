@@ -494,6 +494,23 @@ fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) 
             );
         }
     }
+    if let Some(gap) = d.replicate_above {
+        if policy != DispatchPolicy::Dtcp {
+            p.add(
+                format!("{key}.replicate_above"),
+                "is used only with policy = \"dtcp\"; remove it or change the policy",
+            );
+        } else if !(gap > 0.0 && gap < 1.0) {
+            p.add(
+                format!("{key}.replicate_above"),
+                format!(
+                    "must be a load difference strictly between 0 and 1 (got {gap}): loads are \
+                     shares of a member's capacity, so DTCP's \"100 requests\" has no direct \
+                     equivalent; e.g. 0.4"
+                ),
+            );
+        }
+    }
     if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&d.max_request_bytes) {
         p.add(
             format!("{key}.max_request_bytes"),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use shoal_config::{load_str, Config, ConfigError, Location, Problem};
+use shoal_config::{load_str, Config, ConfigError, DispatchPolicy, Location, Problem};
 
 /// A valid config with every setting the tests edit written out.
 const BASE: &str = r#"
@@ -792,6 +792,52 @@ fn load_threshold_positive_and_for_load_policies() {
     let text = edit(
         "policy = \"url-hash\"",
         "policy = \"url-hash\"\nload_threshold = 0.5",
+    );
+    check_key(
+        &text,
+        &format!("{D}.load_threshold"),
+        "only with policy = \"lard\" or \"least-loaded\"",
+    );
+}
+
+#[test]
+fn replicate_above_is_a_gap_in_0_1_and_only_for_dtcp() {
+    let key = format!("{D}.replicate_above");
+    let dtcp = |value: &str| {
+        edit(
+            "policy = \"url-hash\"\nhot_paths = [\"/static/\"]",
+            &format!("policy = \"dtcp\"\nreplicate_above = {value}"),
+        )
+    };
+    // DTCP's own "100 requests" is the likely mistake.
+    check_key(
+        &dtcp("100"),
+        &key,
+        "must be a load difference strictly between 0 and 1 (got 100)",
+    );
+    check_key(&dtcp("0.0"), &key, "strictly between 0 and 1 (got 0)");
+    check_key(&dtcp("1.0"), &key, "strictly between 0 and 1 (got 1)");
+    check_key(&dtcp("nan"), &key, "strictly between 0 and 1 (got NaN)");
+    let config = load(&dtcp("0.25")).expect("valid dtcp");
+    let dispatch = config.services[1].dispatch.as_ref().expect("splice");
+    assert_eq!(dispatch.policy, DispatchPolicy::Dtcp);
+    assert_eq!(dispatch.replicate_above, Some(0.25));
+    load(&dtcp("0.25").replace("replicate_above = 0.25", "")).expect("default gap");
+
+    let text = edit(
+        "policy = \"url-hash\"",
+        "policy = \"url-hash\"\nreplicate_above = 0.5",
+    );
+    check_key(&text, &key, "is used only with policy = \"dtcp\"");
+    let text = edit(
+        "policy = \"url-hash\"\nhot_paths = [\"/static/\"]",
+        "policy = \"lard\"\nreplicate_above = 0.5",
+    );
+    check_key(&text, &key, "is used only with policy = \"dtcp\"");
+    // lard's threshold is not dtcp's.
+    let text = edit(
+        "policy = \"url-hash\"\nhot_paths = [\"/static/\"]",
+        "policy = \"dtcp\"\nload_threshold = 0.5",
     );
     check_key(
         &text,

@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `{wire,kernel}_{rx,tx}_{packets,bytes}` | `shoal_dataplane_{packets,bytes}_total{port,direction}` |
 //! | `drop_<reason>` | `shoal_dataplane_drops_total{reason}` |
+//! | `dispatch_<reason>` | `shoal_dataplane_dispatch_total{reason}` |
 //! | `malformed_<layer>_<reason>` | `shoal_dataplane_malformed_total{layer,reason}` |
 //! | `syn_accepted`, `syn_other_inspector`, `claims_refused_{lease,pending}`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
 //! | `lease_held`, `epochs_pending`, `applied_epoch` | `shoal_dataplane_{lease_held,epochs_pending,epoch}` |
@@ -159,6 +160,14 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
         return out.counter(
             "shoal_dataplane_drops_total",
             "Frames dropped, by reason.",
+            &[w, ("reason", reason)],
+            value,
+        );
+    }
+    if let Some(reason) = name.strip_prefix("dispatch_") {
+        return out.counter(
+            "shoal_dataplane_dispatch_total",
+            "L7 dispatch decisions (splice), by the policy's reason (e.g. lard_moved, dtcp_replicated).",
             &[w, ("reason", reason)],
             value,
         );
@@ -530,6 +539,30 @@ mod tests {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("worker_index"), "{text}");
+    }
+
+    #[test]
+    fn dispatch_reasons_are_one_family() {
+        let mut status = fixed_status();
+        let mut w = crate::status::test_worker(&[
+            "dispatch_lard_moved",
+            "dispatch_dtcp_holder",
+            "dispatch_dtcp_placed",
+            "dispatch_dtcp_replicated",
+        ]);
+        w.worker = 1;
+        status.workers.push(w);
+        let text = render(&status);
+        for line in [
+            "# TYPE shoal_dataplane_dispatch_total counter",
+            "shoal_dataplane_dispatch_total{worker=\"1\",reason=\"lard_moved\"} 1",
+            "shoal_dataplane_dispatch_total{worker=\"1\",reason=\"dtcp_holder\"} 2",
+            "shoal_dataplane_dispatch_total{worker=\"1\",reason=\"dtcp_placed\"} 3",
+            "shoal_dataplane_dispatch_total{worker=\"1\",reason=\"dtcp_replicated\"} 4",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("event=\"dispatch_"), "{text}");
     }
 
     #[test]

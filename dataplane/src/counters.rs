@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use shoal_l7::dispatch::Reason;
 use shoal_l7::reassembly::SegmentOutcome;
 
 use crate::wire;
@@ -229,6 +230,43 @@ counters! {
     /// (`dispatch.max_request_bytes`; those bytes are not stored). Not an outcome.
     RequestSegmentTooLarge => "request_segment_too_large",
 
+    /// Dispatch (url-hash): the request's directory on the URL ring. Not an outcome.
+    DispatchDirectory => "dispatch_directory",
+    /// Dispatch (url-hash): the full path of a hot prefix on the ring. Not an outcome.
+    DispatchHotPath => "dispatch_hot_path",
+    /// Dispatch (least-loaded): the least-loaded member. Not an outcome.
+    DispatchLeastLoaded => "dispatch_least_loaded",
+    /// Dispatch (least-loaded): the path's ring member, below
+    /// `load_threshold`. Not an outcome.
+    DispatchBelowThreshold => "dispatch_below_threshold",
+    /// Dispatch (lard): the target stayed with its member. Not an outcome.
+    DispatchLardKept => "dispatch_lard_kept",
+    /// Dispatch (lard): a new or forgotten target placed. Not an outcome.
+    DispatchLardAssigned => "dispatch_lard_assigned",
+    /// Dispatch (lard): the target moved off an overloaded member. Not an outcome.
+    DispatchLardMoved => "dispatch_lard_moved",
+    /// Dispatch (dtcp): the least-loaded member of the target's server set.
+    /// Not an outcome.
+    DispatchDtcpHolder => "dispatch_dtcp_holder",
+    /// Dispatch (dtcp): a target without a server set placed on the
+    /// least-loaded member. Not an outcome.
+    DispatchDtcpPlaced => "dispatch_dtcp_placed",
+    /// Dispatch (dtcp): the least-loaded member joined the target's server
+    /// set (replication). Not an outcome.
+    DispatchDtcpReplicated => "dispatch_dtcp_replicated",
+    /// Dispatch (cookie): the cookie's value named a member. Not an outcome.
+    DispatchCookieNamed => "dispatch_cookie_named",
+    /// Dispatch (cookie): the cookie's value on the URL ring. Not an outcome.
+    DispatchCookieHashed => "dispatch_cookie_hashed",
+    /// Dispatch (cookie): no such cookie, url-hash. Not an outcome.
+    DispatchNoCookie => "dispatch_no_cookie",
+    /// Dispatch (rules): a rule matched (any rule). Not an outcome.
+    DispatchRule => "dispatch_rule",
+    /// Dispatch (rules): no rule matched, `default_member`. Not an outcome.
+    DispatchDefaultMember => "dispatch_default_member",
+    /// Dispatch (rules): no rule and no usable default, url-hash. Not an outcome.
+    DispatchNoRule => "dispatch_no_rule",
+
     /// CARISMA rare: requests that stayed with this kernel. Not an outcome.
     RareKept => "rare_kept",
     /// CARISMA rare: connections moved to another member after this
@@ -320,6 +358,29 @@ impl Counter {
             SegmentOutcome::Conflict => Counter::RequestSegmentConflict,
             SegmentOutcome::TooManyHoles => Counter::RequestSegmentTooManyHoles,
             SegmentOutcome::TooLarge => Counter::RequestSegmentTooLarge,
+        }
+    }
+
+    /// The counter of a dispatch decision's reason (`dispatch_` and the
+    /// reason's [`Reason::name`]).
+    pub const fn dispatch(reason: Reason) -> Counter {
+        match reason {
+            Reason::Directory => Counter::DispatchDirectory,
+            Reason::HotPath => Counter::DispatchHotPath,
+            Reason::LeastLoaded => Counter::DispatchLeastLoaded,
+            Reason::BelowThreshold => Counter::DispatchBelowThreshold,
+            Reason::LardKept => Counter::DispatchLardKept,
+            Reason::LardAssigned => Counter::DispatchLardAssigned,
+            Reason::LardMoved => Counter::DispatchLardMoved,
+            Reason::DtcpHolder => Counter::DispatchDtcpHolder,
+            Reason::DtcpPlaced => Counter::DispatchDtcpPlaced,
+            Reason::DtcpReplicated => Counter::DispatchDtcpReplicated,
+            Reason::CookieNamed => Counter::DispatchCookieNamed,
+            Reason::CookieHashed => Counter::DispatchCookieHashed,
+            Reason::NoCookie => Counter::DispatchNoCookie,
+            Reason::Rule(_) => Counter::DispatchRule,
+            Reason::DefaultMember => Counter::DispatchDefaultMember,
+            Reason::NoRule => Counter::DispatchNoRule,
         }
     }
 
@@ -543,6 +604,43 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn every_dispatch_reason_has_its_counter() {
+        let reasons = [
+            Reason::Directory,
+            Reason::HotPath,
+            Reason::LeastLoaded,
+            Reason::BelowThreshold,
+            Reason::LardKept,
+            Reason::LardAssigned,
+            Reason::LardMoved,
+            Reason::DtcpHolder,
+            Reason::DtcpPlaced,
+            Reason::DtcpReplicated,
+            Reason::CookieNamed,
+            Reason::CookieHashed,
+            Reason::NoCookie,
+            Reason::Rule(3),
+            Reason::DefaultMember,
+            Reason::NoRule,
+        ];
+        for reason in reasons {
+            let counter = Counter::dispatch(reason);
+            assert_eq!(counter.name(), format!("dispatch_{}", reason.name()));
+            assert!(!Counter::OUTCOMES.contains(&counter), "{counter:?}");
+        }
+        let named: Vec<&str> = Counter::ALL
+            .iter()
+            .map(|c| c.name())
+            .filter(|n| n.starts_with("dispatch_"))
+            .collect();
+        assert_eq!(named.len(), reasons.len(), "{named:?}");
+        assert_eq!(
+            Counter::dispatch(Reason::DtcpReplicated).name(),
+            "dispatch_dtcp_replicated"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `[services.dispatch]` policy.
 //!
 //! This module owns the policies and their tables: the URL ring, the rules
-//! resolved to member ids and LARD's bounded target map. A [`Dispatcher`] is
+//! resolved to member ids and the bounded target maps of lard (target to
+//! member) and dtcp (target to server set). A [`Dispatcher`] is
 //! built off the packet path ([`Dispatcher::new`], rebuilt when weights
 //! change); [`Dispatcher::choose`] allocates nothing, reads no clock (time is
 //! passed in) and does no I/O. It never names a member of weight 0. It does
@@ -11,7 +12,7 @@
 //!
 //! Hashes are fixed (MD5 as DTS, no per-process seed), so every server
 //! computes the same choice from the same request, membership and loads;
-//! only LARD also depends on the requests this dispatcher saw before.
+//! only lard and dtcp also depend on the requests this dispatcher saw before.
 //!
 //! # Policies
 //!
@@ -45,8 +46,8 @@
 //!   Ties go to the member ranking highest for the path in rendezvous
 //!   order, so idle members share the work instead of the lowest id taking
 //!   it all.
-//! - **lard**: classic LARD (Pai et al., ASPLOS'98; DTCP §4.3's
-//!   Algorithm 1 without replication): a bounded map from target (the full
+//! - **lard**: classic LARD (Pai et al., ASPLOS'98: one member per
+//!   target, moved when overloaded): a bounded map from target (the full
 //!   path) to member. A mapped target stays with its member unless that
 //!   member's load exceeds `load_threshold` (`T_high`) while some member is
 //!   below half of it (`T_low`), or its load reaches twice the threshold;
@@ -57,6 +58,37 @@
 //!   The map holds [`LARD_ENTRIES`] targets (8-way set-associative, least
 //!   recently used evicted) and forgets targets idle for [`LARD_IDLE`].
 //!   Without `load_threshold`, [`DEFAULT_LARD_THRESHOLD`].
+//! - **dtcp**: DTCP §4.3's Algorithm 1 (node selection): a bounded map
+//!   from target (the full path, as lard) to its *server set*, the members
+//!   that hold it (a bitmap over the membership, so at most
+//!   [`DTCP_MAX_MEMBERS`] members). On a request, members of the set that
+//!   left or have weight 0 are dropped from it (lines 1-8: the paper drops
+//!   members whose cache lost the file; a dispatcher cannot see caches, so
+//!   it drops only what it can know), and M is the holder with the least
+//!   load. N is the member with the least load overall (line 9); if
+//!   load(M) - load(N) > `replicate_above` and N is not in the set, N joins
+//!   it and takes the request (lines 10-12, replication); else M does. A
+//!   target without a set (new, forgotten, or every holder gone) is placed
+//!   on N and the set becomes {N} (the paper leaves this case open; its
+//!   line 10 with no M amounts to the same). Ties go by rendezvous order of
+//!   the path, then lowest id, as least-loaded.
+//!
+//!   The paper compares two loads: *processing* load (messages queued at
+//!   the CPU and input adaptors) for M and *disk* load (messages queued at
+//!   the disk) for N. The dispatcher is given one figure per member, the
+//!   load control publishes (`max(busy, connections / capacity)`, a share
+//!   of capacity; control exchanges busy and connections separately, but
+//!   only the composite reaches the dataplane, and nothing in it measures
+//!   disk queues), so both M and N are chosen by that figure. The paper's
+//!   threshold of 100 requests becomes `replicate_above`, a difference of
+//!   load figures ([`DEFAULT_DTCP_REPLICATE_ABOVE`] when not set).
+//!
+//!   Sets only grow by replication; they shrink when a member leaves (its
+//!   bit is dropped from every set when the dispatcher is rebuilt, see
+//!   [`Dispatcher::inherit`]), lazily when a drained member is met in a
+//!   set, and as a whole when the target is evicted or idle for
+//!   [`LARD_IDLE`]: the map has lard's capacity ([`LARD_ENTRIES`]) and
+//!   expiry rules.
 //! - **cookie**: the named cookie's value picks the member: a value equal to
 //!   a member's name pins that member (applications can set it), any other
 //!   value is hashed onto the URL ring (MD5 of the value). A request without
@@ -81,7 +113,8 @@ use shoal_wire::time::Instant;
 /// (16 bytes a point) is shared by clones of a [`Dispatcher`].
 pub const URL_VNODES: u32 = 512;
 
-/// Targets a LARD map holds by default (8-way sets; 24 bytes each).
+/// Targets a lard or dtcp map holds by default (8-way sets; 24 bytes a
+/// target for lard, 32 for dtcp's server sets: 192 or 256 KiB).
 pub const LARD_ENTRIES: usize = 8192;
 
 /// Ways of a LARD set: a new target evicts the least recently used of the
@@ -97,6 +130,15 @@ pub const LARD_IDLE: Duration = Duration::from_secs(300);
 /// LARD's `load_threshold` when the config sets none (loads are shares of
 /// capacity in 0..=1, as `shoal-control` computes them).
 pub const DEFAULT_LARD_THRESHOLD: f64 = 0.8;
+
+/// dtcp's `replicate_above` when the config sets none: the gap between
+/// lard's default `T_high` and `T_low` (0.8 and 0.4), the smallest
+/// imbalance at which lard with its defaults moves a target.
+pub const DEFAULT_DTCP_REPLICATE_ABOVE: f64 = 0.4;
+
+/// Most members a dtcp dispatcher takes: a server set is one bit per
+/// member. As many as a membership carries (`shoal_channel::MAX_MEMBERS`).
+pub const DTCP_MAX_MEMBERS: usize = 64;
 
 /// Why a [`Dispatcher`] could not be built; the service cannot take spliced
 /// requests until the membership or config is fixed.
@@ -124,6 +166,14 @@ pub enum DispatchError {
     /// A `load_threshold` that is not a finite number above 0.
     #[error("dispatch.load_threshold: must be a finite number above 0 (got {0})")]
     BadThreshold(f64),
+    /// A `replicate_above` that is not strictly between 0 and 1.
+    #[error(
+        "dispatch.replicate_above: must be a load difference strictly between 0 and 1 (got {0})"
+    )]
+    BadReplicateAbove(f64),
+    /// `policy = "dtcp"` over more members than a server set holds.
+    #[error("policy = \"dtcp\" takes at most {DTCP_MAX_MEMBERS} members (got {0})")]
+    TooManyMembers(usize),
 }
 
 /// Why [`Dispatcher::choose`] chose a member (one counter each).
@@ -143,6 +193,14 @@ pub enum Reason {
     LardAssigned,
     /// lard: the target's member was overloaded; moved to the least loaded.
     LardMoved,
+    /// dtcp: the least-loaded member of the target's server set.
+    DtcpHolder,
+    /// dtcp: a target without a server set, placed on the least-loaded
+    /// member (its set is now that member).
+    DtcpPlaced,
+    /// dtcp: the set's least-loaded member was `replicate_above` busier than
+    /// the least-loaded member, which joined the set.
+    DtcpReplicated,
     /// cookie: the cookie's value is a member's name.
     CookieNamed,
     /// cookie: the cookie's value on the URL ring.
@@ -168,6 +226,9 @@ impl Reason {
             Reason::LardKept => "lard_kept",
             Reason::LardAssigned => "lard_assigned",
             Reason::LardMoved => "lard_moved",
+            Reason::DtcpHolder => "dtcp_holder",
+            Reason::DtcpPlaced => "dtcp_placed",
+            Reason::DtcpReplicated => "dtcp_replicated",
             Reason::CookieNamed => "cookie_named",
             Reason::CookieHashed => "cookie_hashed",
             Reason::NoCookie => "no_cookie",
@@ -216,9 +277,17 @@ pub struct Dispatcher {
     hot_paths: Vec<String>,
     cookie_name: String,
     threshold: Option<f64>,
+    /// dtcp's replication gap.
+    replicate_above: f64,
+    /// Bit `i` set for `members[i]` if it has weight (dtcp's server sets
+    /// are bitmaps over `members`).
+    available_set: u64,
     rules: Vec<Rule>,
     default_member: Option<u16>,
-    lard: LardMap,
+    /// lard: target -> member.
+    lard: TargetMap<u16>,
+    /// dtcp: target -> server set (bit `i` = `members[i]`).
+    sets: TargetMap<u64>,
 }
 
 impl Dispatcher {
@@ -232,9 +301,9 @@ impl Dispatcher {
         Dispatcher::with_lard_capacity(config, members, LARD_ENTRIES)
     }
 
-    /// [`Dispatcher::new`] with a LARD map of at least `entries` targets
-    /// (rounded up to a power of two, at least 8). Only `policy = "lard"`
-    /// allocates the map.
+    /// [`Dispatcher::new`] with a lard or dtcp map of at least `entries`
+    /// targets (rounded up to a power of two, at least 8). Only
+    /// `policy = "lard"` and `policy = "dtcp"` allocate a map.
     pub fn with_lard_capacity(
         config: &Dispatch,
         members: &[(u16, &str, u32)],
@@ -290,6 +359,20 @@ impl Dispatcher {
                 return Err(DispatchError::BadThreshold(t));
             }
         }
+        let replicate_above = config
+            .replicate_above
+            .unwrap_or(DEFAULT_DTCP_REPLICATE_ABOVE);
+        if !(replicate_above > 0.0 && replicate_above < 1.0) {
+            return Err(DispatchError::BadReplicateAbove(replicate_above));
+        }
+        if config.policy == DispatchPolicy::Dtcp && list.len() > DTCP_MAX_MEMBERS {
+            return Err(DispatchError::TooManyMembers(list.len()));
+        }
+        let available_set = list
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.weight > 0)
+            .fold(0, |set, (i, _)| set | bit(i));
 
         let mut ring = Vec::new();
         for m in list.iter().filter(|m| m.weight > 0) {
@@ -301,10 +384,12 @@ impl Dispatcher {
         }
         ring.sort_unstable();
 
-        let lard = if config.policy == DispatchPolicy::Lard {
-            LardMap::new(entries)
-        } else {
-            LardMap::new(0)
+        let map_entries = |policy| {
+            if config.policy == policy {
+                entries
+            } else {
+                0
+            }
         };
         Ok(Dispatcher {
             policy: config.policy,
@@ -313,19 +398,54 @@ impl Dispatcher {
             hot_paths: config.hot_paths.clone(),
             cookie_name,
             threshold: config.load_threshold,
+            replicate_above,
+            available_set,
             rules,
             default_member,
-            lard,
+            lard: TargetMap::new(map_entries(DispatchPolicy::Lard)),
+            sets: TargetMap::new(map_entries(DispatchPolicy::Dtcp)),
         })
     }
 
-    /// Takes over `previous`'s LARD map (a dispatcher rebuilt for new
-    /// weights keeps its targets' placement) if both are LARD dispatchers
-    /// with maps of the same size. Targets of members that lost their weight
-    /// are placed anew when next requested.
+    /// Takes over `previous`'s lard map or dtcp server sets (a dispatcher
+    /// rebuilt for new weights or members keeps its targets' placement) if
+    /// both have the policy, with maps of the same size. lard: targets of
+    /// members that lost their weight are placed anew when next requested.
+    /// dtcp: the sets are carried over member by member (by id, as the
+    /// members' order may differ); members that left are dropped from every
+    /// set now, a set left empty is forgotten, and drained members are
+    /// dropped when their target is next requested. Off the packet path:
+    /// one pass over the map when the membership changed.
     pub fn inherit(&mut self, previous: Dispatcher) {
         if previous.lard.entries.len() == self.lard.entries.len() {
             self.lard = previous.lard;
+        }
+        if previous.sets.entries.len() == self.sets.entries.len() {
+            let same_members = previous.members.len() == self.members.len()
+                && previous
+                    .members
+                    .iter()
+                    .zip(&self.members)
+                    .all(|(a, b)| a.id == b.id);
+            self.sets = previous.sets;
+            if !same_members {
+                // Old bit i -> its member's bit here (0: the member left).
+                let mut moved = [0u64; DTCP_MAX_MEMBERS];
+                for (slot, old) in moved.iter_mut().zip(&previous.members) {
+                    *slot = self
+                        .members
+                        .iter()
+                        .position(|m| m.id == old.id)
+                        .map_or(0, bit);
+                }
+                for e in self.sets.entries.iter_mut().filter(|e| e.live) {
+                    let set = (0..DTCP_MAX_MEMBERS)
+                        .filter(|&i| e.value & bit(i) != 0)
+                        .fold(0, |set, i| set | moved[i]);
+                    e.value = set;
+                    e.live = set != 0;
+                }
+            }
         }
     }
 
@@ -336,7 +456,12 @@ impl Dispatcher {
 
     /// Targets the LARD map holds now (0 for other policies).
     pub fn lard_len(&self) -> usize {
-        self.lard.entries.iter().filter(|e| e.live).count()
+        self.lard.len()
+    }
+
+    /// Targets dtcp holds a server set for now (0 for other policies).
+    pub fn dtcp_len(&self) -> usize {
+        self.sets.len()
     }
 
     /// The member that processes the request `head`, given each member's
@@ -347,6 +472,7 @@ impl Dispatcher {
             DispatchPolicy::UrlHash => self.url_hash(head.path),
             DispatchPolicy::LeastLoaded => self.least_loaded_policy(head.path, loads),
             DispatchPolicy::Lard => self.lard(head.path, loads, now),
+            DispatchPolicy::Dtcp => self.dtcp(head.path, loads, now),
             DispatchPolicy::Cookie => self.cookie(head),
             DispatchPolicy::Rules => self.rules(head),
         }
@@ -409,6 +535,38 @@ impl Dispatcher {
             }
         };
         self.lard.put(key, member, now);
+        Choice { member, reason }
+    }
+
+    /// DTCP §4.3, Algorithm 1, over one load figure (see the module doc).
+    fn dtcp(&mut self, path: &str, loads: &[(u16, f64)], now: Instant) -> Choice {
+        let key = md5_u64(&[path.as_bytes()]);
+        // Line 9: N, the least-loaded member overall.
+        let Some((n, n_id)) = self.least_loaded_of(key, loads, self.available_set) else {
+            // `new` refuses a membership without weight; not reached.
+            return Choice {
+                member: 0,
+                reason: Reason::DtcpPlaced,
+            };
+        };
+        // Lines 1-8: the set without members that left or were drained;
+        // M, its least-loaded member.
+        let set = self.sets.get(key, now).unwrap_or(0) & self.available_set;
+        let Some((_, m_id)) = self.least_loaded_of(key, loads, set) else {
+            self.sets.put(key, bit(n), now);
+            return Choice {
+                member: n_id,
+                reason: Reason::DtcpPlaced,
+            };
+        };
+        // Lines 10-15 (NaN loads are infinite: an infinite M replicates).
+        let gap = load_of(loads, m_id) - load_of(loads, n_id);
+        let (set, member, reason) = if gap > self.replicate_above && set & bit(n) == 0 {
+            (set | bit(n), n_id, Reason::DtcpReplicated)
+        } else {
+            (set, m_id, Reason::DtcpHolder)
+        };
+        self.sets.put(key, set, now);
         Choice { member, reason }
     }
 
@@ -491,6 +649,28 @@ impl Dispatcher {
             .min_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)))
             .map_or(0, |(_, _, id)| id)
     }
+
+    /// dtcp: the member of `set` (bit `i` = `members[i]`) that takes
+    /// requests with the lowest load, as (index, id); ties as
+    /// [`Dispatcher::least_loaded`]. None if `set` has no such member.
+    fn least_loaded_of(&self, key: u64, loads: &[(u16, f64)], set: u64) -> Option<(usize, u16)> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|&(i, m)| m.weight > 0 && set & bit(i) != 0)
+            .map(|(i, m)| (load_of(loads, m.id), mix64(key ^ m.seed), m.id, i))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)))
+            .map(|(_, _, id, i)| (i, id))
+    }
+}
+
+/// The bit of `members[i]` in a dtcp server set (none past
+/// [`DTCP_MAX_MEMBERS`]).
+fn bit(i: usize) -> u64 {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .unwrap_or(0)
 }
 
 /// The load of member `id`: 0 if not listed, infinite if NaN, never below 0.
@@ -508,38 +688,48 @@ fn directory(path: &str) -> &str {
     path.rfind('/').map_or(path, |i| &path[..=i])
 }
 
-/// One slot of the LARD map.
+/// One slot of a target map: lard's member (`u16`) or dtcp's server set
+/// (`u64`) of one target.
 #[derive(Debug, Clone, Copy, Default)]
-struct LardEntry {
+struct TargetEntry<V> {
     live: bool,
     key: u64,
-    member: u16,
+    value: V,
     used: Instant,
 }
 
-/// LARD's target -> member map: fixed size, set-associative, least
-/// recently used evicted within a set, idle entries forgotten.
+// What a target costs (see [`LARD_ENTRIES`]).
+const _: () = assert!(core::mem::size_of::<TargetEntry<u16>>() == 24);
+const _: () = assert!(core::mem::size_of::<TargetEntry<u64>>() == 32);
+
+/// The target -> value map of lard and dtcp: fixed size, set-associative,
+/// least recently used evicted within a set, idle entries forgotten.
 #[derive(Debug, Clone)]
-struct LardMap {
-    entries: Box<[LardEntry]>,
+struct TargetMap<V> {
+    entries: Box<[TargetEntry<V>]>,
 }
 
-impl LardMap {
+impl<V: Copy + Default> TargetMap<V> {
     /// A map of at least `entries` slots (power of two, at least one set);
-    /// 0 makes an empty map for policies without LARD.
-    fn new(entries: usize) -> LardMap {
+    /// 0 makes an empty map for policies without one.
+    fn new(entries: usize) -> TargetMap<V> {
         let n = if entries == 0 {
             0
         } else {
             entries.max(LARD_WAYS).next_power_of_two()
         };
-        LardMap {
-            entries: vec![LardEntry::default(); n].into_boxed_slice(),
+        TargetMap {
+            entries: vec![TargetEntry::default(); n].into_boxed_slice(),
         }
     }
 
+    /// Live entries (idle ones included until they are evicted).
+    fn len(&self) -> usize {
+        self.entries.iter().filter(|e| e.live).count()
+    }
+
     /// The slots of `key`'s set.
-    fn set(&mut self, key: u64) -> &mut [LardEntry] {
+    fn set(&mut self, key: u64) -> &mut [TargetEntry<V>] {
         let sets = self.entries.len() / LARD_WAYS;
         if sets == 0 {
             return &mut [];
@@ -549,18 +739,18 @@ impl LardMap {
         &mut self.entries[s * LARD_WAYS..(s + 1) * LARD_WAYS]
     }
 
-    /// The member `key` maps to, unless idle for [`LARD_IDLE`].
-    fn get(&mut self, key: u64, now: Instant) -> Option<u16> {
+    /// The value `key` maps to, unless idle for [`LARD_IDLE`].
+    fn get(&mut self, key: u64, now: Instant) -> Option<V> {
         self.set(key)
             .iter()
             .find(|e| e.live && e.key == key)
             .filter(|e| now.saturating_since(e.used) <= LARD_IDLE)
-            .map(|e| e.member)
+            .map(|e| e.value)
     }
 
-    /// Maps `key` to `member` as of `now`, evicting the least recently used
+    /// Maps `key` to `value` as of `now`, evicting the least recently used
     /// entry of the set if it is full.
-    fn put(&mut self, key: u64, member: u16, now: Instant) {
+    fn put(&mut self, key: u64, value: V, now: Instant) {
         let set = self.set(key);
         let slot = set
             .iter()
@@ -573,10 +763,10 @@ impl LardMap {
                     .map(|(i, _)| i)
             });
         if let Some(i) = slot {
-            set[i] = LardEntry {
+            set[i] = TargetEntry {
                 live: true,
                 key,
-                member,
+                value,
                 used: now,
             };
         }
@@ -1016,6 +1206,365 @@ mod tests {
         assert_ne!(c.member, moved.member);
     }
 
+    // --- dtcp -------------------------------------------------------------------
+
+    /// The ids of the members in `path`'s server set as of `now`, in
+    /// membership order (empty: no set).
+    fn holders(d: &mut Dispatcher, path: &str, now: Instant) -> Vec<u16> {
+        let set = d.sets.get(md5_u64(&[path.as_bytes()]), now).unwrap_or(0);
+        d.members
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| set & bit(i) != 0)
+            .map(|(_, m)| m.id)
+            .collect()
+    }
+
+    fn dtcp_config(replicate_above: f64) -> Dispatch {
+        Dispatch {
+            replicate_above: Some(replicate_above),
+            ..config(DispatchPolicy::Dtcp)
+        }
+    }
+
+    /// `path`'s set made {1, 3} by the algorithm itself: placed on 1 (the
+    /// least loaded), then replicated to 3 when 1 is busy.
+    fn dtcp_with_set_1_3(cfg: &Dispatch, path: &str) -> Dispatcher {
+        let mut d = dispatcher(cfg);
+        let placed = pick(&mut d, path, &[(1, 0.0), (2, 0.5), (3, 0.5), (4, 0.5)], T);
+        assert_eq!(
+            placed,
+            Choice {
+                member: 1,
+                reason: Reason::DtcpPlaced
+            }
+        );
+        let busy = [(1, 0.875), (2, 0.5), (3, 0.125), (4, 0.5)];
+        assert_eq!(
+            pick(&mut d, path, &busy, T),
+            Choice {
+                member: 3,
+                reason: Reason::DtcpReplicated
+            }
+        );
+        assert_eq!(holders(&mut d, path, T), [1, 3]);
+        d
+    }
+
+    const T: Instant = Instant::ZERO;
+
+    #[test]
+    fn dtcp_places_a_new_target_on_the_least_loaded_member() {
+        let mut d = dispatcher(&config(DispatchPolicy::Dtcp));
+        assert_eq!(d.dtcp_len(), 0);
+        let loads = [(1, 0.5), (2, 0.2), (3, 0.9), (4, 0.3)];
+        assert_eq!(
+            pick(&mut d, "/f/a.iso", &loads, T),
+            Choice {
+                member: 2,
+                reason: Reason::DtcpPlaced
+            }
+        );
+        assert_eq!(holders(&mut d, "/f/a.iso", T), [2]);
+        assert_eq!(d.dtcp_len(), 1);
+        // Its set is {2}: member 2 keeps it while the gap stays small.
+        let loads = [(1, 0.5), (2, 0.3), (3, 0.9), (4, 0.2)];
+        assert_eq!(
+            pick(&mut d, "/f/a.iso", &loads, T),
+            Choice {
+                member: 2,
+                reason: Reason::DtcpHolder
+            }
+        );
+        // Another target has its own set: placed on today's least loaded.
+        assert_eq!(
+            pick(&mut d, "/f/b.iso", &loads, T),
+            Choice {
+                member: 4,
+                reason: Reason::DtcpPlaced
+            }
+        );
+        assert_eq!(holders(&mut d, "/f/a.iso", T), [2]);
+        assert_eq!(holders(&mut d, "/f/b.iso", T), [4]);
+        assert_eq!(d.lard_len(), 0);
+    }
+
+    #[test]
+    fn dtcp_takes_the_least_loaded_holder_and_ignores_members_without_the_target() {
+        let path = "/v/movie.mp4";
+        let mut d = dtcp_with_set_1_3(&config(DispatchPolicy::Dtcp), path);
+        // Member 2 is the least loaded overall but does not hold the
+        // target; the gap 0.3 - 0.0 is below 0.4: the holder 1 (0.3 < 0.35).
+        let loads = [(1, 0.3), (2, 0.0), (3, 0.35), (4, 0.2)];
+        assert_eq!(
+            pick(&mut d, path, &loads, T),
+            Choice {
+                member: 1,
+                reason: Reason::DtcpHolder
+            }
+        );
+        // Loads turn: the set's other holder, 3, is now the less loaded.
+        let loads = [(1, 0.6), (2, 0.0), (3, 0.35), (4, 0.2)];
+        assert_eq!(
+            pick(&mut d, path, &loads, T),
+            Choice {
+                member: 3,
+                reason: Reason::DtcpHolder
+            }
+        );
+        assert_eq!(holders(&mut d, path, T), [1, 3]);
+    }
+
+    #[test]
+    fn dtcp_replicates_only_when_the_gap_exceeds_replicate_above() {
+        let path = "/d/x.bin";
+        let mut d = dispatcher(&dtcp_config(0.25));
+        let place_on_2 = [(1, 0.5), (2, 0.0), (3, 0.5), (4, 0.5)];
+        assert_eq!(pick(&mut d, path, &place_on_2, T).member, 2);
+        // Gap exactly 0.25 (0.75 - 0.5): not above, the holder keeps it.
+        let at_gap = [(1, 0.5), (2, 0.75), (3, 0.625), (4, 0.875)];
+        assert_eq!(
+            pick(&mut d, path, &at_gap, T),
+            Choice {
+                member: 2,
+                reason: Reason::DtcpHolder
+            }
+        );
+        assert_eq!(holders(&mut d, path, T), [2]);
+        // Gap 0.375: member 1, the least loaded, joins the set and serves.
+        let above = [(1, 0.375), (2, 0.75), (3, 0.625), (4, 0.875)];
+        assert_eq!(
+            pick(&mut d, path, &above, T),
+            Choice {
+                member: 1,
+                reason: Reason::DtcpReplicated
+            }
+        );
+        assert_eq!(holders(&mut d, path, T), [1, 2]);
+        // The same loads again: 1 now holds it, so no further replication.
+        assert_eq!(
+            pick(&mut d, path, &above, T),
+            Choice {
+                member: 1,
+                reason: Reason::DtcpHolder
+            }
+        );
+        // A third member joins when both holders are busy: the set grows.
+        let both_busy = [(1, 0.75), (2, 0.75), (3, 0.625), (4, 0.25)];
+        assert_eq!(
+            pick(&mut d, path, &both_busy, T),
+            Choice {
+                member: 4,
+                reason: Reason::DtcpReplicated
+            }
+        );
+        assert_eq!(holders(&mut d, path, T), [1, 2, 4]);
+
+        // Without replicate_above, DEFAULT_DTCP_REPLICATE_ABOVE = 0.4.
+        let mut d = dispatcher(&config(DispatchPolicy::Dtcp));
+        assert_eq!(pick(&mut d, path, &place_on_2, T).member, 2);
+        let below = [(1, 0.5), (2, 0.375), (3, 0.5), (4, 0.0)];
+        assert_eq!(
+            pick(&mut d, path, &below, T),
+            Choice {
+                member: 2,
+                reason: Reason::DtcpHolder
+            }
+        );
+        let above = [(1, 0.5), (2, 0.5), (3, 0.5), (4, 0.0)];
+        assert_eq!(
+            pick(&mut d, path, &above, T),
+            Choice {
+                member: 4,
+                reason: Reason::DtcpReplicated
+            }
+        );
+        // A holder whose load is NaN counts as infinitely loaded.
+        let nan = [(1, 0.5), (2, 0.5), (3, 0.5), (4, f64::NAN)];
+        assert_eq!(
+            pick(&mut d, path, &nan, T),
+            Choice {
+                member: 2,
+                reason: Reason::DtcpHolder
+            }
+        );
+    }
+
+    #[test]
+    fn dtcp_drops_drained_and_removed_members_from_sets() {
+        let path = "/v/movie.mp4";
+        let cfg = config(DispatchPolicy::Dtcp);
+        let d = dtcp_with_set_1_3(&cfg, path);
+        // Member 3 is drained (weight 0): even as the least-loaded holder
+        // it is dropped from the set and 1 serves.
+        let drained_3 = [
+            (1, "srv1", 100),
+            (2, "srv2", 100),
+            (3, "srv3", 0),
+            (4, "srv4", 100),
+        ];
+        let mut drained = Dispatcher::new(&cfg, &drained_3).expect("valid");
+        drained.inherit(d);
+        assert_eq!(holders(&mut drained, path, T), [1, 3], "lazily");
+        let loads = [(1, 0.3), (2, 0.2), (3, 0.0), (4, 0.2)];
+        assert_eq!(
+            pick(&mut drained, path, &loads, T),
+            Choice {
+                member: 1,
+                reason: Reason::DtcpHolder
+            }
+        );
+        assert_eq!(holders(&mut drained, path, T), [1]);
+
+        // Member 1 leaves the cluster: its set is now empty and forgotten,
+        // and the target is placed anew on the least-loaded member.
+        let without_1 = [(2, "srv2", 100), (3, "srv3", 100), (4, "srv4", 100)];
+        let mut left = Dispatcher::new(&cfg, &without_1).expect("valid");
+        left.inherit(drained);
+        assert_eq!(left.dtcp_len(), 0);
+        assert_eq!(holders(&mut left, path, T), Vec::<u16>::new());
+        let loads = [(1, 0.0), (2, 0.5), (3, 0.25), (4, 0.5)];
+        assert_eq!(
+            pick(&mut left, path, &loads, T),
+            Choice {
+                member: 3,
+                reason: Reason::DtcpPlaced
+            }
+        );
+        assert_eq!(holders(&mut left, path, T), [3]);
+    }
+
+    #[test]
+    fn dtcp_sets_survive_a_rebuild_in_any_member_order() {
+        let path = "/v/movie.mp4";
+        let cfg = config(DispatchPolicy::Dtcp);
+        let d = dtcp_with_set_1_3(&cfg, path);
+        let mut same = dispatcher(&cfg);
+        same.inherit(d);
+        assert_eq!(holders(&mut same, path, T), [1, 3]);
+        // Listed in reverse, with a new member 5: the set is {1, 3} by id.
+        let reversed = [
+            (5, "srv5", 100),
+            (4, "srv4", 100),
+            (3, "srv3", 100),
+            (2, "srv2", 100),
+            (1, "srv1", 100),
+        ];
+        let mut rebuilt = Dispatcher::new(&cfg, &reversed).expect("valid");
+        rebuilt.inherit(same);
+        assert_eq!(holders(&mut rebuilt, path, T), [3, 1]);
+        let loads = [(1, 0.25), (2, 0.0), (3, 0.375), (4, 0.0), (5, 0.0)];
+        assert_eq!(
+            pick(&mut rebuilt, path, &loads, T),
+            Choice {
+                member: 1,
+                reason: Reason::DtcpHolder
+            }
+        );
+        // Not kept across a change of policy (lard has no sets).
+        let mut lard = Dispatcher::new(&config(DispatchPolicy::Lard), &reversed).expect("valid");
+        lard.inherit(rebuilt);
+        assert_eq!((lard.dtcp_len(), lard.lard_len()), (0, 0));
+    }
+
+    #[test]
+    fn dtcp_sets_expire_and_stay_bounded() {
+        let cfg = config(DispatchPolicy::Dtcp);
+        let mut d = Dispatcher::with_lard_capacity(&cfg, &MEMBERS, 16).expect("valid");
+        for i in 0..1000 {
+            pick(&mut d, &format!("/many/{i}"), &[], Instant::from_millis(i));
+        }
+        assert_eq!(d.dtcp_len(), 16);
+
+        let path = "/v/movie.mp4";
+        let mut d = dtcp_with_set_1_3(&cfg, path);
+        let calm = [(1, 0.25), (2, 0.0), (3, 0.125), (4, 0.0)];
+        assert_eq!(
+            pick(&mut d, path, &calm, T + LARD_IDLE),
+            Choice {
+                member: 3,
+                reason: Reason::DtcpHolder
+            }
+        );
+        let later = T + LARD_IDLE + LARD_IDLE + Duration::from_nanos(1);
+        assert_eq!(holders(&mut d, path, later), Vec::<u16>::new());
+        let c = pick(&mut d, path, &calm, later);
+        assert_eq!(c.reason, Reason::DtcpPlaced);
+        assert_eq!(holders(&mut d, path, later), [c.member]);
+    }
+
+    proptest::proptest! {
+        /// For any weights, loads, requests and rebuilds, dtcp chooses a
+        /// member of the membership with weight, which is in the target's
+        /// set afterwards, and every member of that set has weight.
+        #[test]
+        fn dtcp_chooses_a_live_holder(
+            weights in proptest::collection::vec(0u32..3, 1..7),
+            steps in proptest::collection::vec(
+                (
+                    0usize..6,
+                    proptest::collection::vec(
+                        proptest::option::of(proptest::prop_oneof![
+                            9 => 0.0f64..1.0,
+                            1 => proptest::strategy::Just(f64::NAN),
+                        ]),
+                        7,
+                    ),
+                    proptest::option::of(proptest::collection::vec(0u32..3, 1..7)),
+                ),
+                1..60,
+            ),
+            gap in 0.01f64..0.99,
+        ) {
+            let names = ["m1", "m2", "m3", "m4", "m5", "m6"];
+            let membership = |weights: &[u32]| -> Vec<(u16, &str, u32)> {
+                let mut m: Vec<(u16, &str, u32)> = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| (i as u16 + 1, names[i], w * 50))
+                    .collect();
+                if m.iter().all(|&(_, _, w)| w == 0) {
+                    m[0].2 = 100;
+                }
+                // Vary the order too, so that inherit remaps bits.
+                if weights.len() > 3 {
+                    m.reverse();
+                }
+                m
+            };
+            let cfg = dtcp_config(gap);
+            let mut members = membership(&weights);
+            let mut d = Dispatcher::with_lard_capacity(&cfg, &members, 64).expect("valid");
+            for (i, (path, loads, rebuild)) in steps.into_iter().enumerate() {
+                if let Some(weights) = rebuild {
+                    members = membership(&weights);
+                    let mut next = Dispatcher::with_lard_capacity(&cfg, &members, 64).expect("valid");
+                    next.inherit(d);
+                    d = next;
+                }
+                let loads: Vec<(u16, f64)> = loads
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(id, l)| l.map(|l| (id as u16, l)))
+                    .collect();
+                let path = format!("/p/{path}");
+                let now = Instant::from_secs(i as u64);
+                let c = pick(&mut d, &path, &loads, now);
+                let weight = |id: u16| {
+                    members.iter().find(|m| m.0 == id).map_or(0, |m| m.2)
+                };
+                proptest::prop_assert!(weight(c.member) > 0, "{c:?} {members:?}");
+                let set = holders(&mut d, &path, now);
+                proptest::prop_assert!(set.contains(&c.member), "{c:?} {set:?}");
+                proptest::prop_assert!(set.iter().all(|&m| weight(m) > 0), "{set:?}");
+                proptest::prop_assert!(matches!(
+                    c.reason,
+                    Reason::DtcpHolder | Reason::DtcpPlaced | Reason::DtcpReplicated
+                ));
+            }
+        }
+    }
+
     // --- cookie -------------------------------------------------------------------
 
     #[test]
@@ -1148,6 +1697,7 @@ mod tests {
             DispatchPolicy::UrlHash,
             DispatchPolicy::LeastLoaded,
             DispatchPolicy::Lard,
+            DispatchPolicy::Dtcp,
         ]
         .into_iter()
         .map(config)
@@ -1222,5 +1772,31 @@ mod tests {
             Dispatcher::new(&lard, &MEMBERS),
             Err(DispatchError::BadThreshold(_))
         ));
+        for gap in [0.0, 1.0, 100.0] {
+            assert_eq!(
+                Dispatcher::new(&dtcp_config(gap), &MEMBERS).err(),
+                Some(DispatchError::BadReplicateAbove(gap))
+            );
+        }
+        let err = Dispatcher::new(&dtcp_config(f64::NAN), &MEMBERS).expect_err("NaN gap");
+        assert_eq!(
+            err.to_string(),
+            "dispatch.replicate_above: must be a load difference strictly between 0 and 1 (got NaN)"
+        );
+        let names: Vec<String> = (0..=DTCP_MAX_MEMBERS).map(|i| format!("m{i}")).collect();
+        let many: Vec<(u16, &str, u32)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as u16 + 1, n.as_str(), 100))
+            .collect();
+        assert_eq!(
+            Dispatcher::new(&config(DispatchPolicy::Dtcp), &many).err(),
+            Some(DispatchError::TooManyMembers(65))
+        );
+        assert!(Dispatcher::new(&config(DispatchPolicy::Dtcp), &many[..64]).is_ok());
+        assert!(Dispatcher::new(&config(DispatchPolicy::Lard), &many).is_ok());
+        assert_eq!(Reason::DtcpHolder.name(), "dtcp_holder");
+        assert_eq!(Reason::DtcpPlaced.name(), "dtcp_placed");
+        assert_eq!(Reason::DtcpReplicated.name(), "dtcp_replicated");
     }
 }

@@ -14,7 +14,8 @@
 //!   (when each response the kernel sends is complete; where a chunked
 //!   body ends).
 //! - [`dispatch`]: which member serves a request (URL hashing with hot
-//!   paths, least-loaded, LARD, cookie stickiness, rules).
+//!   paths, least-loaded, LARD, DTCP's server sets, cookie stickiness,
+//!   rules).
 //! - [`splice`]: the per-flow translation of sequence numbers, SACK blocks,
 //!   timestamps and windows once a connection is replayed into a kernel.
 //! - [`handoff`]: the authenticated handoff protocol between members and

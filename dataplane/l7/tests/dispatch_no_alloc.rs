@@ -29,6 +29,7 @@ fn reassembly_parsing_and_choice_allocate_nothing() {
         DispatchPolicy::UrlHash,
         DispatchPolicy::LeastLoaded,
         DispatchPolicy::Lard,
+        DispatchPolicy::Dtcp,
         DispatchPolicy::Cookie,
         DispatchPolicy::Rules,
     ]
@@ -69,7 +70,7 @@ fn reassembly_parsing_and_choice_allocate_nothing() {
     ];
     let head = buffered_head(&buffer).expect("valid").expect("complete");
     let direct = parse_head(REQUEST).expect("valid").expect("complete");
-    let mut chosen = [0u16; 5];
+    let mut chosen = [0u16; 6];
     for round in 0..200u64 {
         for (d, slot) in dispatchers.iter_mut().zip(chosen.iter_mut()) {
             *slot = d.choose(&head, &loads, Instant::from_millis(round)).member;
@@ -91,8 +92,10 @@ fn reassembly_parsing_and_choice_allocate_nothing() {
     assert_eq!(head, direct);
     assert_eq!(head.path, "/static/app.js");
     assert_eq!(head.cookie("sid"), Some(&b"4f2a9c"[..]));
-    // Least-loaded takes srv2 (srv3 has weight 0); the rule names srv2.
+    // Least-loaded takes srv2 (srv3 has weight 0), dtcp placed the path
+    // there and kept it; the rule names srv2.
     assert_eq!(chosen[1], 2);
-    assert_eq!(chosen[4], 2);
+    assert_eq!(chosen[3], 2);
+    assert_eq!(chosen[5], 2);
     assert!(chosen.iter().all(|&m| m == 1 || m == 2), "{chosen:?}");
 }

@@ -497,6 +497,7 @@ impl Pipeline {
                 choose_member(
                     &self.tables,
                     &mut self.dispatchers,
+                    &mut self.counters,
                     usize::from(s.service),
                     &head,
                     now,

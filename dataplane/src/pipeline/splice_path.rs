@@ -6,7 +6,7 @@
 //! 2. The client's ACK proves the cookie: a connection slot with a bounded
 //!    request buffer is created; request segments are ACKed by the dataplane.
 //! 3. When the request head is complete, the service's dispatch policy names
-//!    a member. The connection is replayed into this member's kernel through
+//!    a member (and why: `dispatch_<reason>` counts it). The connection is replayed into this member's kernel through
 //!    the TAP (SYN with the client's options, then the kernel's SYN-ACK is
 //!    taken, then ACK + the request bytes).
 //! 4. From then on the flow is spliced: sequence, acknowledgement, SACK,
@@ -22,7 +22,7 @@ use core::net::Ipv4Addr;
 use shoal_config::BadRequestAction;
 
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, KERNEL, WIRE};
-use crate::counters::Counter;
+use crate::counters::{Counter, Counters};
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::traffic::{tcp_frame, Endpoint};
 use crate::wire::{EthernetAddress, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
@@ -336,8 +336,14 @@ impl Pipeline {
         let head = buffered_head(&conn.buf);
         match head {
             Ok(Some(head)) => {
-                let chosen =
-                    choose_member(&self.tables, &mut self.dispatchers, service, &head, now);
+                let chosen = choose_member(
+                    &self.tables,
+                    &mut self.dispatchers,
+                    &mut self.counters,
+                    service,
+                    &head,
+                    now,
+                );
                 match chosen {
                     Some(m) if m != self.tables.own_id => {
                         if !self.handoff_start(slot, m, now) {
@@ -622,9 +628,14 @@ impl Pipeline {
         self.counters.inc(Counter::request_segment(outcome));
         let head = buffered_head(&conn.buf);
         let chosen = match head {
-            Ok(Some(head)) => {
-                choose_member(&self.tables, &mut self.dispatchers, service, &head, now)
-            }
+            Ok(Some(head)) => choose_member(
+                &self.tables,
+                &mut self.dispatchers,
+                &mut self.counters,
+                service,
+                &head,
+                now,
+            ),
             // Incomplete: hold it (not ACKed: the client sends the rest).
             Ok(None) => return None,
             Err(_) => {
@@ -787,23 +798,26 @@ impl Pipeline {
 pub(super) const SPLICE_SETUP_SLOTS: usize = 4096;
 
 /// The member the dispatcher of service `service` chooses for `head`
-/// (`None` without a dispatcher).
+/// (`None` without a dispatcher), its reason counted.
 pub(super) fn choose_member(
     tables: &Tables,
     dispatchers: &mut [Option<Dispatcher>],
+    counters: &mut Counters,
     service: usize,
     head: &RequestHead<'_>,
     now: Instant,
 ) -> Option<u16> {
     let loads: Vec<(u16, f64)> = tables.members.iter().map(|m| (m.id, m.load)).collect();
-    dispatchers
+    let choice = dispatchers
         .get_mut(service)?
         .as_mut()
-        .map(|d| d.choose(head, &loads, now).member)
+        .map(|d| d.choose(head, &loads, now))?;
+    counters.inc(Counter::dispatch(choice.reason));
+    Some(choice.member)
 }
 
-/// A dispatcher for every splice service of `tables` (LARD placements of
-/// `previous` carried over).
+/// A dispatcher for every splice service of `tables` (lard placements and
+/// dtcp server sets of `previous` carried over).
 pub(super) fn build_dispatchers(
     tables: &Tables,
     previous: Vec<Option<Dispatcher>>,
