@@ -595,7 +595,11 @@ impl Cluster {
             match hop {
                 Hop::Wire(frame) => {
                     let dst = EthernetFrame::new_checked(&frame[..]).unwrap().dst_addr();
-                    let from_client = parse(&frame).is_some_and(|s| s.src == self.client.ep.ip);
+                    let seg = parse(&frame);
+                    let from_client = seg.as_ref().is_some_and(|s| s.src == self.client.ep.ip);
+                    if let Some(s) = seg.as_ref().filter(|s| s.dst == self.client.ep.ip) {
+                        assert_eq!(s.dst_mac, self.client.ep.mac, "to the client's MAC: {s:?}");
+                    }
                     if dst == self.client.ep.mac {
                         if let Some(seg) = parse(&frame) {
                             self.deliver_to_client(seg);

@@ -87,6 +87,11 @@ pub(super) struct Session {
     key: FlowKey,
     service: u16,
     client_mac: EthernetAddress,
+    /// `client_mac` is the client's (or its router's): taken from a client
+    /// frame. A member that got the connection by handoff knows only the
+    /// inspector's until the client's next frame; it sends the client
+    /// nothing before.
+    client_mac_known: bool,
     opts: SynOptions,
     params: SpliceParams,
     /// Client sequence number up to which bytes belong to this kernel.
@@ -255,6 +260,7 @@ impl Pipeline {
             key: conn.key,
             service: service as u16,
             client_mac: conn.client_mac,
+            client_mac_known: conn.remote.is_none(),
             opts: conn.opts,
             params,
             released,
@@ -279,16 +285,22 @@ impl Pipeline {
         FlowAction::Tracked { slot }
     }
 
-    /// A client segment of a tracked flow.
+    /// A client segment of a tracked flow, from Ethernet address `src_mac`.
     pub(super) fn persist_client(
         &mut self,
         slot: u32,
+        src_mac: EthernetAddress,
         tcp: &mut TcpPacket<&mut [u8]>,
         now: Instant,
     ) -> Plan {
         let Some(s) = self.sessions.get_mut(slot) else {
             return Plan::Done(self.drop(Counter::PersistSessionLost));
         };
+        // The client's (or its router's) MAC: where the dataplane's own
+        // acknowledgements go (a member that received the connection by
+        // handoff knows only the inspector's until now).
+        s.client_mac = src_mac;
+        s.client_mac_known = true;
         let translation = Translation::new(s.params);
         if let Some((tsval, _)) = tcp.timestamps() {
             if seq_le(s.client_tsval, tsval) {
@@ -609,7 +621,11 @@ impl Pipeline {
             return;
         };
         let ack = s.hold.ack_point();
-        if s.kernel_ack != s.released || ack == s.released || !seq_lt(s.acked_held, ack) {
+        if !s.client_mac_known
+            || s.kernel_ack != s.released
+            || ack == s.released
+            || !seq_lt(s.acked_held, ack)
+        {
             return;
         }
         s.acked_held = ack;

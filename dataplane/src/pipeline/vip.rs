@@ -214,6 +214,9 @@ impl Pipeline {
         let own_syn =
             pure_syn && self.syn_meets_flow(&key, tcp.seq_number(), now) == SynOnFlow::OwnSyn;
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
+            if let FlowAction::Tracked { slot } = action {
+                return self.persist_client(slot, src_mac, &mut tcp, now);
+            }
             return self.tcp_flow_hit(action, own_syn, pure_syn, &mut tcp, now);
         }
         let Some(index) = self
@@ -292,7 +295,10 @@ impl Pipeline {
                 Translation::new(params).to_kernel(tcp);
                 return Plan::Done(Verdict::Forward(KERNEL));
             }
-            FlowAction::Tracked { slot } => return self.persist_client(slot, tcp, now),
+            // Taken before (`tcp_from_wire`), with the client's MAC.
+            FlowAction::Tracked { .. } => {
+                return Plan::Done(self.drop(Counter::PersistSessionLost))
+            }
             _ => {}
         }
         self.counters.inc(Counter::FlowHit);
