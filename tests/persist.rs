@@ -159,6 +159,9 @@ struct Sock {
     recv: Vec<u8>,
     peer_tsval: u32,
     max_tsecr: u32,
+    /// SYN-RECV until the ACK of the SYN-ACK: Linux resets the connection
+    /// attempt on any other acknowledgement number.
+    established: bool,
 }
 
 const KERNEL_MSS: usize = 1000;
@@ -244,6 +247,7 @@ impl Kernel {
                 recv: Vec::new(),
                 peer_tsval: r.timestamps.unwrap().0,
                 max_tsecr: 0,
+                established: false,
             });
             self.clock += 1;
             let ep = self.ep(80);
@@ -267,6 +271,12 @@ impl Kernel {
                 "k{k}: ack {ack} beyond snd_nxt {}",
                 s.snd_nxt
             );
+            assert!(
+                s.established || ack == s.isn.wrapping_add(1),
+                "k{k}: SYN-RECV got ack {ack}, not {} (the kernel would reset)",
+                s.isn.wrapping_add(1)
+            );
+            s.established = true;
         }
         let (tsval, tsecr) = r.timestamps.expect("timestamps negotiated");
         assert!(
@@ -494,6 +504,12 @@ struct Cluster {
     /// Drops the n-th client data segment (0-based), once.
     lose_from_client: Option<usize>,
     from_client_data: usize,
+    /// Replays the request before the last one right after every kernel
+    /// SYN-ACK (see `process`).
+    stale_after_synack: bool,
+    stale_sent: usize,
+    previous_request: Option<Vec<u8>>,
+    last_request: Option<Vec<u8>>,
 }
 
 impl Cluster {
@@ -539,6 +555,10 @@ impl Cluster {
             held_back: None,
             lose_from_client: None,
             from_client_data: 0,
+            stale_after_synack: false,
+            stale_sent: 0,
+            previous_request: None,
+            last_request: None,
         }
     }
 
@@ -548,6 +568,10 @@ impl Cluster {
     }
 
     fn process(&mut self, i: usize, port: PortId, frame: &[u8]) {
+        let synack = port == KERNEL
+            && parse(frame).is_some_and(|s| {
+                s.repr.flags.contains(TcpFlags::SYN) && s.repr.flags.contains(TcpFlags::ACK)
+            });
         let mut f = HeapFrame::from_bytes(frame);
         let v = self.members[i].process(port, &mut f, self.now);
         let out: Vec<(PortId, Vec<u8>)> = self.members[i].take_emitted().collect();
@@ -561,6 +585,20 @@ impl Cluster {
                 self.queue.push_back(Hop::ToKernel(i, bytes));
             } else {
                 self.queue.push_back(Hop::Wire(bytes));
+            }
+        }
+        if synack && self.stale_after_synack {
+            if let Some(old) = self.previous_request.clone() {
+                // In the same burst as the kernel's SYN-ACK: a client
+                // retransmission of a request an earlier kernel served. A
+                // forwarded frame leaves before the burst's originated
+                // ones (the ACK that completes this kernel's handshake).
+                let mut f = HeapFrame::from_bytes(&old);
+                let v = self.members[i].process(WIRE, &mut f, self.now);
+                if v == Verdict::Forward(KERNEL) {
+                    self.queue.push_front(Hop::ToKernel(i, f.bytes().to_vec()));
+                }
+                self.stale_sent += 1;
             }
         }
     }
@@ -695,6 +733,7 @@ impl Cluster {
     fn request(&mut self, payload: &[u8]) {
         self.client.sent.extend_from_slice(payload);
         let f = self.client.seg(TcpFlags::PSH | TcpFlags::ACK, payload);
+        self.previous_request = self.last_request.replace(f.clone());
         let n = self.from_client_data;
         self.from_client_data += 1;
         if self.lose_from_client == Some(n) {
@@ -981,4 +1020,24 @@ fn forty_requests_wander_over_the_cluster() {
     check(&mut c, &refs);
     let paths: Vec<&str> = refs.iter().flat_map(|b| b.iter().copied()).collect();
     assert_eq!(c.counter(Counter::RehandoffDone), moves(&paths));
+}
+
+#[test]
+fn an_old_retransmission_does_not_reach_a_kernel_taking_over() {
+    let mut c = Cluster::new(&dispatch(true, shoal_config::HandoffMode::Frequent));
+    c.stale_after_synack = true;
+    c.connect();
+    check(
+        &mut c,
+        &[
+            &["/one"],
+            &["/two"],
+            &["/three"],
+            &["/one"],
+            &["/two"],
+            &["/two"],
+        ],
+    );
+    assert_eq!(c.stale_sent, 4, "after each move's SYN-ACK");
+    assert_eq!(c.counter(Counter::PersistKernelNotUp), 4);
 }

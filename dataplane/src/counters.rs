@@ -292,6 +292,10 @@ counters! {
     /// Persistent connections: client segments whose bytes the dataplane
     /// holds (a request not yet dispatched, or dispatched elsewhere).
     PersistHeld => "persist_held",
+    /// Persistent connections: client ACKs and old data not forwarded while
+    /// a kernel takes over the connection (between its SYN-ACK and its first
+    /// segment after it).
+    PersistKernelNotUp => "persist_kernel_not_up",
     /// Persistent connections: segments of a tracked flow whose session is
     /// gone (a bug if ever non-zero).
     PersistSessionLost => "persist_session_lost",
@@ -317,8 +321,11 @@ counters! {
     /// length (chunked request, close-delimited response, upgrade, too many
     /// pipelined). Not an outcome.
     PersistUntrackedUnframed => "persist_untracked_unframed",
-    /// Connections no longer followed: FIN or RST from either side. Not an outcome.
+    /// Connections no longer followed: the client's FIN or RST. Not an outcome.
     PersistUntrackedClosing => "persist_untracked_closing",
+    /// Connections no longer followed: the kernel's FIN or RST (keep-alive
+    /// timeout, `Connection: close`). Not an outcome.
+    PersistUntrackedKernelClosing => "persist_untracked_kernel_closing",
     /// Connections no longer followed: a request head the buffer cannot
     /// hold or parse (the kernel answers it). Not an outcome.
     PersistUntrackedBadRequest => "persist_untracked_bad_request",
@@ -427,6 +434,7 @@ impl Counter {
         Counter::HandoffRejected,
         Counter::HandoffTombstoneHit,
         Counter::PersistHeld,
+        Counter::PersistKernelNotUp,
         Counter::PersistSessionLost,
         Counter::KernelToWire,
         Counter::KernelRstSuppressed,

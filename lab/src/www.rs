@@ -195,7 +195,11 @@ events {{
 http {{
     types {{ }}
     default_type application/octet-stream;
-    access_log {dir}/access.log;
+    # The client's port and the request's number on its kernel connection:
+    # what a keep-alive connection's moves between servers leave behind.
+    log_format shoal '$remote_addr:$remote_port [$time_local] $msec "$request" '
+                     '$status $body_bytes_sent $connection $connection_requests';
+    access_log {dir}/access.log shoal;
     client_body_temp_path {dir}/nginx-tmp/body;
     proxy_temp_path {dir}/nginx-tmp/proxy;
     fastcgi_temp_path {dir}/nginx-tmp/fastcgi;

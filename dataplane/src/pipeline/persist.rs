@@ -122,6 +122,12 @@ pub(super) struct Session {
     kernel_window: u16,
     /// Highest `TSval` the client has seen (its view).
     tsval_to_client: u32,
+    /// The kernel has sent a segment since the replay's SYN-ACK (it took
+    /// the dataplane's ACK and first request): until then client segments
+    /// are not forwarded. An old one overtaking that ACK (a client
+    /// retransmission of a request an earlier kernel served) would find
+    /// the socket in SYN-RECV, which resets on its acknowledgement number.
+    kernel_up: bool,
 }
 
 /// The sessions of one worker: a slab with a free list.
@@ -206,6 +212,7 @@ const fn seq_le(a: u32, b: u32) -> bool {
 enum Untrack {
     Unframed,
     Closing,
+    KernelClosing,
     BadRequest,
     Gap,
 }
@@ -215,6 +222,7 @@ impl Untrack {
         match self {
             Untrack::Unframed => Counter::PersistUntrackedUnframed,
             Untrack::Closing => Counter::PersistUntrackedClosing,
+            Untrack::KernelClosing => Counter::PersistUntrackedKernelClosing,
             Untrack::BadRequest => Counter::PersistUntrackedBadRequest,
             Untrack::Gap => Counter::PersistUntrackedGap,
         }
@@ -278,6 +286,8 @@ impl Pipeline {
             kernel_ack: released,
             kernel_window: 0,
             tsval_to_client: conn.tsval_sent,
+            // CARISMA rare kept: the kernel did the handshake long ago.
+            kernel_up: conn.phase == Phase::RareAwaitHead,
         };
         let slot = self.sessions.alloc(session);
         self.counters.inc(Counter::PersistConnections);
@@ -372,6 +382,9 @@ impl Pipeline {
             // Bytes of requests this kernel serves, or a pure ACK (whose
             // sequence number may be past held bytes: the kernel gets
             // `released`, its `rcv_nxt`).
+            if !s.kernel_up {
+                return Plan::Done(self.drop(Counter::PersistKernelNotUp));
+            }
             if len == 0 && seq_lt(released, seq) {
                 tcp.set_seq_number(released);
                 let sum = checksum::update_u32(tcp.checksum(), seq, released);
@@ -427,6 +440,7 @@ impl Pipeline {
             return self.drop(Counter::PersistSessionLost);
         };
         let translation = Translation::new(s.params);
+        s.kernel_up = true;
         s.kernel_window = tcp.window_len();
         if tcp.ack() {
             s.kernel_ack = tcp.ack_number();
@@ -450,7 +464,7 @@ impl Pipeline {
             s.kernel_end = end;
         }
         if tcp.fin() || tcp.rst() {
-            untrack = Some(Untrack::Closing);
+            untrack = Some(Untrack::KernelClosing);
         } else if matches!(s.framer.state(), ResponseState::Unframed(_)) {
             untrack = Some(Untrack::Unframed);
         }
@@ -668,6 +682,9 @@ impl Pipeline {
         if !ready {
             return false;
         }
+        // The held bytes acknowledged now, if not yet: the client must not
+        // retransmit them to the next kernel as old data.
+        self.persist_ack_held(slot);
         if !self.conns.has_free() {
             // No setup slot: it cannot move now; tried again on the next
             // segment, served here at the hold timeout.
