@@ -24,6 +24,10 @@
 //! | `flows_{syn,established,closing,tombstone}` | `shoal_dataplane_flows{state}` |
 //! | `flows_{redirected,handed_over}` | `shoal_dataplane_flows_{redirected,handed_over}` |
 //! | `polls_{busy,idle}` | `shoal_dataplane_polls_total{result}` |
+//! | `persist_connections`, `persist_requests{,_here,_held}` | `shoal_dataplane_persist_{connections,requests}_total` (`requests{dispatched}`: all, here, held) |
+//! | `persist_untracked_<reason>` | `shoal_dataplane_persist_untracked_total{reason}` |
+//! | `persist_held_bytes`, `persist_hold_ms` | `shoal_dataplane_persist_held_bytes_total`, `shoal_dataplane_persist_hold_seconds_total` |
+//! | `rehandoff_<outcome>` | `shoal_dataplane_rehandoffs_total{outcome}` |
 //! | anything else | `shoal_dataplane_events_total{event}` |
 
 use std::collections::BTreeMap;
@@ -198,6 +202,36 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             value,
         );
     }
+    if let Some(reason) = name.strip_prefix("persist_untracked_") {
+        return out.counter(
+            "shoal_dataplane_persist_untracked_total",
+            "Keep-alive connections no longer followed request by request (they stay where they are), by reason.",
+            &[w, ("reason", reason)],
+            value,
+        );
+    }
+    if let Some(outcome) = name.strip_prefix("rehandoff_") {
+        return out.counter(
+            "shoal_dataplane_rehandoffs_total",
+            "Keep-alive connections moved to the member of their next request (DTCP re-handoff), by outcome: started, done, fallback (served here after a refusal or no answer), hold_timeout.",
+            &[w, ("outcome", outcome)],
+            value,
+        );
+    }
+    if let Some(which) = name.strip_prefix("persist_requests") {
+        let dispatched = match which {
+            "" => "all",
+            "_here" => "here",
+            "_held" => "held",
+            _ => which,
+        };
+        return out.counter(
+            "shoal_dataplane_persist_requests_total",
+            "Requests dispatched on followed keep-alive connections: all, served by the kernel the connection was on (here), held for another member (held). Requests per connection: all / shoal_dataplane_persist_connections_total.",
+            &[w, ("dispatched", dispatched)],
+            value,
+        );
+    }
     if SELECTIONS.contains(&name) {
         return out.counter(
             "shoal_dataplane_selections_total",
@@ -264,6 +298,25 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
         // A deadline, a digest, the worker label's own value: shown by
         // /status, not metrics.
         "lease_until_ns" | "applied_digest" | "applied_alive_mask" | "worker_index" => {}
+        "persist_connections" => out.counter(
+            "shoal_dataplane_persist_connections_total",
+            "Keep-alive connections followed request by request on this worker (one per kernel the connection is replayed into).",
+            &[w],
+            value,
+        ),
+        "persist_held_bytes" => out.counter(
+            "shoal_dataplane_persist_held_bytes_total",
+            "Request bytes held by the dataplane while a keep-alive connection waited to move.",
+            &[w],
+            value,
+        ),
+        "persist_hold_ms" => out.add(
+            "shoal_dataplane_persist_hold_seconds_total",
+            Kind::Counter,
+            "Time requests were held before their connection moved (sum).",
+            &[w],
+            float(value as f64 / 1000.0),
+        ),
         "polls_busy" | "polls_idle" => out.counter(
             "shoal_dataplane_polls_total",
             "Worker polls that found packets (busy) or none (idle).",
@@ -539,6 +592,38 @@ mod tests {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("worker_index"), "{text}");
+    }
+
+    #[test]
+    fn keep_alive_moves_are_their_own_families() {
+        let mut status = fixed_status();
+        status.workers.push(crate::status::test_worker(&[
+            "persist_connections",
+            "persist_requests",
+            "persist_requests_here",
+            "persist_requests_held",
+            "persist_untracked_gap",
+            "rehandoff_done",
+            "rehandoff_fallback",
+            "persist_held_bytes",
+            "persist_hold_ms",
+        ]));
+        let text = render(&status);
+        for line in [
+            "shoal_dataplane_persist_connections_total{worker=\"0\"} 1",
+            "shoal_dataplane_persist_requests_total{worker=\"0\",dispatched=\"all\"} 2",
+            "shoal_dataplane_persist_requests_total{worker=\"0\",dispatched=\"here\"} 3",
+            "shoal_dataplane_persist_requests_total{worker=\"0\",dispatched=\"held\"} 4",
+            "shoal_dataplane_persist_untracked_total{worker=\"0\",reason=\"gap\"} 5",
+            "shoal_dataplane_rehandoffs_total{worker=\"0\",outcome=\"done\"} 6",
+            "shoal_dataplane_rehandoffs_total{worker=\"0\",outcome=\"fallback\"} 7",
+            "shoal_dataplane_persist_held_bytes_total{worker=\"0\"} 8",
+            "shoal_dataplane_persist_hold_seconds_total{worker=\"0\"} 0.009",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("event=\"persist_"), "{text}");
+        assert!(!text.contains("event=\"rehandoff_"), "{text}");
     }
 
     #[test]
