@@ -1502,6 +1502,38 @@ fn keep_alive_requests_reach_their_servers(handoff: shoal_config::HandoffMode) {
     assert_eq!(seen, (1..=30).collect::<Vec<u32>>(), "{out}");
     assert_eq!((connects, ports.len()), (1, 1), "one connection: {out}");
 
+    // Its owner history (`shoalctl flows show`), asked of every member:
+    // one arrival per server change, each naming the server before (the
+    // first names the inspector).
+    let port = ports.iter().next().unwrap().to_string();
+    // Workers write their move logs with their flow snapshots (200 ms).
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let mut arrivals: Vec<(String, String)> = Vec::new();
+    for n in MEMBERS {
+        let v: serde_json::Value = serde_json::from_str(&shoalctl(
+            n,
+            &["flows", "show", &format!("198.18.0.2:{port}"), "--json"],
+        ))
+        .unwrap();
+        for e in v["events"].as_array().unwrap() {
+            if e["event"] == "arrived-from" {
+                arrivals.push((n.to_owned(), e["member"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    let mut servers: Vec<&String> = (1..=30).map(|i| &owner[&i]).collect();
+    servers.dedup();
+    let history = format!("servers {servers:?}, arrivals {arrivals:?}");
+    for w in servers.windows(2) {
+        let at = arrivals
+            .iter()
+            .position(|(to, from)| to == w[1] && from == w[0])
+            .unwrap_or_else(|| panic!("no move {} -> {}: {history}", w[0], w[1]));
+        arrivals.swap_remove(at);
+    }
+    assert_eq!(arrivals.len(), 1, "{history}");
+    assert_eq!(&arrivals[0].0, servers[0], "{history}");
+
     // Pipelined: six segments of five requests on one connection (a raw
     // client: bash's /dev/tcp), the last one asking to close.
     let mut script = String::from("exec 3<>/dev/tcp/198.18.0.100/80\n");

@@ -17,6 +17,7 @@ use shoal_dataplane::counters::Counter;
 use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
+use shoal_dataplane::pipeline::moves::MoveKind;
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
 use shoal_select::ClientKey;
@@ -819,6 +820,26 @@ fn keep_alive_requests_each_go_to_their_member() {
     assert_eq!(c.counter(Counter::RehandoffFallback), 0);
     assert_eq!(c.kernels.iter().map(|k| k.resets).sum::<usize>(), 6);
     assert_eq!(c.counter(Counter::PersistRequests), 8 + 6);
+    // The owner history (`shoalctl flows show`): each member's arrivals,
+    // in time order, give the chain of owners, each naming the previous.
+    let mut arrivals: Vec<(u64, u16, u16)> = Vec::new();
+    let mut departures = 0;
+    for (i, m) in c.members.iter().enumerate() {
+        for e in m.move_log().events() {
+            assert_eq!(e.client.port(), c.client.ep.port);
+            match e.kind {
+                MoveKind::Arrived { from } => arrivals.push((e.unix_ms, i as u16 + 1, from)),
+                MoveKind::Left { .. } => departures += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    arrivals.sort_unstable();
+    let chain: Vec<u16> = arrivals.iter().map(|a| a.1).collect();
+    assert_eq!(chain, [1, 2, 3, 1, 3, 2, 1]);
+    let from: Vec<u16> = arrivals.iter().map(|a| a.2).collect();
+    assert_eq!(from, [1, 1, 2, 3, 1, 3, 2]);
+    assert_eq!(departures, 6);
 }
 
 /// Runs `batches` of requests (each batch in one client segment) and checks

@@ -106,6 +106,7 @@
 mod clock;
 mod command;
 mod error;
+pub mod moves;
 mod ring;
 mod segment;
 mod stats;

@@ -117,7 +117,7 @@ pub fn handle(
 ) -> Response {
     let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let mutating = match (req.method, parts.as_slice()) {
-        ("GET", ["status" | "members" | "ring"]) => false,
+        ("GET", ["status" | "members" | "ring"] | ["flows", _]) => false,
         (
             "POST",
             ["drain" | "undrain", _] | ["weight", _, _] | ["reload"] | ["flows", "evict", _],
@@ -125,14 +125,15 @@ pub fn handle(
         (
             _,
             ["status" | "members" | "ring" | "reload"]
-            | ["drain" | "undrain", _]
+            | ["drain" | "undrain" | "flows", _]
             | ["weight", _, _]
             | ["flows", "evict", _],
         ) => return Response::error(405, "method not allowed (reads are GET, changes are POST)"),
         _ => {
             return Response::error(
                 404,
-                "unknown path; try GET /status, /members, /ring or POST /drain/<member>, \
+                "unknown path; try GET /status, /members, /ring, /flows/<client>[:<port>] or \
+                 POST /drain/<member>, \
                  /undrain/<member>, /weight/<member>/<weight>, /reload, \
                  /flows/evict/<client>[:<port>]",
             )
@@ -193,9 +194,57 @@ pub fn handle(
                 ),
             ),
         },
+        ["flows", c] => match parse_client(c) {
+            Some((client, port)) => Response::ok(flow_history(config, client, port)),
+            None => Response::error(
+                400,
+                &format!(
+                    "'{c}' is not a client address (198.18.0.2) or address:port (198.18.0.2:40000)"
+                ),
+            ),
+        },
         _ => run(act, Action::Reload),
     }
 }
+
+/// The `/flows/<client>` answer: this member's side of the owner history
+/// of the client's keep-alive connections (one port, or every port), from
+/// the dataplane workers' move logs (`shoal_channel::moves`), oldest first.
+/// Members are named; the events name the members to ask next.
+pub fn flow_history(config: &Config, client: std::net::Ipv4Addr, port: u16) -> Value {
+    let name = |id: u16| {
+        config
+            .cluster
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .map_or_else(|| id.to_string(), |m| m.name.clone())
+    };
+    let events: Vec<Value> =
+        shoal_channel::moves::read_move_logs(&config.control.shm_path, MAX_DATAPLANE_WORKERS)
+            .into_iter()
+            .filter(|e| *e.client.ip() == client && (port == 0 || e.client.port() == port))
+            .map(|e| {
+                let (event, member) = e.kind.word_and_member();
+                json!({
+                    "unix_ms": e.unix_ms,
+                    "client": e.client.to_string(),
+                    "event": event,
+                    "member": name(member),
+                    "requests_here": e.requests_here,
+                })
+            })
+            .collect();
+    json!({
+        "member": config.cluster.local_member,
+        "client": client.to_string(),
+        "port": port,
+        "events": events,
+    })
+}
+
+/// Worker move logs looked for (a dataplane has at most this many workers).
+const MAX_DATAPLANE_WORKERS: usize = 64;
 
 /// `ADDR` or `ADDR:PORT` (port 0 = every port).
 fn parse_client(s: &str) -> Option<(std::net::Ipv4Addr, u16)> {
@@ -663,5 +712,68 @@ peers = ["127.0.0.1:7947"]
         );
         assert_eq!(parse_client("srv1"), None);
         assert_eq!(parse_client("198.18.0.2:http"), None);
+    }
+}
+
+#[cfg(test)]
+mod flow_history_tests {
+    use super::*;
+    use shoal_channel::moves::{move_log_path, MoveEvent, MoveKind};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn flows_show_this_members_moves_of_one_client() {
+        let dir = std::env::temp_dir().join(format!("shoal-admin-moves-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/lab-srv1.toml");
+        let mut config = shoal_config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        config.control.shm_path.clone_from(&dir);
+        let client = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), port);
+        let mut w0 = String::new();
+        let mut w1 = String::new();
+        MoveEvent {
+            unix_ms: 10,
+            client: client(40001),
+            kind: MoveKind::Arrived { from: 3 },
+            requests_here: 0,
+        }
+        .line(&mut w0);
+        MoveEvent {
+            unix_ms: 30,
+            client: client(40002),
+            kind: MoveKind::Left { to: 2 },
+            requests_here: 1,
+        }
+        .line(&mut w0);
+        MoveEvent {
+            unix_ms: 20,
+            client: client(40001),
+            kind: MoveKind::Left { to: 2 },
+            requests_here: 4,
+        }
+        .line(&mut w1);
+        std::fs::write(move_log_path(&dir, 0), w0).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(move_log_path(&dir, 1), w1).unwrap_or_else(|e| panic!("{e}"));
+        let one = flow_history(&config, Ipv4Addr::new(198, 18, 0, 2), 40001);
+        let every = flow_history(&config, Ipv4Addr::new(198, 18, 0, 2), 0);
+        let other = flow_history(&config, Ipv4Addr::new(198, 18, 0, 9), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            one,
+            json!({
+                "member": "srv1",
+                "client": "198.18.0.2",
+                "port": 40001,
+                "events": [
+                    {"unix_ms": 10, "client": "198.18.0.2:40001", "event": "arrived-from",
+                     "member": "srv3", "requests_here": 0},
+                    {"unix_ms": 20, "client": "198.18.0.2:40001", "event": "left-to",
+                     "member": "srv2", "requests_here": 4},
+                ],
+            })
+        );
+        assert_eq!(every["events"].as_array().map(Vec::len), Some(3));
+        assert_eq!(other["events"], json!([]));
     }
 }

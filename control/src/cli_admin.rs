@@ -73,7 +73,8 @@ pub enum AdminCommand {
     },
     /// Re-read and validate the config file; apply all of it or nothing.
     Reload(#[command(flatten)] Connection),
-    /// Flows in the dataplane: `shoalctl flows evict CLIENT[:PORT]`.
+    /// Flows in the dataplane: `shoalctl flows evict CLIENT[:PORT]`,
+    /// `shoalctl flows show CLIENT[:PORT]`.
     #[command(subcommand)]
     Flows(FlowsCommand),
 }
@@ -86,6 +87,17 @@ pub enum FlowsCommand {
     /// serves them. The client's next packets of an evicted connection
     /// meet no flow (dropped, counted); new connections are placed afresh.
     Evict {
+        /// ADDR or ADDR:PORT.
+        client: String,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The owner history of a client's keep-alive connections as this
+    /// member saw them (the dataplane logs the last 1024 moves per worker):
+    /// arrivals (from which member), departures (to which member), requests
+    /// served here instead. Ask the members it names for the rest.
+    Show {
         /// ADDR or ADDR:PORT.
         client: String,
         /// Connection options.
@@ -227,6 +239,9 @@ pub fn run(cmd: &AdminCommand) -> ExitCode {
         AdminCommand::Reload(c) => (c, "POST", "/reload".to_owned()),
         AdminCommand::Flows(FlowsCommand::Evict { client, conn }) => {
             (conn, "POST", format!("/flows/evict/{client}"))
+        }
+        AdminCommand::Flows(FlowsCommand::Show { client, conn }) => {
+            (conn, "GET", format!("/flows/{client}"))
         }
     };
     let Ok(token) = token_from(conn.token_file.as_deref()) else {
@@ -471,6 +486,27 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                     svc["digest"].as_str().unwrap_or(""),
                     svc["services"],
                     svc["workers_told"]
+                );
+            }
+        }
+        AdminCommand::Flows(FlowsCommand::Show { .. }) => {
+            let events = b["events"].as_array().map_or(&[][..], Vec::as_slice);
+            let _ = writeln!(
+                s,
+                "{}: {} event(s) for {}",
+                b["member"].as_str().unwrap_or(""),
+                events.len(),
+                b["client"].as_str().unwrap_or("")
+            );
+            for e in events {
+                let _ = writeln!(
+                    s,
+                    "{} {} {} {} (requests here: {})",
+                    e["unix_ms"],
+                    e["client"].as_str().unwrap_or(""),
+                    e["event"].as_str().unwrap_or(""),
+                    e["member"].as_str().unwrap_or(""),
+                    e["requests_here"]
                 );
             }
         }

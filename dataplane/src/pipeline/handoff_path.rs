@@ -42,6 +42,14 @@ impl Handoff {
 }
 
 impl Pipeline {
+    /// Unix time in milliseconds at `now` (the monotonic clock's offset is
+    /// known once handoff is enabled; before, milliseconds since start).
+    pub(super) fn unix_ms(&self, now: Instant) -> u64 {
+        self.handoff
+            .as_ref()
+            .map_or(now.as_millis(), |h| h.unix_ms(now))
+    }
+
     /// Enables handing spliced connections to other members: `key` is the
     /// cluster key, `incarnation` distinguishes this process's messages
     /// from a previous run's, `wall_offset_ms` is the Unix time in ms at
@@ -168,8 +176,10 @@ impl Pipeline {
                 InspectorEvent::Fallback { id, .. } => {
                     if let Some(slot) = self.conns.find(|c| c.handoff == Some(id)) {
                         self.counters.inc(Counter::HandoffFallback);
-                        if self.conns.get_mut(slot).is_some_and(|c| c.moving) {
+                        if let Some(c) = self.conns.get_mut(slot).filter(|c| c.moving) {
+                            let (key, to) = (c.key, c.target);
                             self.counters.inc(Counter::RehandoffFallback);
+                            self.log_move(key, super::moves::MoveKind::Fallback { to }, 0, now);
                         }
                         self.replay_syn(slot, now);
                     }
@@ -266,6 +276,7 @@ impl Pipeline {
             remote: Some((origin, id)),
             advertised_ws: s.options.window_scale.map_or(0, |w| w.inspector),
             moving: false,
+            target: 0,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return refuse(self, RefuseReason::Busy);

@@ -22,6 +22,7 @@ mod arp;
 mod burst;
 mod handoff_path;
 mod kernel;
+pub mod moves;
 mod persist;
 mod reuse;
 pub mod snapshot;
@@ -162,6 +163,8 @@ pub struct Pipeline {
     dispatchers: Vec<Option<Dispatcher>>,
     /// Splice: persistent connections followed request by request.
     sessions: persist::Sessions,
+    /// Splice: the owner history of recent persistent connections.
+    moves: moves::MoveLog,
     /// Splice: handoff to other members (None until `enable_handoff`).
     handoff: Option<handoff_path::Handoff>,
     /// Frames the pipeline originates while processing (handshake replies,
@@ -196,6 +199,7 @@ impl Pipeline {
             handoff: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
             sessions: persist::Sessions::default(),
+            moves: moves::MoveLog::default(),
             dispatchers,
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
@@ -392,6 +396,11 @@ impl Pipeline {
     /// Takes the frames originated since the last call (port, bytes).
     pub fn take_emitted(&mut self) -> std::vec::Drain<'_, (PortId, Vec<u8>)> {
         self.emitted.drain(..)
+    }
+
+    /// The owner history of recent persistent connections (`moves`).
+    pub fn move_log(&self) -> &moves::MoveLog {
+        &self.moves
     }
 
     /// This worker's flow table.

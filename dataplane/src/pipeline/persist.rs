@@ -45,6 +45,7 @@
 //! back as an ordinary spliced one (every later request served where the
 //! connection is).
 
+use super::moves::{MoveEvent, MoveKind};
 use super::splice_path::{bare_tcp, build, choose_member, Conn, Phase, Segment};
 use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
@@ -122,6 +123,8 @@ pub(super) struct Session {
     kernel_window: u16,
     /// Highest `TSval` the client has seen (its view).
     tsval_to_client: u32,
+    /// Requests released to this kernel.
+    requests_here: u32,
     /// The kernel has sent a segment since the replay's SYN-ACK (it took
     /// the dataplane's ACK and first request): until then client segments
     /// are not forwarded. An old one overtaking that ACK (a client
@@ -286,11 +289,17 @@ impl Pipeline {
             kernel_ack: released,
             kernel_window: 0,
             tsval_to_client: conn.tsval_sent,
+            requests_here: 0,
             // CARISMA rare kept: the kernel did the handshake long ago.
             kernel_up: conn.phase == Phase::RareAwaitHead,
         };
+        let from = conn
+            .remote
+            .map_or(self.tables.own_id, |(origin, _)| origin.member);
+        let key = conn.key;
         let slot = self.sessions.alloc(session);
         self.counters.inc(Counter::PersistConnections);
+        self.log_move(key, MoveKind::Arrived { from }, 0, now);
         self.persist_advance(slot, now);
         FlowAction::Tracked { slot }
     }
@@ -559,6 +568,7 @@ impl Pipeline {
         if !s.framer.expect(expect) {
             return self.persist_untrack(slot, Untrack::Unframed);
         }
+        s.requests_here = s.requests_here.saturating_add(1);
         let have = s.hold.contiguous().len();
         let now_len = usize::try_from(len).map_or(have, |l| l.min(have));
         let start = s.released;
@@ -696,6 +706,7 @@ impl Pipeline {
         };
         let t = Translation::new(s.params);
         let client_view_next = t.server_seq_to_client(s.kernel_end);
+        let requests_here = s.requests_here;
         let held_bytes = s.hold.contiguous().len() as u64;
         let conn = Conn {
             key: s.key,
@@ -713,6 +724,7 @@ impl Pipeline {
             remote: None,
             advertised_ws: s.params.client_wscale_advertised,
             moving: true,
+            target: held.target,
         };
         let Some(conn_slot) = self.conns.alloc(conn) else {
             return false;
@@ -729,12 +741,14 @@ impl Pipeline {
         }
         self.reset_kernel(conn_slot, s.released);
         self.counters.inc(Counter::RehandoffStarted);
+        self.log_move(key, MoveKind::Left { to: held.target }, requests_here, now);
         self.counters.add(Counter::PersistHeldBytes, held_bytes);
         let waited = now.as_millis().saturating_sub(held.since.as_millis());
         self.counters.add(Counter::PersistHoldMs, waited);
         let _ = held.len;
         if !self.handoff_start(conn_slot, held.target, now) {
             self.counters.inc(Counter::RehandoffFallback);
+            self.log_move(key, MoveKind::Fallback { to: held.target }, 0, now);
             self.replay_syn(conn_slot, now);
         }
         true
@@ -768,6 +782,10 @@ impl Pipeline {
                         s.held = None;
                     }
                     self.counters.inc(Counter::RehandoffHoldTimeout);
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        let (key, n) = (s.key, s.requests_here);
+                        self.log_move(key, MoveKind::HoldTimeout { to: held.target }, n, now);
+                    }
                     self.persist_release(slot, held.len, held.expect);
                     self.persist_advance(slot, now);
                 }
@@ -825,6 +843,23 @@ impl Pipeline {
             self.flows.note_changed(key);
         }
         self.counters.inc(why.counter());
+    }
+
+    /// Logs a move of the connection `key` (`moves`).
+    pub(super) fn log_move(
+        &mut self,
+        key: FlowKey,
+        kind: MoveKind,
+        requests_here: u32,
+        now: Instant,
+    ) {
+        let unix_ms = self.unix_ms(now);
+        self.moves.push(MoveEvent {
+            unix_ms,
+            client: core::net::SocketAddrV4::new(key.src, key.src_port),
+            kind,
+            requests_here,
+        });
     }
 
     /// An exact RST into this kernel for the connection `key` (`seq` = the

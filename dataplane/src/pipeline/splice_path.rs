@@ -85,6 +85,8 @@ pub(super) struct Conn {
     /// A persistent connection moving on at a request boundary (`persist`),
     /// not a first handover.
     pub(super) moving: bool,
+    /// The member a moving connection is offered to (0 otherwise).
+    pub(super) target: u16,
 }
 
 /// Fixed-capacity table of connections being set up.
@@ -285,6 +287,7 @@ impl Pipeline {
             remote: None,
             advertised_ws: ADVERTISED_WSCALE,
             moving: false,
+            target: 0,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));
@@ -569,6 +572,7 @@ impl Pipeline {
             remote: None,
             advertised_ws: 0,
             moving: false,
+            target: 0,
         };
         let Some(slot) = self.conns.alloc(conn) else {
             return Plan::Done(self.drop(Counter::SpliceConnTableFull));

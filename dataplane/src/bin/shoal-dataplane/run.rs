@@ -655,9 +655,12 @@ fn drive<Io: PacketIo>(
         for w in workers..steer::MAX_WORKERS {
             let _ = std::fs::remove_file(dir.join(format!("flows-{w}")));
             let _ = std::fs::remove_file(dir.join(format!("flows-{w}.journal")));
+            let _ = std::fs::remove_file(dir.join(format!("moves-{w}")));
         }
     }
     let snapshot_path = dir.join(format!("flows-{index}"));
+    let moves_path = shoal_channel::moves::move_log_path(dir, index);
+    let mut moves_written = 0u64;
     let mut last_snapshot = start;
     let mut snapshot_failed = false;
     if link.is_some() {
@@ -809,6 +812,14 @@ fn drive<Io: PacketIo>(
             if urgent || t - last_snapshot >= SNAPSHOT_INTERVAL {
                 last_snapshot = t;
                 write_snapshot(&snapshot_path, worker.pipeline(), &mut snapshot_failed);
+                let log = worker.pipeline().move_log();
+                if log.generation() != moves_written {
+                    // The owner history `shoalctl flows show` reads; best effort.
+                    moves_written = log.generation();
+                    let tmp = moves_path.with_extension("tmp");
+                    let _ = std::fs::write(&tmp, log.text())
+                        .and_then(|()| std::fs::rename(&tmp, &moves_path));
+                }
                 if !snapshot_failed {
                     // Every journaled flow is in the snapshot now.
                     if let Some(j) = worker.journal_mut() {
