@@ -801,19 +801,8 @@ fn keep_alive_requests_each_go_to_their_member() {
     let paths = [
         "/one", "/two", "/two", "/three", "/one", "/three", "/two", "/one",
     ];
-    for p in paths {
-        c.request(&get(p));
-    }
-    assert_eq!(served(&c.client.stream), served(&expected(&paths)));
-    assert!(c.client.stream == expected(&paths), "exact bytes");
-    for (k, kernel) in c.kernels.iter().enumerate() {
-        let mine: Vec<String> = paths
-            .iter()
-            .filter(|p| PATHS.iter().any(|(q, m)| q == *p && *m == k))
-            .map(|p| format!("GET {p}"))
-            .collect();
-        assert_eq!(kernel.served, mine, "k{}", k + 1);
-    }
+    let batches: Vec<&[&str]> = paths.iter().map(core::slice::from_ref).collect();
+    check(&mut c, &batches);
     // Six moves (every change of member), each closing a kernel socket.
     assert_eq!(c.counter(Counter::RehandoffStarted), 6);
     assert_eq!(c.counter(Counter::RehandoffDone), 6);

@@ -730,29 +730,16 @@ mod flow_history_tests {
         let mut config = shoal_config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
         config.control.shm_path.clone_from(&dir);
         let client = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), port);
-        let mut w0 = String::new();
-        let mut w1 = String::new();
-        MoveEvent {
-            unix_ms: 10,
-            client: client(40001),
-            kind: MoveKind::Arrived { from: 3 },
-            requests_here: 0,
-        }
-        .line(&mut w0);
-        MoveEvent {
-            unix_ms: 30,
-            client: client(40002),
-            kind: MoveKind::Left { to: 2 },
-            requests_here: 1,
-        }
-        .line(&mut w0);
-        MoveEvent {
-            unix_ms: 20,
-            client: client(40001),
-            kind: MoveKind::Left { to: 2 },
-            requests_here: 4,
-        }
-        .line(&mut w1);
+        let (mut w0, mut w1) = (String::new(), String::new());
+        let event = |unix_ms, port, kind, requests_here| MoveEvent {
+            unix_ms,
+            client: client(port),
+            kind,
+            requests_here,
+        };
+        event(10, 40001, MoveKind::Arrived { from: 3 }, 0).line(&mut w0);
+        event(30, 40002, MoveKind::Left { to: 2 }, 1).line(&mut w0);
+        event(20, 40001, MoveKind::Left { to: 2 }, 4).line(&mut w1);
         std::fs::write(move_log_path(&dir, 0), w0).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(move_log_path(&dir, 1), w1).unwrap_or_else(|e| panic!("{e}"));
         let one = flow_history(&config, Ipv4Addr::new(198, 18, 0, 2), 40001);
