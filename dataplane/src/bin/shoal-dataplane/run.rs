@@ -271,9 +271,25 @@ fn device(cfg: &Config, role: PortRole) -> Result<&str, RunError> {
         }))
 }
 
-/// The SYN cookie secret: one per start, shared by the workers (each
-/// answers and checks the cookies of the connections it owns).
-fn cookie_secret() -> Result<[u8; 32], RunError> {
+/// The SYN cookie secret, shared by the workers (each answers and checks
+/// the cookies of the connections it owns). With a control directory
+/// (`control.shm_path`, a tmpfs) it is kept there (`cookie-secret`, mode
+/// 0600) and reused by the next start: a connection that was between its
+/// cookie handshake and its handover when the dataplane died resumes from
+/// the client's next segment, whose cookie the restarted dataplane still
+/// recognises. Without one, a fresh secret per start.
+fn cookie_secret(dir: &Path) -> Result<[u8; 32], RunError> {
+    let path = dir.join("cookie-secret");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(secret);
+        }
+        tracing::warn!(
+            "{} is not a 32-byte secret: replacing it (connections in their \
+             cookie handshake are lost)",
+            path.display()
+        );
+    }
     let mut secret = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
@@ -282,6 +298,26 @@ fn cookie_secret() -> Result<[u8; 32], RunError> {
                 "cannot read /dev/urandom for the SYN cookie secret: {e}"
             ))
         })?;
+    if dir.is_dir() {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let tmp = dir.join("cookie-secret.tmp");
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&secret))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot keep the SYN cookie secret in {} (a restart loses the \
+                 connections in their cookie handshake): {e}",
+                path.display()
+            );
+        }
+    }
     Ok(secret)
 }
 
@@ -333,7 +369,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Run
                 PortableIo::open(device(cfg, PortRole::Wire)?, device(cfg, PortRole::Kernel)?)?;
             let mut worker = Worker::new(
                 io,
-                pipeline(cfg, opts, 0, cookie_secret()?)?,
+                pipeline(cfg, opts, 0, cookie_secret(&cfg.control.shm_path)?)?,
                 usize::from(cfg.dataplane.burst_size),
             );
             inject(&mut worker, opts);
@@ -550,7 +586,7 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
             dp.cores,
         );
     }
-    let secret = cookie_secret()?;
+    let secret = cookie_secret(&cfg.control.shm_path)?;
     let mut slots = Vec::with_capacity(workers);
     for (i, steering) in Steering::mesh(workers, STEER_RING).into_iter().enumerate() {
         let q = u16::try_from(i).unwrap_or(u16::MAX);
@@ -1060,5 +1096,34 @@ fn write_stats(cfg: &Config, opts: &RunOptions, shared: &Shared, backend: &str, 
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         tracing::warn!("cannot write stats to {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cookie_secret;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_cookie_secret_outlives_a_restart_in_the_control_directory() {
+        let dir = std::env::temp_dir().join(format!("shoal-cookie-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let first = cookie_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let again = cookie_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::fs::metadata(dir.join("cookie-secret"))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        // A damaged file is replaced, not used.
+        std::fs::write(dir.join("cookie-secret"), b"short").unwrap_or_else(|e| panic!("{e}"));
+        let replaced = cookie_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(first, again);
+        assert_eq!(mode, 0o600);
+        assert_ne!(replaced, first);
+        // Without the directory: a fresh secret each time.
+        let none = dir.join("absent");
+        let a = cookie_secret(&none).unwrap_or_else(|e| panic!("{e}"));
+        let b = cookie_secret(&none).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(a, b);
     }
 }
