@@ -49,19 +49,27 @@ pub struct ReceiverConfig {
 }
 
 impl Default for ReceiverConfig {
-    /// 4096 entries, 16 KiB requests, 1 s to assemble, 1 s to replay,
-    /// answers remembered 5 s and resent at most every 10 ms.
+    /// 65 536 entries, 16 KiB requests, 1 s to assemble, 1 s to replay,
+    /// answers remembered 2 s (the inspector gives up 750 ms after an offer)
+    /// and resent at most every 10 ms. Persistent connections move for
+    /// most requests when their requests belong to different members: a
+    /// worker may take thousands of handoffs a second, each remembered for
+    /// `linger`.
     fn default() -> Self {
         ReceiverConfig {
-            capacity: 4096,
+            capacity: 65_536,
             max_request_bytes: 16 * 1024,
             assembly_timeout: Duration::from_secs(1),
             replay_timeout: Duration::from_secs(1),
-            linger: Duration::from_secs(5),
+            linger: Duration::from_secs(2),
             reanswer_interval: Duration::from_millis(10),
         }
     }
 }
+
+/// How long an answer is kept at least, even when the table is full: more
+/// than the inspector's wait before it gives up on an offer (750 ms).
+pub const SAFE_TO_FORGET: Duration = Duration::from_secs(1);
 
 /// What the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +143,8 @@ pub struct ReceiverCounters {
     pub refused: u64,
     /// Offers refused because the table was full.
     pub full: u64,
+    /// Answers forgotten early to make room (older than [`SAFE_TO_FORGET`]).
+    pub forgotten: u64,
     /// Offers refused because the request was too long.
     pub too_large: u64,
     /// Parts already held, or arriving while replaying.
@@ -272,9 +282,34 @@ impl Receiver {
         }
     }
 
+    /// Makes room for one entry when the table is full: forgets the oldest
+    /// answer given at least [`SAFE_TO_FORGET`] ago (its inspector has had
+    /// it, or given up, by then; only duplicates of long-answered offers
+    /// would miss it). False when every entry is younger or in progress.
+    fn forget_oldest_answer(&mut self, now: Instant) -> bool {
+        let linger = self.config.linger;
+        let victim = self.timers.iter().find_map(|&(deadline, key)| {
+            let entry = self.entries.get(&key)?;
+            let answered_at = deadline.as_nanos().saturating_sub(linger.as_nanos() as u64);
+            let old =
+                now.as_nanos().saturating_sub(answered_at) >= SAFE_TO_FORGET.as_nanos() as u64;
+            (matches!(entry.state, State::Answered { .. }) && entry.deadline == deadline && old)
+                .then_some((deadline, key))
+        });
+        match victim {
+            Some((deadline, key)) => {
+                self.timers.remove(&(deadline, key));
+                self.entries.remove(&key);
+                self.counters.forgotten += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The first part of a handoff not in the table.
     fn open(&mut self, key: Key, part: &OfferPart, now: Instant) {
-        if self.entries.len() >= self.config.capacity {
+        if self.entries.len() >= self.config.capacity && !self.forget_oldest_answer(now) {
             // No room to remember the answer: refuse now, again for each
             // duplicate (the inspector falls back on the first one).
             self.counters.full += 1;
