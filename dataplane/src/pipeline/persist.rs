@@ -126,11 +126,14 @@ pub(super) struct Session {
     /// Requests released to this kernel.
     requests_here: u32,
     /// The kernel has sent a segment since the replay's SYN-ACK (it took
-    /// the dataplane's ACK and first request): until then client segments
-    /// are not forwarded. An old one overtaking that ACK (a client
-    /// retransmission of a request an earlier kernel served) would find
-    /// the socket in SYN-RECV, which resets on its acknowledgement number.
+    /// the dataplane's ACK and first request): until then only client
+    /// segments acknowledging exactly its SYN-ACK (`kernel_isn1`) are
+    /// forwarded. An old one overtaking that ACK (a client retransmission
+    /// of a request an earlier kernel served) would find the socket in
+    /// SYN-RECV, which resets on any other acknowledgement number.
     kernel_up: bool,
+    /// The kernel's ISN + 1.
+    kernel_isn1: u32,
 }
 
 /// The sessions of one worker: a slab with a free list.
@@ -290,6 +293,7 @@ impl Pipeline {
             kernel_window: 0,
             tsval_to_client: conn.tsval_sent,
             requests_here: 0,
+            kernel_isn1: kernel_isn.wrapping_add(1),
             // CARISMA rare kept: the kernel did the handshake long ago.
             kernel_up: conn.phase == Phase::RareAwaitHead,
         };
@@ -392,7 +396,16 @@ impl Pipeline {
             // sequence number may be past held bytes: the kernel gets
             // `released`, its `rcv_nxt`).
             if !s.kernel_up {
-                return Plan::Done(self.drop(Counter::PersistKernelNotUp));
+                // Until the kernel's first segment its socket may be in
+                // SYN-RECV, which resets on any acknowledgement but its
+                // SYN-ACK's: an old segment (a retransmission from before
+                // this kernel) waits; the client sends it again.
+                let acks = tcp
+                    .ack()
+                    .then(|| translation.server_seq_to_kernel(tcp.ack_number()));
+                if acks != Some(s.kernel_isn1) {
+                    return Plan::Done(self.drop(Counter::PersistKernelNotUp));
+                }
             }
             if len == 0 && seq_lt(released, seq) {
                 tcp.set_seq_number(released);

@@ -215,6 +215,9 @@ impl Pipeline {
             pure_syn && self.syn_meets_flow(&key, tcp.seq_number(), now) == SynOnFlow::OwnSyn;
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
             if let FlowAction::Tracked { slot } = action {
+                if own_syn {
+                    self.counters.inc(Counter::SynRetransmit);
+                }
                 return self.persist_client(slot, src_mac, &mut tcp, now);
             }
             return self.tcp_flow_hit(action, own_syn, pure_syn, &mut tcp, now);

@@ -1111,8 +1111,7 @@ mod tests {
         let first = cookie_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
         let again = cookie_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
         let mode = std::fs::metadata(dir.join("cookie-secret"))
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0);
+            .map_or(0, |m| m.permissions().mode() & 0o777);
         // A damaged file is replaced, not used.
         std::fs::write(dir.join("cookie-secret"), b"short").unwrap_or_else(|e| panic!("{e}"));
         let replaced = cookie_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
