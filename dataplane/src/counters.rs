@@ -284,7 +284,11 @@ counters! {
     HandoffHandedOver => "handoff_handed_over",
     /// Offers nobody accepted: served here instead. Not an outcome.
     HandoffFallback => "handoff_fallback",
-    /// Accepts after a fallback (two owners possible). Not an outcome.
+    /// Accepts of an offer no longer in flight: after a fallback (two owners
+    /// possible), or after the offer gave way to a newer handoff of the same
+    /// connection (a keep-alive connection moving back here before the
+    /// accept of its move away arrived: `tuple_reused_splicing`, harmless).
+    /// Not an outcome.
     HandoffLateAccept => "handoff_late_accept",
     /// Connections offered by another member and replayed here. Not an outcome.
     HandoffReceived => "handoff_received",
