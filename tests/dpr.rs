@@ -599,3 +599,74 @@ fn a_new_syn_on_a_reused_tuple_is_a_new_connection_in_local_and_dpr_modes() {
         }
     }
 }
+
+/// Issue 17: redirects are accepted only from members. A tunnel whose
+/// outer source is not a member and a MAC-rewritten frame from a MAC that
+/// is not a member's are counted and dropped: nothing reaches the kernel
+/// and no flow is created. The genuine redirect is still delivered.
+#[test]
+fn forged_redirects_from_non_members_are_dropped() {
+    let loads = [0.9, 0.3, 0.1];
+    let mut srv1 = pipeline(0, Mode::DprIpip, State::Stateful, loads, Some(0.5));
+    let client = client_of(0);
+    let syn = tcp_frame(
+        &client,
+        &service(),
+        &tcp_header(client.port, 80, 1000, None, TcpFlags::SYN),
+        &[],
+        7,
+    );
+    let mut f = HeapFrame::from_bytes(&syn);
+    assert_eq!(
+        srv1.process(WIRE, &mut f, Instant::ZERO),
+        Verdict::Forward(WIRE)
+    );
+    let tunnelled = f.bytes().to_vec();
+
+    // The same tunnel from 198.18.0.66 (not a member), checksum fixed.
+    let mut forged = tunnelled.clone();
+    {
+        let mut outer = Ipv4Packet::new_checked(&mut forged[14..]).unwrap();
+        outer.set_src_addr(Ipv4Addr::new(198, 18, 0, 66));
+        outer.fill_checksum();
+    }
+    // And from srv3's own address (a member never tunnels to itself).
+    let mut own = tunnelled.clone();
+    {
+        let mut outer = Ipv4Packet::new_checked(&mut own[14..]).unwrap();
+        outer.set_src_addr(Ipv4Addr::new(198, 18, 0, 13));
+        outer.fill_checksum();
+    }
+    let mut srv3 = pipeline(2, Mode::DprIpip, State::Stateful, loads, Some(0.5));
+    for frame in [&forged, &own] {
+        let mut g = HeapFrame::from_bytes(frame);
+        assert_eq!(srv3.process(WIRE, &mut g, Instant::ZERO), Verdict::Drop);
+    }
+    assert_eq!(srv3.counters().get(Counter::DropIpipNotMember), 2);
+    assert_eq!(srv3.counters().get(Counter::IpipDecapsulated), 0);
+    assert_eq!(srv3.flows().len(), 0);
+    let mut g = HeapFrame::from_bytes(&tunnelled);
+    assert_eq!(
+        srv3.process(WIRE, &mut g, Instant::ZERO),
+        Verdict::Forward(KERNEL)
+    );
+    assert_eq!(srv3.counters().get(Counter::IpipDecapsulated), 1);
+
+    // MAC rewrite: the client's SYN sent straight to srv2's own MAC, from
+    // the client's MAC (not a member's): dropped; from srv1's MAC: delivered.
+    let mut srv2 = pipeline(1, Mode::DprMac, State::Stateful, [0.0; 3], None);
+    let mut direct = syn.clone();
+    direct[..6].copy_from_slice(&mac_of(1));
+    let mut g = HeapFrame::from_bytes(&direct);
+    assert_eq!(srv2.process(WIRE, &mut g, Instant::ZERO), Verdict::Drop);
+    assert_eq!(srv2.counters().get(Counter::DropRedirectNotMember), 1);
+    assert_eq!(srv2.flows().len(), 0);
+    direct[6..12].copy_from_slice(&mac_of(0));
+    let mut g = HeapFrame::from_bytes(&direct);
+    assert_eq!(
+        srv2.process(WIRE, &mut g, Instant::ZERO),
+        Verdict::Forward(KERNEL)
+    );
+    assert_eq!(srv2.counters().get(Counter::DprReceived), 1);
+    assert_eq!(srv2.flows().len(), 1);
+}

@@ -348,6 +348,14 @@ counters! {
     /// within `dispatch.request_timeout_ms`. Not an outcome.
     RehandoffHoldTimeout => "rehandoff_hold_timeout",
 
+    /// IP-in-IP to this member whose outer source is not another member's
+    /// address (forged or foreign tunnels; dropped).
+    DropIpipNotMember => "drop_ipip_not_member",
+    /// VIP frames to this member's own MAC (a DPR MAC-rewrite redirect) from
+    /// a MAC that is not another member's (dropped: they would bypass
+    /// selection).
+    DropRedirectNotMember => "drop_redirect_not_member",
+
     /// Frames from the kernel forwarded to the wire.
     KernelToWire => "kernel_to_wire",
     /// Kernel RSTs for VIP flows this server does not hold (suppressed).
@@ -437,6 +445,8 @@ impl Counter {
         Counter::HandoffDatagram,
         Counter::HandoffRejected,
         Counter::HandoffTombstoneHit,
+        Counter::DropIpipNotMember,
+        Counter::DropRedirectNotMember,
         Counter::PersistHeld,
         Counter::PersistKernelNotUp,
         Counter::PersistSessionLost,

@@ -20,10 +20,18 @@ use crate::wire::{
 };
 
 impl Pipeline {
-    /// IP-in-IP addressed to this member: validate the inner packet (a VIP
-    /// packet an inspector redirected here), track its flow, deliver it.
+    /// IP-in-IP addressed to this member: check that another member sent it,
+    /// validate the inner packet (a VIP packet an inspector redirected
+    /// here), track its flow, deliver it.
     pub(super) fn tunnel_end(&mut self, outer: &mut Ipv4Packet<&mut [u8]>, now: Instant) -> Plan {
         let outer_len = outer.header_len();
+        // Only another member tunnels VIP packets here (seed 000 §3.5): any
+        // other host could otherwise reach this kernel past selection.
+        let from = outer.src_addr();
+        let t = &*self.tables;
+        if !t.members.iter().any(|m| m.addr == from && m.id != t.own_id) {
+            return Plan::Done(self.drop(Counter::DropIpipNotMember));
+        }
         if outer.is_fragment() {
             return Plan::Done(self.drop(Counter::DropIpipInner));
         }

@@ -67,6 +67,15 @@ impl Pipeline {
         if to_me {
             // Redirected here by an inspector (DPR MAC rewrite), fragments
             // included: this member's kernel serves it, whatever the hash says.
+            // Only from another member: a host sending VIP traffic to this
+            // member's own MAC would bypass selection.
+            if !t
+                .members
+                .iter()
+                .any(|m| m.mac == src_mac && m.id != t.own_id)
+            {
+                return Plan::Done(self.drop(Counter::DropRedirectNotMember));
+            }
             if protocol == IpProtocol::Tcp && ip.frag_offset() == 0 {
                 match TcpPacket::new_checked(ip.payload_mut()) {
                     Ok(tcp) => self.redirected_in(src, dst, &tcp, now),
