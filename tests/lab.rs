@@ -1644,3 +1644,95 @@ fn first_request_only_serves_keep_alive_where_it_started() {
     assert_eq!(sum("persist_connections"), 0);
     lab.assert_alive();
 }
+
+/// Issue 17: forged redirects. From the client (not a member), IP-in-IP to
+/// srv2's own address carrying SYNs for the VIP, and SYNs for the VIP sent
+/// straight to srv2's own MAC (what a member's DPR MAC rewrite looks like),
+/// for client ports another member inspects: srv2 counts and drops every
+/// one, its kernel sees none of them, and the cluster goes on serving.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn forged_redirects_from_a_non_member_are_dropped() {
+    use shoal_dataplane::traffic::{tcp_frame, tcp_header, Endpoint};
+    use shoal_lab::topology::{CLIENT_ADDR, CLIENT_MAC, VIP};
+    use shoal_wire::{EthernetAddress, TcpFlags};
+    let lab = Lab::up_with(&dpdk("dpr-ipip"));
+    let ports = lab.ports_inspected_by("srv1", 20);
+    let srv2 = server("srv2");
+    let srv2_mac = EthernetAddress(srv2.mac().0);
+    let client = |port| Endpoint {
+        mac: EthernetAddress(CLIENT_MAC.0),
+        ip: CLIENT_ADDR,
+        port,
+    };
+    let vip = |mac| Endpoint {
+        mac,
+        ip: VIP,
+        port: 80,
+    };
+    let mut frames = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let syn = tcp_header(port, 80, 7_000 + i as u32, None, TcpFlags::SYN);
+        // Straight to srv2's own MAC.
+        frames.push(tcp_frame(&client(port), &vip(srv2_mac), &syn, &[], 1));
+        // Inside IP-in-IP from the client to srv2's own address.
+        let inner = tcp_frame(&client(port), &vip(srv2_mac), &syn, &[], 2);
+        frames.push(shoal_dataplane::traffic::ipv4_frame(
+            &client(0),
+            &Endpoint {
+                mac: srv2_mac,
+                ip: srv2.addr(),
+                port: 0,
+            },
+            shoal_wire::IpProtocol::IpIp,
+            inner.len() - 14,
+            3,
+            |l4| l4.copy_from_slice(&inner[14..]),
+        ));
+    }
+    let hex: Vec<String> = frames
+        .iter()
+        .map(|f| {
+            f.iter().fold(String::new(), |mut s, b| {
+                let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+                s
+            })
+        })
+        .collect();
+    let in_segs = || -> u64 {
+        let snmp = lab.exec("srv2", &["cat", "/proc/net/snmp"]);
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+        let at = names.split(' ').position(|n| n == "InSegs").unwrap();
+        values.split(' ').nth(at).unwrap().parse().unwrap()
+    };
+    lab.settle();
+    let before = in_segs();
+    let out = lab.client(&format!(
+        "python3 -c 'import socket,sys\n\
+s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n\
+s.bind((\"eth0\",0))\n\
+for h in sys.argv[1:]: s.send(bytes.fromhex(h))\n\
+print(\"sent\",len(sys.argv)-1)' {}",
+        hex.join(" ")
+    ));
+    assert_eq!(out.trim(), format!("sent {}", frames.len()), "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.settle();
+    let after = in_segs();
+    assert_eq!(lab.counter("srv2", "drop_ipip_not_member"), 20);
+    assert_eq!(lab.counter("srv2", "drop_redirect_not_member"), 20);
+    assert_eq!(lab.counter("srv2", "ipip_decapsulated"), 0);
+    assert_eq!(lab.counter("srv2", "dpr_received"), 0);
+    assert!(
+        after - before < 5,
+        "srv2's kernel got {} segments",
+        after - before
+    );
+    // The cluster still serves, each connection once.
+    for f in fetch_many(&lab, 30) {
+        assert_eq!(f.code, 200, "{f:?}");
+        assert_eq!(f.body_head, f.served_by, "{f:?}");
+    }
+    lab.assert_alive();
+}

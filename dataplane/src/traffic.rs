@@ -78,8 +78,9 @@ fn ip_header(
     }
 }
 
-/// Ethernet + IPv4 frame around an L4 payload written by `emit_l4`.
-fn ipv4_frame(
+/// Ethernet + IPv4 frame around an L4 payload of `l4_len` bytes written by
+/// `emit_l4` (the IPv4 checksum filled in after).
+pub fn ipv4_frame(
     src: &Endpoint,
     dst: &Endpoint,
     protocol: IpProtocol,
