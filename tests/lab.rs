@@ -1729,10 +1729,16 @@ print(\"sent\",len(sys.argv)-1)' {}",
         "srv2's kernel got {} segments",
         after - before
     );
-    // The cluster still serves, each connection once.
+    // The cluster still serves, each connection once and intact.
+    let files = lab.status()["files"].clone();
     for f in fetch_many(&lab, 30) {
         assert_eq!(f.code, 200, "{f:?}");
-        assert_eq!(f.body_head, f.served_by, "{f:?}");
+        if f.path == "whoami" {
+            assert_eq!(f.body_head, f.served_by, "{f:?}");
+        } else {
+            let name = f.path.trim_start_matches("files/");
+            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+        }
     }
     lab.assert_alive();
 }
