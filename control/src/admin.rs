@@ -212,14 +212,7 @@ pub fn handle(
 /// the dataplane workers' move logs (`shoal_channel::moves`), oldest first.
 /// Members are named; the events name the members to ask next.
 pub fn flow_history(config: &Config, client: std::net::Ipv4Addr, port: u16) -> Value {
-    let name = |id: u16| {
-        config
-            .cluster
-            .members
-            .iter()
-            .find(|m| m.id == id)
-            .map_or_else(|| id.to_string(), |m| m.name.clone())
-    };
+    let name = |id: u16| member_name(config, id);
     let events: Vec<Value> =
         shoal_channel::moves::read_move_logs(&config.control.shm_path, MAX_DATAPLANE_WORKERS)
             .into_iter()
@@ -241,6 +234,16 @@ pub fn flow_history(config: &Config, client: std::net::Ipv4Addr, port: u16) -> V
         "port": port,
         "events": events,
     })
+}
+
+/// Member `id`'s name, or the id as text when the config has no such member.
+fn member_name(config: &Config, id: u16) -> String {
+    config
+        .cluster
+        .members
+        .iter()
+        .find(|m| m.id == id)
+        .map_or_else(|| id.to_string(), |m| m.name.clone())
 }
 
 /// Worker move logs looked for (a dataplane has at most this many workers).
@@ -290,14 +293,7 @@ pub fn ring_view(status: &Status, config: &Config, keys: u32) -> Value {
             }
         })
         .collect();
-    let name_of = |id: u16| {
-        config
-            .cluster
-            .members
-            .iter()
-            .find(|m| m.id == id)
-            .map_or_else(|| id.to_string(), |m| m.name.clone())
-    };
+    let name_of = |id: u16| member_name(config, id);
     let mut selections: Vec<(String, Algorithm, Params)> = config
         .services
         .iter()

@@ -46,6 +46,18 @@ fn snapshot() -> FlowSnapshot {
     }
 }
 
+/// The first part of a 5-byte offer with id `id`.
+fn first_part(id: u64) -> OfferPart {
+    Offer {
+        id: HandoffId(id),
+        snapshot: snapshot(),
+        request: request(5),
+    }
+    .parts()
+    .next()
+    .unwrap()
+}
+
 fn request(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 253) as u8).collect()
 }
@@ -541,16 +553,7 @@ fn receiver_table_is_bounded_and_refuses_busy() {
         capacity: 1,
         ..ReceiverConfig::default()
     });
-    let part = |id| {
-        Offer {
-            id: HandoffId(id),
-            snapshot: snapshot(),
-            request: request(5),
-        }
-        .parts()
-        .next()
-        .unwrap()
-    };
+    let part = first_part;
     recv.on_offer(ORIGIN, &part(1), ms(0));
     recv.on_offer(ORIGIN, &part(2), ms(0));
     let out: Vec<_> = recv.poll(ms(0)).collect();
@@ -580,16 +583,7 @@ fn a_full_receiver_forgets_old_answers_only() {
         capacity: 2,
         ..ReceiverConfig::default()
     });
-    let part = |id| {
-        Offer {
-            id: HandoffId(id),
-            snapshot: snapshot(),
-            request: request(5),
-        }
-        .parts()
-        .next()
-        .unwrap()
-    };
+    let part = first_part;
     // Two offers answered at 0 and 100 ms.
     recv.on_offer(ORIGIN, &part(1), ms(0));
     let _ = recv.poll(ms(0)).count();
