@@ -211,12 +211,12 @@ fn client_of(k: usize) -> Endpoint {
         .unwrap()
 }
 
-#[test]
-fn dpr_ipip_stateful_overload_tunnels_to_the_least_loaded_member_exactly() {
-    // srv1 is over max_load 0.5; srv3 is the least loaded.
+/// srv1 of a `dpr-ipip` stateful cluster over `max_load` 0.5 (srv3 the
+/// least loaded) takes a client's SYN and tunnels it: the loads, srv1, the
+/// client, the SYN and the frame srv1 sent on the wire.
+fn srv1_tunnels_a_syn() -> ([f64; 3], Pipeline, Endpoint, Vec<u8>, HeapFrame) {
     let loads = [0.9, 0.3, 0.1];
     let mut srv1 = pipeline(0, Mode::DprIpip, State::Stateful, loads, Some(0.5));
-    let mut srv3 = pipeline(2, Mode::DprIpip, State::Stateful, loads, Some(0.5));
     let client = client_of(0);
     let syn = tcp_frame(
         &client,
@@ -230,6 +230,13 @@ fn dpr_ipip_stateful_overload_tunnels_to_the_least_loaded_member_exactly() {
         srv1.process(WIRE, &mut f, Instant::ZERO),
         Verdict::Forward(WIRE)
     );
+    (loads, srv1, client, syn, f)
+}
+
+#[test]
+fn dpr_ipip_stateful_overload_tunnels_to_the_least_loaded_member_exactly() {
+    let (loads, mut srv1, client, syn, f) = srv1_tunnels_a_syn();
+    let mut srv3 = pipeline(2, Mode::DprIpip, State::Stateful, loads, Some(0.5));
     assert_eq!(srv1.counters().get(Counter::DprOverloadChoice), 1);
     assert_eq!(srv1.counters().get(Counter::MssClamped), 1);
     let out = f.bytes().to_vec();
@@ -606,21 +613,7 @@ fn a_new_syn_on_a_reused_tuple_is_a_new_connection_in_local_and_dpr_modes() {
 /// and no flow is created. The genuine redirect is still delivered.
 #[test]
 fn forged_redirects_from_non_members_are_dropped() {
-    let loads = [0.9, 0.3, 0.1];
-    let mut srv1 = pipeline(0, Mode::DprIpip, State::Stateful, loads, Some(0.5));
-    let client = client_of(0);
-    let syn = tcp_frame(
-        &client,
-        &service(),
-        &tcp_header(client.port, 80, 1000, None, TcpFlags::SYN),
-        &[],
-        7,
-    );
-    let mut f = HeapFrame::from_bytes(&syn);
-    assert_eq!(
-        srv1.process(WIRE, &mut f, Instant::ZERO),
-        Verdict::Forward(WIRE)
-    );
+    let (loads, _, _, syn, f) = srv1_tunnels_a_syn();
     let tunnelled = f.bytes().to_vec();
 
     // The same tunnel from 198.18.0.66 (not a member), checksum fixed.

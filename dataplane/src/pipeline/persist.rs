@@ -758,7 +758,6 @@ impl Pipeline {
         self.counters.add(Counter::PersistHeldBytes, held_bytes);
         let waited = now.as_millis().saturating_sub(held.since.as_millis());
         self.counters.add(Counter::PersistHoldMs, waited);
-        let _ = held.len;
         if !self.handoff_start(conn_slot, held.target, now) {
             self.counters.inc(Counter::RehandoffFallback);
             self.log_move(key, MoveKind::Fallback { to: held.target }, 0, now);
