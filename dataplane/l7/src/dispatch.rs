@@ -797,12 +797,14 @@ mod tests {
         Dispatcher::new(config, &MEMBERS).expect("valid dispatcher")
     }
 
-    /// The raw request for `path` with optional host and cookie header.
+    /// The raw request for `path` with optional host and cookie header
+    /// (GET; OPTIONS for `*`, the one method that target is valid with).
     fn raw(path: &str, host: &str, cookie: Option<&str>) -> String {
         let cookie = cookie
             .map(|c| format!("Cookie: {c}\r\n"))
             .unwrap_or_default();
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}\r\n")
+        let method = if path == "*" { "OPTIONS" } else { "GET" };
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}\r\n")
     }
 
     /// Chooses for a GET of `path` (host `h.test`, no cookie).

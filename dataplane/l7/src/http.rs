@@ -285,6 +285,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HttpError> {
     }
 
     let (authority, path) = split_target(target);
+    // RFC 9112 §3.2: origin-form starts with "/", asterisk-form is "*" and
+    // only for OPTIONS; anything else (e.g. "?a", "a/b") names no path and
+    // would be hashed as one (a fuzzing finding).
+    let origin_or_asterisk = path.starts_with('/') || (target == "*" && method == "OPTIONS");
+    if authority.is_none() && !origin_or_asterisk {
+        return Err(HttpError::Malformed(
+            "request target is not in origin, absolute or asterisk form",
+        ));
+    }
     let host = match authority {
         Some(a) => Some(a),
         None => match host_header {
@@ -437,6 +446,25 @@ mod tests {
         assert_eq!(h.head_len, raw.len() - 10);
         assert_eq!(h.content_length, Some(5));
         assert_eq!(h.method, "POST");
+    }
+
+    /// Fuzzing finding (`fuzz/regressions/http_request/`): a target that is
+    /// neither origin, absolute nor asterisk form was accepted with an
+    /// empty path.
+    #[test]
+    fn targets_in_no_form_are_bad_requests() {
+        for target in ["?a/b?x=1", "a/b", "*"] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let got = parse_head(req.as_bytes());
+            assert!(
+                matches!(got, Err(HttpError::Malformed(_))),
+                "{target}: {got:?}"
+            );
+        }
+        let head = parse_head(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.path, "*");
     }
 
     #[test]
