@@ -663,3 +663,84 @@ fn forged_redirects_from_non_members_are_dropped() {
     assert_eq!(srv2.counters().get(Counter::DprReceived), 1);
     assert_eq!(srv2.flows().len(), 1);
 }
+
+/// Issue 17, RFC 5961: a blind RST (forged, far outside the window: the
+/// kernel answers it with a challenge ACK and keeps the connection) must
+/// not end the member's flow under a connection that goes on. The flow
+/// moves to closing on the RST, as for a real one, and back to established
+/// when the client keeps sending; past the closing timeout its packets
+/// still reach the kernel. A real RST followed by silence still ends the
+/// flow after the closing timeout.
+#[test]
+fn a_blind_reset_does_not_end_a_connection_the_client_keeps_using() {
+    use shoal_dataplane::flow::{FlowKey, FlowState};
+    for (mode, state) in [
+        (Mode::Local, State::Stateful),
+        (Mode::DprMac, State::Stateful),
+        (Mode::DprIpip, State::Stateful),
+    ] {
+        let mut cluster = [0, 1, 2].map(|k| pipeline(k, mode, state, [0.0; 3], None));
+        let client = client_endpoint(7, 40_007);
+        let send = |cluster: &mut [Pipeline; 3], seq: u32, flags: TcpFlags, body: &[u8], at| {
+            let ack = (!flags.contains(TcpFlags::SYN)).then_some(1);
+            let f = tcp_frame(
+                &client,
+                &service(),
+                &tcp_header(client.port, 80, seq, ack, flags),
+                body,
+                1,
+            );
+            cluster
+                .iter_mut()
+                .map(|p| p.process(WIRE, &mut HeapFrame::from_bytes(&f), at))
+                .collect::<Vec<_>>()
+        };
+        let t0 = Instant::from_secs(10);
+        let after = |s: u64| Instant::from_secs(10 + s);
+        let placed = send(&mut cluster, 100, TcpFlags::SYN, &[], t0);
+        let owner = placed.iter().position(|v| *v != Verdict::Drop).unwrap();
+        let verdict = placed[owner];
+        assert_eq!(placed.iter().filter(|v| **v != Verdict::Drop).count(), 1);
+        assert_eq!(
+            send(&mut cluster, 101, TcpFlags::ACK, &[], t0)[owner],
+            verdict
+        );
+        let key = FlowKey::new(client.ip, client.port, VIP, 80, 6);
+        let state = |c: &[Pipeline; 3]| c[owner].flows().get(&key).map(|f| f.state());
+
+        // The forged RST still reaches the kernel (which judges its sequence
+        // number and sends the challenge ACK); the flow moves to closing.
+        let blind = send(
+            &mut cluster,
+            101 + 0x4000_0000,
+            TcpFlags::RST,
+            &[],
+            after(1),
+        );
+        assert_eq!(blind[owner], verdict, "{mode:?}");
+        assert_eq!(state(&cluster), Some(FlowState::Closing), "{mode:?}");
+        // The client goes on: established again, counted.
+        let more = send(&mut cluster, 101, TcpFlags::PSH, b"more", after(2));
+        assert_eq!(more[owner], verdict, "{mode:?}");
+        assert_eq!(state(&cluster), Some(FlowState::Established), "{mode:?}");
+        assert_eq!(
+            cluster[owner].counters().get(Counter::BlindResetSurvived),
+            1,
+            "{mode:?}"
+        );
+        // Well past the closing timeout (10 s), the connection still works.
+        cluster[owner].expire(after(40), 4096);
+        let later = send(&mut cluster, 105, TcpFlags::ACK, &[], after(40));
+        assert_eq!(later[owner], verdict, "{mode:?}: flow lost to a blind RST");
+
+        // A real RST and silence: gone after the closing timeout.
+        send(&mut cluster, 105, TcpFlags::RST, &[], after(41));
+        assert_eq!(state(&cluster), Some(FlowState::Closing));
+        cluster[owner].expire(after(53), 4096);
+        assert_eq!(state(&cluster), None, "{mode:?}: a real RST ends the flow");
+        assert_eq!(
+            cluster[owner].counters().get(Counter::BlindResetSurvived),
+            1
+        );
+    }
+}

@@ -109,6 +109,10 @@ counters! {
     ClaimsRefusedPending => "claims_refused_pending",
     /// Retransmitted SYNs of a flow already in the table.
     SynRetransmit => "syn_retransmit",
+    /// Flows a client RST had moved to closing that the client kept using
+    /// (a blind, out-of-window RST the kernel ignored, RFC 5961): kept
+    /// established. Not an outcome.
+    BlindResetSurvived => "blind_reset_survived",
     /// SYNs of a new connection on the 4-tuple of a flow held here (another
     /// ISN than the flow's, or any SYN after its FIN or RST): the old state
     /// is dropped and the SYN placed as a new connection; the sum of the

@@ -111,6 +111,12 @@ pub struct FlowEntry {
     pub client_isn: u32,
     /// A FIN or RST was seen on the flow, in either direction.
     pub ended: bool,
+    /// The flow is closing only because of a RST from the client's side,
+    /// which may be blind (RFC 5961: a forged RST out of window, which the
+    /// kernel answers with a challenge ACK and ignores): a later segment
+    /// from the client without FIN or RST shows the connection lives, and
+    /// the flow is established again instead of expiring under it.
+    pub client_reset: bool,
 }
 
 impl FlowEntry {
@@ -120,6 +126,7 @@ impl FlowEntry {
             action,
             client_isn,
             ended: false,
+            client_reset: false,
         }
     }
 

@@ -421,12 +421,27 @@ impl Pipeline {
     ) -> Option<FlowAction> {
         let mut flow = self.flows.lookup_touch(key, now)?;
         let state = flow.state();
+        let (fin, rst) = (flags.contains(TcpFlags::FIN), flags.contains(TcpFlags::RST));
+        if state == FlowState::Closing && flow.value.client_reset && from_client && !fin && !rst {
+            // The client goes on after "its" RST: the RST was blind (RFC
+            // 5961), the kernel ignored it. Keep the flow.
+            let v = flow.value_mut();
+            v.client_reset = false;
+            v.ended = false;
+            flow.set_state(FlowState::Established, now);
+            self.counters.inc(Counter::BlindResetSurvived);
+            return Some(flow.value.action);
+        }
         let next = next_state(state, flags, from_client);
         if next != state {
             flow.set_state(next, now);
         }
-        if flags.contains(TcpFlags::FIN) || flags.contains(TcpFlags::RST) {
-            flow.value_mut().ended = true;
+        if fin || rst {
+            let v = flow.value_mut();
+            // Closing because of the client's RST alone (not a FIN, not
+            // the kernel's RST): may be blind.
+            v.client_reset = rst && from_client && (!v.ended || v.client_reset);
+            v.ended = true;
         }
         Some(flow.value.action)
     }
