@@ -706,7 +706,12 @@ fn a_blind_reset_does_not_end_a_connection_the_client_keeps_using() {
             verdict
         );
         let key = FlowKey::new(client.ip, client.port, VIP, 80, 6);
-        let state = |c: &[Pipeline; 3]| c[owner].flows().get(&key).map(|f| f.state());
+        let state = |c: &[Pipeline; 3]| {
+            c[owner]
+                .flows()
+                .get(&key)
+                .map(shoal_dataplane::flow::Flow::state)
+        };
 
         // The forged RST still reaches the kernel (which judges its sequence
         // number and sends the challenge ACK); the flow moves to closing.
@@ -742,5 +747,118 @@ fn a_blind_reset_does_not_end_a_connection_the_client_keeps_using() {
             cluster[owner].counters().get(Counter::BlindResetSurvived),
             1
         );
+    }
+}
+
+/// An ICMP fragmentation-needed from a router on the way to `client`,
+/// quoting a segment the VIP sent to `client` at `port` with sequence
+/// number `seq` (issue 17).
+fn frag_needed(client: &Endpoint, port: u16, seq: u32) -> Vec<u8> {
+    let vip = Endpoint {
+        mac: CLUSTER_MAC,
+        ip: VIP,
+        port: 80,
+    };
+    let to = Endpoint { port, ..*client };
+    let quoted = tcp_frame(
+        &vip,
+        &to,
+        &tcp_header(80, port, seq, Some(1), TcpFlags::ACK),
+        &[0; 8],
+        3,
+    );
+    let icmp = Icmpv4Repr::DstUnreachable {
+        reason: shoal_wire::Icmpv4DstUnreachable::FragRequired,
+        next_hop_mtu: 1400,
+        invoking: &quoted[14..14 + 28],
+    };
+    let router = Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x01]),
+        ip: Ipv4Addr::new(198, 18, 0, 1),
+        port: 0,
+    };
+    shoal_dataplane::traffic::ipv4_frame(
+        &router,
+        &vip,
+        IpProtocol::Icmp,
+        icmp.buffer_len(),
+        9,
+        |l4| {
+            icmp.emit(&mut Icmpv4Packet::new_unchecked(l4));
+        },
+    )
+}
+
+/// Issue 17: an ICMP error to the VIP goes where the connection it quotes
+/// goes — the kernel of the member serving it, or its DPR target through
+/// the inspector — not to whichever member the router's address hashes to;
+/// one quoting a connection nobody holds is dropped by every member,
+/// counted, and reaches no kernel.
+#[test]
+fn icmp_errors_follow_the_connection_they_quote() {
+    for (mode, state) in [
+        (Mode::Local, State::Stateful),
+        (Mode::DprMac, State::Stateful),
+        (Mode::DprMac, State::Stateless),
+    ] {
+        let mut cluster = [0, 1, 2].map(|k| pipeline(k, mode, state, [0.0; 3], None));
+        let mut kernels: [Vec<Vec<u8>>; 3] = Default::default();
+        let client = client_endpoint(9, 40_009);
+        let syn = tcp_frame(
+            &client,
+            &service(),
+            &tcp_header(client.port, 80, 500, None, TcpFlags::SYN),
+            &[],
+            1,
+        );
+        hub(&mut cluster, &syn, &mut kernels);
+        let server = (0..3).find(|&k| kernels[k].len() == 1).unwrap();
+        let before = kernels.clone();
+        hub(
+            &mut cluster,
+            &frag_needed(&client, client.port, 7),
+            &mut kernels,
+        );
+        for k in 0..3 {
+            let got = kernels[k].len() - before[k].len();
+            assert_eq!(
+                got,
+                usize::from(k == server),
+                "{mode:?} {state:?}: srv{}",
+                k + 1
+            );
+        }
+        let delivered = kernels[server].last().unwrap();
+        assert_eq!(
+            &delivered[12..],
+            &frag_needed(&client, client.port, 7)[12..]
+        );
+        let to_flow: u64 = cluster
+            .iter()
+            .map(|p| p.counters().get(Counter::IcmpErrorToFlow))
+            .sum();
+        assert!(to_flow >= 1, "{mode:?} {state:?}");
+
+        // A quote of a connection that does not exist: no kernel, and every
+        // member counts it (stateless DPR: the owner of the quoted client
+        // key redirects it, as it would that connection's packets).
+        let dropped = |c: &[Pipeline; 3]| -> Vec<u64> {
+            c.iter()
+                .map(|p| p.counters().get(Counter::DropIcmpNoFlow))
+                .collect()
+        };
+        let before: Vec<usize> = kernels.iter().map(Vec::len).collect();
+        let drops = dropped(&cluster);
+        hub(&mut cluster, &frag_needed(&client, 1234, 7), &mut kernels);
+        if state == State::Stateful {
+            assert_eq!(
+                kernels.iter().map(Vec::len).collect::<Vec<_>>(),
+                before,
+                "{mode:?}"
+            );
+            for (k, (now, then)) in dropped(&cluster).into_iter().zip(drops).enumerate() {
+                assert_eq!(now, then + 1, "{mode:?}: srv{}", k + 1);
+            }
+        }
     }
 }

@@ -153,6 +153,14 @@ counters! {
     DropFragment => "drop_fragment",
     /// VIP packets of a protocol the services do not cover.
     DropVipProtocol => "drop_vip_protocol",
+    /// ICMP errors to a VIP (unreachable, time exceeded) that quote a
+    /// connection held here: delivered where its packets go (its kernel,
+    /// its DPR target; a spliced flow's quoted sequence number translated).
+    IcmpErrorToFlow => "icmp_error_to_flow",
+    /// ICMP errors to a VIP that quote no connection this member holds
+    /// (another member's, a forged or stale quote, a quote of another
+    /// address or too short to name one).
+    DropIcmpNoFlow => "drop_icmp_no_flow",
 
     /// DPR stateless: VIP packets the inspector placed by the target hash.
     DprStateless => "dpr_stateless",
@@ -427,6 +435,8 @@ impl Counter {
         Counter::DropFlowTableFull,
         Counter::FlowHit,
         Counter::VipNoFlow,
+        Counter::IcmpErrorToFlow,
+        Counter::DropIcmpNoFlow,
         Counter::DropNoService,
         Counter::VipStatelessLocal,
         Counter::VipStatelessOther,

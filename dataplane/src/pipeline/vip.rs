@@ -21,8 +21,8 @@ use super::{
 use crate::counters::{Counter, Layer};
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::wire::{
-    Error, EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket,
-    UdpPacket,
+    icmpv4, Error, EthernetAddress, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, TcpFlags,
+    TcpPacket, UdpPacket,
 };
 use shoal_l7::splice::Translation;
 
@@ -105,18 +105,7 @@ impl Pipeline {
                 Ok(udp) => self.stateless_to_owner(src, dst, udp.src_port(), udp.dst_port(), true),
                 Err(e) => self.malformed(Layer::Udp, e),
             }),
-            IpProtocol::Icmp => {
-                // Only messages with a repr (echo, unreachable, time
-                // exceeded) reach a kernel; redirects and the like are dropped.
-                Plan::Done(
-                    match Icmpv4Packet::new_checked(&ip.payload_mut()[..])
-                        .and_then(|p| Icmpv4Repr::parse(&p).map(|_| ()))
-                    {
-                        Ok(()) => self.stateless_to_owner(src, dst, 0, 0, false),
-                        Err(e) => self.malformed(Layer::Icmp, e),
-                    },
-                )
-            }
+            IpProtocol::Icmp => self.icmp_from_wire(src, dst, ip.payload_mut()),
             _ => Plan::Done(self.drop(Counter::DropVipProtocol)),
         };
         if first_fragment {
@@ -158,6 +147,92 @@ impl Pipeline {
                     }
                 }
                 Plan::Encap { to: member }
+            }
+        }
+    }
+
+    /// ICMP to a VIP. Only messages with a repr (echo, unreachable, time
+    /// exceeded) reach a kernel; redirects and the like are dropped. Echo
+    /// goes to the owner of the sender's address. An error quotes a packet
+    /// the VIP sent, so a connection: it goes where that connection's
+    /// packets go (PMTU discovery of the member that serves it), with a
+    /// spliced flow's quoted sequence number in the kernel's space; one
+    /// that quotes no connection held here is dropped, counted.
+    fn icmp_from_wire(&mut self, src: Ipv4Addr, dst: Ipv4Addr, bytes: &mut [u8]) -> Plan {
+        let quote = match Icmpv4Packet::new_checked(&bytes[..]).and_then(|p| Icmpv4Repr::parse(&p))
+        {
+            Err(e) => return Plan::Done(self.malformed(Layer::Icmp, e)),
+            Ok(
+                Icmpv4Repr::DstUnreachable { invoking, .. }
+                | Icmpv4Repr::TimeExceeded { invoking, .. },
+            ) => icmpv4::parse_invoking(invoking).ok().and_then(|q| {
+                let (vport, cport) = q.ports()?;
+                let ihl = usize::from(invoking[0] & 0x0f) * 4;
+                Some((
+                    q.src_addr(),
+                    q.dst_addr(),
+                    q.header.protocol,
+                    vport,
+                    cport,
+                    ihl,
+                ))
+            }),
+            Ok(_) => return Plan::Done(self.stateless_to_owner(src, dst, 0, 0, false)),
+        };
+        let Some((vip, client, protocol, vport, cport, ihl)) = quote.filter(|q| q.0 == dst) else {
+            return Plan::Done(self.drop(Counter::DropIcmpNoFlow));
+        };
+        if protocol == IpProtocol::Udp {
+            return Plan::Done(self.stateless_to_owner(client, vip, cport, vport, true));
+        }
+        let key = FlowKey::new(client, cport, vip, vport, protocol.into());
+        let action = self
+            .flows
+            .get(&key)
+            .map(|f| self.resolve_action(f.value.action));
+        let client = ClientKey {
+            addr: client,
+            port: cport,
+        };
+        match action {
+            Some(
+                a @ (FlowAction::Local
+                | FlowAction::RedirectMac { .. }
+                | FlowAction::RedirectIpip { .. }),
+            ) => {
+                self.counters.inc(Counter::IcmpErrorToFlow);
+                self.place(a, None)
+            }
+            Some(FlowAction::Spliced(params)) => {
+                // The quoted sequence number is the one the client saw.
+                let at = icmpv4::field::HEADER_LEN + ihl + 4;
+                let Some(seq) = bytes.get_mut(at..at + 4) else {
+                    return Plan::Done(self.drop(Counter::DropIcmpNoFlow));
+                };
+                let client_view = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+                seq.copy_from_slice(&client_view.wrapping_add(params.delta).to_be_bytes());
+                Icmpv4Packet::new_unchecked(&mut bytes[..]).fill_checksum();
+                self.counters.inc(Counter::IcmpErrorToFlow);
+                Plan::Done(Verdict::Forward(KERNEL))
+            }
+            // Received: the inspector redirects it here; handed off or in
+            // setup: another member, or no kernel yet.
+            Some(_) => Plan::Done(self.drop(Counter::DropIcmpNoFlow)),
+            None => {
+                // Stateless DPR keeps no flow: the owner redirects it as it
+                // would the connection's packets.
+                let t = &*self.tables;
+                let stateless = t.service(vip, vport, protocol).filter(|s| {
+                    s.mode != Mode::Local && s.mode != Mode::Splice && s.state == State::Stateless
+                });
+                match stateless {
+                    Some(s) if s.selector.select(client) == Some(t.own_id) => {
+                        let action = redirect(s.mode, s.target.select(client), t.own_id);
+                        self.counters.inc(Counter::IcmpErrorToFlow);
+                        self.place(action, None)
+                    }
+                    _ => Plan::Done(self.drop(Counter::DropIcmpNoFlow)),
+                }
             }
         }
     }
