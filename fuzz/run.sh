@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every target (fuzz/README.md).
 #
-#   bash fuzz/run.sh [--seconds N] [--jobs J] [TARGET...]
+#   bash fuzz/run.sh [--seconds N] [--jobs J] [--dev] [TARGET...]
 #
 # Runs each TARGET (default: all) for N seconds (default 600) with
 # cargo-fuzz/libFuzzer, J targets at a time (default 1), starting from the
@@ -12,7 +12,8 @@
 # stable with `cargo run -p shoal-fuzz --bin shoal-fuzz-replay TARGET FILE`,
 # fix, and check the input in as fuzz/regressions/TARGET/NAME.
 #
-# Installs cargo-fuzz (crates.io) if missing. No sanitizer (-s none): every
+# --dev builds without optimisations (faster to build, slower to run: what
+# .ci/run uses for its short run). Installs cargo-fuzz (crates.io) if missing. No sanitizer (-s none): every
 # fuzzed crate forbids `unsafe`, so AddressSanitizer would find nothing the
 # Rust checks do not; debug assertions and overflow checks are on.
 set -euo pipefail
@@ -20,12 +21,14 @@ cd "$(dirname "$0")/.."
 
 seconds=600
 jobs=1
+profile=()
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --dev) profile=(--dev); shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         -*) echo "fuzz/run.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -44,7 +47,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 fuzz=(cargo fuzz)
 dir=fuzz/libfuzzer
 echo "== building the fuzz targets (release, debug assertions, no sanitizer)"
-"${fuzz[@]}" build --fuzz-dir "$dir" -s none
+"${fuzz[@]}" build --fuzz-dir "$dir" -s none "${profile[@]}"
 
 mkdir -p "$dir/logs"
 run_one() {
@@ -52,7 +55,7 @@ run_one() {
     mkdir -p "$dir/corpus/$t" "$dir/artifacts/$t"
     # -timeout: one input taking over 10 s is a hang (a finding).
     # -rss_limit_mb: a leak or an unbounded structure is a finding.
-    "${fuzz[@]}" run --fuzz-dir "$dir" -s none "$t" "$dir/corpus/$t" "fuzz/seeds/$t" -- \
+    "${fuzz[@]}" run --fuzz-dir "$dir" -s none "${profile[@]}" "$t" "$dir/corpus/$t" "fuzz/seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
         -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t/" \
         >"$dir/logs/$t.log" 2>&1

@@ -23,6 +23,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== fuzzing: every target briefly (fuzz/README.md; long runs: bash fuzz/run.sh)"
+bash fuzz/run.sh --dev --seconds 15 --jobs 2
+
 echo "== portable backend on a veth pair and a TAP (root, its own netns)"
 cargo test --locked -p shoal-dataplane --test portable_netns -- --ignored
 

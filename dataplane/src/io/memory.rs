@@ -76,6 +76,8 @@ pub struct MemoryIo {
     rx: Vec<VecDeque<HeapFrame>>,
     tx: Vec<Vec<HeapFrame>>,
     tx_limit: Option<usize>,
+    /// Buffers left for frames the pipeline originates (`None`: unlimited).
+    buffers: Option<usize>,
 }
 
 impl MemoryIo {
@@ -85,7 +87,14 @@ impl MemoryIo {
             rx: (0..ports).map(|_| VecDeque::new()).collect(),
             tx: (0..ports).map(|_| Vec::new()).collect(),
             tx_limit: None,
+            buffers: None,
         }
+    }
+
+    /// Caps how many frames [`PacketIo::frame_from`] may still build (simulates
+    /// an empty mempool once used up). `None` = unlimited.
+    pub fn set_buffer_limit(&mut self, limit: Option<usize>) {
+        self.buffers = limit;
     }
 
     /// Caps how many frames one `tx_burst` call accepts (simulates a full
@@ -121,6 +130,9 @@ impl PacketIo for MemoryIo {
     }
 
     fn frame_from(&mut self, bytes: &[u8]) -> Option<HeapFrame> {
+        if let Some(left) = self.buffers.as_mut() {
+            *left = left.checked_sub(1)?;
+        }
         Some(HeapFrame::from_bytes(bytes))
     }
 
