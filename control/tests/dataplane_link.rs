@@ -156,3 +156,44 @@ fn full_state_once_then_loads_and_again_after_a_restart() {
     assert_eq!(st[0].stats_age_seconds, Some(1e-6));
     assert!(st[0].ring_open && st[0].stats_open);
 }
+
+/// Issue 17: a worker's stats segment that cannot be read (garbage written
+/// over it, truncated, removed) makes that worker unreadable — never a
+/// panic or a stall — so the server counts as on no epoch (digest 0) and
+/// not written recently: its lease is not renewed on a stuck worker's
+/// account. A segment rewritten by a restarted worker is read again.
+#[test]
+fn an_unreadable_stats_segment_makes_the_worker_unreadable_not_control_crash() {
+    use shoal_control::dataplane::server_applied;
+    let dir = tempfile::tempdir().unwrap();
+    let mut link = DataplaneLink::new(dir.path(), 2);
+    let names = ["applied_digest", "flows_live"];
+    let mut writers: Vec<StatsWriter> = (0..2)
+        .map(|w| StatsWriter::create(stats_path(dir.path(), w), &names).unwrap())
+        .collect();
+    for w in &mut writers {
+        w.write_at(&[42, 1], 1_000).unwrap();
+    }
+    let reads = link.read_stats();
+    assert!(reads.iter().all(Option::is_some));
+    assert_eq!(server_applied(&reads), (42, Some(1_000)));
+
+    let path = stats_path(dir.path(), 1);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    for damage in [vec![0xA5; len], vec![0; 10], Vec::new()] {
+        std::fs::write(&path, &damage).unwrap();
+        let reads = link.read_stats();
+        assert!(
+            reads[0].is_some() && reads[1].is_none(),
+            "{} bytes",
+            damage.len()
+        );
+        assert_eq!(server_applied(&reads), (0, None));
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert!(link.read_stats()[1].is_none());
+
+    let mut again = StatsWriter::create(&path, &names).unwrap();
+    again.write_at(&[42, 0], 2_000).unwrap();
+    assert_eq!(server_applied(&link.read_stats()), (42, Some(1_000)));
+}
