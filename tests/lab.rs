@@ -1742,3 +1742,117 @@ print(\"sent\",len(sys.argv)-1)' {}",
     }
     lab.assert_alive();
 }
+
+/// Raw frames a client forges in the lab (issue 17): a blind RST on its
+/// own keep-alive connection (RFC 5961: a sequence number far outside the
+/// window) and ICMP fragmentation-needed errors, one quoting that
+/// connection and one quoting a connection nobody has. Prints each
+/// response's status line and body, and the local port.
+const FORGE_PY: &str = r#"
+import socket, struct, sys, time
+VIP, CLIENT = "198.18.0.100", "198.18.0.2"
+ETH = bytes.fromhex("0200c6120064") + bytes.fromhex("0200c6120002") + b"\x08\x00"
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def ip(src, dst, proto, payload, ident):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+def tcp(src, dst, sport, dport, seq, ack, flags):
+    h = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 1000, 0, 0)
+    c = csum(socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(h)) + h)
+    return h[:16] + struct.pack("!H", c) + h[18:]
+def frag_needed(port):
+    quoted = ip(VIP, CLIENT, 6, tcp(VIP, CLIENT, 80, port, 1, 1, 0x10), 7)[:28]
+    body = struct.pack("!BBHHH", 3, 4, 0, 0, 1400) + quoted
+    return ip(CLIENT, VIP, 1, body[:2] + struct.pack("!H", csum(body)) + body[4:], 8)
+def get(s, n):
+    s.sendall(b"GET /id/%d HTTP/1.1\r\nHost: shoal\r\n\r\n" % n)
+    data = b""
+    while b"\r\n\r\n" not in data: data += s.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0]
+    while len(body) < length: body += s.recv(4096)
+    return head.split(b"\r\n")[0].decode() + " | " + body.decode().strip()
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+raw.bind(("eth0", 0))
+s = socket.create_connection((VIP, 80), timeout=5)
+port = s.getsockname()[1]
+print(get(s, 1))
+raw.send(ETH + ip(CLIENT, VIP, 6, tcp(CLIENT, VIP, port, 80, 0x5eed0000, 0, 0x04), 9))
+raw.send(ETH + frag_needed(port))
+raw.send(ETH + frag_needed(port ^ 0x4000))
+time.sleep(1)
+print(get(s, 2))
+time.sleep(3)
+print(get(s, 3))
+print("port", port)
+"#;
+
+/// Issue 17, forged traffic end to end (local mode): a blind RST does not
+/// end a live keep-alive connection (the flow survives it, counted, and the
+/// connection goes on); an ICMP error quoting the connection reaches only
+/// the kernel that serves it; one quoting a connection nobody has reaches
+/// no kernel and is counted by every member.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn blind_resets_and_icmp_errors_quoting_nothing_change_nothing() {
+    let lab = Lab::up_with(&dpdk("local"));
+    let dest_unreachs = |node: &str| -> u64 {
+        let snmp = lab.exec(node, &["cat", "/proc/net/snmp"]);
+        let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+        let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+        let at = names
+            .split(' ')
+            .position(|n| n == "InDestUnreachs")
+            .unwrap();
+        values.split(' ').nth(at).unwrap().parse().unwrap()
+    };
+    lab.settle();
+    let before: Vec<u64> = MEMBERS.iter().map(|m| dest_unreachs(m)).collect();
+    let script = std::env::temp_dir().join(format!("shoal-forge-{}.py", std::process::id()));
+    std::fs::write(&script, FORGE_PY).unwrap();
+    let out = lab.client(&format!("python3 {}", script.display()));
+    std::fs::remove_file(&script).unwrap();
+    lab.settle();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let port = lines[3].trim_start_matches("port ");
+    let owner = lines[0]
+        .split(" | ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    for (i, line) in lines[..3].iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("HTTP/1.1 200 OK | {owner} /id/{} {port}", i + 1),
+            "every request on the one connection, served by {owner}: {out}"
+        );
+    }
+    for (k, m) in MEMBERS.iter().enumerate() {
+        let mine = *m == owner;
+        assert_eq!(
+            lab.counter(m, "blind_reset_survived"),
+            u64::from(mine),
+            "{m}"
+        );
+        assert_eq!(lab.counter(m, "icmp_error_to_flow"), u64::from(mine), "{m}");
+        assert_eq!(
+            lab.counter(m, "drop_icmp_no_flow"),
+            if mine { 1 } else { 2 },
+            "{m}"
+        );
+        assert_eq!(
+            dest_unreachs(m) - before[k],
+            u64::from(mine),
+            "{m}: ICMP errors its kernel received"
+        );
+    }
+    lab.assert_alive();
+}
