@@ -924,7 +924,7 @@ impl Membership {
             .unwrap_or(0);
         let previous = self.epoch.number;
         if table != self.epoch.table {
-            self.epoch.number = previous.max(heard) + 1;
+            self.epoch.number = previous.max(heard).saturating_add(1);
             self.epoch.digest = table_digest(&table);
             self.epoch.table = table;
             self.epoch_changes += 1;

@@ -89,6 +89,12 @@ pub const KIND_ANNOUNCE: u8 = 1;
 const FLAG_LEAVING: u16 = 1;
 const SETTING_DRAINING: u16 = 1;
 
+/// The highest epoch number an announcement may carry. Epochs grow by one
+/// per membership change, so no cluster gets near it; a peer announcing more
+/// (a bug, or a key holder's forgery) would make every member jump past it
+/// and overflow the next number (a fuzzing finding).
+pub const MAX_EPOCH: u64 = 1 << 48;
+
 /// Why a datagram was not accepted as an announcement. The variants are the
 /// `outcome` labels of the received-message counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -359,6 +365,9 @@ impl Announcement {
         if p.sender() == 0 {
             return Err(DecodeError::Malformed("sender id 0"));
         }
+        if p.epoch() > MAX_EPOCH {
+            return Err(DecodeError::Malformed("epoch number out of range"));
+        }
         Ok(Announcement {
             sender: p.sender(),
             leaving: p.flags() & FLAG_LEAVING != 0,
@@ -515,6 +524,25 @@ mod tests {
         let b2 = leaving.emit_signed(&key(1));
         assert_eq!(&b2[6..8], &[0, 1]);
         assert_eq!(decode(&b2, &key(1)).unwrap(), leaving);
+    }
+
+    /// Fuzzing finding (`fuzz/regressions/membership/`): a peer announcing
+    /// epoch `u64::MAX` overflowed the next epoch number of every member.
+    #[test]
+    fn an_epoch_out_of_range_is_malformed() {
+        let a = Announcement {
+            epoch: MAX_EPOCH + 1,
+            ..sample()
+        };
+        assert_eq!(
+            decode(&a.emit_signed(&key(1)), &key(1)),
+            Err(DecodeError::Malformed("epoch number out of range"))
+        );
+        let a = Announcement {
+            epoch: MAX_EPOCH,
+            ..sample()
+        };
+        assert_eq!(decode(&a.emit_signed(&key(1)), &key(1)), Ok(a));
     }
 
     #[test]
