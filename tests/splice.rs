@@ -423,6 +423,7 @@ fn handoff_to_another_member_over_the_wire() {
     let (v, _, out) = run(&mut srv2, WIRE, &offer[0].1, now);
     assert_eq!((v, out.len()), (Verdict::Drop, 0));
     assert_eq!(srv2.counters().get(Counter::HandoffRejected), 1);
+    assert_eq!(srv2.counters().get(Counter::HandoffRejectedReplayed), 1);
     assert_eq!(srv2.counters().get(Counter::HandoffReceived), 1);
     // A forged handoff datagram is counted and changes nothing.
     let mut forged = offer[0].1.clone();
@@ -431,6 +432,25 @@ fn handoff_to_another_member_over_the_wire() {
     let (v, _, out) = run(&mut srv2, WIRE, &forged, now);
     assert_eq!((v, out.len()), (Verdict::Drop, 0));
     assert_eq!(srv2.counters().get(Counter::HandoffRejected), 2);
+    assert_eq!(srv2.counters().get(Counter::HandoffRejectedBadMac), 1);
+    // The offer replayed 20 s later: stale before it is even a replay.
+    let later = now + std::time::Duration::from_secs(20);
+    let (v, _, out) = run(&mut srv2, WIRE, &offer[0].1, later);
+    assert_eq!((v, out.len()), (Verdict::Drop, 0));
+    assert_eq!(srv2.counters().get(Counter::HandoffRejectedClockSkew), 1);
+    // The offer (meant for srv2) shown to srv3: not for it.
+    let mut srv3 = member_pipeline("srv3", Dispatch::default());
+    let mut to_srv3 = offer[0].1.clone();
+    to_srv3[..6].copy_from_slice(&[0x02, 0x00, 0xc6, 0x12, 0x00, 0x0d]);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut to_srv3[14..]);
+        ip.set_dst_addr(Ipv4Addr::new(198, 18, 0, 13));
+        ip.fill_checksum();
+    }
+    let (v, _, out) = run(&mut srv3, WIRE, &to_srv3, now);
+    assert_eq!((v, out.len()), (Verdict::Drop, 0));
+    assert_eq!(srv3.counters().get(Counter::HandoffRejectedNotForUs), 1);
+    assert_eq!(srv3.counters().get(Counter::HandoffReceived), 0);
 }
 
 /// Request segments out of order, retransmitted and conflicting: each is

@@ -17,6 +17,7 @@
 //! | `{wire,kernel}_{rx,tx}_{packets,bytes}` | `shoal_dataplane_{packets,bytes}_total{port,direction}` |
 //! | `drop_<reason>` | `shoal_dataplane_drops_total{reason}` |
 //! | `dispatch_<reason>` | `shoal_dataplane_dispatch_total{reason}` |
+//! | `handoff_rejected_<reason>` | `shoal_dataplane_handoff_rejected_total{reason}` |
 //! | `malformed_<layer>_<reason>` | `shoal_dataplane_malformed_total{layer,reason}` |
 //! | `syn_accepted`, `syn_other_inspector`, `claims_refused_{lease,pending}`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
 //! | `lease_held`, `epochs_pending`, `applied_epoch` | `shoal_dataplane_{lease_held,epochs_pending,epoch}` |
@@ -164,6 +165,14 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
         return out.counter(
             "shoal_dataplane_drops_total",
             "Frames dropped, by reason.",
+            &[w, ("reason", reason)],
+            value,
+        );
+    }
+    if let Some(reason) = name.strip_prefix("handoff_rejected_") {
+        return out.counter(
+            "shoal_dataplane_handoff_rejected_total",
+            "Handoff datagrams refused, by reason (bad_mac, malformed, not_for_us, clock_skew, replayed, stale).",
             &[w, ("reason", reason)],
             value,
         );

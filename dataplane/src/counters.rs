@@ -288,6 +288,20 @@ counters! {
     HandoffDatagram => "handoff_datagram",
     /// Handoff datagrams refused (bad MAC, replayed, garbage, handoff off).
     HandoffRejected => "handoff_rejected",
+    /// Refused handoff datagrams by reason (each also counted
+    /// `handoff_rejected`; not outcomes): the tag does not verify (another
+    /// key, tampering, a forger) ...
+    HandoffRejectedBadMac => "handoff_rejected_bad_mac",
+    /// ... signed but not a well-formed message ...
+    HandoffRejectedMalformed => "handoff_rejected_malformed",
+    /// ... for another member ...
+    HandoffRejectedNotForUs => "handoff_rejected_not_for_us",
+    /// ... stamped too far from this clock (stale, or NTP is off) ...
+    HandoffRejectedClockSkew => "handoff_rejected_clock_skew",
+    /// ... a copy of one already accepted ...
+    HandoffRejectedReplayed => "handoff_rejected_replayed",
+    /// ... or older than the replay window or the sender's incarnation.
+    HandoffRejectedStale => "handoff_rejected_stale",
     /// Client packets of connections handed to another member (ignored).
     HandoffTombstoneHit => "handoff_tombstone_hit",
     /// Connections offered to another member. Not an outcome.

@@ -143,7 +143,25 @@ impl Pipeline {
                 self.handoff_poll(now);
                 Plan::Done(Verdict::Drop)
             }
-            Err(_) => Plan::Done(self.drop(Counter::HandoffRejected)),
+            Err(e) => {
+                use shoal_l7::handoff::message::HandoffError;
+                use shoal_l7::handoff::{OpenError, Rejection};
+                self.counters.inc(match e {
+                    OpenError::Decode(HandoffError::BadMac) => Counter::HandoffRejectedBadMac,
+                    OpenError::Decode(_) => Counter::HandoffRejectedMalformed,
+                    OpenError::NotForUs { .. } => Counter::HandoffRejectedNotForUs,
+                    OpenError::ClockSkew { .. } => Counter::HandoffRejectedClockSkew,
+                    OpenError::Rejected {
+                        why: Rejection::Replayed,
+                        ..
+                    } => Counter::HandoffRejectedReplayed,
+                    OpenError::Rejected {
+                        why: Rejection::Stale,
+                        ..
+                    } => Counter::HandoffRejectedStale,
+                });
+                Plan::Done(self.drop(Counter::HandoffRejected))
+            }
         }
     }
 
