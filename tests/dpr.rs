@@ -862,3 +862,68 @@ fn icmp_errors_follow_the_connection_they_quote() {
         }
     }
 }
+
+/// Issue 17: a frame from this member's kernel for the VIP that belongs to
+/// no flow here (its flow expired or was evicted, or a local process forged
+/// it) is dropped and counted for services that keep flows — another member
+/// may serve that 4-tuple now — and passes for stateless DPR, whose
+/// connections need no flow. A connection the member holds is unaffected.
+#[test]
+fn kernel_frames_for_no_flow_are_dropped_unless_the_service_is_stateless() {
+    for (mode, state, passes) in [
+        (Mode::Local, State::Stateful, false),
+        (Mode::DprMac, State::Stateful, false),
+        (Mode::DprIpip, State::Stateless, true),
+    ] {
+        let mut p = pipeline(0, mode, state, [0.0; 3], None);
+        let stranger = client_endpoint(11, 40_011);
+        let kernel = Endpoint {
+            mac: EthernetAddress(mac_of(0)),
+            ip: VIP,
+            port: 80,
+        };
+        let data = tcp_frame(
+            &kernel,
+            &stranger,
+            &tcp_header(80, stranger.port, 5, Some(6), TcpFlags::PSH),
+            b"HTTP/1.1 200 OK\r\n",
+            1,
+        );
+        let v = p.process(KERNEL, &mut HeapFrame::from_bytes(&data), Instant::ZERO);
+        let expected = if passes {
+            Verdict::Forward(WIRE)
+        } else {
+            Verdict::Drop
+        };
+        assert_eq!(v, expected, "{mode:?} {state:?}");
+        assert_eq!(
+            p.counters().get(Counter::KernelVipNoFlow),
+            u64::from(!passes),
+            "{mode:?} {state:?}"
+        );
+        // A connection srv1 holds: its kernel's replies go out.
+        let client = (0..2000)
+            .map(|i| client_endpoint(100 + i, 41_000))
+            .find(|c| {
+                let syn = tcp_frame(
+                    c,
+                    &service(),
+                    &tcp_header(c.port, 80, 1, None, TcpFlags::SYN),
+                    &[],
+                    1,
+                );
+                p.process(WIRE, &mut HeapFrame::from_bytes(&syn), Instant::ZERO)
+                    == Verdict::Forward(KERNEL)
+            })
+            .unwrap();
+        let synack = tcp_frame(
+            &kernel,
+            &client,
+            &tcp_header(80, client.port, 77, Some(2), TcpFlags::SYN),
+            &[],
+            2,
+        );
+        let v = p.process(KERNEL, &mut HeapFrame::from_bytes(&synack), Instant::ZERO);
+        assert_eq!(v, Verdict::Forward(WIRE), "{mode:?} {state:?}");
+    }
+}

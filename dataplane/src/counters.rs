@@ -386,6 +386,10 @@ counters! {
     KernelToWire => "kernel_to_wire",
     /// Kernel RSTs for VIP flows this server does not hold (suppressed).
     KernelRstSuppressed => "kernel_rst_suppressed",
+    /// Other kernel TCP frames from a VIP that belong to no flow here, for
+    /// a service that keeps flows (all but stateless DPR): dropped, since
+    /// another member may serve that 4-tuple now.
+    KernelVipNoFlow => "kernel_vip_no_flow",
     /// Kernel ARP frames naming a VIP as sender (would teach clients this
     /// server's MAC for the VIP; dropped).
     KernelArpVipSuppressed => "kernel_arp_vip_suppressed",
@@ -480,6 +484,7 @@ impl Counter {
         Counter::PersistSessionLost,
         Counter::KernelToWire,
         Counter::KernelRstSuppressed,
+        Counter::KernelVipNoFlow,
         Counter::KernelArpVipSuppressed,
         Counter::DropKernelMalformed,
     ];

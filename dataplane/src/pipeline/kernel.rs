@@ -78,11 +78,31 @@ impl Pipeline {
                         // anything else must not reach a client another server serves.
                         return self.drop(Counter::KernelRstSuppressed);
                     }
+                    None if !self.stateless_service(src, tcp.src_port()) => {
+                        // Not a connection this member holds (its flow expired
+                        // or was evicted, or the frame is forged): another
+                        // member may serve that 4-tuple now. Only stateless
+                        // DPR serves connections without flows.
+                        return self.drop(Counter::KernelVipNoFlow);
+                    }
                     Some(_) | None => {}
                 }
             }
         }
         self.counters.inc(Counter::KernelToWire);
         Verdict::Forward(WIRE)
+    }
+
+    /// Whether the TCP service at `vip`:`port` is stateless DPR (whose
+    /// connections need no flow here).
+    fn stateless_service(&self, vip: core::net::Ipv4Addr, port: u16) -> bool {
+        self.tables
+            .service(vip, port, IpProtocol::Tcp)
+            .is_some_and(|s| {
+                matches!(
+                    s.mode,
+                    shoal_config::Mode::DprMac | shoal_config::Mode::DprIpip
+                ) && s.state == shoal_config::State::Stateless
+            })
     }
 }
