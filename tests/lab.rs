@@ -1792,11 +1792,35 @@ print(get(s, 3))
 print("port", port)
 "#;
 
+/// TCP segments from the VIP to the lab client's port 9 (no connection),
+/// sent from a server's namespace onto its TAP, as its kernel would.
+const STRAY_PY: &str = r#"
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+VIP, CLIENT = socket.inet_aton("198.18.0.100"), socket.inet_aton("198.18.0.2")
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+raw.bind(("shoal0", 0))
+mac = raw.getsockname()[4]
+for i in range(5):
+    tcp = struct.pack("!HHIIBBHHH", 80, 9, 1000 + i, 1, 5 << 4, 0x18, 1000, 0, 0) + b"stray"
+    c = csum(VIP + CLIENT + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
+    tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i, 0x4000, 64, 6, 0, VIP, CLIENT)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    raw.send(bytes.fromhex("0200c6120002") + mac + b"\x08\x00" + ip + tcp)
+print("sent 5")
+"#;
+
 /// Issue 17, forged traffic end to end (local mode): a blind RST does not
 /// end a live keep-alive connection (the flow survives it, counted, and the
 /// connection goes on); an ICMP error quoting the connection reaches only
 /// the kernel that serves it; one quoting a connection nobody has reaches
-/// no kernel and is counted by every member.
+/// no kernel and is counted by every member; segments a server's kernel
+/// sends from the VIP for no connection of its own are dropped, counted.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn blind_resets_and_icmp_errors_quoting_nothing_change_nothing() {
@@ -1835,6 +1859,29 @@ fn blind_resets_and_icmp_errors_quoting_nothing_change_nothing() {
             "every request on the one connection, served by {owner}: {out}"
         );
     }
+    // A local process on srv1 forges TCP from the VIP to the client (no
+    // connection of srv1's): srv1's dataplane drops all 5, the client's
+    // kernel sees none.
+    let client_in_segs = || -> u64 {
+        let snmp = lab.client("cat /proc/net/snmp");
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+        let at = names.split(' ').position(|n| n == "InSegs").unwrap();
+        values.split(' ').nth(at).unwrap().parse().unwrap()
+    };
+    let segs_before = client_in_segs();
+    let stray = std::env::temp_dir().join(format!("shoal-stray-{}.py", std::process::id()));
+    std::fs::write(&stray, STRAY_PY).unwrap();
+    let sent = lab.exec("srv1", &["python3", stray.to_str().unwrap()]);
+    std::fs::remove_file(&stray).unwrap();
+    assert_eq!(sent.trim(), "sent 5", "{sent}");
+    lab.settle();
+    assert_eq!(lab.counter("srv1", "kernel_vip_no_flow"), 5);
+    assert_eq!(
+        client_in_segs(),
+        segs_before,
+        "the client got a stray segment"
+    );
     for (k, m) in MEMBERS.iter().enumerate() {
         let mine = *m == owner;
         assert_eq!(
