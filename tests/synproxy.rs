@@ -379,7 +379,7 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
         SynProxy::Auto,
         "the default"
     );
-    let [a, b, d] = clients_of_srv1(&p, 5, 3)[..] else {
+    let [ca, cb, cd] = clients_of_srv1(&p, 5, 3)[..] else {
         panic!("three clients of srv1")
     };
     let svc = service();
@@ -387,9 +387,9 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
 
     // Client A on the plain path: its SYN goes to the kernel as it came.
     let syn_a = tcp_frame(
-        &a,
+        &ca,
         &svc,
-        &tcp_header(a.port, 80, 7000, None, TcpFlags::SYN),
+        &tcp_header(ca.port, 80, 7000, None, TcpFlags::SYN),
         &[],
         1,
     );
@@ -398,9 +398,9 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     assert_eq!(bytes[6..], syn_a[6..], "only the destination MAC changes");
     assert_eq!(p.counters().get(Counter::SynAccepted), 1);
     let ack_a = tcp_frame(
-        &a,
+        &ca,
         &svc,
-        &tcp_header(a.port, 80, 7001, Some(90_001), TcpFlags::ACK),
+        &tcp_header(ca.port, 80, 7001, Some(90_001), TcpFlags::ACK),
         &[],
         2,
     );
@@ -410,18 +410,18 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     // The flood: the first 9 spoofed SYNs srv1 inspects take the plain path
     // (flows in state Syn); the 10th finds 9 > 8 half-open and engages.
     let mut plain = 0;
-    let mut i = 0;
+    let mut n = 0;
     while p.counters().get(Counter::SynproxyEngaged) == 0 {
-        let (v, _, out) = run(&mut p, WIRE, &spoofed_syn(i), t0);
+        let (v, _, out) = run(&mut p, WIRE, &spoofed_syn(n), t0);
         if v == Verdict::Forward(KERNEL) {
             plain += 1;
             assert!(out.is_empty());
         }
-        i += 1;
+        n += 1;
     }
     assert_eq!(plain, 9);
     assert_eq!(half_open(&p), 9);
-    for j in i..i + 5000 {
+    for j in n..n + 5000 {
         let (v, _, _) = run(&mut p, WIRE, &spoofed_syn(j), t0);
         assert_eq!(v, Verdict::Drop, "engaged: no SYN reaches the kernel");
     }
@@ -432,9 +432,9 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     // A keeps working on the plain path: its data goes to the kernel as is.
     let t1 = t0 + core::time::Duration::from_secs(1);
     let data_a = tcp_frame(
-        &a,
+        &ca,
         &svc,
-        &tcp_header(a.port, 80, 7001, Some(90_001), TcpFlags::PSH),
+        &tcp_header(ca.port, 80, 7001, Some(90_001), TcpFlags::PSH),
         b"hi",
         3,
     );
@@ -443,8 +443,8 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     assert_eq!(bytes[6..], data_a[6..]);
     let reply = tcp_frame(
         &kernel_side(0),
-        &a,
-        &tcp_header(80, a.port, 90_001, Some(7003), TcpFlags::PSH),
+        &ca,
+        &tcp_header(80, ca.port, 90_001, Some(7003), TcpFlags::PSH),
         b"ok",
         0,
     );
@@ -452,22 +452,22 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     assert_eq!((v, bytes), (Verdict::Forward(WIRE), reply.clone()));
 
     // Client B during the flood: a cookie, then the replay.
-    let mut syn_b = tcp_header(b.port, 80, 3000, None, TcpFlags::SYN);
+    let mut syn_b = tcp_header(cb.port, 80, 3000, None, TcpFlags::SYN);
     syn_b.timestamps = Some((11, 0));
-    let (v, _, out) = run(&mut p, WIRE, &tcp_frame(&b, &svc, &syn_b, &[], 4), t1);
+    let (v, _, out) = run(&mut p, WIRE, &tcp_frame(&cb, &svc, &syn_b, &[], 4), t1);
     assert_eq!((v, out.len(), out[0].0), (Verdict::Drop, 1, WIRE));
     let sa = parse(&out[0].1);
     let ack_b = seg(
-        &b,
+        &cb,
         3001,
         sa.seq.wrapping_add(1),
         TcpFlags::ACK,
         (12, sa.ts.unwrap().0),
     );
-    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&b, &svc, &ack_b, &[], 5), t1);
+    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&cb, &svc, &ack_b, &[], 5), t1);
     assert_eq!((out.len(), out[0].0), (1, KERNEL));
     assert_eq!((parse(&out[0].1).seq, parse(&out[0].1).flags), (3000, 0x02));
-    let (v, _, out) = run(&mut p, KERNEL, &kernel_synack(0, &b, 44, 3001, 55, 12), t1);
+    let (v, _, out) = run(&mut p, KERNEL, &kernel_synack(0, &cb, 44, 3001, 55, 12), t1);
     assert_eq!((v, out.len()), (Verdict::Drop, 1));
     assert_eq!(
         (
@@ -485,9 +485,9 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     p.expire(t2, 100_000);
     assert_eq!(half_open(&p), 0);
     let syn_d1 = tcp_frame(
-        &d,
+        &cd,
         &svc,
-        &tcp_header(d.port, 80, 500, None, TcpFlags::SYN),
+        &tcp_header(cd.port, 80, 500, None, TcpFlags::SYN),
         &[],
         6,
     );
@@ -498,9 +498,9 @@ fn auto_proxies_only_above_the_threshold_and_lets_go_after_the_flood() {
     // A quiet SYN timeout later: back to the plain path.
     let t3 = t2 + core::time::Duration::from_secs(6);
     let syn_d2 = tcp_frame(
-        &d,
+        &cd,
         &svc,
-        &tcp_header(d.port, 80, 900, None, TcpFlags::SYN),
+        &tcp_header(cd.port, 80, 900, None, TcpFlags::SYN),
         &[],
         7,
     );

@@ -1204,7 +1204,11 @@ fn metrics_and_admin_listen_differ() {
 fn syn_proxy_defaults_to_auto_for_l4_tcp_services_only() {
     use shoal_config::{SynProxy, DEFAULT_SYN_PROXY_HALF_OPEN};
     let config = load(BASE).expect("BASE is valid");
-    let modes: Vec<SynProxy> = config.services.iter().map(|s| s.syn_proxy()).collect();
+    let modes: Vec<SynProxy> = config
+        .services
+        .iter()
+        .map(shoal_config::Service::syn_proxy)
+        .collect();
     // local, splice, dpr-mac
     assert_eq!(modes, [SynProxy::Auto, SynProxy::Off, SynProxy::Auto]);
     assert_eq!(
