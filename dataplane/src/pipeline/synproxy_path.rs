@@ -35,7 +35,10 @@
 //! 3. Client bytes that arrive before the kernel's SYN-ACK are held in the
 //!    connection's buffer (`splice_path.rs`, `Conn::hold`) and given to the
 //!    kernel with the ACK that completes its handshake; nothing the client
-//!    sends early is lost. A kernel that never answers (no listener) leaves
+//!    sends early is lost. (Handed to another member: the bytes on the
+//!    cookie ACK travel in the offer, and the target holds what it sees
+//!    once it has the offer; a segment that reaches the target before the
+//!    offer is resent by the client after its retransmission timeout.) A kernel that never answers (no listener) leaves
 //!    the connection to the setup timeout: the client gets a RST
 //!    (`synproxy_timeout`).
 //!
