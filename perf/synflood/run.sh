@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # SYN flood against the lab (issue 17): spoofed SYNs from the client
 # namespace while legitimate clients connect, for the `local` service with
-# syn_proxy = "off" and then "on" (MODES), each on a fresh lab.
+# syn_proxy = "off", "on" and "auto" (MODES), each on a fresh lab.
+# Settings (environment): FLOOD_SECONDS (40), FLOOD_COUNT (50 000 000),
+# CONNS (400), PARALLEL (8), WORKERS (dataplane workers per server, 2),
+# FLOW_CAPACITY (flows per worker; default the lab's 65 536), MODES.
 #
 #   flock /tmp/shoal-lab.lock bash perf/synflood/run.sh
 #
@@ -35,12 +38,14 @@
 # missing the target of 99 % legitimate connections (after the report).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FLOOD_SECONDS=${FLOOD_SECONDS:-20}
+FLOOD_SECONDS=${FLOOD_SECONDS:-40}
 FLOOD_COUNT=${FLOOD_COUNT:-50000000}
 CONNS=${CONNS:-400}
 PARALLEL=${PARALLEL:-8}
 WORKERS=${WORKERS:-2}
-MODES=${MODES:-off on}
+MODES=${MODES:-off on auto}
+# Flows per worker (default: the lab's own, 65 536).
+FLOW_CAPACITY=${FLOW_CAPACITY:-}
 LAB=deploy/lab/lab
 RUN=/run/shoal-lab
 export SHOAL_BIN_DIR=${SHOAL_BIN_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/release}
@@ -111,10 +116,18 @@ for k in (1, 2, 3):
         "wire_rx": metric(text, "shoal_dataplane_packets_total", port="wire", direction="rx"),
         "kernel_tx": metric(text, "shoal_dataplane_packets_total", port="kernel", direction="tx"),
         "syn_accepted": metric(text, "shoal_dataplane_selections_total", outcome="syn_accepted"),
+        # Every SYN the dataplane decided on (claimed or not).
+        "syns": sum(metric(text, "shoal_dataplane_selections_total", outcome=o)
+                    for o in ("syn_accepted", "syn_other_inspector", "claims_refused_lease",
+                              "claims_refused_pending"))
+                + metric(text, "shoal_dataplane_synproxy_total", event="cookie_sent")
+                + metric(text, "shoal_dataplane_drops_total", reason="flow_table_full"),
         "cookies": metric(text, "shoal_dataplane_synproxy_total", event="cookie_sent"),
         "proxied": metric(text, "shoal_dataplane_synproxy_total", event="accepted"),
         "no_flow": metric(text, "shoal_dataplane_events_total", event="vip_no_flow"),
         "table_full": metric(text, "shoal_dataplane_drops_total", reason="flow_table_full"),
+        "tx_full": metric(text, "shoal_dataplane_drops_total", reason="tx_queue_full")
+                   + metric(text, "shoal_dataplane_drops_total", reason="steer_ring_full"),
     })
 print(json.dumps(row))
 PY
@@ -148,12 +161,17 @@ run_mode() {
     $LAB down >/dev/null 2>&1 || true
     $LAB dataplane-config srv1 --nodes 3 --backend dpdk --workers "$WORKERS" --mode local > "$OUT/rendered.toml" \
         || die "lab dataplane-config failed"
-    python3 - "$OUT/rendered.toml" "$mode" > "$base" <<'PY'
-import sys
-text, mode = open(sys.argv[1]).read(), sys.argv[2]
+    python3 - "$OUT/rendered.toml" "$mode" "$FLOW_CAPACITY" > "$base" <<'PY'
+import re, sys
+text, mode, capacity = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
 if text.count("[[services]]\n") != 1:
     sys.exit("perf/synflood: expected one [[services]] in the lab's config")
-print(text.replace("[[services]]\n", f'[[services]]\nsyn_proxy = "{mode}"\n'), end="")
+text = text.replace("[[services]]\n", f'[[services]]\nsyn_proxy = "{mode}"\n')
+if capacity:
+    text, n = re.subn(r"(?m)^capacity = \d+$", f"capacity = {int(capacity)}", text)
+    if n != 1:
+        sys.exit("perf/synflood: expected one flow_table capacity in the lab's config")
+print(text, end="")
 PY
     $LAB up --nodes 3 --backend dpdk --workers "$WORKERS" --mode local --config "$base" > "$OUT/up.log" 2>&1 \
         || { cat "$OUT/up.log" >&2; die "lab up failed ($mode)"; }
@@ -179,10 +197,12 @@ PY
     neighbours > "$OUT/neighbours-$mode"
     # Legitimate clients: CONNS connections, PARALLEL at a time; a failed
     # one prints code 000 (counted, not an error of the harness).
+    local legit_start=$SECONDS
     ip netns exec shoal-client bash -c "seq $CONNS | xargs -P $PARALLEL -I{} \
         curl -s -o /dev/null --connect-timeout 3 --max-time 6 \
         -w '%{http_code} %{time_connect}\n' http://198.18.0.100/files/1k; true" \
         > "$OUT/legit-$mode"
+    echo $((SECONDS - legit_start)) > "$OUT/legit-seconds-$mode"
     local legit_done_during=yes
     kill -0 "$FLOOD_PID" 2>/dev/null || legit_done_during=no
     [ "$legit_done_during" = yes ] && sample during "$mode"
@@ -203,8 +223,10 @@ samples = [json.loads(l) for l in open(f"{out}/samples") if json.loads(l)["mode"
 print(json.dumps({
     "mode": mode, "flood": flood, "attempted": len(lines), "succeeded": len(ok),
     "p99_connect_ms": p99, "median_connect_ms": ok[len(ok) // 2] * 1000 if ok else float("nan"),
+    "slow": sum(1 for t in ok if t >= 0.9),
     "legit_during_flood": during == "yes", "samples": samples,
     "neighbours": open(f"{out}/neighbours-{mode}").read().strip(),
+    "legit_seconds": int(open(f"{out}/legit-seconds-{mode}").read()),
 }))
 PY
 }
@@ -216,24 +238,25 @@ done
 $LAB down >/dev/null 2>&1 || true
 
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, shared by the lab (3 servers x $WORKERS dataplane workers polling, 3 shoal-control, 3 nginx), the flood generator, curl and whatever else ran (below)"
-echo "lab: 3 servers, dpdk backend, --workers $WORKERS, mode local, flow table $(sed -n 's/^capacity = //p' "$OUT/rendered.toml") flows per worker, SYN timeout 5 s"
+echo "lab: 3 servers, dpdk backend, --workers $WORKERS, mode local, flow table $(sed -n 's/^capacity = //p' "$OUT"/base-*.toml | head -1) flows per worker, SYN timeout 5 s"
 echo "flood: shoal-synflood, at most $FLOOD_COUNT SYNs and ${FLOOD_SECONDS} s; legitimate: $CONNS curl connections, $PARALLEL at a time, from 2 s into the flood"
 python3 - "$OUT/rows" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print()
-print("| syn_proxy | flood sent (SYN/s) | srv1 received (frames/s) | legitimate ok / attempted | p99 connect (ms) | median connect (ms) |")
-print("|---|---|---|---|---|---|")
+print("| syn_proxy | flood sent: SYNs in s (SYN/s) | SYNs srv1's dataplane decided on (/s of flood) | legitimate ok / attempted (in s) | p99 connect (ms) | median connect (ms) | connects ≥ 0.9 s (a SYN retransmitted) |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
     s = r["samples"]
-    rx = (s[-1]["servers"][0]["wire_rx"] - s[0]["servers"][0]["wire_rx"]) / r["flood"]["seconds"]
+    syns = s[-1]["servers"][0]["syns"] - s[0]["servers"][0]["syns"]
     pct = 100 * r["succeeded"] / max(r["attempted"], 1)
-    print(f'| {r["mode"]} | {r["flood"]["sent"]} in {r["flood"]["seconds"]:.1f} s ({r["flood"]["rate"]:.0f}) '
-          f'| {rx:.0f} | {r["succeeded"]} / {r["attempted"]} ({pct:.1f} %) '
-          f'| {r["p99_connect_ms"]:.1f} | {r["median_connect_ms"]:.1f} |')
+    print(f'| {r["mode"]} | {r["flood"]["sent"]} in {r["flood"]["seconds"]:.1f} ({r["flood"]["rate"]:.0f}) '
+          f'| {syns} ({syns / r["flood"]["seconds"]:.0f}) '
+          f'| {r["succeeded"]} / {r["attempted"]} ({pct:.1f} %) in {r["legit_seconds"]} '
+          f'| {r["p99_connect_ms"]:.1f} | {r["median_connect_ms"]:.1f} | {r["slow"]} |')
 print()
-print("| syn_proxy | sample | flows (srv1+2+3) | of which SYN | shoal-dataplane RSS MiB (srv1/2/3) | kernel SYN-RECV (srv1+2+3) | frames to kernels | SYNs with a flow | cookies sent | cookie ACKs accepted | drop_flow_table_full | vip_no_flow |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| syn_proxy | sample | flows (srv1+2+3) | of which SYN | shoal-dataplane RSS MiB (srv1/2/3) | kernel SYN-RECV (srv1+2+3) | frames to kernels | SYNs with a flow | cookies sent | cookie ACKs accepted | drop_flow_table_full | vip_no_flow | tx/steer drops |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     first = r["samples"][0]["servers"]
     for s in r["samples"]:
@@ -243,7 +266,7 @@ for r in rows:
         rss = "/".join(f'{x["rss_kb"] / 1024:.0f}' for x in sv)
         print(f'| {r["mode"]} | {s["label"]} | {tot("flows")} | {tot("flows_syn")} | {rss} | {tot("syn_recv")} '
               f'| {delta("kernel_tx")} | {delta("syn_accepted")} | {delta("cookies")} | {delta("proxied")} '
-              f'| {delta("table_full")} | {delta("no_flow")} |')
+              f'| {delta("table_full")} | {delta("no_flow")} | {delta("tx_full")} |')
 print()
 for r in rows:
     if not r["legit_during_flood"]:
