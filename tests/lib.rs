@@ -1,8 +1,9 @@
 //! End-to-end tests of Shoal. This crate holds no product code: its tests
-//! (`replay.rs`, `dpr.rs`, `splice.rs`, and on the lab `lab.rs` and `top.rs`)
-//! drive whole binaries and pipelines with generated traffic and assert exact
-//! frames, counters and responses. `run.sh` next to it is the project's test
-//! command. The library holds what several of those tests share.
+//! (`replay.rs`, `dpr.rs`, `splice.rs`, `synproxy.rs`, and on the lab
+//! `lab.rs` and `top.rs`) drive whole binaries and pipelines with generated
+//! traffic and assert exact frames, counters and responses. `run.sh` next
+//! to it is the project's test command. The library holds what several of
+//! those tests share.
 
 #![forbid(unsafe_code)]
 

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
     Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, KeyHash,
-    Location, Mode, PortRole, Protocol, Service, State,
+    Location, Mode, PortRole, Protocol, Service, State, SynProxy,
 };
 
 /// Highest `selection.vnodes`.
@@ -319,6 +319,7 @@ fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {
             );
         }
     }
+    check_syn_proxy(s, key, p);
     match (&s.dispatch, s.mode) {
         (Some(dispatch), Mode::Splice) => {
             check_dispatch(cluster, dispatch, &format!("{key}.dispatch"), p);
@@ -372,6 +373,50 @@ fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {
             p.add(
                 format!("{sel_key}.max_load"),
                 format!("must be a finite number above 0 (got {max_load})"),
+            );
+        }
+    }
+}
+
+/// `syn_proxy` and its threshold: only for L4 TCP services, the threshold
+/// only with `auto`.
+fn check_syn_proxy(s: &Service, key: &str, p: &mut Problems) {
+    let why_not = if s.mode == Mode::Splice {
+        Some(
+            "mode = \"splice\" always answers SYNs with SYN cookies itself; the SYN proxy \
+             applies only to mode = \"local\", \"dpr-mac\" and \"dpr-ipip\". Remove it",
+        )
+    } else if s.protocol == Protocol::Udp {
+        Some(
+            "protocol = \"udp\" has no handshake to proxy; the SYN proxy applies only to TCP \
+             services. Remove it",
+        )
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        if s.syn_proxy.is_some() {
+            p.add(format!("{key}.syn_proxy"), why);
+        }
+        if s.syn_proxy_half_open.is_some() {
+            p.add(format!("{key}.syn_proxy_half_open"), why);
+        }
+        return;
+    }
+    if let Some(threshold) = s.syn_proxy_half_open {
+        if s.syn_proxy() != SynProxy::Auto {
+            p.add(
+                format!("{key}.syn_proxy_half_open"),
+                format!(
+                    "is used only with syn_proxy = \"auto\" (syn_proxy is \"{}\"); remove it \
+                     or set syn_proxy = \"auto\"",
+                    crate::name_of(&s.syn_proxy())
+                ),
+            );
+        } else if threshold == 0 {
+            p.add(
+                format!("{key}.syn_proxy_half_open"),
+                "must be at least 1 (got 0); to proxy every SYN set syn_proxy = \"on\"",
             );
         }
     }

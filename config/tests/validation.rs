@@ -1199,3 +1199,101 @@ fn metrics_and_admin_listen_differ() {
         "clashes with metrics_listen",
     );
 }
+
+#[test]
+fn syn_proxy_defaults_to_auto_for_l4_tcp_services_only() {
+    use shoal_config::{SynProxy, DEFAULT_SYN_PROXY_HALF_OPEN};
+    let config = load(BASE).expect("BASE is valid");
+    let modes: Vec<SynProxy> = config
+        .services
+        .iter()
+        .map(shoal_config::Service::syn_proxy)
+        .collect();
+    // local, splice, dpr-mac
+    assert_eq!(modes, [SynProxy::Auto, SynProxy::Off, SynProxy::Auto]);
+    assert_eq!(
+        config.services[0].syn_proxy_half_open(),
+        DEFAULT_SYN_PROXY_HALF_OPEN
+    );
+    let text = edit(
+        "mode = \"local\"",
+        "mode = \"local\"\nsyn_proxy = \"auto\"\nsyn_proxy_half_open = 64",
+    )
+    .replace(
+        "mode = \"dpr-mac\"",
+        "mode = \"dpr-mac\"\nsyn_proxy = \"on\"",
+    );
+    let config = load(&text).expect("written out");
+    assert_eq!(config.services[0].syn_proxy_half_open(), 64);
+    assert_eq!(config.services[2].syn_proxy(), SynProxy::On);
+    let off = load(&edit(
+        "mode = \"local\"",
+        "mode = \"local\"\nsyn_proxy = \"off\"",
+    ))
+    .expect("off");
+    assert_eq!(off.services[0].syn_proxy(), SynProxy::Off);
+}
+
+#[test]
+fn syn_proxy_only_for_l4_tcp_services() {
+    check(
+        "mode = \"splice\"",
+        "mode = \"splice\"\nsyn_proxy = \"on\"",
+        "services[1].syn_proxy",
+        "mode = \"splice\" always answers SYNs with SYN cookies itself; the SYN proxy \
+         applies only to mode = \"local\", \"dpr-mac\" and \"dpr-ipip\". Remove it",
+    );
+    check(
+        "mode = \"splice\"",
+        "mode = \"splice\"\nsyn_proxy_half_open = 100",
+        "services[1].syn_proxy_half_open",
+        "mode = \"splice\" always answers SYNs with SYN cookies itself",
+    );
+    check(
+        "mode = \"dpr-mac\"",
+        "mode = \"dpr-mac\"\nprotocol = \"udp\"\nsyn_proxy = \"off\"",
+        "services[2].syn_proxy",
+        "protocol = \"udp\" has no handshake to proxy; the SYN proxy applies only to TCP \
+         services. Remove it",
+    );
+}
+
+#[test]
+fn syn_proxy_half_open_only_with_auto_and_above_0() {
+    check(
+        "mode = \"local\"",
+        "mode = \"local\"\nsyn_proxy = \"on\"\nsyn_proxy_half_open = 100",
+        "services[0].syn_proxy_half_open",
+        "is used only with syn_proxy = \"auto\" (syn_proxy is \"on\"); remove it or set \
+         syn_proxy = \"auto\"",
+    );
+    check(
+        "mode = \"local\"",
+        "mode = \"local\"\nsyn_proxy_half_open = 0",
+        "services[0].syn_proxy_half_open",
+        "must be at least 1 (got 0); to proxy every SYN set syn_proxy = \"on\"",
+    );
+}
+
+#[test]
+fn syn_proxy_value_is_checked_when_parsed() {
+    let text = edit(
+        "mode = \"local\"",
+        "mode = \"local\"\nsyn_proxy = \"always\"",
+    );
+    match load(&text) {
+        Err(ConfigError::Parse { problem, .. }) => {
+            assert_eq!(problem.key, "services[0].syn_proxy", "{problem:?}");
+            assert!(
+                problem.reason.contains("`off`, `on`, `auto`"),
+                "{}",
+                problem.reason
+            );
+            assert_eq!(
+                problem.location.map(|l| l.line),
+                Some(line_of(&text, "syn_proxy = \"always\""))
+            );
+        }
+        other => panic!("expected a parse problem, got {other:?}"),
+    }
+}

@@ -29,6 +29,7 @@
 //! | `persist_untracked_<reason>` | `shoal_dataplane_persist_untracked_total{reason}` |
 //! | `persist_held_bytes`, `persist_hold_ms` | `shoal_dataplane_persist_held_bytes_total`, `shoal_dataplane_persist_hold_seconds_total` |
 //! | `rehandoff_<outcome>` | `shoal_dataplane_rehandoffs_total{outcome}` |
+//! | `synproxy_<event>` | `shoal_dataplane_synproxy_total{event}` (`cookie_sent`, `accepted`, `cookie_rejected`, `engaged`, `disengaged`, `kept_here`, `timeout`) |
 //! | anything else | `shoal_dataplane_events_total{event}` |
 
 use std::collections::BTreeMap;
@@ -224,6 +225,14 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             "shoal_dataplane_rehandoffs_total",
             "Keep-alive connections moved to the member of their next request (DTCP re-handoff), by outcome: started, done, fallback (served here after a refusal or no answer), hold_timeout.",
             &[w, ("outcome", outcome)],
+            value,
+        );
+    }
+    if let Some(event) = name.strip_prefix("synproxy_") {
+        return out.counter(
+            "shoal_dataplane_synproxy_total",
+            "SYN proxy of the L4 TCP services (services.syn_proxy), by event: cookie_sent (SYNs answered with a cookie), accepted (valid cookie ACKs: connections created), cookie_rejected (ACKs without a valid cookie, dropped), engaged / disengaged (auto crossing its threshold; engaged - disengaged = services proxying now), kept_here (DPR target elsewhere but no handoff possible), timeout (the kernel never answered the replayed SYN).",
+            &[w, ("event", event)],
             value,
         );
     }
@@ -633,6 +642,30 @@ mod tests {
         }
         assert!(!text.contains("event=\"persist_"), "{text}");
         assert!(!text.contains("event=\"rehandoff_"), "{text}");
+    }
+
+    #[test]
+    fn syn_proxy_events_are_one_family() {
+        let mut status = fixed_status();
+        status.workers.push(crate::status::test_worker(&[
+            "synproxy_cookie_sent",
+            "synproxy_accepted",
+            "synproxy_cookie_rejected",
+            "synproxy_engaged",
+            "synproxy_disengaged",
+        ]));
+        let text = render(&status);
+        for line in [
+            "# TYPE shoal_dataplane_synproxy_total counter",
+            "shoal_dataplane_synproxy_total{worker=\"0\",event=\"cookie_sent\"} 1",
+            "shoal_dataplane_synproxy_total{worker=\"0\",event=\"accepted\"} 2",
+            "shoal_dataplane_synproxy_total{worker=\"0\",event=\"cookie_rejected\"} 3",
+            "shoal_dataplane_synproxy_total{worker=\"0\",event=\"engaged\"} 4",
+            "shoal_dataplane_synproxy_total{worker=\"0\",event=\"disengaged\"} 5",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("event=\"synproxy_"), "{text}");
     }
 
     #[test]

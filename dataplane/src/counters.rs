@@ -242,6 +242,34 @@ counters! {
     /// (`dispatch.max_request_bytes`; those bytes are not stored). Not an outcome.
     RequestSegmentTooLarge => "request_segment_too_large",
 
+    /// SYN proxy (L4 TCP services, `syn_proxy`): SYNs this member claims
+    /// answered with a SYN cookie instead of a flow (no state kept).
+    SynproxyCookieSent => "synproxy_cookie_sent",
+    /// SYN proxy: ACKs with a valid cookie of this member: the connection is
+    /// created and replayed into this kernel (or handed to its DPR target).
+    SynproxyAccepted => "synproxy_accepted",
+    /// SYN proxy: ACKs without a flow, to a service this member inspects
+    /// while it has cookies outstanding, that carry no valid cookie
+    /// (forged, or too old); dropped. Stateless DPR places them by the
+    /// target hash instead (a connection set up on the plain path has no
+    /// flow on the inspector), counted as `dpr_stateless`.
+    SynproxyCookieRejected => "synproxy_cookie_rejected",
+    /// SYN proxy, `auto`: a worker started proxying a service's SYNs (its
+    /// half-open flows passed `syn_proxy_half_open`). Not an outcome.
+    SynproxyEngaged => "synproxy_engaged",
+    /// SYN proxy, `auto`: a worker went back to the plain path (a whole SYN
+    /// timeout with half-open flows and unanswered cookies at most half the
+    /// threshold). `synproxy_engaged - synproxy_disengaged` = services
+    /// proxying now. Not an outcome.
+    SynproxyDisengaged => "synproxy_disengaged",
+    /// SYN proxy, DPR: a proxied connection whose target is another member
+    /// served by this member's kernel instead, because no handoff is
+    /// possible (no cluster key, or the handoff table is full). Not an outcome.
+    SynproxyKeptHere => "synproxy_kept_here",
+    /// SYN proxy: proxied connections whose kernel did not answer the
+    /// replayed SYN in time (no listener); the client got a RST. Not an outcome.
+    SynproxyTimeout => "synproxy_timeout",
+
     /// Dispatch (url-hash): the request's directory on the URL ring. Not an outcome.
     DispatchDirectory => "dispatch_directory",
     /// Dispatch (url-hash): the full path of a hot prefix on the ring. Not an outcome.
@@ -474,6 +502,9 @@ impl Counter {
         Counter::SpliceBuffered,
         Counter::SpliceKernelSynAck,
         Counter::SpliceKernelEarly,
+        Counter::SynproxyCookieSent,
+        Counter::SynproxyAccepted,
+        Counter::SynproxyCookieRejected,
         Counter::HandoffDatagram,
         Counter::HandoffRejected,
         Counter::HandoffTombstoneHit,

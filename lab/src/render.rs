@@ -78,6 +78,10 @@ pub fn lab_base() -> Config {
                 ..Selection::default()
             },
             dispatch: None,
+            // `auto` with the default threshold (perf/synflood/run.sh
+            // passes a base config that says "off" or "on").
+            syn_proxy: None,
+            syn_proxy_half_open: None,
         }],
         dataplane: Dataplane {
             hugepages: false,

@@ -27,6 +27,7 @@ mod persist;
 mod reuse;
 pub mod snapshot;
 mod splice_path;
+mod synproxy_path;
 mod tables;
 mod tunnel;
 mod vip;
@@ -163,6 +164,8 @@ pub struct Pipeline {
     dispatchers: Vec<Option<Dispatcher>>,
     /// Splice: persistent connections followed request by request.
     sessions: persist::Sessions,
+    /// SYN proxy of the L4 services: one state per service of `tables`.
+    synproxy: Vec<synproxy_path::ProxyState>,
     /// Splice: the owner history of recent persistent connections.
     moves: moves::MoveLog,
     /// Splice: handoff to other members (None until `enable_handoff`).
@@ -199,6 +202,7 @@ impl Pipeline {
             handoff: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
             sessions: persist::Sessions::default(),
+            synproxy: vec![synproxy_path::ProxyState::default(); tables.services.len()],
             moves: moves::MoveLog::default(),
             dispatchers,
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
@@ -219,6 +223,7 @@ impl Pipeline {
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
         let previous = std::mem::take(&mut self.dispatchers);
         self.dispatchers = build_dispatchers(&tables, previous);
+        self.synproxy = synproxy_path::carry_over(&self.tables, &tables, &self.synproxy);
         self.claims.apply(Arc::clone(&tables), tables.digest);
         self.tables = tables;
     }

@@ -89,6 +89,24 @@ pub(super) struct Conn {
     pub(super) target: u16,
 }
 
+impl Conn {
+    /// Keeps a client segment's bytes for the kernel (and its newest
+    /// timestamp and window), without answering it.
+    fn hold(&mut self, tcp: &TcpPacket<&mut [u8]>) {
+        if let Some((tsval, _)) = tcp.timestamps() {
+            self.client_tsval = tsval;
+        }
+        self.client_window = tcp.window_len();
+        // The bytes reach the kernel in segments the dataplane builds (with
+        // checksums of their own): only intact ones are kept.
+        if !tcp.payload().is_empty() && tcp.verify_checksum(self.key.src, self.key.dst) {
+            // Beyond the buffer or too many holes: not stored, the client
+            // resends once the kernel's ACKs reach it.
+            let _ = self.buf.insert(tcp.seq_number(), tcp.payload());
+        }
+    }
+}
+
 /// Fixed-capacity table of connections being set up.
 #[derive(Debug)]
 pub(super) struct Conns {
@@ -211,6 +229,22 @@ impl Pipeline {
         tcp: &TcpPacket<&mut [u8]>,
         now: Instant,
     ) -> Plan {
+        self.answer_with_cookie(client_mac, src, dst, tcp, now);
+        self.counters.inc(Counter::SpliceCookieSent);
+        Plan::Done(Verdict::Drop)
+    }
+
+    /// Answers the SYN `tcp` from `src` to `dst` with a SYN-ACK whose ISN
+    /// is a SYN cookie (a new frame to the wire; the splice path and the
+    /// L4 SYN proxy). Keeps no state; the caller counts it.
+    pub(super) fn answer_with_cookie(
+        &mut self,
+        client_mac: EthernetAddress,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) {
         let opts = SynOptions::from_syn(tcp).cookie_view();
         let client = (src, tcp.src_port());
         let server = (dst, tcp.dst_port());
@@ -242,8 +276,6 @@ impl Pipeline {
             payload: &[],
         });
         self.emitted.push((WIRE, frame));
-        self.counters.inc(Counter::SpliceCookieSent);
-        Plan::Done(Verdict::Drop)
     }
 
     /// A segment without a flow that may complete a cookie handshake.
@@ -255,6 +287,30 @@ impl Pipeline {
         tcp: &TcpPacket<&mut [u8]>,
         now: Instant,
     ) -> Plan {
+        let Some(conn) = self.cookie_conn(client_mac, key, service, tcp, now) else {
+            return Plan::Done(self.drop(Counter::SpliceCookieRejected));
+        };
+        let slot = match self.open_setup(conn, service, now) {
+            Ok(slot) => slot,
+            Err(c) => return Plan::Done(self.drop(c)),
+        };
+        self.counters.inc(Counter::SpliceHandshake);
+        self.splice_segment(slot, service, tcp, now);
+        Plan::Done(Verdict::Drop)
+    }
+
+    /// The connection the ACK `tcp` (on `key`, to service `service`)
+    /// completes, if it carries a valid SYN cookie of this member (of any
+    /// epoch: only this member's cookie key verifies it), in phase
+    /// `Buffering`; `None` otherwise. Creates nothing.
+    pub(super) fn cookie_conn(
+        &self,
+        client_mac: EthernetAddress,
+        key: FlowKey,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Option<Conn> {
         let client_isn = tcp.seq_number().wrapping_sub(1);
         let opts = self.cookies.decode(
             (key.src, key.src_port),
@@ -263,15 +319,12 @@ impl Pipeline {
             tcp.ack_number(),
             tcp.timestamps(),
             counter_at(now),
-        );
-        let Some(opts) = opts else {
-            return Plan::Done(self.drop(Counter::SpliceCookieRejected));
-        };
+        )?;
         let limit = self.tables.services[service]
             .dispatch
             .as_ref()
             .map_or(16 * 1024, |d| d.max_request_bytes as usize);
-        let conn = Conn {
+        Some(Conn {
             key,
             client_mac,
             opts,
@@ -288,10 +341,20 @@ impl Pipeline {
             advertised_ws: ADVERTISED_WSCALE,
             moving: false,
             target: 0,
-        };
-        let Some(slot) = self.conns.alloc(conn) else {
-            return Plan::Done(self.drop(Counter::SpliceConnTableFull));
-        };
+        })
+    }
+
+    /// Puts `conn` (of service `service`), whose handshake with the client
+    /// is complete, in a setup slot with an `Established` flow
+    /// `Splicing`; `Err` names the outcome when either table is full.
+    pub(super) fn open_setup(
+        &mut self,
+        conn: Conn,
+        service: usize,
+        now: Instant,
+    ) -> Result<u32, Counter> {
+        let (key, client_isn) = (conn.key, conn.client_isn);
+        let slot = self.conns.alloc(conn).ok_or(Counter::SpliceConnTableFull)?;
         let action = FlowAction::Splicing {
             slot,
             service: service as u16,
@@ -304,11 +367,9 @@ impl Pipeline {
         ) == Insert::Rejected
         {
             self.conns.release(slot);
-            return Plan::Done(self.drop(Counter::DropFlowTableFull));
+            return Err(Counter::DropFlowTableFull);
         }
-        self.counters.inc(Counter::SpliceHandshake);
-        self.splice_segment(slot, service, tcp, now);
-        Plan::Done(Verdict::Drop)
+        Ok(slot)
     }
 
     /// A client segment of a connection being set up: buffer, ACK, and hand
@@ -324,7 +385,19 @@ impl Pipeline {
             return;
         };
         if conn.phase != Phase::Buffering {
-            // The kernel's ACKs will cover it once spliced; the client resends.
+            let l4 = self
+                .tables
+                .services
+                .get(service)
+                .is_some_and(|s| s.mode != Mode::Splice);
+            if l4 && matches!(conn.phase, Phase::Replaying | Phase::ReplayedAgain) {
+                // A SYN-proxied L4 connection: the client may send before
+                // the kernel's SYN-ACK; its bytes go to the kernel with the
+                // ACK that completes the kernel's handshake.
+                conn.hold(tcp);
+            }
+            // Otherwise the kernel's ACKs will cover it once spliced; the
+            // client resends.
             return;
         }
         if let Some((tsval, _)) = tcp.timestamps() {
@@ -407,7 +480,7 @@ impl Pipeline {
 
     /// Bad request: the configured answer (an HTTP error and FIN, or a RST),
     /// then the connection is forgotten.
-    fn answer_and_close(&mut self, slot: u32, status: Option<u16>, now: Instant) {
+    pub(super) fn answer_and_close(&mut self, slot: u32, status: Option<u16>, now: Instant) {
         let own_mac = self.tables.own_mac;
         let Some(conn) = self.conns.release(slot) else {
             return;
@@ -792,8 +865,18 @@ impl Pipeline {
             .take(16)
             .collect();
         for slot in stale {
-            self.counters.inc(Counter::SpliceTimeout);
-            self.answer_and_close(slot, Some(408), now);
+            let l4 = self.conns.get_mut(slot).is_some_and(|c| {
+                self.tables
+                    .service(c.key.dst, c.key.dst_port, crate::wire::IpProtocol::Tcp)
+                    .is_some_and(|s| s.mode != Mode::Splice)
+            });
+            if l4 {
+                // A SYN-proxied connection: no HTTP to answer.
+                self.synproxy_timeout(slot, now);
+            } else {
+                self.counters.inc(Counter::SpliceTimeout);
+                self.answer_and_close(slot, Some(408), now);
+            }
         }
     }
 }

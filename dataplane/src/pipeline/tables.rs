@@ -5,7 +5,7 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Config, Dispatch, LoadChoice, Mode, Protocol, State};
+use shoal_config::{Config, Dispatch, LoadChoice, Mode, Protocol, State, SynProxy};
 
 use crate::wire::{EthernetAddress, IpProtocol};
 use shoal_select::{ClientKey, Member, Params, Selector};
@@ -34,6 +34,11 @@ pub struct ServiceEntry {
     pub load_choice: LoadChoice,
     /// Splice: the dispatch settings (policy, limits, bad-request outcome).
     pub dispatch: Option<Dispatch>,
+    /// L4 TCP: the SYN proxy in force (`Off` for splice and UDP services).
+    pub syn_proxy: SynProxy,
+    /// L4 TCP, `syn_proxy = "auto"`: half-open flows per worker above which
+    /// new SYNs are proxied.
+    pub syn_proxy_half_open: u32,
 }
 
 /// A member as the pipeline sees it in one epoch.
@@ -165,6 +170,8 @@ impl Tables {
                 max_load: s.selection.max_load,
                 load_choice: s.selection.load_choice,
                 dispatch: s.dispatch.clone(),
+                syn_proxy: s.syn_proxy(),
+                syn_proxy_half_open: s.syn_proxy_half_open(),
                 vip: s.vip,
                 port: s.port,
                 protocol: match s.protocol {

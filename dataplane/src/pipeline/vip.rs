@@ -318,23 +318,45 @@ impl Pipeline {
             return self.tcp_splice_miss(src_mac, key, client, index, flags, &tcp, now);
         }
         if !pure_syn {
-            return self.tcp_l4_no_flow(index, client);
+            let plain_ack = ack && !syn && !rst;
+            return self.tcp_l4_no_flow(src_mac, key, client, index, plain_ack, &tcp, now);
         }
         // Only a SYN pays for holding the tables across the flow insert.
         let tables = Arc::clone(&self.tables);
-        self.tcp_l4_miss(&tables, index, key, client, &mut tcp, now)
+        self.tcp_l4_miss(&tables, src_mac, index, key, client, &mut tcp, now)
     }
 
     /// A segment other than a SYN without a flow, to an L4 service (`local`,
-    /// `dpr-*`): stateless DPR places every packet by a pure hash of the
+    /// `dpr-*`): an ACK may complete a SYN-proxy cookie handshake
+    /// (`synproxy_path.rs`; checked only while this worker has cookies of the
+    /// service outstanding); stateless DPR places every packet by a pure hash of the
     /// client, so it needs no flow (DPR, stateless); anything else belongs
     /// to another member. Established traffic: no lease or epoch check (only
     /// new connections are claimed). Two selector lookups (the precomputed
     /// per-epoch tables of `shoal-select`) and no flow-table write.
-    fn tcp_l4_no_flow(&mut self, index: usize, client: ClientKey) -> Plan {
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_l4_no_flow(
+        &mut self,
+        src_mac: EthernetAddress,
+        key: FlowKey,
+        client: ClientKey,
+        index: usize,
+        plain_ack: bool,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        let service = &self.tables.services[index];
+        let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
+        if plain_ack && self.cookies_outstanding(index, now) && self.owned_in_any(index, client) {
+            if let Some(plan) = self.synproxy_ack(src_mac, key, index, tcp, now) {
+                return plan;
+            }
+            if !stateless_dpr {
+                return Plan::Done(self.drop(Counter::SynproxyCookieRejected));
+            }
+        }
         let t = &*self.tables;
         let service = &t.services[index];
-        let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
         if !stateless_dpr || service.selector.select(client) != Some(t.own_id) {
             return Plan::Done(self.drop(Counter::VipNoFlow));
         }
@@ -434,11 +456,15 @@ impl Pipeline {
     }
 
     /// A SYN without a flow to an L4 service (`local`, `dpr-*`): if this
-    /// member claims it, it is placed and (unless stateless and redirected)
-    /// gets a flow; otherwise it belongs to another member.
+    /// member claims it, it is answered with a SYN cookie while the
+    /// service's SYN proxy is on (`synproxy_path.rs`), else placed and
+    /// (unless stateless and redirected) given a flow; otherwise it belongs
+    /// to another member.
+    #[allow(clippy::too_many_arguments)]
     fn tcp_l4_miss(
         &mut self,
         t: &Tables,
+        src_mac: EthernetAddress,
         index: usize,
         key: FlowKey,
         client: ClientKey,
@@ -454,6 +480,9 @@ impl Pipeline {
         }
         if let Err(c) = self.claim(index, client, now) {
             return Plan::Done(self.drop(c));
+        }
+        if self.syn_proxy_now(index, now) {
+            return self.synproxy_syn(src_mac, key, index, tcp, now);
         }
         let action = match (service.mode, service.state) {
             (Mode::Local, _) => FlowAction::Local,
