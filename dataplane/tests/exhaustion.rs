@@ -83,7 +83,15 @@ fn run(p: &mut Pipeline, frame: &[u8], now: Instant) -> Verdict {
 #[test]
 fn a_full_flow_table_evicts_half_open_flows_and_keeps_established_ones() {
     let capacity = 16;
-    let mut p = pipeline(Mode::Local, capacity);
+    // The flow table's own defence (eviction order); the SYN proxy, which
+    // keeps a flood out of the table altogether, is tests/synproxy.rs's.
+    let mut cfg = config(Mode::Local);
+    cfg.services[0].syn_proxy = Some(shoal_config::SynProxy::Off);
+    let mut p = Pipeline::new(
+        Arc::new(Tables::from_config(&cfg, 1).unwrap()),
+        capacity,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
     let t = Instant::from_secs(1);
     let established = own_clients(&p, 0, 8);
     for c in &established {
