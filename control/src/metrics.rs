@@ -23,6 +23,7 @@
 //! | `lease_held`, `epochs_pending`, `applied_epoch` | `shoal_dataplane_{lease_held,epochs_pending,epoch}` |
 //! | `flows_live` | `shoal_dataplane_flows_live` |
 //! | `flows_{syn,established,closing,tombstone}` | `shoal_dataplane_flows{state}` |
+//! | `flows_evicted_<state>` | `shoal_dataplane_flows_evicted_total{state}` |
 //! | `flows_{redirected,handed_over}` | `shoal_dataplane_flows_{redirected,handed_over}` |
 //! | `polls_{busy,idle}` | `shoal_dataplane_polls_total{result}` |
 //! | `persist_connections`, `persist_requests{,_here,_held}` | `shoal_dataplane_persist_{connections,requests}_total` (`requests{dispatched}`: all, here, held) |
@@ -264,6 +265,15 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             "Flows in the worker's flow table.",
             &[w],
             value as f64,
+        ),
+        "flows_evicted_syn"
+        | "flows_evicted_established"
+        | "flows_evicted_closing"
+        | "flows_evicted_tombstone" => out.counter(
+            "shoal_dataplane_flows_evicted_total",
+            "Live flows a full flow table evicted to make room, by state (half-open first).",
+            &[w, ("state", &name["flows_evicted_".len()..])],
+            value,
         ),
         "flows_syn" | "flows_established" | "flows_closing" | "flows_tombstone" => out.gauge(
             "shoal_dataplane_flows",

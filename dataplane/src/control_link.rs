@@ -121,6 +121,11 @@ pub fn stat_names(workers: usize) -> Vec<String> {
         "flows_established",
         "flows_closing",
         "flows_tombstone",
+        // Live flows a full table evicted, by state (counters).
+        "flows_evicted_syn",
+        "flows_evicted_established",
+        "flows_evicted_closing",
+        "flows_evicted_tombstone",
     ] {
         names.push(s.to_owned());
     }
@@ -337,6 +342,10 @@ impl ControlLink {
             by_state[FlowState::Established as usize] as u64,
             by_state[FlowState::Closing as usize] as u64,
             by_state[FlowState::Tombstone as usize] as u64,
+            flows.stats().evicted[FlowState::Syn as usize],
+            flows.stats().evicted[FlowState::Established as usize],
+            flows.stats().evicted[FlowState::Closing as usize],
+            flows.stats().evicted[FlowState::Tombstone as usize],
             self.polls_busy,
             self.polls_idle,
             self.bad_commands,
