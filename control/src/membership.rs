@@ -895,7 +895,12 @@ impl Membership {
         {
             self.settled = true;
         }
-        let forget_after = TIMESTAMP_WINDOW_MS + self.timing.failure_timeout_ms;
+        // A peer's datagram passes the clock window from one window before
+        // its timestamp to one window after, and a peer's clock may be up to
+        // a window ahead: only twice the window after its last datagram can
+        // no copy of one pass any more (a fuzzing finding: with one window,
+        // a copy of an announcement stamped ahead brought a peer back).
+        let forget_after = 2 * TIMESTAMP_WINDOW_MS + self.timing.failure_timeout_ms;
         for (&id, peer) in &mut self.peers {
             let silent = now.mono_ms.saturating_sub(peer.last_heard_mono_ms);
             if peer.alive && silent >= self.timing.failure_timeout_ms {
@@ -1171,9 +1176,31 @@ mod tests {
                 sequence: 1
             })
         );
-        a.tick(at(11_101));
-        let later = b_back.announce_signed(at(11_101));
-        assert_eq!(a.receive(&later, at(11_101)), Ok(2));
+        a.tick(at(21_101));
+        let later = b_back.announce_signed(at(21_101));
+        assert_eq!(a.receive(&later, at(21_101)), Ok(2));
+    }
+
+    /// Fuzzing finding (`fuzz/regressions/membership/`): a peer whose clock
+    /// is ahead (within the window) stamps announcements that stay inside
+    /// the window longer than one window after they were sent; a copy sent
+    /// after the receiver forgot the silent peer must still be refused.
+    #[test]
+    fn a_copy_of_an_announcement_stamped_ahead_cannot_bring_a_peer_back() {
+        let mut a = node(1, 100);
+        let mut b = node(2, 900);
+        let ahead = Now {
+            mono_ms: at(0).mono_ms,
+            wall_ms: at(0).wall_ms + TIMESTAMP_WINDOW_MS - 500,
+        };
+        let copy = b.announce_signed(ahead);
+        assert_eq!(a.receive(&copy, at(0)), Ok(2));
+        // b goes silent; a removes it, and much later gets the copy again
+        // (still inside the window: stamped ahead).
+        a.tick(at(12_000));
+        assert_eq!(a.live(), vec![1]);
+        assert!(a.receive(&copy, at(12_000)).is_err());
+        assert_eq!(a.live(), vec![1]);
     }
 
     #[test]

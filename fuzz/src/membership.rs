@@ -158,11 +158,12 @@ pub fn run(data: &[u8]) {
             assert!(a.timestamp_ms.abs_diff(now.wall_ms) <= 60_000);
             // Above the last one accepted from that sender, while the
             // receiver remembers it (it forgets a sender silent for longer
-            // than the failure timeout plus the clock window, when no copy
-            // of its old datagrams can pass the window any more).
+            // than the failure timeout plus twice the clock window, when no
+            // copy of its old datagrams can pass the window any more).
             let stamp = (a.incarnation, a.sequence);
             if let Some(&(prev, at)) = last.get(&sender) {
-                let forgotten = now.mono_ms - at > TIMESTAMP_WINDOW_MS + timing.failure_timeout_ms;
+                let forgotten =
+                    now.mono_ms - at > 2 * TIMESTAMP_WINDOW_MS + timing.failure_timeout_ms;
                 assert!(
                     stamp > prev || forgotten,
                     "accepted {stamp:?} after {prev:?} from {sender}"
