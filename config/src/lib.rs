@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod classes;
 mod load;
 mod locate;
 mod mac;
@@ -15,6 +16,7 @@ mod reload;
 mod schema;
 mod validate;
 
+pub use classes::*;
 pub use load::{load_file, load_str, ConfigError, Location};
 pub use mac::{MacAddr, ParseMacError};
 pub use reload::{services_digest, services_reloadable};

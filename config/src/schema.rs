@@ -377,6 +377,16 @@ pub struct Dispatch {
     /// `request_timeout_ms`; past them the request is served where it is.
     #[serde(default = "default_true")]
     pub per_request: bool,
+    /// Request classes (`[[services.dispatch.classes]]`), first match wins;
+    /// requests no class matches are of class `default`
+    /// ([`crate::DEFAULT_CLASS`]).
+    #[serde(default)]
+    pub classes: Vec<crate::RequestClass>,
+    /// Scheduling at the serving member (`[services.dispatch.scheduling]`);
+    /// none = requests go to the kernel as they come (admission limits of
+    /// the classes still apply).
+    #[serde(default)]
+    pub scheduling: Option<crate::Scheduling>,
 }
 
 impl Default for Dispatch {
@@ -396,6 +406,8 @@ impl Default for Dispatch {
             request_timeout_ms: default_request_timeout_ms(),
             on_bad_request: BadRequestAction::default(),
             per_request: true,
+            classes: Vec::new(),
+            scheduling: None,
         }
     }
 }

@@ -65,10 +65,10 @@ impl fmt::Display for Problem {
 
 /// Collects problems in the order rules are checked.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(crate) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(crate) fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.0.push(Problem {
             key: key.into(),
             location: None,
@@ -77,7 +77,7 @@ impl Problems {
     }
 
     /// Reports every element after the first one equal to an earlier one.
-    fn duplicates<T: Eq + Hash, D: fmt::Display>(
+    pub(crate) fn duplicates<T: Eq + Hash, D: fmt::Display>(
         &mut self,
         items: impl IntoIterator<Item = (String, T, D)>,
         what: &str,
@@ -423,6 +423,7 @@ fn check_syn_proxy(s: &Service, key: &str, p: &mut Problems) {
 }
 
 fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) {
+    crate::classes::check_classes(&d.classes, d.scheduling.as_ref(), key, p);
     let is_member = |name: &str| cluster.members.iter().any(|m| m.name == name);
     let policy = d.policy;
 

@@ -1297,3 +1297,170 @@ fn syn_proxy_value_is_checked_when_parsed() {
         other => panic!("expected a parse problem, got {other:?}"),
     }
 }
+
+/// `[[services.dispatch.classes]]` and `[services.dispatch.scheduling]`
+/// (issue 15): a valid set loads; each broken rule is named by its key.
+#[test]
+fn request_classes_and_scheduling() {
+    const AT: &str = "request_timeout_ms = 5000\n";
+    let classes = |body: &str| edit(AT, &format!("{AT}{body}"));
+    let valid = classes(
+        r#"
+[services.dispatch.scheduling]
+policy = "weighted-fair"
+max_active = 64
+
+[[services.dispatch.classes]]
+name = "interactive"
+methods = ["GET", "HEAD"]
+path_regex = '^/api/v[0-9]+/'
+priority = 0
+weight = 8
+min_share = 0.1
+
+[[services.dispatch.classes]]
+name = "bulk"
+path_prefix = "/downloads/"
+weight = 1
+max_in_flight = 200
+max_rate = 50.5
+on_refuse = "redirect"
+redirect_to = "https://mirror.example/"
+redirect_status = 307
+
+[[services.dispatch.classes]]
+name = "default"
+max_queue = 16
+busy_body = "<h1>busy</h1>"
+retry_after_s = 10
+"#,
+    );
+    let config = load(&valid).expect("valid classes");
+    let d = config.services[1].dispatch.as_ref().expect("dispatch");
+    assert_eq!(d.classes.len(), 3);
+    assert_eq!(
+        d.scheduling.as_ref().map(|s| (s.policy, s.max_active)),
+        Some((shoal_config::SchedulingPolicy::WeightedFair, 64))
+    );
+    assert_eq!(d.classes[1].redirect_status, 307);
+    assert_eq!(d.classes[2].max_queue, 16);
+    assert_eq!(d.classes[0].max_queue, shoal_config::DEFAULT_MAX_QUEUE);
+
+    let one = |body: &str, key: &str, reason: &str| {
+        let text = classes(&format!("\n[[services.dispatch.classes]]\n{body}\n"));
+        let problem = only_problem(&text);
+        assert_eq!(problem.key, format!("{D}.{key}"), "{problem:?}");
+        assert!(problem.reason.contains(reason), "{key}: {}", problem.reason);
+        let last = body.lines().last().expect("a line");
+        assert_eq!(
+            problem.location.map(|l| l.line),
+            Some(line_of(&text, last)),
+            "{problem:?}"
+        );
+    };
+    one(
+        "name = \"x\"\npath_regex = \"(\"",
+        "classes[0].path_regex",
+        "not a regular expression",
+    );
+    one("name = \"a b\"", "classes[0].name", "not a class name");
+    one(
+        "name = \"x\"\nmethods = [\"G T\"]",
+        "classes[0].methods[0]",
+        "not an HTTP method",
+    );
+    one(
+        "name = \"x\"\npath_prefix = \"api\"",
+        "classes[0].path_prefix",
+        "must start with '/'",
+    );
+    one(
+        "name = \"x\"\nheader = \"a:b\"",
+        "classes[0].header",
+        "not a valid header name",
+    );
+    one(
+        "name = \"x\"\nweight = 0",
+        "classes[0].weight",
+        "out of range 1-1000",
+    );
+    one(
+        "name = \"x\"\nmin_share = 1.0",
+        "classes[0].min_share",
+        "strictly between 0 and 1",
+    );
+    one(
+        "name = \"x\"\nmax_active = 0",
+        "classes[0].max_active",
+        "at least 1",
+    );
+    one(
+        "name = \"x\"\nmax_queue = 0",
+        "classes[0].max_queue",
+        "out of range 1-65536",
+    );
+    one(
+        "name = \"x\"\nmax_wait_ms = 0",
+        "classes[0].max_wait_ms",
+        "out of range",
+    );
+    one(
+        "name = \"x\"\nmax_rate = -1.0",
+        "classes[0].max_rate",
+        "not a positive number",
+    );
+    one(
+        "name = \"x\"\nmax_load = nan",
+        "classes[0].max_load",
+        "not a positive load",
+    );
+    let text = classes("\n[[services.dispatch.classes]]\nname = \"x\"\non_refuse = \"redirect\"\n");
+    check_key(
+        &text,
+        &format!("{D}.classes[0].redirect_to"),
+        "needs redirect_to",
+    );
+    one(
+        "name = \"x\"\non_refuse = \"redirect\"\nredirect_to = \"/elsewhere\"",
+        "classes[0].redirect_to",
+        "not an absolute http:// or https:// URL",
+    );
+    one(
+        "name = \"x\"\nredirect_to = \"http://a/\"",
+        "classes[0].redirect_to",
+        "only with on_refuse",
+    );
+    one(
+        "name = \"x\"\nredirect_status = 301",
+        "classes[0].redirect_status",
+        "not 302 or 307",
+    );
+    let text =
+        classes("\n[[services.dispatch.classes]]\nname = \"default\"\npath_prefix = \"/x/\"\n");
+    check_key(
+        &text,
+        &format!("{D}.classes[0]"),
+        "takes no match conditions",
+    );
+
+    let text = classes(
+        "\n[[services.dispatch.classes]]\nname = \"x\"\n\n[[services.dispatch.classes]]\nname = \"x\"\n",
+    );
+    check_key(
+        &text,
+        &format!("{D}.classes[1].name"),
+        "class name x is already used",
+    );
+    let text = classes(
+        "\n[[services.dispatch.classes]]\nname = \"a\"\nmin_share = 0.6\n\n\
+         [[services.dispatch.classes]]\nname = \"b\"\nmin_share = 0.6\n",
+    );
+    check_key(&text, &format!("{D}.classes"), "add up to 1.2");
+    let text = classes("\n[services.dispatch.scheduling]\nmax_active = 0\n");
+    check_key(&text, &format!("{D}.scheduling.max_active"), "at least 1");
+    let text = classes("\n[services.dispatch.scheduling]\npolicy = \"fifo\"\n");
+    assert!(
+        load(&text).is_err_and(|e| e.to_string().contains("max_active")),
+        "scheduling needs max_active"
+    );
+}

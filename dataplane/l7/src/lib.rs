@@ -13,6 +13,8 @@
 //! - [`framing`]: HTTP/1.1 message boundaries on a spliced connection
 //!   (when each response the kernel sends is complete; where a chunked
 //!   body ends).
+//! - [`classes`]: request classes, admission control and the scheduling
+//!   of waiting requests at the serving member (CARISMA).
 //! - [`dispatch`]: which member serves a request (URL hashing with hot
 //!   paths, least-loaded, LARD, DTCP's server sets, cookie stickiness,
 //!   rules).
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answers;
+pub mod classes;
 pub mod dispatch;
 pub mod framing;
 pub mod handoff;
