@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(s.waiting(c0), 3);
         let mut expired = Vec::new();
         s.expire(Instant::from_millis(99), |r| {
-            expired.push((r.item, r.waited))
+            expired.push((r.item, r.waited));
         });
         assert!(expired.is_empty());
         s.expire(Instant::from_millis(110), |r| {
