@@ -129,14 +129,21 @@ fn tcp(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
         };
         assert_eq!(dropped, repr, "only options that do not fit may be dropped");
         assert!(parsed.unknown_options.len() <= repr.unknown_options.len());
-        // Only when the canonical layout of the known options plus every
-        // unknown option is more than 40 bytes.
-        let known = TcpRepr {
-            unknown_options: shoal_wire::TcpOptionBytes::EMPTY,
-            ..repr
-        };
+        // Only when the canonical layout (Linux's, NOP-aligned) of every
+        // option, SACK blocks and unknown options included, is more than 40
+        // bytes.
+        let blocks = repr.sack_ranges.iter().flatten().count();
+        let canonical = usize::from(repr.mss.is_some()) * 4
+            + if repr.timestamps.is_some() {
+                12
+            } else {
+                usize::from(repr.sack_permitted) * 4
+            }
+            + usize::from(repr.window_scale.is_some()) * 4
+            + if blocks > 0 { 4 + 8 * blocks } else { 0 }
+            + repr.unknown_options.len();
         assert!(
-            known.options_len() + repr.unknown_options.len() > 40,
+            canonical > 40,
             "options dropped though they fit: {repr:?} -> {parsed:?}"
         );
         let mut twice = vec![0u8; parsed.buffer_len(payload.len())];
