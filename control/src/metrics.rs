@@ -18,6 +18,8 @@
 //! | `drop_<reason>` | `shoal_dataplane_drops_total{reason}` |
 //! | `dispatch_<reason>` | `shoal_dataplane_dispatch_total{reason}` |
 //! | `handoff_rejected_<reason>` | `shoal_dataplane_handoff_rejected_total{reason}` |
+//! | `class/<service>/<class>/admitted` | `shoal_dataplane_class_admitted_total{service,class}` |
+//! | `class/<service>/<class>/refused_<reason>` | `shoal_dataplane_class_refused_total{service,class,reason}` |
 //! | `malformed_<layer>_<reason>` | `shoal_dataplane_malformed_total{layer,reason}` |
 //! | `syn_accepted`, `syn_other_inspector`, `claims_refused_{lease,pending}`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
 //! | `lease_held`, `epochs_pending`, `applied_epoch` | `shoal_dataplane_{lease_held,epochs_pending,epoch}` |
@@ -170,6 +172,30 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             &[w, ("reason", reason)],
             value,
         );
+    }
+    if let Some(rest) = name.strip_prefix("class/") {
+        // `class/<service>/<class>/<what>`: class names have no '/', a
+        // service name may.
+        let mut back = rest.rsplitn(3, '/');
+        if let (Some(what), Some(class), Some(service)) = (back.next(), back.next(), back.next()) {
+            let labels = [w, ("service", service), ("class", class)];
+            if what == "admitted" {
+                return out.counter(
+                    "shoal_dataplane_class_admitted_total",
+                    "Requests of splice services admitted, by request class (services.dispatch.classes).",
+                    &labels,
+                    value,
+                );
+            }
+            if let Some(reason) = what.strip_prefix("refused_") {
+                return out.counter(
+                    "shoal_dataplane_class_refused_total",
+                    "Requests of splice services refused by their class and answered with its on_refuse answer, by class and reason (rate, load, in_flight, queue_full, waited_too_long).",
+                    &[w, ("service", service), ("class", class), ("reason", reason)],
+                    value,
+                );
+            }
+        }
     }
     if let Some(reason) = name.strip_prefix("handoff_rejected_") {
         return out.counter(
@@ -700,6 +726,28 @@ mod tests {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("event=\"dispatch_"), "{text}");
+    }
+
+    #[test]
+    fn request_classes_are_two_families_with_service_and_class() {
+        let mut status = fixed_status();
+        let mut w = crate::status::test_worker(&[
+            "class/web/api/admitted",
+            "class/web/api/refused_rate",
+            "class/a/b/bulk/refused_waited_too_long",
+        ]);
+        w.worker = 2;
+        status.workers.push(w);
+        let text = render(&status);
+        for line in [
+            "# TYPE shoal_dataplane_class_admitted_total counter",
+            "shoal_dataplane_class_admitted_total{worker=\"2\",service=\"web\",class=\"api\"} 1",
+            "shoal_dataplane_class_refused_total{worker=\"2\",service=\"web\",class=\"api\",reason=\"rate\"} 2",
+            "shoal_dataplane_class_refused_total{worker=\"2\",service=\"a/b\",class=\"bulk\",reason=\"waited_too_long\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("event=\"class/"), "{text}");
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct ControlLink {
     ring: CommandRing,
     stats: StatsWriter,
     values: Vec<u64>,
+    /// How many values at the end are per request class.
+    class_values: usize,
     worker: usize,
     workers: usize,
     members: Vec<MemberEntry>,
@@ -174,7 +176,10 @@ impl ControlLink {
             action: "create the channel directory",
             source,
         })?;
-        let names = stat_names(workers);
+        let mut names = stat_names(workers);
+        let classes = crate::pipeline::class_stat_names(tables);
+        let class_values = classes.len();
+        names.extend(classes);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let stats = StatsWriter::create(stats_path(dir, worker), &refs)?;
         let ring = CommandRing::create(command_ring_path(dir, worker), RING_CAPACITY)?;
@@ -184,6 +189,7 @@ impl ControlLink {
             values: vec![0; names.len()],
             worker,
             workers,
+            class_values,
             members: tables.members.clone(),
             epoch: tables.epoch,
             digest: tables.digest,
@@ -376,6 +382,15 @@ impl ControlLink {
                 self.values[i + 1] = dropped.get(w).copied().unwrap_or(0);
                 i += 2;
             }
+        }
+        // Per request class (`class/<service>/<class>/<what>`), as many as
+        // the segment was created with.
+        for (slot, v) in self.values[i..]
+            .iter_mut()
+            .take(self.class_values)
+            .zip(pipeline.class_values())
+        {
+            *slot = v;
         }
         if let Err(e) = self.stats.write(&self.values) {
             self.bad_commands += 1;

@@ -217,6 +217,14 @@ counters! {
     SpliceBadRequest => "splice_bad_request",
     /// Splice: connections whose request did not arrive in time. Not an outcome.
     SpliceTimeout => "splice_timeout",
+    /// Splice: requests their class refused (`[[services.dispatch.classes]]`),
+    /// answered with the class's answer; per class and reason in
+    /// `class/<service>/<class>/refused_<reason>`. Not an outcome.
+    SpliceRefused => "splice_refused",
+    /// Splice: new connections with no setup slot free answered with the
+    /// service's busy answer (at most 1000 a second per worker; beyond, the
+    /// segment is dropped as `splice_conn_table_full`).
+    SpliceBusyAnswered => "splice_busy_answered",
     /// Splice: the kernel answered a replayed SYN with an ACK or RST of an
     /// earlier connection's socket on the same 4-tuple (TIME-WAIT, mostly);
     /// that socket was reset (exact RST) and the SYN replayed once more.
@@ -498,6 +506,7 @@ impl Counter {
         Counter::SpliceCookieSent,
         Counter::SpliceCookieRejected,
         Counter::SpliceConnTableFull,
+        Counter::SpliceBusyAnswered,
         Counter::SpliceHandshake,
         Counter::SpliceBuffered,
         Counter::SpliceKernelSynAck,

@@ -183,6 +183,85 @@ fn full_splice_setup_slots_refuse_new_handshakes_counted_until_they_free() {
     assert_eq!(p.counters().get(Counter::SpliceConnTableFull), 1);
 }
 
+/// Splice (issue 15): with every setup slot taken, a client whose
+/// handshake-completing segment carries its request gets the service's
+/// busy answer (503, `Retry-After`, FIN, acknowledging the request) instead
+/// of silence, at most 1000 a second per worker; a pure ACK, and requests
+/// beyond that rate, are dropped counted, and the client retransmits.
+#[test]
+fn full_splice_setup_slots_answer_requests_busy_at_a_bounded_rate() {
+    let mut p = pipeline(Mode::Splice, 16_384);
+    p.set_cookie_secret([5; 32]);
+    let t = Instant::from_secs(1);
+    let clients = own_clients(&p, 0, 4_096 + 1_100);
+    for c in &clients[..4_096] {
+        handshake(&mut p, c, t);
+    }
+    assert_eq!(p.counters().get(Counter::SpliceHandshake), 4_096);
+    let request = b"GET /files/1k HTTP/1.1\r\nHost: x\r\n\r\n";
+    let complete = |p: &mut Pipeline, c: &Endpoint, body: &[u8], now: Instant| {
+        run(p, &segment(c, 1, None, TcpFlags::SYN, &[]), now);
+        let (cookie, tsval) = cookie_of(p);
+        let mut ack = tcp_header(c.port, 80, 2, Some(cookie.wrapping_add(1)), TcpFlags::ACK);
+        ack.timestamps = tsval.map(|v| (7, v));
+        let v = run(p, &tcp_frame(c, &service(), &ack, body, 2), now);
+        (v, cookie)
+    };
+    // A pure ACK: dropped, counted; nothing sent.
+    let (v, _) = complete(&mut p, &clients[4_096], &[], t);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(p.counters().get(Counter::SpliceConnTableFull), 1);
+    assert_eq!(p.take_emitted().count(), 0);
+    // With the request: the answer.
+    let (v, cookie) = complete(&mut p, &clients[4_097], request, t);
+    assert_eq!(v, Verdict::Drop);
+    let out: Vec<_> = p.take_emitted().collect();
+    assert_eq!(out.len(), 1);
+    let (port, frame) = &out[0];
+    assert_eq!(*port, WIRE);
+    let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+    assert_eq!(ip.dst_addr(), clients[4_097].ip);
+    assert_eq!(tcp.seq_number(), cookie.wrapping_add(1));
+    assert_eq!(
+        tcp.ack_number(),
+        2 + request.len() as u32,
+        "the request acknowledged"
+    );
+    assert!(tcp.fin() && tcp.ack() && !tcp.rst());
+    let body = String::from_utf8_lossy(tcp.payload());
+    assert!(
+        body.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{body}"
+    );
+    assert!(body.contains("\r\nRetry-After: 1\r\n"), "{body}");
+    assert_eq!(p.counters().get(Counter::SpliceBusyAnswered), 1);
+    assert_eq!(
+        p.flows().len(),
+        4_096,
+        "the answered connection holds nothing"
+    );
+    // 1000 answers a second: 999 more now, then drops; a second later, more.
+    let mut answered = 1;
+    for c in &clients[4_098..4_098 + 1_001] {
+        complete(&mut p, c, request, t);
+        answered += p.take_emitted().count();
+    }
+    assert_eq!(answered, 1_000);
+    assert_eq!(p.counters().get(Counter::SpliceBusyAnswered), 1_000);
+    assert_eq!(p.counters().get(Counter::SpliceConnTableFull), 1 + 2);
+    complete(
+        &mut p,
+        &clients[4_098 + 1_001],
+        request,
+        t + std::time::Duration::from_secs(1),
+    );
+    assert_eq!(p.take_emitted().count(), 1);
+    assert_eq!(p.counters().get(Counter::SpliceBusyAnswered), 1_001);
+}
+
 /// Frames for another worker when the steering ring toward it is full are
 /// dropped and counted, the receiving worker does not wait, and what the
 /// ring held is processed by its owner when it polls.

@@ -20,6 +20,7 @@
 
 mod arp;
 mod burst;
+mod classes_path;
 mod handoff_path;
 mod kernel;
 pub mod moves;
@@ -35,6 +36,7 @@ mod vip;
 use core::time::Duration;
 use std::sync::Arc;
 
+pub use classes_path::class_stat_names;
 pub use reuse::FlowEntry;
 use splice_path::{build_dispatchers, SPLICE_SETUP_SLOTS};
 pub use tables::{MemberEntry, ServiceEntry, Tables, TablesError};
@@ -162,6 +164,11 @@ pub struct Pipeline {
     /// Splice: a dispatcher per service (None for other modes); per worker
     /// because LARD keeps state.
     dispatchers: Vec<Option<Dispatcher>>,
+    /// Splice: request classes per service (None without classes).
+    classes: Vec<Option<classes_path::ServiceClasses>>,
+    /// Splice: answers to new connections with no setup slot free (tokens
+    /// of a bucket refilled at [`BUSY_ANSWERS_PER_SEC`], and when).
+    busy_answers: (u32, Instant),
     /// Splice: persistent connections followed request by request.
     sessions: persist::Sessions,
     /// SYN proxy of the L4 services: one state per service of `tables`.
@@ -177,6 +184,11 @@ pub struct Pipeline {
     /// Scratch for `take_journal` (allocated by `enable_journal`).
     journal_keys: Vec<crate::flow::FlowKey>,
 }
+
+/// Answers a worker sends per second (and at most at once) to new splice
+/// connections that find no setup slot free; beyond it they are dropped,
+/// counted (`splice_conn_table_full`), and the client retransmits.
+const BUSY_ANSWERS_PER_SEC: u32 = 1000;
 
 /// Flows one burst may create or change before the journal falls back to
 /// a full snapshot (far more than two bursts of frames can touch).
@@ -197,7 +209,10 @@ impl Pipeline {
         let mut secret = [0u8; 32];
         secret[..4].copy_from_slice(&tables.own_addr.octets());
         let dispatchers = build_dispatchers(&tables, Vec::new());
+        let classes = classes_path::build_classes(&tables, Vec::new());
         Pipeline {
+            classes,
+            busy_answers: (BUSY_ANSWERS_PER_SEC, Instant::ZERO),
             cookies: CookieKeys::new(secret),
             handoff: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
@@ -223,6 +238,8 @@ impl Pipeline {
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
         let previous = std::mem::take(&mut self.dispatchers);
         self.dispatchers = build_dispatchers(&tables, previous);
+        let previous = std::mem::take(&mut self.classes);
+        self.classes = classes_path::build_classes(&tables, previous);
         self.synproxy = synproxy_path::carry_over(&self.tables, &tables, &self.synproxy);
         self.claims.apply(Arc::clone(&tables), tables.digest);
         self.tables = tables;

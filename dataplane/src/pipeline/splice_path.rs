@@ -21,6 +21,7 @@ use core::net::Ipv4Addr;
 
 use shoal_config::BadRequestAction;
 
+use super::classes_path::admit_request;
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, KERNEL, WIRE};
 use crate::counters::{Counter, Counters};
 use crate::flow::{FlowKey, FlowState, Insert};
@@ -28,6 +29,7 @@ use crate::traffic::{tcp_frame, Endpoint};
 use crate::wire::{EthernetAddress, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr};
 use shoal_config::Mode;
 use shoal_l7::answers::error_response;
+use shoal_l7::classes::Answer;
 use shoal_l7::dispatch::Dispatcher;
 use shoal_l7::handoff::{HandoffId, Origin};
 use shoal_l7::http::{buffered_head, RequestHead};
@@ -290,6 +292,9 @@ impl Pipeline {
         let Some(conn) = self.cookie_conn(client_mac, key, service, tcp, now) else {
             return Plan::Done(self.drop(Counter::SpliceCookieRejected));
         };
+        if !self.conns.has_free() {
+            return Plan::Done(self.busy_answer(&conn, service, tcp, now));
+        }
         let slot = match self.open_setup(conn, service, now) {
             Ok(slot) => slot,
             Err(c) => return Plan::Done(self.drop(c)),
@@ -420,6 +425,14 @@ impl Pipeline {
                     &head,
                     now,
                 );
+                let member = chosen.unwrap_or(self.tables.own_id);
+                let admitted =
+                    admit_request(&mut self.classes, &self.tables, service, &head, member, now);
+                if let Err(answer) = admitted {
+                    self.counters.inc(Counter::SpliceRefused);
+                    self.close_with(slot, &answer, now);
+                    return;
+                }
                 match chosen {
                     Some(m) if m != self.tables.own_id => {
                         if !self.handoff_start(slot, m, now) {
@@ -439,16 +452,35 @@ impl Pipeline {
             }
             Err(e) => {
                 self.counters.inc(Counter::SpliceBadRequest);
-                let action = self.tables.services[service]
-                    .dispatch
-                    .as_ref()
-                    .map_or(BadRequestAction::Respond, |d| d.on_bad_request);
-                match action {
-                    BadRequestAction::PassToDefault => self.replay_syn(slot, now),
-                    BadRequestAction::Respond => self.answer_and_close(slot, Some(e.status()), now),
-                    BadRequestAction::Reset => self.answer_and_close(slot, None, now),
+                match self.bad_request(service, e.status()) {
+                    BadRequest::To(m) if m != self.tables.own_id => {
+                        if !self.handoff_start(slot, m, now) {
+                            self.counters.inc(Counter::SpliceRemoteNotWired);
+                            self.replay_syn(slot, now);
+                        }
+                    }
+                    BadRequest::To(_) => self.replay_syn(slot, now),
+                    BadRequest::Answer(status) => self.answer_and_close(slot, status, now),
                 }
             }
+        }
+    }
+
+    /// What a bad request of service `service` (whose error answer is
+    /// `status`) gets: its `on_bad_request`, `pass-to-default` naming the
+    /// default member while it is alive with weight (this member otherwise).
+    fn bad_request(&self, service: usize, status: u16) -> BadRequest {
+        let dispatch = self.tables.services[service].dispatch.as_ref();
+        match dispatch.map_or(BadRequestAction::Respond, |d| d.on_bad_request) {
+            BadRequestAction::Respond => BadRequest::Answer(Some(status)),
+            BadRequestAction::Reset => BadRequest::Answer(None),
+            BadRequestAction::PassToDefault => BadRequest::To(
+                dispatch
+                    .and_then(|d| d.default_member.as_deref())
+                    .and_then(|name| self.tables.members.iter().find(|m| m.name == name))
+                    .filter(|m| m.alive && m.effective_weight() > 0)
+                    .map_or(self.tables.own_id, |m| m.id),
+            ),
         }
     }
 
@@ -481,36 +513,106 @@ impl Pipeline {
     /// Bad request: the configured answer (an HTTP error and FIN, or a RST),
     /// then the connection is forgotten.
     pub(super) fn answer_and_close(&mut self, slot: u32, status: Option<u16>, now: Instant) {
-        let own_mac = self.tables.own_mac;
+        let answer = match status {
+            Some(status) => Answer::Respond(error_response(status).to_vec()),
+            None => Answer::Reset,
+        };
+        self.close_with(slot, &answer, now);
+    }
+
+    /// Sends `answer` to the client of the connection in `slot` (a
+    /// response in segments of at most its MSS, the last with FIN; or a
+    /// RST), acknowledging what it sent, then forgets the connection.
+    pub(super) fn close_with(&mut self, slot: u32, answer: &Answer, now: Instant) {
         let Some(conn) = self.conns.release(slot) else {
             return;
         };
         self.flows.remove(&conn.key);
-        let body: &[u8] = status.map_or(&[], error_response);
-        let flags = if status.is_some() {
-            TcpFlags::PSH | TcpFlags::FIN
-        } else {
-            TcpFlags::RST
+        self.send_answer(&conn, conn.buf.ack_point(), answer, now);
+    }
+
+    /// `answer` to the client of `conn` from the cookie's ISN on,
+    /// acknowledging up to `ack`: a response in segments of at most the
+    /// client's MSS, the last with FIN, or a RST.
+    fn send_answer(&mut self, conn: &Conn, ack: u32, answer: &Answer, now: Instant) {
+        let own_mac = self.tables.own_mac;
+        let body: &[u8] = match answer {
+            Answer::Respond(bytes) => bytes,
+            Answer::Reset => &[],
         };
-        let mut seg = bare_tcp(
-            conn.key.dst_port,
-            conn.key.src_port,
-            conn.cookie_isn.wrapping_add(1),
-            Some(conn.buf.ack_point()),
-            flags,
-            0xFFFF,
-        );
-        seg.timestamps = conn
-            .opts
-            .timestamps()
-            .then_some((Self::ts_clock(now).max(conn.tsval_sent), conn.client_tsval));
-        let frame = build(&Segment {
-            src: (own_mac, conn.key.dst, conn.key.dst_port),
-            dst: (conn.client_mac, conn.key.src, conn.key.src_port),
-            tcp: seg,
-            payload: body,
-        });
-        self.emitted.push((WIRE, frame));
+        let mss = usize::from(conn.opts.mss).clamp(64, 1460);
+        let tsval = Self::ts_clock(now).max(conn.tsval_sent);
+        let mut offset = 0;
+        loop {
+            let end = (offset + mss).min(body.len());
+            let flags = match answer {
+                Answer::Reset => TcpFlags::RST,
+                Answer::Respond(_) if end == body.len() => TcpFlags::PSH | TcpFlags::FIN,
+                Answer::Respond(_) => TcpFlags::EMPTY,
+            };
+            let mut seg = bare_tcp(
+                conn.key.dst_port,
+                conn.key.src_port,
+                conn.cookie_isn.wrapping_add(1).wrapping_add(offset as u32),
+                Some(ack),
+                flags,
+                0xFFFF,
+            );
+            seg.timestamps = conn.opts.timestamps().then_some((tsval, conn.client_tsval));
+            let frame = build(&Segment {
+                src: (own_mac, conn.key.dst, conn.key.dst_port),
+                dst: (conn.client_mac, conn.key.src, conn.key.src_port),
+                tcp: seg,
+                payload: &body[offset..end],
+            });
+            self.emitted.push((WIRE, frame));
+            offset = end;
+            if offset >= body.len() {
+                break;
+            }
+        }
+    }
+
+    /// A cookie ACK that finds no setup slot free: a segment carrying the
+    /// request gets the service's busy answer (its default class's) and
+    /// the connection ends there, at most [`super::BUSY_ANSWERS_PER_SEC`]
+    /// a second; a pure ACK, or one beyond that rate, is dropped (counted)
+    /// and the client retransmits.
+    fn busy_answer(
+        &mut self,
+        conn: &Conn,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Verdict {
+        let payload = tcp.payload().len();
+        if payload == 0 || !self.take_busy_token(now) {
+            return self.drop(Counter::SpliceConnTableFull);
+        }
+        let answer = self.default_answer(service);
+        let ack = tcp.seq_number().wrapping_add(payload as u32);
+        self.send_answer(conn, ack, &answer, now);
+        self.drop(Counter::SpliceBusyAnswered)
+    }
+
+    /// One token of the busy-answer bucket, if any is left at `now`.
+    fn take_busy_token(&mut self, now: Instant) -> bool {
+        let (tokens, last) = self.busy_answers;
+        let elapsed_ms = now.saturating_since(last).as_millis();
+        let refill = u32::try_from(elapsed_ms * u128::from(super::BUSY_ANSWERS_PER_SEC) / 1000)
+            .unwrap_or(u32::MAX);
+        let tokens = tokens
+            .saturating_add(refill)
+            .min(super::BUSY_ANSWERS_PER_SEC);
+        // The clock moves on only when a token was added, so that frequent
+        // calls under a millisecond apart still refill.
+        let last = if refill > 0 { now } else { last };
+        if tokens == 0 {
+            self.busy_answers = (0, last);
+            return false;
+        }
+        self.busy_answers = (tokens - 1, last);
+        true
     }
 
     /// Step 3: the client's SYN, replayed into this member's kernel.
@@ -705,19 +807,40 @@ impl Pipeline {
         self.counters.inc(Counter::request_segment(outcome));
         let head = buffered_head(&conn.buf);
         let chosen = match head {
-            Ok(Some(head)) => choose_member(
-                &self.tables,
-                &mut self.dispatchers,
-                &mut self.counters,
-                service,
-                &head,
-                now,
-            ),
+            Ok(Some(head)) => {
+                let chosen = choose_member(
+                    &self.tables,
+                    &mut self.dispatchers,
+                    &mut self.counters,
+                    service,
+                    &head,
+                    now,
+                );
+                let member = chosen.unwrap_or(self.tables.own_id);
+                let admitted =
+                    admit_request(&mut self.classes, &self.tables, service, &head, member, now);
+                if let Err(answer) = admitted {
+                    // Refused: this kernel's socket goes (an exact RST, it
+                    // has seen no data), the client gets the answer.
+                    self.counters.inc(Counter::SpliceRefused);
+                    self.rare_reset_kernel(slot);
+                    self.close_with(slot, &answer, now);
+                    return None;
+                }
+                chosen
+            }
             // Incomplete: hold it (not ACKed: the client sends the rest).
             Ok(None) => return None,
-            Err(_) => {
+            Err(e) => {
                 self.counters.inc(Counter::SpliceBadRequest);
-                None
+                match self.bad_request(service, e.status()) {
+                    BadRequest::To(m) => Some(m),
+                    BadRequest::Answer(status) => {
+                        self.rare_reset_kernel(slot);
+                        self.answer_and_close(slot, status, now);
+                        return None;
+                    }
+                }
             }
         };
         match chosen {
@@ -879,6 +1002,14 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// What a bad request gets ([`Pipeline::bad_request`]).
+enum BadRequest {
+    /// Served by this member (handed over unless it is this one).
+    To(u16),
+    /// Answered (an HTTP error status, or a RST for `None`) and forgotten.
+    Answer(Option<u16>),
 }
 
 /// Connections a worker can have between cookie ACK and kernel SYN-ACK.

@@ -13,6 +13,8 @@ use shoal_select::{ClientKey, Member, Params, Selector};
 /// A service as the pipeline matches it.
 #[derive(Debug, Clone)]
 pub struct ServiceEntry {
+    /// The service's name (`services.name`: metric labels).
+    pub name: String,
     /// Inspector selection for this service's new connections.
     pub selector: Arc<dyn Selector>,
     /// VIP.
@@ -164,6 +166,7 @@ impl Tables {
         let mut services = Vec::with_capacity(cfg.services.len());
         for s in &cfg.services {
             services.push(ServiceEntry {
+                name: s.name.clone(),
                 selector: build_selector(&s.selection, &members),
                 target: Arc::new(Salted(build_selector(&s.selection, &members))),
                 state: s.state,
