@@ -21,7 +21,7 @@ use core::net::Ipv4Addr;
 
 use shoal_config::BadRequestAction;
 
-use super::classes_path::admit_request;
+use super::classes_path::{admit_request, ServiceClasses};
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, KERNEL, WIRE};
 use crate::counters::{Counter, Counters};
 use crate::flow::{FlowKey, FlowState, Insert};
@@ -417,22 +417,22 @@ impl Pipeline {
         let head = buffered_head(&conn.buf);
         match head {
             Ok(Some(head)) => {
-                let chosen = choose_member(
+                let admitted = dispatch_and_admit(
                     &self.tables,
                     &mut self.dispatchers,
+                    &mut self.classes,
                     &mut self.counters,
                     service,
                     &head,
                     now,
                 );
-                let member = chosen.unwrap_or(self.tables.own_id);
-                let admitted =
-                    admit_request(&mut self.classes, &self.tables, service, &head, member, now);
-                if let Err(answer) = admitted {
-                    self.counters.inc(Counter::SpliceRefused);
-                    self.close_with(slot, &answer, now);
-                    return;
-                }
+                let chosen = match admitted {
+                    Ok(chosen) => chosen,
+                    Err(answer) => {
+                        self.close_with(slot, &answer, now);
+                        return;
+                    }
+                };
                 match chosen {
                     Some(m) if m != self.tables.own_id => {
                         if !self.handoff_start(slot, m, now) {
@@ -808,26 +808,25 @@ impl Pipeline {
         let head = buffered_head(&conn.buf);
         let chosen = match head {
             Ok(Some(head)) => {
-                let chosen = choose_member(
+                let admitted = dispatch_and_admit(
                     &self.tables,
                     &mut self.dispatchers,
+                    &mut self.classes,
                     &mut self.counters,
                     service,
                     &head,
                     now,
                 );
-                let member = chosen.unwrap_or(self.tables.own_id);
-                let admitted =
-                    admit_request(&mut self.classes, &self.tables, service, &head, member, now);
-                if let Err(answer) = admitted {
-                    // Refused: this kernel's socket goes (an exact RST, it
-                    // has seen no data), the client gets the answer.
-                    self.counters.inc(Counter::SpliceRefused);
-                    self.rare_reset_kernel(slot);
-                    self.close_with(slot, &answer, now);
-                    return None;
+                match admitted {
+                    Ok(chosen) => chosen,
+                    Err(answer) => {
+                        // Refused: this kernel's socket goes (an exact RST,
+                        // it has seen no data), the client gets the answer.
+                        self.rare_reset_kernel(slot);
+                        self.close_with(slot, &answer, now);
+                        return None;
+                    }
                 }
-                chosen
             }
             // Incomplete: hold it (not ACKed: the client sends the rest).
             Ok(None) => return None,
@@ -1032,6 +1031,31 @@ pub(super) fn choose_member(
         .map(|d| d.choose(head, &loads, now))?;
     counters.inc(Counter::dispatch(choice.reason));
     Some(choice.member)
+}
+
+/// The member the dispatcher of service `service` chooses for the first
+/// request `head` of a connection, once its class admits it (`Err`: the
+/// answer of the class that refused it, counted `splice_refused`). A free
+/// function over the fields it needs: the head is borrowed from a setup
+/// slot.
+fn dispatch_and_admit(
+    tables: &Tables,
+    dispatchers: &mut [Option<Dispatcher>],
+    classes: &mut [Option<ServiceClasses>],
+    counters: &mut Counters,
+    service: usize,
+    head: &RequestHead<'_>,
+    now: Instant,
+) -> Result<Option<u16>, Answer> {
+    let chosen = choose_member(tables, dispatchers, counters, service, head, now);
+    let member = chosen.unwrap_or(tables.own_id);
+    match admit_request(classes, tables, service, head, member, now) {
+        Ok(()) => Ok(chosen),
+        Err(answer) => {
+            counters.inc(Counter::SpliceRefused);
+            Err(answer)
+        }
+    }
 }
 
 /// A dispatcher for every splice service of `tables` (lard placements and
