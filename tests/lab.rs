@@ -2270,7 +2270,9 @@ fn request_classes_answer_busy_redirect_and_reset_to_curl() {
     let reset = count(&rude, "000 rc=56 | ");
     assert_eq!(reset + served(&rude), N, "{rude:#?}");
     assert!(busy >= N - 6 && redirected >= N - 6 && reset >= N - 6);
-    eprintln!("refused of {N} each: bulk {busy} (503), moved {redirected} (307), rude {reset} (reset)");
+    eprintln!(
+        "refused of {N} each: bulk {busy} (503), moved {redirected} (307), rude {reset} (reset)"
+    );
 
     lab.settle();
     let sum = |name: &str| -> u64 { MEMBERS.iter().map(|n| lab.counter(n, name)).sum() };

@@ -61,6 +61,40 @@ pub struct Member {
     /// Relative share of new connections (0 = drained). Default 100.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// What the member does: inspect and serve (`both`, the default), only
+    /// inspect and hand every request over (`front-end`), or only serve
+    /// what front ends hand over (`back-end`): CARISMA's *always* handoff
+    /// (seed 003 §6). Only for clusters whose services are all `splice`.
+    #[serde(default)]
+    pub role: MemberRole,
+}
+
+/// A member's part in a splice cluster (`cluster.members.role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberRole {
+    /// Inspects connections and serves requests (every member of a
+    /// cluster without roles).
+    #[default]
+    Both,
+    /// Inspects connections, reads their requests and hands every one
+    /// over; serves nothing itself.
+    FrontEnd,
+    /// Serves the requests front ends hand over, answering the client
+    /// directly; inspects no connection.
+    BackEnd,
+}
+
+impl MemberRole {
+    /// Whether the member may be chosen as a connection's inspector.
+    pub fn inspects(self) -> bool {
+        self != MemberRole::BackEnd
+    }
+
+    /// Whether the member may be chosen to serve a request.
+    pub fn serves(self) -> bool {
+        self != MemberRole::FrontEnd
+    }
 }
 
 /// Transport protocol of a service.

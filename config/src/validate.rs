@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
     Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, KeyHash,
-    Location, Mode, PortRole, Protocol, Service, State, SynProxy,
+    Location, MemberRole, Mode, PortRole, Protocol, Service, State, SynProxy,
 };
 
 /// Highest `selection.vnodes`.
@@ -262,6 +262,7 @@ fn check_services(config: &Config, p: &mut Problems) {
     for (i, service) in config.services.iter().enumerate() {
         check_service(cluster, service, &format!("services[{i}]"), p);
     }
+    check_roles(config, p);
     p.duplicates(
         config.services.iter().enumerate().map(|(i, s)| {
             (
@@ -283,6 +284,79 @@ fn check_services(config: &Config, p: &mut Problems) {
         }),
         "VIP, port and protocol",
     );
+}
+
+/// Member roles (CARISMA *always* handoff): only in clusters whose
+/// services all splice, with frequent handoff and a cluster key, at least
+/// one member inspecting and one serving, and no dispatch rule or default
+/// member naming a front end.
+fn check_roles(config: &Config, p: &mut Problems) {
+    let cluster = &config.cluster;
+    let members = &cluster.members;
+    let Some(first) = members.iter().position(|m| m.role != MemberRole::Both) else {
+        return;
+    };
+    let role_key = format!("cluster.members[{first}].role");
+    if !members.iter().any(|m| m.role.inspects()) {
+        p.add(
+            role_key.clone(),
+            "no member inspects (every one is a back-end): make at least one a front-end or both",
+        );
+    }
+    if !members.iter().any(|m| m.role.serves() && m.weight > 0) {
+        p.add(
+            role_key.clone(),
+            "no member serves (every one is a front-end, or the others have weight 0)",
+        );
+    }
+    if cluster.key_file.is_none() {
+        p.add(
+            "cluster.key_file",
+            "member roles hand every request from a front end to a back end: the cluster key \
+             signs the handoffs; set key_file",
+        );
+    }
+    let front_end = |name: &str| {
+        members
+            .iter()
+            .any(|m| m.name == name && m.role == MemberRole::FrontEnd)
+    };
+    for (i, s) in config.services.iter().enumerate() {
+        if s.mode != Mode::Splice {
+            p.add(
+                format!("services[{i}].mode"),
+                format!(
+                    "{role_key} is set: with front ends and back ends every service must be \
+                     mode = \"splice\" (a front end serves nothing itself, a back end inspects \
+                     nothing; got {})",
+                    crate::name_of(&s.mode)
+                ),
+            );
+            continue;
+        }
+        let Some(d) = &s.dispatch else { continue };
+        if d.handoff == crate::HandoffMode::Rare {
+            p.add(
+                format!("services[{i}].dispatch.handoff"),
+                "\"rare\" lets the inspector's own kernel take the handshake; a front end serves \
+                 nothing: use \"frequent\" with member roles",
+            );
+        }
+        for (j, rule) in d.rules.iter().enumerate() {
+            if front_end(&rule.member) {
+                p.add(
+                    format!("services[{i}].dispatch.rules[{j}].member"),
+                    format!("'{}' is a front-end, which serves nothing", rule.member),
+                );
+            }
+        }
+        if let Some(name) = d.default_member.as_deref().filter(|n| front_end(n)) {
+            p.add(
+                format!("services[{i}].dispatch.default_member"),
+                format!("'{name}' is a front-end, which serves nothing"),
+            );
+        }
+    }
 }
 
 fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {

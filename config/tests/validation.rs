@@ -1464,3 +1464,66 @@ retry_after_s = 10
         "scheduling needs max_active"
     );
 }
+
+/// `cluster.members.role` (issue 15, always handoff): only when every
+/// service splices with frequent handoff, with a cluster key, a member that
+/// inspects and one that serves, and no rule naming a front end.
+#[test]
+fn member_roles_need_splice_services_and_a_key() {
+    use shoal_config::{DispatchRule, HandoffMode, MemberRole, Mode};
+    use MemberRole::{BackEnd, Both, FrontEnd};
+    let front = edit(
+        "name = \"srv1\"\naddress = \"198.18.0.11\"",
+        "name = \"srv1\"\naddress = \"198.18.0.11\"\nrole = \"front-end\"",
+    );
+    let keys: Vec<String> = problems(&front).into_iter().map(|p| p.key).collect();
+    assert_eq!(
+        keys,
+        ["cluster.key_file", "services[0].mode", "services[2].mode"]
+    );
+
+    // Valid: the splice service alone, a key, srv1 front end, srv2 and srv3 back ends.
+    let mut cfg = load(BASE).unwrap();
+    cfg.services.retain(|s| s.mode == Mode::Splice);
+    cfg.cluster.key_file = Some("/etc/shoal/cluster.key".into());
+    let roles = |cfg: &mut Config, roles: [MemberRole; 3]| {
+        for (m, r) in cfg.cluster.members.iter_mut().zip(roles) {
+            m.role = r;
+        }
+    };
+    roles(&mut cfg, [FrontEnd, BackEnd, BackEnd]);
+    cfg.validate().unwrap();
+    roles(&mut cfg, [FrontEnd, Both, BackEnd]);
+    cfg.validate().unwrap();
+    let only = |cfg: &Config| {
+        let p = cfg.validate().unwrap_err();
+        assert_eq!(p.len(), 1, "{p:#?}");
+        (p[0].key.clone(), p[0].reason.clone())
+    };
+    roles(&mut cfg, [BackEnd, BackEnd, BackEnd]);
+    let (key, reason) = only(&cfg);
+    assert_eq!(key, "cluster.members[0].role");
+    assert!(reason.contains("no member inspects"), "{reason}");
+    roles(&mut cfg, [FrontEnd, FrontEnd, FrontEnd]);
+    let (key, reason) = only(&cfg);
+    assert_eq!(key, "cluster.members[0].role");
+    assert!(reason.contains("no member serves"), "{reason}");
+    roles(&mut cfg, [FrontEnd, BackEnd, BackEnd]);
+    let d = cfg.services[0].dispatch.as_mut().unwrap();
+    d.handoff = HandoffMode::Rare;
+    let (key, reason) = only(&cfg);
+    assert_eq!(key, "services[0].dispatch.handoff");
+    assert!(reason.contains("use \"frequent\""), "{reason}");
+    let d = cfg.services[0].dispatch.as_mut().unwrap();
+    d.handoff = HandoffMode::Frequent;
+    d.policy = DispatchPolicy::Rules;
+    d.hot_paths.clear();
+    d.rules = vec![DispatchRule {
+        host: None,
+        prefix: "/".into(),
+        member: "srv1".into(),
+    }];
+    let (key, reason) = only(&cfg);
+    assert_eq!(key, "services[0].dispatch.rules[0].member");
+    assert!(reason.contains("is a front-end"), "{reason}");
+}

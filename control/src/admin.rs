@@ -274,7 +274,8 @@ pub fn resolve(config: &Config, name_or_id: &str) -> Option<u16> {
 
 /// The `/ring` answer: the epoch table and, per service (or for the default
 /// selection when none is configured), each member's share of `keys`
-/// sampled client keys under the epoch's weights (drained or dead = 0).
+/// sampled client keys under the epoch's weights (drained, dead or a
+/// back end = 0).
 pub fn ring_view(status: &Status, config: &Config, keys: u32) -> Value {
     let members: Vec<Member> = config
         .cluster
@@ -282,8 +283,9 @@ pub fn ring_view(status: &Status, config: &Config, keys: u32) -> Value {
         .iter()
         .map(|m| {
             let row = status.table.iter().find(|e| e.id == m.id);
+            // Back ends (member roles) inspect nothing: no share of keys.
             let weight = match row {
-                Some(e) if e.alive && !e.draining => e.weight,
+                Some(e) if e.alive && !e.draining && m.role.inspects() => e.weight,
                 _ => 0,
             };
             Member {

@@ -890,8 +890,13 @@ fn signature(opts: &UpOptions) -> Result<String, LabError> {
     } else {
         ""
     };
+    let roles = if opts.front_ends > 0 {
+        format!(" front-ends={}", opts.front_ends)
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "nodes={} backend={} mode={} state={} handoff={} config={config} inject={inject}{per_request}",
+        "nodes={} backend={} mode={} state={} handoff={} config={config} inject={inject}{per_request}{roles}",
         opts.nodes,
         opts.backend,
         kebab(&opts.mode),

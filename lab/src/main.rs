@@ -119,6 +119,10 @@ struct LabArgs {
     /// (today every request is dispatched and connections move).
     #[arg(long)]
     first_request_only: bool,
+    /// Splice, always handoff: the first N servers are front ends (inspect,
+    /// never serve), the others back ends [default: 0, every server both].
+    #[arg(long)]
+    front_ends: Option<u8>,
 }
 
 impl LabArgs {
@@ -131,6 +135,7 @@ impl LabArgs {
             || self.config.is_some()
             || self.workers.is_some()
             || self.first_request_only
+            || self.front_ends.is_some()
     }
 
     fn options(&self) -> Result<UpOptions> {
@@ -159,6 +164,7 @@ impl LabArgs {
             config,
             inject,
             first_request_only: self.first_request_only,
+            front_ends: self.front_ends.unwrap_or(0),
         })
     }
 }

@@ -105,6 +105,11 @@ pub struct UpOptions {
     /// (`dispatch.per_request = false`; the default follows every request).
     #[serde(default)]
     pub first_request_only: bool,
+    /// Splice, CARISMA *always* handoff: the first this many servers are
+    /// front ends (inspect, never serve), the others back ends (serve,
+    /// never inspect); 0 = every server does both.
+    #[serde(default)]
+    pub front_ends: u8,
 }
 
 fn one_worker() -> u8 {
@@ -133,6 +138,7 @@ impl Default for UpOptions {
             inject: None,
             workers: default_workers(LabBackend::Dpdk),
             first_request_only: false,
+            front_ends: 0,
         }
     }
 }
@@ -153,6 +159,15 @@ impl UpOptions {
             return Err(format!(
                 "--workers must be 1 with --backend {} and at least 1 with dpdk (got {})",
                 self.backend, self.workers
+            ));
+        }
+        if self.front_ends > 0 && (self.mode != Mode::Splice || self.front_ends >= self.nodes) {
+            return Err(format!(
+                "--front-ends needs --mode splice and fewer front ends than --nodes \
+                 (got {} of {} in mode {})",
+                self.front_ends,
+                self.nodes,
+                kebab(&self.mode)
             ));
         }
         if (1..=MAX_NODES).contains(&self.nodes) {

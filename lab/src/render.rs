@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use shoal_config::{
     Algorithm, Backend, Cluster, Config, ConfigError, Control, Dataplane, Dispatch, DispatchPolicy,
-    FlowTable, LoadChoice, Member, Mode, Network, Port, PortRole, Protocol, Selection, Service,
+    FlowTable, LoadChoice, Member, MemberRole, Mode, Network, Port, PortRole, Protocol, Selection,
+    Service,
 };
 
 use crate::options::{LabBackend, UpOptions};
@@ -130,6 +131,11 @@ pub fn server_config(base: &Config, opts: &UpOptions, server: Server, cpus: u32)
             address: s.addr(),
             mac: s.mac(),
             weight: 100,
+            role: match opts.front_ends {
+                0 => MemberRole::Both,
+                n if s.index() <= n => MemberRole::FrontEnd,
+                _ => MemberRole::BackEnd,
+            },
         })
         .collect();
 

@@ -1064,10 +1064,18 @@ pub(super) fn build_dispatchers(
     tables: &Tables,
     previous: Vec<Option<Dispatcher>>,
 ) -> Vec<Option<Dispatcher>> {
+    // Front ends (member roles) serve nothing: never a dispatch choice.
     let members: Vec<(u16, &str, u32)> = tables
         .members
         .iter()
-        .map(|m| (m.id, m.name.as_str(), m.effective_weight()))
+        .map(|m| {
+            let weight = if tables.serves(m.id) {
+                m.effective_weight()
+            } else {
+                0
+            };
+            (m.id, m.name.as_str(), weight)
+        })
         .collect();
     let mut previous = previous.into_iter();
     tables

@@ -5,7 +5,7 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Config, Dispatch, LoadChoice, Mode, Protocol, State, SynProxy};
+use shoal_config::{Config, Dispatch, LoadChoice, MemberRole, Mode, Protocol, State, SynProxy};
 
 use crate::wire::{EthernetAddress, IpProtocol};
 use shoal_select::{ClientKey, Member, Params, Selector};
@@ -132,6 +132,10 @@ pub struct Tables {
     pub selector: Arc<dyn Selector>,
     /// Every member of the epoch (alive or not), ordered by id.
     pub members: Vec<MemberEntry>,
+    /// Members with a role other than `both` (`cluster.members.role`:
+    /// front ends inspect and never serve, back ends serve and never
+    /// inspect); empty in a cluster without roles.
+    pub roles: Vec<(u16, MemberRole)>,
     /// IP MTU of the segment.
     pub mtu: u16,
 }
@@ -163,11 +167,32 @@ impl Tables {
             .iter()
             .find(|m| m.name == cfg.cluster.local_member)
             .ok_or_else(|| TablesError::UnknownLocalMember(cfg.cluster.local_member.clone()))?;
+        let roles: Vec<(u16, MemberRole)> = cfg
+            .cluster
+            .members
+            .iter()
+            .filter(|m| m.role != MemberRole::Both)
+            .map(|m| (m.id, m.role))
+            .collect();
+        let role = |id: u16| {
+            roles
+                .iter()
+                .find(|&&(r, _)| r == id)
+                .map_or(MemberRole::Both, |&(_, role)| role)
+        };
+        // Inspectors are chosen among the members that inspect.
+        let inspecting: Vec<MemberEntry> = members
+            .iter()
+            .map(|m| MemberEntry {
+                weight: if role(m.id).inspects() { m.weight } else { 0 },
+                ..m.clone()
+            })
+            .collect();
         let mut services = Vec::with_capacity(cfg.services.len());
         for s in &cfg.services {
             services.push(ServiceEntry {
                 name: s.name.clone(),
-                selector: build_selector(&s.selection, &members),
+                selector: build_selector(&s.selection, &inspecting),
                 target: Arc::new(Salted(build_selector(&s.selection, &members))),
                 state: s.state,
                 max_load: s.selection.max_load,
@@ -188,7 +213,7 @@ impl Tables {
         // selector so a ping is answered by exactly one member.
         let selector = match services.first() {
             Some(first) => Arc::clone(&first.selector),
-            None => build_selector(&shoal_config::Selection::default(), &members),
+            None => build_selector(&shoal_config::Selection::default(), &inspecting),
         };
         Ok(Tables {
             epoch,
@@ -201,8 +226,18 @@ impl Tables {
             services,
             selector,
             members,
+            roles,
             mtu: cfg.dataplane.mtu,
         })
+    }
+
+    /// Whether member `id` may serve requests (its role is not
+    /// `front-end`).
+    pub fn serves(&self, id: u16) -> bool {
+        self.roles
+            .iter()
+            .find(|&&(r, _)| r == id)
+            .is_none_or(|&(_, role)| role.serves())
     }
 
     /// True if `addr` is one of the VIPs.

@@ -1,0 +1,146 @@
+//! CARISMA *always* handoff (issue 15, seed 003 §6): with member roles, the
+//! front ends inspect every connection and hand every request over, the
+//! back ends serve and inspect nothing.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+use std::path::Path;
+use std::sync::Arc;
+
+use shoal_config::{Dispatch, DispatchPolicy, MemberRole, Mode};
+use shoal_dataplane::counters::Counter;
+use shoal_dataplane::flow::Timeouts;
+use shoal_dataplane::io::memory::HeapFrame;
+use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
+use shoal_select::ClientKey;
+use shoal_wire::time::Instant;
+use shoal_wire::{EthernetAddress, EthernetFrame, TcpFlags};
+
+/// The replay example as `member`'s config: srv1 a front end, srv2 and
+/// srv3 back ends, one splice service spreading every path.
+fn member(member: &str) -> Pipeline {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    member.clone_into(&mut cfg.cluster.local_member);
+    for m in &mut cfg.cluster.members {
+        m.role = if m.name == "srv1" {
+            MemberRole::FrontEnd
+        } else {
+            MemberRole::BackEnd
+        };
+    }
+    cfg.services[0].mode = Mode::Splice;
+    cfg.services[0].dispatch = Some(Dispatch {
+        policy: DispatchPolicy::UrlHash,
+        hot_paths: vec!["/".into()],
+        ..Dispatch::default()
+    });
+    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
+    let mut p = Pipeline::new(
+        tables,
+        1024,
+        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    p.set_cookie_secret([member.as_bytes()[3]; 32]);
+    p.enable_handoff(
+        shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
+        1,
+        1_000_000,
+    );
+    p
+}
+
+fn service() -> Endpoint {
+    Endpoint {
+        mac: EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x64]),
+        ip: "198.18.0.100".parse().unwrap(),
+        port: 80,
+    }
+}
+
+const SRV2_MAC: [u8; 6] = [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0c];
+const SRV3_MAC: [u8; 6] = [0x02, 0x00, 0xc6, 0x12, 0x00, 0x0d];
+
+#[test]
+fn the_front_end_inspects_every_connection_and_hands_every_request_over() {
+    let mut fe = member("srv1");
+    for port in 40_000..41_000 {
+        let c = client_endpoint(4, port);
+        assert_eq!(
+            fe.tables().services[0].selector.select(ClientKey {
+                addr: c.ip,
+                port: c.port
+            }),
+            Some(1),
+            "only the front end inspects"
+        );
+    }
+    assert!(!fe.tables().serves(1) && fe.tables().serves(2) && fe.tables().serves(3));
+    let now = Instant::from_secs(100);
+    let mut to = [0u32; 2];
+    for n in 0..60u16 {
+        let c = client_endpoint(5, 40_000 + n);
+        let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+        syn.timestamps = Some((1, 0));
+        let v = fe.process(
+            WIRE,
+            &mut HeapFrame::from_bytes(&tcp_frame(&c, &service(), &syn, &[], 1)),
+            now,
+        );
+        assert_eq!(v, Verdict::Drop, "the SYN is answered with a cookie");
+        let (port, synack) = fe.take_emitted().next().unwrap();
+        assert_eq!(port, WIRE);
+        let eth = EthernetFrame::new_checked(&synack[..]).unwrap();
+        let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
+        let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap();
+        let (cookie, tsval) = (tcp.seq_number(), tcp.timestamps().unwrap().0);
+        let mut req = tcp_header(
+            c.port,
+            80,
+            1001,
+            Some(cookie.wrapping_add(1)),
+            TcpFlags::PSH,
+        );
+        req.timestamps = Some((2, tsval));
+        let body = format!("GET /files/{n} HTTP/1.1\r\nHost: x\r\n\r\n");
+        fe.process(
+            WIRE,
+            &mut HeapFrame::from_bytes(&tcp_frame(&c, &service(), &req, body.as_bytes(), 2)),
+            now,
+        );
+        let out: Vec<_> = fe.take_emitted().collect();
+        assert!(
+            out.iter().all(|(p, _)| *p != KERNEL),
+            "nothing to the front end's kernel"
+        );
+        let offer = out.iter().find(|(p, _)| *p == WIRE).unwrap();
+        match offer.1[..6].try_into().unwrap() {
+            SRV2_MAC => to[0] += 1,
+            SRV3_MAC => to[1] += 1,
+            other => panic!("offered to {other:02x?}"),
+        }
+    }
+    assert!(
+        to[0] > 10 && to[1] > 10,
+        "both back ends get requests: {to:?}"
+    );
+    assert_eq!(fe.counters().get(Counter::SpliceReplayed), 0);
+}
+
+#[test]
+fn a_back_end_inspects_nothing() {
+    let mut be = member("srv2");
+    let now = Instant::from_secs(100);
+    for n in 0..50u16 {
+        let c = client_endpoint(6, 40_000 + n);
+        let syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+        let v = be.process(
+            WIRE,
+            &mut HeapFrame::from_bytes(&tcp_frame(&c, &service(), &syn, &[], 1)),
+            now,
+        );
+        assert_eq!(v, Verdict::Drop);
+        assert_eq!(be.take_emitted().count(), 0, "no SYN-ACK from a back end");
+    }
+    assert_eq!(be.counters().get(Counter::SynOtherInspector), 50);
+}
