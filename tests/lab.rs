@@ -2330,3 +2330,71 @@ fn request_classes_answer_busy_redirect_and_reset_to_curl() {
     }
     lab.assert_alive();
 }
+
+/// Issue 15, CARISMA *always* handoff: four servers, srv1 a front end and
+/// srv2-srv4 back ends (`lab up --mode splice --nodes 4 --front-ends 1`).
+/// srv1 inspects every connection and hands every request over; it serves
+/// none (its kernel gets no replayed connection) and sends little (the
+/// back ends answer the client directly); every body intact, and a
+/// keep-alive wrk run sees no error.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn always_handoff_front_end_serves_nothing_and_back_ends_answer() {
+    let lab = Lab::up_with(&UpOptions {
+        nodes: 4,
+        front_ends: 1,
+        ..dpdk("splice")
+    });
+    let files = lab.status()["files"].clone();
+    let fetched = fetch_many(&lab, 120);
+    let mut by_server: BTreeMap<String, u32> = BTreeMap::new();
+    let mut bytes = 0u64;
+    for f in &fetched {
+        assert_eq!(f.code, 200, "{f:?}");
+        *by_server.entry(f.served_by.clone()).or_default() += 1;
+        bytes += f.size;
+        if f.path == "whoami" {
+            assert_eq!(f.body_head, f.served_by, "{f:?}");
+        } else {
+            let name = f.path.trim_start_matches("files/");
+            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+        }
+    }
+    assert_eq!(
+        by_server.get("srv1"),
+        None,
+        "the front end served: {by_server:?}"
+    );
+    // The lab's url-hash dispatch places each of its four paths on one of
+    // the back ends.
+    assert!(
+        by_server.len() >= 2,
+        "one back end served all: {by_server:?}"
+    );
+    let wrk = lab
+        .client("ulimit -n 4096; wrk -t1 -c16 -d8s --timeout 5s http://198.18.0.100/files/1k 2>&1");
+    let (requests, non2xx, socket_errors) = wrk_errors(&wrk);
+    assert!(requests > 1000, "{wrk}");
+    assert_eq!((non2xx, socket_errors), (0, 0), "{wrk}");
+    lab.settle();
+    assert_eq!(
+        lab.counter("srv1", "splice_replayed"),
+        0,
+        "srv1's kernel took a connection"
+    );
+    let handed: u64 = lab.counter("srv1", "handoff_handed_over");
+    assert!(handed >= 120, "{handed} handed over");
+    for b in ["srv2", "srv3", "srv4"] {
+        assert_eq!(
+            lab.counter(b, "splice_cookie_sent"),
+            0,
+            "{b} inspected a connection"
+        );
+    }
+    let front_tx = lab.counter("srv1", "wire_tx_bytes");
+    assert!(
+        front_tx * 10 < bytes,
+        "srv1 sent {front_tx} bytes of {bytes} downloaded: the back ends answer directly"
+    );
+    lab.assert_alive();
+}
