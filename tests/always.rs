@@ -127,6 +127,54 @@ fn the_front_end_inspects_every_connection_and_hands_every_request_over() {
     assert_eq!(fe.counters().get(Counter::SpliceReplayed), 0);
 }
 
+/// Handshake and request of client `c` with the front end; the offer.
+fn offered(fe: &mut Pipeline, c: &Endpoint, now: Instant) -> Vec<u8> {
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((1, 0));
+    fe.process(WIRE, &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &syn, &[], 1)), now);
+    let (_, synack) = fe.take_emitted().next().unwrap();
+    let eth = EthernetFrame::new_checked(&synack[..]).unwrap();
+    let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
+    let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap();
+    let (cookie, tsval) = (tcp.seq_number(), tcp.timestamps().unwrap().0);
+    let mut req = tcp_header(c.port, 80, 1001, Some(cookie.wrapping_add(1)), TcpFlags::PSH);
+    req.timestamps = Some((2, tsval));
+    let body = b"GET /files/1k HTTP/1.1\r\nHost: x\r\n\r\n";
+    fe.process(WIRE, &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &req, body, 2)), now);
+    let out: Vec<_> = fe.take_emitted().collect();
+    out.into_iter().find(|(p, _)| *p == WIRE).unwrap().1
+}
+
+/// A front end whose offer no back end answers does not serve the request
+/// itself (the fallback of a cluster without roles): the client gets the
+/// service's busy answer.
+#[test]
+fn a_request_no_back_end_takes_gets_the_busy_answer_not_the_front_ends_kernel() {
+    let mut fe = member("srv1");
+    let c = client_endpoint(7, 40_123);
+    let now = Instant::from_secs(100);
+    offered(&mut fe, &c, now);
+    let mut answers = Vec::new();
+    for step in 1..=120u64 {
+        fe.expire(now + std::time::Duration::from_millis(250 * step), 4096);
+        for (port, frame) in fe.take_emitted() {
+            assert_ne!(port, KERNEL, "nothing to the front end's kernel");
+            let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+            let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
+            if ip.dst_addr() == c.ip {
+                let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap();
+                answers.push(tcp.payload().to_vec());
+            }
+        }
+    }
+    assert_eq!(fe.counters().get(Counter::HandoffFallback), 1);
+    assert_eq!(fe.counters().get(Counter::SpliceFrontEndRefused), 1);
+    assert_eq!(fe.counters().get(Counter::SpliceReplayed), 0);
+    assert_eq!(answers.len(), 1, "one answer to the client");
+    assert!(answers[0].starts_with(b"HTTP/1.1 503 "), "{:?}", String::from_utf8_lossy(&answers[0]));
+    assert_eq!(fe.flows().len(), 0);
+}
+
 #[test]
 fn a_back_end_inspects_nothing() {
     let mut be = member("srv2");

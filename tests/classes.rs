@@ -495,3 +495,44 @@ fn rare_mode_refusals_reset_the_kernel_and_answer_the_client() {
     assert_eq!(p.counters().get(Counter::SpliceRefused), 1);
     assert_eq!(p.flows().len(), 1);
 }
+
+/// The per-class counts reach the stats segment by name
+/// (`class/<service>/<class>/<what>`, what control exports as
+/// `shoal_dataplane_class_*_total`), and keep their names when a reload
+/// reorders the classes.
+#[test]
+fn class_counts_are_published_by_name_across_a_reorder() {
+    use shoal_channel::{stats_path, StatsReader};
+    use shoal_dataplane::control_link::ControlLink;
+    let mut p = frequent();
+    let cl = clients(&p);
+    let now = Instant::from_secs(100);
+    for c in &cl[..3] {
+        request(&mut p, c, "/downloads/x", now);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut link = ControlLink::open(dir.path(), 0, 1, p.tables()).unwrap();
+    let service = p.tables().services[0].name.clone();
+    let read = |link: &mut ControlLink, p: &Pipeline| {
+        link.write_stats(p, (&[], &[]), now);
+        StatsReader::open(stats_path(dir.path(), 0)).unwrap().read().unwrap()
+    };
+    let snap = read(&mut link, &p);
+    let v = |snap: &shoal_channel::StatsSnapshot, name: &str| {
+        snap.value(&format!("class/{service}/{name}")).unwrap()
+    };
+    assert_eq!(v(&snap, "bulk/admitted"), 2);
+    assert_eq!(v(&snap, "bulk/refused_rate"), 1);
+    assert_eq!(v(&snap, "moved/admitted"), 0);
+    assert_eq!(v(&snap, "default/admitted"), 0);
+    // A reload puts `bulk` last: its counts start again (new classes, new
+    // state) under its own name, never under another class's.
+    let mut d = frequent_dispatch();
+    d.classes.rotate_left(1);
+    let cfg = config("srv1", d);
+    p.set_tables(Arc::new(Tables::build(&cfg, 2, p.tables().members.clone()).unwrap()));
+    request(&mut p, &cl[3], "/old/y", now);
+    let snap = read(&mut link, &p);
+    assert_eq!(v(&snap, "bulk/admitted"), 0);
+    assert_eq!(v(&snap, "moved/admitted"), 1);
+}

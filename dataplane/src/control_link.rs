@@ -69,8 +69,9 @@ pub struct ControlLink {
     ring: CommandRing,
     stats: StatsWriter,
     values: Vec<u64>,
-    /// How many values at the end are per request class.
-    class_values: usize,
+    /// The names of the per-request-class values at the end of the
+    /// segment, as it was created.
+    class_names: Vec<String>,
     worker: usize,
     workers: usize,
     members: Vec<MemberEntry>,
@@ -177,9 +178,8 @@ impl ControlLink {
             source,
         })?;
         let mut names = stat_names(workers);
-        let classes = crate::pipeline::class_stat_names(tables);
-        let class_values = classes.len();
-        names.extend(classes);
+        let class_names = crate::pipeline::class_stat_names(tables);
+        names.extend(class_names.iter().cloned());
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let stats = StatsWriter::create(stats_path(dir, worker), &refs)?;
         let ring = CommandRing::create(command_ring_path(dir, worker), RING_CAPACITY)?;
@@ -189,7 +189,7 @@ impl ControlLink {
             values: vec![0; names.len()],
             worker,
             workers,
-            class_values,
+            class_names,
             members: tables.members.clone(),
             epoch: tables.epoch,
             digest: tables.digest,
@@ -383,15 +383,20 @@ impl ControlLink {
                 i += 2;
             }
         }
-        // Per request class (`class/<service>/<class>/<what>`), as many as
-        // the segment was created with.
-        for (slot, v) in self.values[i..]
-            .iter_mut()
-            .take(self.class_values)
-            .zip(pipeline.class_values())
-        {
-            *slot = v;
+        // Per request class (`class/<service>/<class>/<what>`): by name, so
+        // that classes a reload added, removed or reordered never take
+        // another's place (classes added after the start are published
+        // from the next restart, when the segment is created with them).
+        let first = i;
+        for slot in &mut self.values[first..first + self.class_names.len()] {
+            *slot = 0;
         }
+        let (names, values) = (&self.class_names, &mut self.values);
+        pipeline.for_each_class_value(|name, v| {
+            if let Some(k) = names.iter().position(|n| n == name) {
+                values[first + k] = v;
+            }
+        });
         if let Err(e) = self.stats.write(&self.values) {
             self.bad_commands += 1;
             if self.bad_commands == 1 {

@@ -225,6 +225,10 @@ counters! {
     /// service's busy answer (at most 1000 a second per worker; beyond, the
     /// segment is dropped as `splice_conn_table_full`).
     SpliceBusyAnswered => "splice_busy_answered",
+    /// Splice, a front end (member roles): requests no back end took
+    /// (handoff refused or unanswered, no back end up), answered with the
+    /// service's busy answer instead of being served here. Not an outcome.
+    SpliceFrontEndRefused => "splice_front_end_refused",
     /// Splice: the kernel answered a replayed SYN with an ACK or RST of an
     /// earlier connection's socket on the same 4-tuple (TIME-WAIT, mostly);
     /// that socket was reset (exact RST) and the SYN replayed once more.

@@ -24,6 +24,8 @@ use super::{Pipeline, Tables};
 /// The class state of one splice service at one worker.
 #[derive(Debug)]
 pub(super) struct ServiceClasses {
+    /// The service's name (stats names).
+    service: String,
     /// The classes as the config writes them (to keep the state when they
     /// do not change).
     written: Vec<shoal_config::RequestClass>,
@@ -58,7 +60,7 @@ pub(super) fn build_classes(
             if dispatch.classes.is_empty() {
                 return None;
             }
-            if let Some(old) = old.filter(|o| o.written == dispatch.classes) {
+            if let Some(old) = old.filter(|o| o.written == dispatch.classes && o.service == s.name) {
                 return Some(old);
             }
             // Validation refuses what `Classes::new` refuses; a config that
@@ -66,6 +68,7 @@ pub(super) fn build_classes(
             let classes = Classes::new(dispatch).ok()?;
             let n = classes.len();
             Some(ServiceClasses {
+                service: s.name.clone(),
                 written: dispatch.classes.clone(),
                 admission: Admission::new(&classes, Instant::ZERO),
                 classes,
@@ -76,22 +79,22 @@ pub(super) fn build_classes(
         .collect()
 }
 
-/// The names of the per-class values a worker over `tables` publishes, in
-/// the order [`Pipeline::class_values`] gives them.
+/// The names of the per-class values a worker over `tables` publishes
+/// (`class/<service>/<class>/<what>`), for the services that write classes:
+/// the written classes in order, then `default` when not written (the
+/// order of [`Classes::new`]).
 pub fn class_stat_names(tables: &Tables) -> Vec<String> {
     let mut names = Vec::new();
     for s in &tables.services {
-        let Some(classes) = s
-            .dispatch
-            .as_ref()
-            .filter(|d| !d.classes.is_empty())
-            .and_then(|d| Classes::new(d).ok())
-        else {
+        let Some(d) = s.dispatch.as_ref().filter(|d| !d.classes.is_empty()) else {
             continue;
         };
-        for (_, c) in classes.iter() {
+        let written = d.classes.iter().map(|c| c.name.as_str());
+        let default = (!d.classes.iter().any(|c| c.name == shoal_config::DEFAULT_CLASS))
+            .then_some(shoal_config::DEFAULT_CLASS);
+        for class in written.chain(default) {
             for what in value_names() {
-                names.push(format!("class/{}/{}/{what}", s.name, c.config.name));
+                names.push(format!("class/{}/{class}/{what}", s.name));
             }
         }
     }
@@ -145,13 +148,26 @@ impl Pipeline {
         }
     }
 
-    /// The per-class values, in the order of [`class_stat_names`].
-    pub fn class_values(&self) -> impl Iterator<Item = u64> + '_ {
-        self.classes.iter().flatten().flat_map(|sc| {
-            (0..sc.classes.len()).flat_map(move |i| {
-                std::iter::once(sc.admitted[i]).chain(sc.refused[i].iter().copied())
-            })
-        })
+    /// Every per-class value with its name (`class/<service>/<class>/<what>`,
+    /// as [`class_stat_names`] lists them).
+    pub fn for_each_class_value(&self, mut f: impl FnMut(&str, u64)) {
+        let mut name = String::new();
+        for sc in self.classes.iter().flatten() {
+            for (id, c) in sc.classes.iter() {
+                let i = id.index();
+                let values = std::iter::once(sc.admitted[i]).chain(sc.refused[i].iter().copied());
+                for (what, v) in value_names().zip(values) {
+                    name.clear();
+                    name.push_str("class/");
+                    name.push_str(&sc.service);
+                    name.push('/');
+                    name.push_str(&c.config.name);
+                    name.push('/');
+                    name.push_str(&what);
+                    f(&name, v);
+                }
+            }
+        }
     }
 
     /// Requests of `class` (by name) of service `service` admitted and

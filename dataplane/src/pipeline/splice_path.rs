@@ -617,6 +617,19 @@ impl Pipeline {
 
     /// Step 3: the client's SYN, replayed into this member's kernel.
     pub(super) fn replay_syn(&mut self, slot: u32, now: Instant) {
+        if !self.tables.serves(self.tables.own_id) {
+            // A front end (member roles) serves nothing: a request no back
+            // end could take (the handoff was refused or went unanswered,
+            // or no back end is up) gets the service's busy answer.
+            let service = self.conns.get_mut(slot).and_then(|c| {
+                self.tables
+                    .service_index(c.key.dst, c.key.dst_port, crate::wire::IpProtocol::Tcp)
+            });
+            let answer = service.map_or(Answer::Reset, |s| self.default_answer(s));
+            self.counters.inc(Counter::SpliceFrontEndRefused);
+            self.close_with(slot, &answer, now);
+            return;
+        }
         if self.emit_replayed_syn(slot, now) {
             self.counters.inc(Counter::SpliceReplayed);
         }
