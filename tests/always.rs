@@ -131,16 +131,30 @@ fn the_front_end_inspects_every_connection_and_hands_every_request_over() {
 fn offered(fe: &mut Pipeline, c: &Endpoint, now: Instant) -> Vec<u8> {
     let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
     syn.timestamps = Some((1, 0));
-    fe.process(WIRE, &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &syn, &[], 1)), now);
+    fe.process(
+        WIRE,
+        &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &syn, &[], 1)),
+        now,
+    );
     let (_, synack) = fe.take_emitted().next().unwrap();
     let eth = EthernetFrame::new_checked(&synack[..]).unwrap();
     let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
     let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap();
     let (cookie, tsval) = (tcp.seq_number(), tcp.timestamps().unwrap().0);
-    let mut req = tcp_header(c.port, 80, 1001, Some(cookie.wrapping_add(1)), TcpFlags::PSH);
+    let mut req = tcp_header(
+        c.port,
+        80,
+        1001,
+        Some(cookie.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
     req.timestamps = Some((2, tsval));
     let body = b"GET /files/1k HTTP/1.1\r\nHost: x\r\n\r\n";
-    fe.process(WIRE, &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &req, body, 2)), now);
+    fe.process(
+        WIRE,
+        &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &req, body, 2)),
+        now,
+    );
     let out: Vec<_> = fe.take_emitted().collect();
     out.into_iter().find(|(p, _)| *p == WIRE).unwrap().1
 }
@@ -171,7 +185,11 @@ fn a_request_no_back_end_takes_gets_the_busy_answer_not_the_front_ends_kernel() 
     assert_eq!(fe.counters().get(Counter::SpliceFrontEndRefused), 1);
     assert_eq!(fe.counters().get(Counter::SpliceReplayed), 0);
     assert_eq!(answers.len(), 1, "one answer to the client");
-    assert!(answers[0].starts_with(b"HTTP/1.1 503 "), "{:?}", String::from_utf8_lossy(&answers[0]));
+    assert!(
+        answers[0].starts_with(b"HTTP/1.1 503 "),
+        "{:?}",
+        String::from_utf8_lossy(&answers[0])
+    );
     assert_eq!(fe.flows().len(), 0);
 }
 

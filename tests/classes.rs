@@ -515,7 +515,10 @@ fn class_counts_are_published_by_name_across_a_reorder() {
     let service = p.tables().services[0].name.clone();
     let read = |link: &mut ControlLink, p: &Pipeline| {
         link.write_stats(p, (&[], &[]), now);
-        StatsReader::open(stats_path(dir.path(), 0)).unwrap().read().unwrap()
+        StatsReader::open(stats_path(dir.path(), 0))
+            .unwrap()
+            .read()
+            .unwrap()
     };
     let snap = read(&mut link, &p);
     let v = |snap: &shoal_channel::StatsSnapshot, name: &str| {
@@ -530,7 +533,9 @@ fn class_counts_are_published_by_name_across_a_reorder() {
     let mut d = frequent_dispatch();
     d.classes.rotate_left(1);
     let cfg = config("srv1", d);
-    p.set_tables(Arc::new(Tables::build(&cfg, 2, p.tables().members.clone()).unwrap()));
+    p.set_tables(Arc::new(
+        Tables::build(&cfg, 2, p.tables().members.clone()).unwrap(),
+    ));
     request(&mut p, &cl[3], "/old/y", now);
     let snap = read(&mut link, &p);
     assert_eq!(v(&snap, "bulk/admitted"), 0);

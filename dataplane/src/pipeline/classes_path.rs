@@ -60,7 +60,8 @@ pub(super) fn build_classes(
             if dispatch.classes.is_empty() {
                 return None;
             }
-            if let Some(old) = old.filter(|o| o.written == dispatch.classes && o.service == s.name) {
+            if let Some(old) = old.filter(|o| o.written == dispatch.classes && o.service == s.name)
+            {
                 return Some(old);
             }
             // Validation refuses what `Classes::new` refuses; a config that
@@ -90,8 +91,11 @@ pub fn class_stat_names(tables: &Tables) -> Vec<String> {
             continue;
         };
         let written = d.classes.iter().map(|c| c.name.as_str());
-        let default = (!d.classes.iter().any(|c| c.name == shoal_config::DEFAULT_CLASS))
-            .then_some(shoal_config::DEFAULT_CLASS);
+        let default = (!d
+            .classes
+            .iter()
+            .any(|c| c.name == shoal_config::DEFAULT_CLASS))
+        .then_some(shoal_config::DEFAULT_CLASS);
         for class in written.chain(default) {
             for what in value_names() {
                 names.push(format!("class/{}/{class}/{what}", s.name));
