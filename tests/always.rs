@@ -3,14 +3,10 @@
 //! back ends serve and inspect nothing.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-use std::path::Path;
-use std::sync::Arc;
-
-use shoal_config::{Dispatch, DispatchPolicy, MemberRole, Mode};
+use shoal_config::{Dispatch, DispatchPolicy, MemberRole};
 use shoal_dataplane::counters::Counter;
-use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
-use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::pipeline::{Pipeline, Verdict, KERNEL, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
 use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
@@ -19,9 +15,14 @@ use shoal_wire::{EthernetAddress, EthernetFrame, TcpFlags};
 /// The replay example as `member`'s config: srv1 a front end, srv2 and
 /// srv3 back ends, one splice service spreading every path.
 fn member(member: &str) -> Pipeline {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let mut cfg = shoal_config::load_file(&path).unwrap();
-    member.clone_into(&mut cfg.cluster.local_member);
+    let mut cfg = shoal_e2e::splice_config(
+        member,
+        Dispatch {
+            policy: DispatchPolicy::UrlHash,
+            hot_paths: vec!["/".into()],
+            ..Dispatch::default()
+        },
+    );
     for m in &mut cfg.cluster.members {
         m.role = if m.name == "srv1" {
             MemberRole::FrontEnd
@@ -29,25 +30,7 @@ fn member(member: &str) -> Pipeline {
             MemberRole::BackEnd
         };
     }
-    cfg.services[0].mode = Mode::Splice;
-    cfg.services[0].dispatch = Some(Dispatch {
-        policy: DispatchPolicy::UrlHash,
-        hot_paths: vec!["/".into()],
-        ..Dispatch::default()
-    });
-    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
-    let mut p = Pipeline::new(
-        tables,
-        1024,
-        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-    );
-    p.set_cookie_secret([member.as_bytes()[3]; 32]);
-    p.enable_handoff(
-        shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
-        1,
-        1_000_000,
-    );
-    p
+    shoal_e2e::member_pipeline(&cfg)
 }
 
 fn service() -> Endpoint {
@@ -80,41 +63,8 @@ fn the_front_end_inspects_every_connection_and_hands_every_request_over() {
     let mut to = [0u32; 2];
     for n in 0..60u16 {
         let c = client_endpoint(5, 40_000 + n);
-        let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
-        syn.timestamps = Some((1, 0));
-        let v = fe.process(
-            WIRE,
-            &mut HeapFrame::from_bytes(&tcp_frame(&c, &service(), &syn, &[], 1)),
-            now,
-        );
-        assert_eq!(v, Verdict::Drop, "the SYN is answered with a cookie");
-        let (port, synack) = fe.take_emitted().next().unwrap();
-        assert_eq!(port, WIRE);
-        let eth = EthernetFrame::new_checked(&synack[..]).unwrap();
-        let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
-        let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap();
-        let (cookie, tsval) = (tcp.seq_number(), tcp.timestamps().unwrap().0);
-        let mut req = tcp_header(
-            c.port,
-            80,
-            1001,
-            Some(cookie.wrapping_add(1)),
-            TcpFlags::PSH,
-        );
-        req.timestamps = Some((2, tsval));
-        let body = format!("GET /files/{n} HTTP/1.1\r\nHost: x\r\n\r\n");
-        fe.process(
-            WIRE,
-            &mut HeapFrame::from_bytes(&tcp_frame(&c, &service(), &req, body.as_bytes(), 2)),
-            now,
-        );
-        let out: Vec<_> = fe.take_emitted().collect();
-        assert!(
-            out.iter().all(|(p, _)| *p != KERNEL),
-            "nothing to the front end's kernel"
-        );
-        let offer = out.iter().find(|(p, _)| *p == WIRE).unwrap();
-        match offer.1[..6].try_into().unwrap() {
+        let offer = offered(&mut fe, &c, &format!("/files/{n}"), now);
+        match offer[..6].try_into().unwrap() {
             SRV2_MAC => to[0] += 1,
             SRV3_MAC => to[1] += 1,
             other => panic!("offered to {other:02x?}"),
@@ -127,8 +77,9 @@ fn the_front_end_inspects_every_connection_and_hands_every_request_over() {
     assert_eq!(fe.counters().get(Counter::SpliceReplayed), 0);
 }
 
-/// Handshake and request of client `c` with the front end; the offer.
-fn offered(fe: &mut Pipeline, c: &Endpoint, now: Instant) -> Vec<u8> {
+/// Handshake and request for `path` of client `c` with the front end: the
+/// offer it sends (asserting that nothing went to its kernel).
+fn offered(fe: &mut Pipeline, c: &Endpoint, path: &str, now: Instant) -> Vec<u8> {
     let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
     syn.timestamps = Some((1, 0));
     fe.process(
@@ -149,13 +100,17 @@ fn offered(fe: &mut Pipeline, c: &Endpoint, now: Instant) -> Vec<u8> {
         TcpFlags::PSH,
     );
     req.timestamps = Some((2, tsval));
-    let body = b"GET /files/1k HTTP/1.1\r\nHost: x\r\n\r\n";
+    let body = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     fe.process(
         WIRE,
-        &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &req, body, 2)),
+        &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &req, body.as_bytes(), 2)),
         now,
     );
     let out: Vec<_> = fe.take_emitted().collect();
+    assert!(
+        out.iter().all(|(p, _)| *p != KERNEL),
+        "nothing to the front end's kernel"
+    );
     out.into_iter().find(|(p, _)| *p == WIRE).unwrap().1
 }
 
@@ -167,7 +122,7 @@ fn a_request_no_back_end_takes_gets_the_busy_answer_not_the_front_ends_kernel() 
     let mut fe = member("srv1");
     let c = client_endpoint(7, 40_123);
     let now = Instant::from_secs(100);
-    offered(&mut fe, &c, now);
+    offered(&mut fe, &c, "/files/1k", now);
     let mut answers = Vec::new();
     for step in 1..=120u64 {
         fe.expire(now + std::time::Duration::from_millis(250 * step), 4096);

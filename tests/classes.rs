@@ -7,15 +7,13 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::Arc;
 
 use shoal_config::{
-    BadRequestAction, Dispatch, DispatchPolicy, DispatchRule, HandoffMode, Mode, RefuseAction,
+    BadRequestAction, Dispatch, DispatchPolicy, DispatchRule, HandoffMode, RefuseAction,
     RequestClass,
 };
 use shoal_dataplane::counters::Counter;
-use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
@@ -66,13 +64,9 @@ fn classes() -> Vec<RequestClass> {
 }
 
 /// The replay example's config as member `member`'s, its service a splice
-/// service with `dispatch`.
+/// service with `dispatch` (validated).
 fn config(member: &str, dispatch: Dispatch) -> shoal_config::Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let mut cfg = shoal_config::load_file(&path).unwrap();
-    member.clone_into(&mut cfg.cluster.local_member);
-    cfg.services[0].mode = Mode::Splice;
-    cfg.services[0].dispatch = Some(dispatch);
+    let cfg = shoal_e2e::splice_config(member, dispatch);
     cfg.validate().unwrap();
     cfg
 }
@@ -80,20 +74,7 @@ fn config(member: &str, dispatch: Dispatch) -> shoal_config::Config {
 /// Member `member`'s pipeline for a splice service with `dispatch`, able to
 /// hand connections over (a shared test cluster key).
 fn member(member: &str, dispatch: Dispatch) -> Pipeline {
-    let cfg = config(member, dispatch);
-    let tables = Arc::new(Tables::from_config(&cfg, 1).unwrap());
-    let mut p = Pipeline::new(
-        tables,
-        1024,
-        Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
-    );
-    p.set_cookie_secret([member.as_bytes()[3]; 32]);
-    p.enable_handoff(
-        shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap(),
-        1,
-        1_000_000,
-    );
-    p
+    shoal_e2e::member_pipeline(&config(member, dispatch))
 }
 
 /// Every request served by srv1 (rules), with the classes.

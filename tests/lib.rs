@@ -20,3 +20,33 @@ pub fn ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The replay example's config (`deploy/examples/replay.toml`: three
+/// members, one service) as member `member`'s, its service a splice service
+/// with `dispatch`.
+pub fn splice_config(member: &str, dispatch: shoal_config::Dispatch) -> shoal_config::Config {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    member.clone_into(&mut cfg.cluster.local_member);
+    cfg.services[0].mode = shoal_config::Mode::Splice;
+    cfg.services[0].dispatch = Some(dispatch);
+    cfg
+}
+
+/// The local member's pipeline over `cfg` (a flow table of 1024 flows), with
+/// a cookie secret of its own and the tests' shared cluster key, so that it
+/// can hand connections to the other members' pipelines.
+pub fn member_pipeline(cfg: &shoal_config::Config) -> shoal_dataplane::pipeline::Pipeline {
+    use shoal_dataplane::pipeline::{Pipeline, Tables};
+    let tables = Tables::from_config(cfg, 1).unwrap_or_else(|e| panic!("{e}"));
+    let mut p = Pipeline::new(
+        std::sync::Arc::new(tables),
+        1024,
+        shoal_dataplane::flow::Timeouts::from_config(&cfg.dataplane.flow_table.timeouts),
+    );
+    p.set_cookie_secret([cfg.cluster.local_member.as_bytes()[3]; 32]);
+    let key = shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap_or_else(|e| panic!("{e}"));
+    p.enable_handoff(key, 1, 1_000_000);
+    p
+}
