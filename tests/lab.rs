@@ -1602,10 +1602,24 @@ fn keep_alive_requests_reach_their_servers(handoff: shoal_config::HandoffMode) {
         .unwrap_or_default();
     eprintln!("{}", persist.join(" "));
     assert!(all > 1000, "{all} requests");
-    assert_eq!(away, 0, "requests served away from their server");
+    // A re-handoff whose target has not accepted 750 ms after the offer
+    // falls back by design: the request is served where the connection
+    // is, counted `rehandoff_fallback`. On these two shared vCPUs a stall
+    // can cause one (a CI run saw 1 in 19 356), so the test does not race
+    // it: every request served away must be such a counted fallback, and
+    // fallbacks must stay rare.
+    let fallbacks = sum("rehandoff_fallback");
+    assert!(
+        away as u64 <= fallbacks,
+        "{away} requests served away from their server, {fallbacks} counted fallbacks"
+    );
+    assert!(
+        fallbacks * 1000 <= sum("rehandoff_started"),
+        "{fallbacks} fallbacks of {} re-handoffs",
+        sum("rehandoff_started")
+    );
     assert!(sum("rehandoff_done") > 100, "{}", sum("rehandoff_done"));
     assert_eq!(sum("persist_session_lost"), 0);
-    assert_eq!(sum("rehandoff_fallback"), 0);
     lab.assert_alive();
 }
 
