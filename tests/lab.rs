@@ -230,6 +230,18 @@ struct Fetch {
 }
 
 /// Runs `n` requests (16 at a time, one connection each) from the client.
+/// `f` answered 200 with an intact body: /whoami names the server that
+/// served it, a file has the sha256 the lab lists in `files`.
+fn assert_intact(f: &Fetch, files: &serde_json::Value) {
+    assert_eq!(f.code, 200, "{f:?}");
+    if f.path == "whoami" {
+        assert_eq!(f.body_head, f.served_by, "{f:?}");
+    } else {
+        let name = f.path.trim_start_matches("files/");
+        assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
+    }
+}
+
 fn fetch_many(lab: &Lab, n: u32) -> Vec<Fetch> {
     fetch_mix(lab, n, 20)
 }
@@ -1746,13 +1758,7 @@ print(\"sent\",len(sys.argv)-1)' {}",
     // The cluster still serves, each connection once and intact.
     let files = lab.status()["files"].clone();
     for f in fetch_many(&lab, 30) {
-        assert_eq!(f.code, 200, "{f:?}");
-        if f.path == "whoami" {
-            assert_eq!(f.body_head, f.served_by, "{f:?}");
-        } else {
-            let name = f.path.trim_start_matches("files/");
-            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
-        }
+        assert_intact(&f, &files);
     }
     lab.assert_alive();
 }
@@ -2334,13 +2340,7 @@ fn request_classes_answer_busy_redirect_and_reset_to_curl() {
     // Requests of no class: all served, intact.
     let files = lab.status()["files"].clone();
     for f in fetch_many(&lab, 30) {
-        assert_eq!(f.code, 200, "{f:?}");
-        if f.path == "whoami" {
-            assert_eq!(f.body_head, f.served_by, "{f:?}");
-        } else {
-            let name = f.path.trim_start_matches("files/");
-            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
-        }
+        assert_intact(&f, &files);
     }
     lab.assert_alive();
 }
@@ -2364,15 +2364,9 @@ fn always_handoff_front_end_serves_nothing_and_back_ends_answer() {
     let mut by_server: BTreeMap<String, u32> = BTreeMap::new();
     let mut bytes = 0u64;
     for f in &fetched {
-        assert_eq!(f.code, 200, "{f:?}");
+        assert_intact(f, &files);
         *by_server.entry(f.served_by.clone()).or_default() += 1;
         bytes += f.size;
-        if f.path == "whoami" {
-            assert_eq!(f.body_head, f.served_by, "{f:?}");
-        } else {
-            let name = f.path.trim_start_matches("files/");
-            assert_eq!(f.sha256, files[name]["sha256"].as_str().unwrap(), "{f:?}");
-        }
     }
     assert_eq!(
         by_server.get("srv1"),
