@@ -80,33 +80,8 @@ fn the_front_end_inspects_every_connection_and_hands_every_request_over() {
 /// Handshake and request for `path` of client `c` with the front end: the
 /// offer it sends (asserting that nothing went to its kernel).
 fn offered(fe: &mut Pipeline, c: &Endpoint, path: &str, now: Instant) -> Vec<u8> {
-    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
-    syn.timestamps = Some((1, 0));
-    fe.process(
-        WIRE,
-        &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &syn, &[], 1)),
-        now,
-    );
-    let (_, synack) = fe.take_emitted().next().unwrap();
-    let eth = EthernetFrame::new_checked(&synack[..]).unwrap();
-    let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
-    let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap();
-    let (cookie, tsval) = (tcp.seq_number(), tcp.timestamps().unwrap().0);
-    let mut req = tcp_header(
-        c.port,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        TcpFlags::PSH,
-    );
-    req.timestamps = Some((2, tsval));
     let body = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    fe.process(
-        WIRE,
-        &mut HeapFrame::from_bytes(&tcp_frame(c, &service(), &req, body.as_bytes(), 2)),
-        now,
-    );
-    let out: Vec<_> = fe.take_emitted().collect();
+    let (_, _, out) = shoal_e2e::cookie_request(fe, c, &service(), None, body.as_bytes(), now);
     assert!(
         out.iter().all(|(p, _)| *p != KERNEL),
         "nothing to the front end's kernel"

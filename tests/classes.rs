@@ -129,7 +129,6 @@ struct Seg {
     flags: u8,
     payload: Vec<u8>,
     dst: Ipv4Addr,
-    ts: Option<(u32, u32)>,
 }
 
 const FIN: u8 = 0x01;
@@ -147,7 +146,6 @@ fn parse(frame: &[u8]) -> Seg {
         flags: tcp.flags_byte(),
         payload: tcp.payload().to_vec(),
         dst: ip.dst_addr(),
-        ts: tcp.timestamps(),
     }
 }
 
@@ -172,24 +170,9 @@ fn request(
     path: &str,
     now: Instant,
 ) -> (Vec<(PortId, Vec<u8>)>, u32) {
-    let svc = service();
-    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
-    syn.mss = Some(1000);
-    syn.timestamps = Some((1, 0));
-    let (_, out) = run(p, WIRE, &tcp_frame(c, &svc, &syn, &[], 1), now);
-    let sa = parse(&out[0].1);
-    let cookie = sa.seq;
-    let tsecr = sa.ts.unwrap().0;
     let body = request_text(path);
-    let mut req = tcp_header(
-        c.port,
-        80,
-        1001,
-        Some(cookie.wrapping_add(1)),
-        TcpFlags::PSH,
-    );
-    req.timestamps = Some((2, tsecr));
-    let (v, out) = run(p, WIRE, &tcp_frame(c, &svc, &req, body.as_bytes(), 2), now);
+    let (v, cookie, out) =
+        shoal_e2e::cookie_request(p, c, &service(), Some(1000), body.as_bytes(), now);
     assert_eq!(v, Verdict::Drop);
     (out, cookie)
 }

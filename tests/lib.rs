@@ -50,3 +50,51 @@ pub fn member_pipeline(cfg: &shoal_config::Config) -> shoal_dataplane::pipeline:
     p.enable_handoff(key, 1, 1_000_000);
     p
 }
+
+/// A client's cookie handshake with a splice inspector `p` and its
+/// request in the segment that completes it: the SYN (ISN 1000, timestamps,
+/// `mss` if given), the cookie read from the SYN-ACK, then `request` from
+/// sequence 1001 acknowledging the cookie and echoing its timestamp. The
+/// verdict on the request segment, the cookie ISN, and what `p` sent.
+pub fn cookie_request(
+    p: &mut shoal_dataplane::pipeline::Pipeline,
+    client: &shoal_dataplane::traffic::Endpoint,
+    service: &shoal_dataplane::traffic::Endpoint,
+    mss: Option<u16>,
+    request: &[u8],
+    now: shoal_wire::time::Instant,
+) -> (
+    shoal_dataplane::pipeline::Verdict,
+    u32,
+    Vec<(shoal_dataplane::io::PortId, Vec<u8>)>,
+) {
+    use shoal_dataplane::io::memory::HeapFrame;
+    use shoal_dataplane::pipeline::WIRE;
+    use shoal_dataplane::traffic::{tcp_frame, tcp_header};
+    use shoal_wire::TcpFlags;
+    let mut syn = tcp_header(client.port, service.port, 1000, None, TcpFlags::SYN);
+    syn.mss = mss;
+    syn.timestamps = Some((1, 0));
+    let frame = tcp_frame(client, service, &syn, &[], 1);
+    p.process(WIRE, &mut HeapFrame::from_bytes(&frame), now);
+    let (_, synack) = p
+        .take_emitted()
+        .next()
+        .unwrap_or_else(|| panic!("no SYN-ACK"));
+    let eth = shoal_wire::EthernetFrame::new_checked(&synack[..]).unwrap_or_else(|e| panic!("{e}"));
+    let ip = shoal_wire::Ipv4Packet::new_checked(eth.payload()).unwrap_or_else(|e| panic!("{e}"));
+    let tcp = shoal_wire::TcpPacket::new_checked(ip.payload()).unwrap_or_else(|e| panic!("{e}"));
+    let cookie = tcp.seq_number();
+    let tsval = tcp.timestamps().map_or(0, |t| t.0);
+    let mut req = tcp_header(
+        client.port,
+        service.port,
+        1001,
+        Some(cookie.wrapping_add(1)),
+        TcpFlags::PSH,
+    );
+    req.timestamps = Some((2, tsval));
+    let frame = tcp_frame(client, service, &req, request, 2);
+    let v = p.process(WIRE, &mut HeapFrame::from_bytes(&frame), now);
+    (v, cookie, p.take_emitted().collect())
+}
