@@ -20,6 +20,9 @@
 //! | `handoff_rejected_<reason>` | `shoal_dataplane_handoff_rejected_total{reason}` |
 //! | `class/<service>/<class>/admitted` | `shoal_dataplane_class_admitted_total{service,class}` |
 //! | `class/<service>/<class>/refused_<reason>` | `shoal_dataplane_class_refused_total{service,class,reason}` |
+//! | `class/<service>/<class>/released` | `shoal_dataplane_class_released_total{service,class}` |
+//! | `class/<service>/<class>/{waiting,active}` | `shoal_dataplane_class_{queue_length,active}{service,class}` |
+//! | `class/<service>/<class>/wait_le_<ms>`, `wait_le_inf`, `wait_sum_us` | `shoal_dataplane_class_wait_seconds` (histogram) |
 //! | `malformed_<layer>_<reason>` | `shoal_dataplane_malformed_total{layer,reason}` |
 //! | `syn_accepted`, `syn_other_inspector`, `claims_refused_{lease,pending}`, `syn_retransmit`, `vip_stateless_{local,other}` | `shoal_dataplane_selections_total{outcome}` |
 //! | `lease_held`, `epochs_pending`, `applied_epoch` | `shoal_dataplane_{lease_held,epochs_pending,epoch}` |
@@ -47,6 +50,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 struct Family {
@@ -96,12 +100,31 @@ impl Out {
         self.add(name, Kind::Gauge, help, labels, float(v));
     }
 
+    /// One sample of histogram `name`: `suffix` is `_bucket` (with an `le`
+    /// label last), `_sum` or `_count`.
+    fn histogram(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: String,
+    ) {
+        self.add(name, Kind::Histogram, help, labels, value);
+        if let Some(f) = self.families.get_mut(name) {
+            if let Some(last) = f.samples.last_mut() {
+                last.0.insert_str(0, suffix);
+            }
+        }
+    }
+
     fn finish(self) -> String {
         let mut s = String::new();
         for (name, f) in self.families {
             let kind = match f.kind {
                 Kind::Counter => "counter",
                 Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
             };
             let _ = writeln!(s, "# HELP {name} {}", f.help);
             let _ = writeln!(s, "# TYPE {name} {kind}");
@@ -138,6 +161,11 @@ const SELECTIONS: [&str; 7] = [
     "vip_stateless_local",
     "vip_stateless_other",
 ];
+
+/// The histogram of request waiting times at the serving member.
+const WAIT: &str = "shoal_dataplane_class_wait_seconds";
+const WAIT_HELP: &str =
+    "Time requests waited in the serving member's scheduler before release or refusal, by class.";
 
 fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
     let w = ("worker", worker);
@@ -194,6 +222,55 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
                     &[w, ("service", service), ("class", class), ("reason", reason)],
                     value,
                 );
+            }
+            match what {
+                "released" => {
+                    return out.counter(
+                        "shoal_dataplane_class_released_total",
+                        "Requests the serving member's scheduler released into its kernel, by class (services.dispatch.scheduling).",
+                        &labels,
+                        value,
+                    )
+                }
+                "waiting" => {
+                    return out.gauge(
+                        "shoal_dataplane_class_queue_length",
+                        "Requests waiting in the serving member's scheduler, by class.",
+                        &labels,
+                        value as f64,
+                    )
+                }
+                "active" => {
+                    return out.gauge(
+                        "shoal_dataplane_class_active",
+                        "Requests released into the serving member's kernel whose response is not complete, by class.",
+                        &labels,
+                        value as f64,
+                    )
+                }
+                _ => {}
+            }
+            if let Some(le) = what.strip_prefix("wait_le_") {
+                let le = if le == "inf" {
+                    "+Inf".to_owned()
+                } else {
+                    le.parse::<u64>()
+                        .map_or_else(|_| le.to_owned(), |ms| float(ms as f64 / 1000.0))
+                };
+                let with_le = [
+                    w,
+                    ("service", service),
+                    ("class", class),
+                    ("le", le.as_str()),
+                ];
+                out.histogram(WAIT, WAIT_HELP, "_bucket", &with_le, value.to_string());
+                if le == "+Inf" {
+                    out.histogram(WAIT, WAIT_HELP, "_count", &labels, value.to_string());
+                }
+                return;
+            }
+            if what == "wait_sum_us" {
+                return out.histogram(WAIT, WAIT_HELP, "_sum", &labels, float(value as f64 / 1e6));
             }
         }
     }
@@ -744,6 +821,44 @@ mod tests {
             "shoal_dataplane_class_admitted_total{worker=\"2\",service=\"web\",class=\"api\"} 1",
             "shoal_dataplane_class_refused_total{worker=\"2\",service=\"web\",class=\"api\",reason=\"rate\"} 2",
             "shoal_dataplane_class_refused_total{worker=\"2\",service=\"a/b\",class=\"bulk\",reason=\"waited_too_long\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("event=\"class/"), "{text}");
+    }
+
+    #[test]
+    fn class_scheduling_is_a_counter_two_gauges_and_a_histogram() {
+        let mut status = fixed_status();
+        let mut w = crate::status::test_worker(&[
+            "class/web/bulk/released",
+            "class/web/bulk/waiting",
+            "class/web/bulk/active",
+            "class/web/bulk/wait_le_1",
+            "class/web/bulk/wait_le_250",
+            "class/web/bulk/wait_le_inf",
+            "class/web/bulk/wait_sum_us",
+        ]);
+        w.worker = 0;
+        status.workers.push(w);
+        let text = render(&status);
+        let expected = "\
+# HELP shoal_dataplane_class_wait_seconds Time requests waited in the serving member's scheduler before release or refusal, by class.
+# TYPE shoal_dataplane_class_wait_seconds histogram
+shoal_dataplane_class_wait_seconds_bucket{worker=\"0\",service=\"web\",class=\"bulk\",le=\"0.001\"} 4
+shoal_dataplane_class_wait_seconds_bucket{worker=\"0\",service=\"web\",class=\"bulk\",le=\"0.25\"} 5
+shoal_dataplane_class_wait_seconds_bucket{worker=\"0\",service=\"web\",class=\"bulk\",le=\"+Inf\"} 6
+shoal_dataplane_class_wait_seconds_count{worker=\"0\",service=\"web\",class=\"bulk\"} 6
+shoal_dataplane_class_wait_seconds_sum{worker=\"0\",service=\"web\",class=\"bulk\"} 0.000007
+";
+        assert!(text.contains(expected), "{expected} missing in\n{text}");
+        for line in [
+            "# TYPE shoal_dataplane_class_released_total counter",
+            "shoal_dataplane_class_released_total{worker=\"0\",service=\"web\",class=\"bulk\"} 1",
+            "# TYPE shoal_dataplane_class_queue_length gauge",
+            "shoal_dataplane_class_queue_length{worker=\"0\",service=\"web\",class=\"bulk\"} 2",
+            "# TYPE shoal_dataplane_class_active gauge",
+            "shoal_dataplane_class_active{worker=\"0\",service=\"web\",class=\"bulk\"} 3",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

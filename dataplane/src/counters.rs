@@ -387,6 +387,10 @@ counters! {
     PersistHoldMs => "persist_hold_ms",
     /// Sessions freed after their flow ended. Not an outcome.
     PersistSessionsFreed => "persist_sessions_freed",
+    /// Connections ended by a request their scheduler refused
+    /// (`max_in_flight`, `max_queue`, `max_wait_ms`), answered with its
+    /// class's answer (counted per class too). Not an outcome.
+    PersistRefused => "persist_refused",
     /// Connections no longer followed: a response or request without
     /// length (chunked request, close-delimited response, upgrade, too many
     /// pipelined). Not an outcome.

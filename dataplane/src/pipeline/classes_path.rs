@@ -10,12 +10,22 @@
 //! the stats segment as `class/<service>/<class>/<what>`); the splice paths
 //! call [`admit_request`] where they dispatch.
 //!
-//! Applied today: classification of each connection's first request,
-//! `max_rate` and `max_load`, and the refusal answers. Not yet: scheduling
-//! at the serving member, `max_in_flight`, `min_share`, and classes of the
-//! later requests of a persistent connection.
+//! With `[services.dispatch.scheduling]` it also owns the service's
+//! [`Scheduler`] at this member, the serving one: every request released
+//! into this kernel is offered to it by the persistent-connection path
+//! (`persist.rs`, which follows responses and says when one is complete),
+//! and the queue lengths, active requests and waiting times are published
+//! beside the admission counts.
+//!
+//! Applied: classification of every request (the first at the inspector,
+//! each one again at the serving member), `max_rate` and `max_load` at the
+//! inspector, `max_in_flight`, `max_queue`, `max_wait_ms` and the
+//! scheduling policy (with `min_share` and each class's `max_active`) at
+//! the serving member, and the refusal answers at both.
 
-use shoal_l7::classes::{Admission, Answer, ClassId, Classes, Figures, Refusal};
+use shoal_l7::classes::{
+    Admission, Answer, ClassId, Classes, Figures, Refusal, Released, Scheduler,
+};
 use shoal_l7::http::RequestHead;
 use shoal_wire::time::Instant;
 
@@ -35,12 +45,79 @@ pub(super) struct ServiceClasses {
     admitted: Vec<u64>,
     /// Per class and [`Refusal::ALL`] reason: requests refused.
     refused: Vec<[u64; Refusal::ALL.len()]>,
+    /// The scheduling as the config writes it.
+    written_scheduling: Option<shoal_config::Scheduling>,
+    /// Scheduling at this member, the serving one (None without
+    /// `[services.dispatch.scheduling]`).
+    scheduler: Option<Scheduler<Ticket>>,
+    /// Per class: requests the scheduler released into this kernel, and
+    /// how long they waited ([`WAIT_BUCKETS_MS`]).
+    released: Vec<u64>,
+    waits: Vec<WaitHistogram>,
 }
 
-/// What the stats segment publishes per class, after `class/<s>/<c>/`.
-fn value_names() -> impl Iterator<Item = String> {
-    std::iter::once("admitted".to_owned())
-        .chain(Refusal::ALL.iter().map(|r| format!("refused_{}", r.name())))
+/// A request waiting in a scheduler: the persistent-connection session that
+/// holds it (slot and generation: a slot freed and reused meanwhile does
+/// not match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ticket {
+    /// The session's slot.
+    pub slot: u32,
+    /// The session's generation.
+    pub generation: u32,
+}
+
+/// Upper bounds (milliseconds) of the waiting-time histogram buckets
+/// (`shoal_dataplane_class_wait_seconds`), +Inf implied.
+pub(super) const WAIT_BUCKETS_MS: [u64; 10] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000];
+
+/// Waiting times of one class: a count per bucket (not cumulative), the
+/// sum in microseconds.
+#[derive(Debug, Clone, Default)]
+struct WaitHistogram {
+    buckets: [u64; WAIT_BUCKETS_MS.len() + 1],
+    sum_us: u64,
+}
+
+impl WaitHistogram {
+    fn record(&mut self, waited: core::time::Duration) {
+        let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        let i = WAIT_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(WAIT_BUCKETS_MS.len());
+        self.buckets[i] += 1;
+        self.sum_us = self
+            .sum_us
+            .saturating_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Cumulative counts, `le` order, then +Inf, then the sum (µs).
+    fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buckets
+            .iter()
+            .scan(0u64, |acc, &n| {
+                *acc += n;
+                Some(*acc)
+            })
+            .chain(std::iter::once(self.sum_us))
+    }
+}
+
+/// What the stats segment publishes per class, after `class/<s>/<c>/`:
+/// admission counts, then (for a service with scheduling) `released`,
+/// `waiting`, `active`, the cumulative waiting-time buckets `wait_le_<ms>`
+/// and `wait_le_inf`, and `wait_sum_us`.
+fn value_names(scheduled: bool) -> impl Iterator<Item = String> {
+    let admission = std::iter::once("admitted".to_owned())
+        .chain(Refusal::ALL.iter().map(|r| format!("refused_{}", r.name())));
+    let scheduling = ["released", "waiting", "active"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(WAIT_BUCKETS_MS.iter().map(|ms| format!("wait_le_{ms}")))
+        .chain(["wait_le_inf".to_owned(), "wait_sum_us".to_owned()])
+        .filter(move |_| scheduled);
+    admission.chain(scheduling)
 }
 
 /// The class state of every service of `tables` that writes classes
@@ -57,24 +134,38 @@ pub(super) fn build_classes(
         .map(|s| {
             let old = previous.next().flatten();
             let dispatch = s.dispatch.as_ref()?;
-            if dispatch.classes.is_empty() {
+            if dispatch.classes.is_empty() && dispatch.scheduling.is_none() {
                 return None;
             }
-            if let Some(old) = old.filter(|o| o.written == dispatch.classes && o.service == s.name)
-            {
+            // Classes and scheduling change only with a restart today
+            // (`shoalctl reload` refuses service changes), so a scheduler
+            // is never replaced under requests waiting in it.
+            if let Some(old) = old.filter(|o| {
+                o.written == dispatch.classes
+                    && o.written_scheduling == dispatch.scheduling
+                    && o.service == s.name
+            }) {
                 return Some(old);
             }
             // Validation refuses what `Classes::new` refuses; a config that
             // skipped it gets no classes rather than a panic.
             let classes = Classes::new(dispatch).ok()?;
             let n = classes.len();
+            let scheduler = dispatch
+                .scheduling
+                .as_ref()
+                .map(|sched| Scheduler::new(&classes, sched));
             Some(ServiceClasses {
                 service: s.name.clone(),
                 written: dispatch.classes.clone(),
                 admission: Admission::new(&classes, Instant::ZERO),
                 classes,
+                scheduler,
+                written_scheduling: dispatch.scheduling.clone(),
                 admitted: vec![0; n],
                 refused: vec![[0; Refusal::ALL.len()]; n],
+                released: vec![0; n],
+                waits: vec![WaitHistogram::default(); n],
             })
         })
         .collect()
@@ -87,9 +178,14 @@ pub(super) fn build_classes(
 pub fn class_stat_names(tables: &Tables) -> Vec<String> {
     let mut names = Vec::new();
     for s in &tables.services {
-        let Some(d) = s.dispatch.as_ref().filter(|d| !d.classes.is_empty()) else {
+        let Some(d) = s
+            .dispatch
+            .as_ref()
+            .filter(|d| !d.classes.is_empty() || d.scheduling.is_some())
+        else {
             continue;
         };
+        let scheduled = d.scheduling.is_some();
         let written = d.classes.iter().map(|c| c.name.as_str());
         let default = (!d
             .classes
@@ -97,7 +193,7 @@ pub fn class_stat_names(tables: &Tables) -> Vec<String> {
             .any(|c| c.name == shoal_config::DEFAULT_CLASS))
         .then_some(shoal_config::DEFAULT_CLASS);
         for class in written.chain(default) {
-            for what in value_names() {
+            for what in value_names(scheduled) {
                 names.push(format!("class/{}/{class}/{what}", s.name));
             }
         }
@@ -134,12 +230,112 @@ pub(super) fn admit_request(
             sc.admitted[class.index()] += 1;
             Ok(())
         }
-        Err(why) => {
-            let reason = Refusal::ALL.iter().position(|&r| r == why).unwrap_or(0);
-            sc.refused[class.index()][reason] += 1;
-            Err(sc.classes.get(class).answer.clone())
+        Err(why) => Err(sc.refuse(class, why)),
+    }
+}
+
+impl ServiceClasses {
+    /// Counts a refusal of a request of `class` for `why`; its answer.
+    fn refuse(&mut self, class: ClassId, why: Refusal) -> Answer {
+        let reason = Refusal::ALL.iter().position(|&r| r == why).unwrap_or(0);
+        self.refused[class.index()][reason] += 1;
+        self.classes.get(class).answer.clone()
+    }
+}
+
+/// What the serving member does with a request it would release into its
+/// kernel.
+#[derive(Debug)]
+pub(super) enum Offer {
+    /// The service has no scheduling: release it now, unscheduled.
+    Unscheduled,
+    /// Queued; [`next_release`] gives it back when it may go.
+    Queued,
+    /// Refused (`max_in_flight`, `max_queue`): answer the client with this.
+    Refused(Answer),
+}
+
+/// Offers the request `head` of service `service`, held by the session
+/// `ticket`, to the service's scheduler at `now`.
+pub(super) fn offer_request(
+    classes: &mut [Option<ServiceClasses>],
+    service: usize,
+    head: &RequestHead<'_>,
+    ticket: Ticket,
+    now: Instant,
+) -> Offer {
+    let Some(Some(sc)) = classes.get_mut(service) else {
+        return Offer::Unscheduled;
+    };
+    let class = sc.classes.classify(head);
+    let Some(scheduler) = sc.scheduler.as_mut() else {
+        return Offer::Unscheduled;
+    };
+    let limit = sc.classes.get(class).config.max_in_flight;
+    if limit.is_some_and(|max| scheduler.in_flight(class) >= max) {
+        return Offer::Refused(sc.refuse(class, Refusal::InFlight));
+    }
+    match scheduler.offer(class, ticket, now) {
+        Ok(()) => Offer::Queued,
+        Err((_, why)) => Offer::Refused(sc.refuse(class, why)),
+    }
+}
+
+/// The next request service `service`'s scheduler releases at `now`, if
+/// a slot is free (counted, its waiting time recorded).
+pub(super) fn next_release(
+    classes: &mut [Option<ServiceClasses>],
+    service: usize,
+    now: Instant,
+) -> Option<Released<Ticket>> {
+    let sc = classes.get_mut(service)?.as_mut()?;
+    let r = sc.scheduler.as_mut()?.release(now)?;
+    sc.released[r.class.index()] += 1;
+    sc.waits[r.class.index()].record(r.waited);
+    Some(r)
+}
+
+/// A released request of `class` of service `service` is complete (its
+/// response sent, or its connection gone): its slot is free.
+pub(super) fn finish_request(
+    classes: &mut [Option<ServiceClasses>],
+    service: usize,
+    class: ClassId,
+) {
+    if let Some(Some(sc)) = classes.get_mut(service) {
+        if let Some(s) = sc.scheduler.as_mut() {
+            s.finish(class);
         }
     }
+}
+
+/// Every request that waited too long at `now`, with the answer it gets
+/// (counted as `waited_too_long`), across services.
+pub(super) fn expire_waiting(
+    classes: &mut [Option<ServiceClasses>],
+    now: Instant,
+    out: &mut Vec<(Ticket, Answer)>,
+) {
+    for sc in classes.iter_mut().flatten() {
+        let Some(scheduler) = sc.scheduler.as_mut() else {
+            continue;
+        };
+        let mut expired = Vec::new();
+        scheduler.expire(now, |r| expired.push(r));
+        for r in expired {
+            sc.waits[r.class.index()].record(r.waited);
+            let answer = sc.refuse(r.class, Refusal::WaitedTooLong);
+            out.push((r.item, answer));
+        }
+    }
+}
+
+/// Whether service `service` schedules its requests at the serving member.
+pub(super) fn scheduled(classes: &[Option<ServiceClasses>], service: usize) -> bool {
+    classes
+        .get(service)
+        .and_then(Option::as_ref)
+        .is_some_and(|sc| sc.scheduler.is_some())
 }
 
 impl Pipeline {
@@ -157,10 +353,21 @@ impl Pipeline {
     pub fn for_each_class_value(&self, mut f: impl FnMut(&str, u64)) {
         let mut name = String::new();
         for sc in self.classes.iter().flatten() {
+            let scheduled = sc.scheduler.as_ref();
             for (id, c) in sc.classes.iter() {
                 let i = id.index();
-                let values = std::iter::once(sc.admitted[i]).chain(sc.refused[i].iter().copied());
-                for (what, v) in value_names().zip(values) {
+                let admission =
+                    std::iter::once(sc.admitted[i]).chain(sc.refused[i].iter().copied());
+                let scheduling = scheduled.into_iter().flat_map(|sched| {
+                    [
+                        sc.released[i],
+                        sched.waiting(id) as u64,
+                        u64::from(sched.active(id)),
+                    ]
+                    .into_iter()
+                    .chain(sc.waits[i].values())
+                });
+                for (what, v) in value_names(scheduled.is_some()).zip(admission.chain(scheduling)) {
                     name.clear();
                     name.push_str("class/");
                     name.push_str(&sc.service);

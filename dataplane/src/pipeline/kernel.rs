@@ -35,6 +35,9 @@ impl Pipeline {
                 return self.drop(Counter::KernelArpVipSuppressed);
             }
         } else if eth.ethertype() == EtherType::Ipv4 {
+            // Where the kernel sends its replies to the client (its
+            // neighbour entry for the client or its router).
+            let kernel_to = eth.dst_addr();
             let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
                 return self.drop(Counter::DropKernelMalformed);
             };
@@ -58,7 +61,7 @@ impl Pipeline {
                     Some(FlowAction::Splicing { slot, .. }) => {
                         if tcp.syn() && tcp.ack() {
                             self.counters.inc(Counter::SpliceKernelSynAck);
-                            return self.splice_kernel_synack(slot, &tcp, now);
+                            return self.splice_kernel_synack(slot, kernel_to, &tcp, now);
                         }
                         self.replay_met_old_socket(&key, slot, &tcp, now);
                         return self.drop(Counter::SpliceKernelEarly);

@@ -41,16 +41,35 @@
 //! buffer, a gap in the kernel's stream. Held bytes are then given to this
 //! kernel: nothing the client sent is lost.
 //!
+//! **Scheduling** (`[services.dispatch.scheduling]`, seed 003 §7): a
+//! service with scheduling is tracked too (with `per_request` off, every
+//! request stays here). Each request this kernel would serve is classified
+//! and offered to the service's scheduler (`classes_path.rs`) instead of
+//! being released at once: it waits in the session's buffer, acknowledged
+//! to the client, until the scheduler releases it (a slot under
+//! `max_active` and the policy's turn), and its slot is freed when the
+//! framer sees its response complete (or the session ends). A request the
+//! scheduler refuses (`max_in_flight`, `max_queue`) or that waited
+//! `max_wait_ms` gets its class's answer from this dataplane once every
+//! earlier response was acknowledged by the client: the kernel's socket is
+//! reset exactly, the answer sent from the VIP, the flow forgotten.
+//!
 //! Sessions are not in flow snapshots: after a restart a tracked flow comes
 //! back as an ordinary spliced one (every later request served where the
 //! connection is).
 
+use std::collections::VecDeque;
+
+use super::classes_path::{
+    expire_waiting, finish_request, next_release, offer_request, scheduled, Offer, Ticket,
+};
 use super::moves::{MoveEvent, MoveKind};
-use super::splice_path::{bare_tcp, build, choose_member, Conn, Phase, Segment};
+use super::splice_path::{bare_tcp, build, choose_member, AnswerTo, Conn, Phase, Segment};
 use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
 use crate::flow::FlowKey;
 use crate::wire::{EthernetAddress, TcpFlags, TcpPacket};
+use shoal_l7::classes::{Answer, ClassId};
 use shoal_l7::framing::{Expect, ResponseFramer, ResponseState};
 use shoal_l7::http::parse_head;
 use shoal_l7::reassembly::RequestBuffer;
@@ -82,11 +101,34 @@ struct Held {
     expect: Expect,
 }
 
+/// A request waiting in its service's scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Queued {
+    /// Its length: head and body.
+    len: u64,
+    /// What its response looks like.
+    expect: Expect,
+}
+
 /// One tracked connection on the member whose kernel serves it.
 #[derive(Debug)]
 pub(super) struct Session {
     key: FlowKey,
     service: u16,
+    /// Tells this session from a later one in the same slot (scheduler
+    /// tickets name both).
+    generation: u32,
+    /// Later requests are dispatched again (`per_request`); else every
+    /// request stays here.
+    redispatch: bool,
+    /// The first request in `hold`, waiting for the scheduler.
+    queued: Option<Queued>,
+    /// The class of every request released to this kernel whose response
+    /// is not complete yet, oldest first (None: released unscheduled).
+    in_kernel: VecDeque<Option<ClassId>>,
+    /// A request was refused: this answer goes to the client (and the
+    /// connection ends) once every earlier response was acknowledged.
+    refusing: Option<Answer>,
     client_mac: EthernetAddress,
     /// `client_mac` is the client's (or its router's): taken from a client
     /// frame. A member that got the connection by handoff knows only the
@@ -136,10 +178,24 @@ pub(super) struct Session {
     kernel_isn1: u32,
 }
 
+impl Session {
+    /// The session waits for the connection to leave this member: to move
+    /// (a request held for another) or to end with a refusal.
+    fn leaving(&self) -> bool {
+        self.held.is_some() || self.refusing.is_some()
+    }
+}
+
 /// The sessions of one worker: a slab with a free list.
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
     slots: Vec<Option<Session>>,
+    /// Generation of the next session.
+    generation: u32,
+    /// A scheduler is releasing (`persist_schedule` is not re-entered).
+    scheduling: bool,
+    /// Scratch for the requests that waited too long.
+    expired: Vec<(Ticket, Answer)>,
     free: Vec<u32>,
     live: usize,
     /// Slots holding a request for another member (checked for the hold
@@ -152,8 +208,10 @@ pub(super) struct Sessions {
 impl Sessions {
     /// Stores `s` (check [`Sessions::is_full`] first: past
     /// [`MAX_SESSIONS`] the slab still grows).
-    fn alloc(&mut self, s: Session) -> u32 {
+    fn alloc(&mut self, mut s: Session) -> u32 {
         self.live += 1;
+        s.generation = self.generation;
+        self.generation = self.generation.wrapping_add(1);
         if let Some(slot) = self.free.pop() {
             self.slots[slot as usize] = Some(s);
             return slot;
@@ -245,6 +303,12 @@ impl Pipeline {
             .is_some_and(|d| d.per_request)
     }
 
+    /// Whether connections of service `service` are followed request by
+    /// request here: it dispatches every request, or schedules them.
+    pub(super) fn tracked(&self, service: usize) -> bool {
+        self.per_request(service) || scheduled(&self.classes, service)
+    }
+
     /// Whether the connection of `conn`, which this kernel is taking, can
     /// be followed request by request: its first request has a head and no
     /// chunked body, and a session is free (else counted).
@@ -258,23 +322,36 @@ impl Pipeline {
     }
 
     /// The kernel of this member just took the connection of `conn` (its
-    /// SYN-ACK: `kernel_isn`; translation `params`), which
-    /// [`Pipeline::persist_trackable`] accepted: start following it, release
-    /// its first request to the kernel and return the flow's action.
+    /// SYN-ACK: `kernel_isn`, sent to `kernel_to`; translation `params`),
+    /// which [`Pipeline::persist_trackable`] accepted: start following it,
+    /// release (or queue) its first request and return the flow's action.
     pub(super) fn persist_begin(
         &mut self,
         conn: Conn,
         service: usize,
         params: SpliceParams,
         kernel_isn: u32,
+        kernel_to: Option<EthernetAddress>,
         now: Instant,
     ) -> FlowAction {
         let released = conn.client_isn.wrapping_add(1);
+        // A connection that came by handoff: the client's address is where
+        // the kernel sent its SYN-ACK (its neighbour entry for the client).
+        let (client_mac, client_mac_known) = match (conn.remote, kernel_to) {
+            (None, _) => (conn.client_mac, true),
+            (Some(_), Some(mac)) => (mac, true),
+            (Some(_), None) => (conn.client_mac, false),
+        };
         let session = Session {
             key: conn.key,
             service: service as u16,
-            client_mac: conn.client_mac,
-            client_mac_known: conn.remote.is_none(),
+            generation: 0,
+            redispatch: self.per_request(service),
+            queued: None,
+            in_kernel: VecDeque::new(),
+            refusing: None,
+            client_mac,
+            client_mac_known,
             opts: conn.opts,
             params,
             released,
@@ -363,7 +440,7 @@ impl Pipeline {
             translation.to_kernel(tcp);
             return Plan::Done(Verdict::Forward(KERNEL));
         }
-        if fin && s.held.is_some() {
+        if fin && s.leaving() {
             // A client that sends its request and closes its side
             // (`shutdown`): the request still goes to its member. The FIN
             // is neither stored nor acknowledged: the client resends it to
@@ -414,7 +491,7 @@ impl Pipeline {
             }
             translation.to_kernel(tcp);
             s.acked_to_kernel = s.client_acked;
-            let holding = s.held.is_some();
+            let holding = s.leaving();
             self.counters.inc(Counter::FlowHit);
             if holding && self.persist_move(slot, now) {
                 return Plan::Done(Verdict::Drop);
@@ -441,11 +518,7 @@ impl Pipeline {
         }
         self.persist_advance(slot, now);
         self.persist_ack_held(slot);
-        if self
-            .sessions
-            .get_mut(slot)
-            .is_some_and(|s| s.held.is_some())
-        {
+        if self.sessions.get_mut(slot).is_some_and(|s| s.leaving()) {
             self.persist_move(slot, now);
         }
         Plan::Done(self.drop(Counter::PersistHeld))
@@ -472,10 +545,11 @@ impl Pipeline {
         let len = payload.len() as u32;
         let end = seq.wrapping_add(len);
         let mut untrack = None;
+        let mut completed = 0;
         if len > 0 {
             if seq_le(seq, s.kernel_next) && seq_lt(s.kernel_next, end) {
                 let from = s.kernel_next.wrapping_sub(seq) as usize;
-                s.framer.feed(&payload[from..]);
+                completed = s.framer.feed(&payload[from..]);
                 s.kernel_next = end;
             } else if seq_lt(s.kernel_next, seq) {
                 untrack = Some(Untrack::Gap);
@@ -496,7 +570,10 @@ impl Pipeline {
                 s.tsval_to_client = tsval;
             }
         }
-        let holding = s.held.is_some();
+        let holding = s.leaving();
+        if completed > 0 {
+            self.persist_completed(slot, completed, now);
+        }
         if let Some(why) = untrack {
             self.persist_untrack(slot, why);
         } else {
@@ -517,7 +594,7 @@ impl Pipeline {
             let Some(s) = self.sessions.get_mut(slot) else {
                 return;
             };
-            if s.held.is_some() {
+            if s.leaving() || s.queued.is_some() {
                 return;
             }
             let head = match parse_head(s.hold.contiguous()) {
@@ -539,7 +616,7 @@ impl Pipeline {
             } else {
                 Expect::Normal
             };
-            let target = if s.first_ours {
+            let target = if s.first_ours || !s.redispatch {
                 own
             } else {
                 choose_member(
@@ -556,7 +633,35 @@ impl Pipeline {
             self.counters.inc(Counter::PersistRequests);
             if target == own {
                 self.counters.inc(Counter::PersistRequestsHere);
-                self.persist_release(slot, len, expect);
+                let ticket = Ticket {
+                    slot,
+                    generation: s.generation,
+                };
+                let service = usize::from(s.service);
+                match offer_request(&mut self.classes, service, &head, ticket, now) {
+                    Offer::Unscheduled => self.persist_release(slot, len, expect, None),
+                    Offer::Queued => {
+                        s.queued = Some(Queued { len, expect });
+                        let start = s.in_kernel.is_empty() && s.requests_here == 0;
+                        let released = s.released;
+                        if start {
+                            // The kernel's handshake completes now (a bare
+                            // ACK): its socket waits in the accept queue
+                            // rather than retransmitting its SYN-ACK.
+                            if let Some(f) = self.client_to_kernel(slot, released, &[]) {
+                                self.emitted.push((KERNEL, f));
+                            }
+                        }
+                        // The client must not retransmit what waits here.
+                        self.persist_ack_held(slot);
+                        return self.persist_schedule(service, now);
+                    }
+                    Offer::Refused(answer) => {
+                        s.refusing = Some(answer);
+                        self.persist_try_refuse(slot);
+                        return;
+                    }
+                }
             } else {
                 self.counters.inc(Counter::PersistRequestsHeld);
                 let s = self.sessions.get_mut(slot).expect("looked up above");
@@ -572,15 +677,20 @@ impl Pipeline {
         }
     }
 
-    /// Gives the first `len` bytes of the hold buffer (one request) to the
-    /// kernel; its body, if not all here yet, follows straight through.
-    fn persist_release(&mut self, slot: u32, len: u64, expect: Expect) {
+    /// Gives the first `len` bytes of the hold buffer (one request, of
+    /// scheduling class `class`) to the kernel; its body, if not all here
+    /// yet, follows straight through.
+    fn persist_release(&mut self, slot: u32, len: u64, expect: Expect, class: Option<ClassId>) {
         let Some(s) = self.sessions.get_mut(slot) else {
             return;
         };
         if !s.framer.expect(expect) {
+            if let Some(class) = class {
+                finish_request(&mut self.classes, usize::from(s.service), class);
+            }
             return self.persist_untrack(slot, Untrack::Unframed);
         }
+        s.in_kernel.push_back(class);
         s.requests_here = s.requests_here.saturating_add(1);
         let have = s.hold.contiguous().len();
         let now_len = usize::try_from(len).map_or(have, |l| l.min(have));
@@ -696,6 +806,9 @@ impl Pipeline {
         let Some(s) = self.sessions.get_mut(slot) else {
             return false;
         };
+        if s.refusing.is_some() {
+            return self.persist_try_refuse(slot);
+        }
         let Some(held) = s.held else {
             return false;
         };
@@ -714,7 +827,7 @@ impl Pipeline {
             self.counters.inc(Counter::SpliceConnTableFull);
             return false;
         }
-        let Some(s) = self.sessions.release(slot) else {
+        let Some(s) = self.persist_free(slot) else {
             return false;
         };
         let t = Translation::new(s.params);
@@ -772,6 +885,7 @@ impl Pipeline {
         if self.sessions.len() == 0 {
             return;
         }
+        self.persist_expire_waiting(now);
         let mut i = 0;
         while i < self.sessions.holding.len() {
             let slot = self.sessions.holding[i];
@@ -798,13 +912,136 @@ impl Pipeline {
                         let (key, n) = (s.key, s.requests_here);
                         self.log_move(key, MoveKind::HoldTimeout { to: held.target }, n, now);
                     }
-                    self.persist_release(slot, held.len, held.expect);
+                    self.persist_release(slot, held.len, held.expect, None);
                     self.persist_advance(slot, now);
                 }
                 None => i += 1,
             }
         }
         self.persist_sweep();
+    }
+
+    /// Releases what service `service`'s scheduler lets go at `now`: each
+    /// released request goes from its session's buffer to this kernel (a
+    /// ticket whose session is gone frees its slot at once).
+    fn persist_schedule(&mut self, service: usize, now: Instant) {
+        if self.sessions.scheduling {
+            // Called from within the loop below (through
+            // `persist_advance`): the loop releases it.
+            return;
+        }
+        self.sessions.scheduling = true;
+        while let Some(r) = next_release(&mut self.classes, service, now) {
+            let Ticket { slot, generation } = r.item;
+            let queued = self
+                .sessions
+                .get_mut(slot)
+                .filter(|s| s.generation == generation)
+                .and_then(|s| s.queued.take());
+            match queued {
+                Some(q) => {
+                    self.persist_release(slot, q.len, q.expect, Some(r.class));
+                    self.persist_advance(slot, now);
+                }
+                None => finish_request(&mut self.classes, service, r.class),
+            }
+        }
+        self.sessions.scheduling = false;
+    }
+
+    /// `n` responses of the session in `slot` completed: their requests'
+    /// scheduler slots are free.
+    fn persist_completed(&mut self, slot: u32, n: usize, now: Instant) {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        let service = usize::from(s.service);
+        let mut any = false;
+        for _ in 0..n {
+            if let Some(Some(class)) = s.in_kernel.pop_front() {
+                finish_request(&mut self.classes, service, class);
+                any = true;
+            }
+        }
+        if any {
+            self.persist_schedule(service, now);
+        }
+    }
+
+    /// Ends the connection of the session in `slot` with its refusal
+    /// answer, if every earlier response is complete and acknowledged by
+    /// the client and its address is known: an exact RST to this kernel,
+    /// the answer (or a RST) to the client from the VIP, the flow
+    /// forgotten. Otherwise tried again on the connection's next segment.
+    fn persist_try_refuse(&mut self, slot: u32) -> bool {
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return false;
+        };
+        let ready = s.framer.state() == ResponseState::Idle
+            && s.kernel_ack == s.released
+            && seq_le(s.kernel_end, s.client_acked)
+            && s.client_mac_known;
+        if !ready {
+            return false;
+        }
+        let Some(answer) = s.refusing.take() else {
+            return false;
+        };
+        let t = Translation::new(s.params);
+        let to = AnswerTo {
+            key: s.key,
+            client_mac: s.client_mac,
+            opts: s.opts,
+            seq: t.server_seq_to_client(s.kernel_end),
+            ack: s.hold.ack_point(),
+            timestamps: (s.tsval_to_client.wrapping_add(1), s.client_tsval),
+        };
+        let (key, released) = (s.key, s.released);
+        self.persist_free(slot);
+        self.flows.remove(&key);
+        self.kernel_rst(key, to.client_mac, released);
+        self.send_answer(&to, &answer);
+        self.counters.inc(Counter::PersistRefused);
+        true
+    }
+
+    /// Frees the session in `slot`: the scheduler slots of its requests
+    /// still in the kernel are free (the next `persist_expire` releases
+    /// what waits for them); a request of it still queued is skipped when
+    /// its turn comes.
+    fn persist_free(&mut self, slot: u32) -> Option<Session> {
+        let s = self.sessions.release(slot)?;
+        let service = usize::from(s.service);
+        for class in s.in_kernel.iter().flatten() {
+            finish_request(&mut self.classes, service, *class);
+        }
+        Some(s)
+    }
+
+    /// Requests that waited `max_wait_ms` in a scheduler are refused;
+    /// then every scheduler releases what it may (slots freed by sessions
+    /// that ended).
+    fn persist_expire_waiting(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.sessions.expired);
+        expire_waiting(&mut self.classes, now, &mut expired);
+        for (Ticket { slot, generation }, answer) in expired.drain(..) {
+            let Some(s) = self
+                .sessions
+                .get_mut(slot)
+                .filter(|s| s.generation == generation && s.queued.is_some())
+            else {
+                continue;
+            };
+            s.queued = None;
+            s.refusing = Some(answer);
+            self.persist_try_refuse(slot);
+        }
+        self.sessions.expired = expired;
+        for service in 0..self.classes.len() {
+            if scheduled(&self.classes, service) {
+                self.persist_schedule(service, now);
+            }
+        }
     }
 
     /// Frees sessions whose flow ended (expired, evicted, replaced by a new
@@ -825,7 +1062,7 @@ impl Pipeline {
                 .get(&key)
                 .is_some_and(|f| f.value.action == FlowAction::Tracked { slot: slot as u32 });
             if !alive {
-                self.sessions.release(slot as u32);
+                self.persist_free(slot as u32);
                 self.counters.inc(Counter::PersistSessionsFreed);
             }
         }
@@ -849,7 +1086,7 @@ impl Pipeline {
         if flush && !bytes.is_empty() {
             self.persist_emit(slot, start, &bytes);
         }
-        self.sessions.release(slot);
+        self.persist_free(slot);
         if let Some(mut flow) = self.flows.get_mut(&key) {
             flow.value_mut().action = untracked(params);
             self.flows.note_changed(key);

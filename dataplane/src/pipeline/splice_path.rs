@@ -215,6 +215,41 @@ pub(super) fn build(seg: &Segment<'_>) -> Vec<u8> {
     tcp_frame(&end(seg.src), &end(seg.dst), &seg.tcp, seg.payload, 0)
 }
 
+/// Where the dataplane's own answer to a client goes, in the client's view
+/// of the connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AnswerTo {
+    /// The connection (client to VIP).
+    pub key: FlowKey,
+    /// The client's (or its router's) Ethernet address.
+    pub client_mac: EthernetAddress,
+    /// The options the client's SYN asked for.
+    pub opts: SynOptions,
+    /// The next server sequence number the client expects.
+    pub seq: u32,
+    /// What the answer acknowledges.
+    pub ack: u32,
+    /// `TSval` and `TSecr`, when the connection has timestamps.
+    pub timestamps: (u32, u32),
+}
+
+impl AnswerTo {
+    /// The client of a connection in setup (`conn`), acknowledging `ack`.
+    fn of_conn(conn: &Conn, ack: u32, now: Instant) -> AnswerTo {
+        AnswerTo {
+            key: conn.key,
+            client_mac: conn.client_mac,
+            opts: conn.opts,
+            seq: conn.cookie_isn.wrapping_add(1),
+            ack,
+            timestamps: (
+                Pipeline::ts_clock(now).max(conn.tsval_sent),
+                conn.client_tsval,
+            ),
+        }
+    }
+}
+
 impl Pipeline {
     /// The inspector's TCP timestamp clock (milliseconds).
     fn ts_clock(now: Instant) -> u32 {
@@ -528,20 +563,19 @@ impl Pipeline {
             return;
         };
         self.flows.remove(&conn.key);
-        self.send_answer(&conn, conn.buf.ack_point(), answer, now);
+        let to = AnswerTo::of_conn(&conn, conn.buf.ack_point(), now);
+        self.send_answer(&to, answer);
     }
 
-    /// `answer` to the client of `conn` from the cookie's ISN on,
-    /// acknowledging up to `ack`: a response in segments of at most the
+    /// `answer` to the client `to`: a response in segments of at most the
     /// client's MSS, the last with FIN, or a RST.
-    fn send_answer(&mut self, conn: &Conn, ack: u32, answer: &Answer, now: Instant) {
+    pub(super) fn send_answer(&mut self, to: &AnswerTo, answer: &Answer) {
         let own_mac = self.tables.own_mac;
         let body: &[u8] = match answer {
             Answer::Respond(bytes) => bytes,
             Answer::Reset => &[],
         };
-        let mss = usize::from(conn.opts.mss).clamp(64, 1460);
-        let tsval = Self::ts_clock(now).max(conn.tsval_sent);
+        let mss = usize::from(to.opts.mss).clamp(64, 1460);
         let mut offset = 0;
         loop {
             let end = (offset + mss).min(body.len());
@@ -551,17 +585,17 @@ impl Pipeline {
                 Answer::Respond(_) => TcpFlags::EMPTY,
             };
             let mut seg = bare_tcp(
-                conn.key.dst_port,
-                conn.key.src_port,
-                conn.cookie_isn.wrapping_add(1).wrapping_add(offset as u32),
-                Some(ack),
+                to.key.dst_port,
+                to.key.src_port,
+                to.seq.wrapping_add(offset as u32),
+                Some(to.ack),
                 flags,
                 0xFFFF,
             );
-            seg.timestamps = conn.opts.timestamps().then_some((tsval, conn.client_tsval));
+            seg.timestamps = to.opts.timestamps().then_some(to.timestamps);
             let frame = build(&Segment {
-                src: (own_mac, conn.key.dst, conn.key.dst_port),
-                dst: (conn.client_mac, conn.key.src, conn.key.src_port),
+                src: (own_mac, to.key.dst, to.key.dst_port),
+                dst: (to.client_mac, to.key.src, to.key.src_port),
                 tcp: seg,
                 payload: &body[offset..end],
             });
@@ -591,7 +625,8 @@ impl Pipeline {
         }
         let answer = self.default_answer(service);
         let ack = tcp.seq_number().wrapping_add(payload as u32);
-        self.send_answer(conn, ack, &answer, now);
+        let to = AnswerTo::of_conn(conn, ack, now);
+        self.send_answer(&to, &answer);
         self.drop(Counter::SpliceBusyAnswered)
     }
 
@@ -671,6 +706,7 @@ impl Pipeline {
     pub(super) fn splice_kernel_synack(
         &mut self,
         slot: u32,
+        kernel_to: EthernetAddress,
         tcp: &TcpPacket<&mut [u8]>,
         now: Instant,
     ) -> Verdict {
@@ -691,7 +727,8 @@ impl Pipeline {
         };
         let key = conn.key;
         let remote = conn.remote;
-        let action = self.spliced_action(conn, params, kernel_isn, kernel_tsval, now);
+        let action =
+            self.spliced_action(conn, params, kernel_isn, kernel_tsval, Some(kernel_to), now);
         if let Some(mut flow) = self.flows.lookup_touch(&key, now) {
             flow.value_mut().action = action;
             self.flows.note_changed(key);
@@ -704,15 +741,17 @@ impl Pipeline {
     }
 
     /// The action of a connection this kernel just took (its SYN-ACK:
-    /// `kernel_isn`, `kernel_tsval`): tracked request by request when its
-    /// service says so (`persist`), else spliced with every buffered byte
-    /// given to the kernel now.
+    /// `kernel_isn`, `kernel_tsval`, sent to Ethernet address `kernel_to`,
+    /// where the kernel's replies to the client go): tracked request by
+    /// request when its service says so (`persist`), else spliced with
+    /// every buffered byte given to the kernel now.
     fn spliced_action(
         &mut self,
         conn: Conn,
         params: SpliceParams,
         kernel_isn: u32,
         kernel_tsval: u32,
+        kernel_to: Option<EthernetAddress>,
         now: Instant,
     ) -> FlowAction {
         let service = self.tables.service_index(
@@ -721,8 +760,8 @@ impl Pipeline {
             crate::wire::IpProtocol::Tcp,
         );
         if let Some(service) = service {
-            if self.per_request(service) && self.persist_trackable(&conn) {
-                return self.persist_begin(conn, service, params, kernel_isn, now);
+            if self.tracked(service) && self.persist_trackable(&conn) {
+                return self.persist_begin(conn, service, params, kernel_isn, kernel_to, now);
             }
         }
         self.emit_request_to_kernel(&conn, kernel_isn, kernel_tsval);
@@ -884,8 +923,8 @@ impl Pipeline {
                     kernel_wscale: ws,
                     client_wscale_advertised: ws,
                 };
-                let action = if self.per_request(service) {
-                    self.spliced_action(conn, identity, isn, tsval, now)
+                let action = if self.tracked(service) {
+                    self.spliced_action(conn, identity, isn, tsval, None, now)
                 } else {
                     self.emit_request_to_kernel(&conn, isn, tsval);
                     FlowAction::Local
