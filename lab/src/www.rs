@@ -160,8 +160,8 @@ pub fn file_infos() -> Vec<(String, FileInfo)> {
 }
 
 /// nginx of one server: one worker, the VIP and the own address on port 80,
-/// `/whoami` answered in the config, `/files/` from the tree, 404 for the
-/// rest, `X-Served-By: srvK` on every response.
+/// `/whoami` answered in the config, `/files/` from the tree (and again
+/// under `/slow/`, at 512 KiB/s a connection), 404 for the rest, `X-Served-By: srvK` on every response.
 #[derive(Debug, Clone)]
 pub struct NginxConf {
     /// The server.
@@ -223,6 +223,12 @@ http {{
         }}
         location /files/ {{
         }}
+        # The same documents sent at 512 KiB/s a connection: a download to
+        # a client on a slow link, busy for seconds (request classes test).
+        location /slow/ {{
+            alias {root}/files/;
+            limit_rate 512k;
+        }}
         location /id/ {{
             default_type text/plain;
             return 200 "{name} $uri $remote_port\n";
@@ -258,6 +264,8 @@ mod tests {
             "user www-data;",
             "keepalive_timeout 5s;",
             "worker_processes 1;",
+            "alias /run/shoal-lab/www/files/;",
+            "limit_rate 512k;",
         ] {
             assert!(conf.contains(want), "{want} missing from:\n{conf}");
         }
