@@ -836,16 +836,28 @@ fn keep_alive_requests_each_go_to_their_member() {
 /// kernel of the member the rules name, and that each kernel served
 /// exactly its requests.
 fn check(c: &mut Cluster, batches: &[&[&str]]) {
+    check_with(c, batches, expected);
+}
+
+/// [`check`] against the stream `expect` gives for the paths.
+fn check_with(c: &mut Cluster, batches: &[&[&str]], expect: fn(&[&str]) -> Vec<u8>) {
     for batch in batches {
         let bytes: Vec<u8> = batch.iter().flat_map(|p| get(p)).collect();
         c.request(&bytes);
     }
     let paths: Vec<&str> = batches.iter().flat_map(|b| b.iter().copied()).collect();
-    if served(&c.client.stream) != served(&expected(&paths)) {
+    if served(&c.client.stream) != served(&expect(&paths)) {
         dump(c);
     }
-    assert_eq!(served(&c.client.stream), served(&expected(&paths)));
-    assert!(c.client.stream == expected(&paths), "exact bytes");
+    assert_eq!(served(&c.client.stream), served(&expect(&paths)));
+    if c.client.stream != expect(&paths) {
+        dump(c);
+        panic!(
+            "exact bytes: got\n{}\nwanted\n{}",
+            String::from_utf8_lossy(&c.client.stream),
+            String::from_utf8_lossy(&expect(&paths))
+        );
+    }
     for (k, kernel) in c.kernels.iter().enumerate() {
         let mine: Vec<String> = paths
             .iter()
@@ -1050,4 +1062,93 @@ fn an_old_retransmission_does_not_reach_a_kernel_taking_over() {
     );
     assert_eq!(c.stale_sent, 4, "after each move's SYN-ACK");
     assert_eq!(c.counter(Counter::PersistKernelNotUp), 4);
+}
+
+/// The service's dispatch with sticky cookies issued by the serving member.
+fn sticky(per_request: bool) -> Dispatch {
+    Dispatch {
+        sticky: Some(shoal_config::Sticky::default()),
+        ..dispatch(per_request, shoal_config::HandoffMode::Frequent)
+    }
+}
+
+/// [`expected`] with the sticky `Set-Cookie` line after the status line of
+/// the first response each member serves on the connection (it arrived
+/// there without a cookie naming it: the test client sends none).
+fn expected_sticky(paths: &[&str]) -> Vec<u8> {
+    let key = shoal_l7::handoff::ClusterKey::from_bytes(&[9; 32]).unwrap();
+    let mut owner = None;
+    let mut out = Vec::new();
+    for p in paths {
+        let m = PATHS.iter().find(|(q, _)| q == p).unwrap().1;
+        let mut r = response(m, p, false);
+        if owner != Some(m) {
+            let value = shoal_l7::sticky::token(&key, "http", MEMBERS[m]);
+            let line = shoal_l7::sticky::set_cookie_line("shoal_member", &value, 3600);
+            let at = "HTTP/1.1 200 OK\r\n".len();
+            r.splice(at..at, line);
+        }
+        owner = Some(m);
+        out.extend(r);
+    }
+    out
+}
+
+#[test]
+fn the_serving_member_inserts_the_sticky_cookie_into_its_first_response() {
+    let mut c = Cluster::new(&sticky(false));
+    c.connect();
+    // Every request stays with the first member (srv2, `/two`); one cookie.
+    for batch in [&["/two"][..], &["/one"], &["/two", "/three"]] {
+        let bytes: Vec<u8> = batch.iter().flat_map(|p| get(p)).collect();
+        c.request(&bytes);
+    }
+    let mut want = expected_sticky(&["/two"]);
+    for p in ["/one", "/two", "/three"] {
+        want.extend(response(1, p, false));
+    }
+    assert!(
+        c.client.stream == want,
+        "{}",
+        String::from_utf8_lossy(&c.client.stream)
+    );
+    assert_eq!(
+        c.kernels[1].served,
+        ["GET /two", "GET /one", "GET /two", "GET /three"]
+    );
+    assert!(c.kernels[0].served.is_empty() && c.kernels[2].served.is_empty());
+    assert_eq!(c.counter(Counter::StickyIssued), 1);
+    assert_eq!(c.counter(Counter::StickyNotIssued), 0);
+    assert_eq!(c.counter(Counter::StickyRebuilt), 1);
+}
+
+#[test]
+fn sticky_cookies_survive_moves_losses_and_reordering() {
+    for (lose_to, reorder, lose_from) in [
+        (None, None, None),
+        (Some(0), None, None),
+        (Some(1), None, None),
+        (None, Some(0), None),
+        (Some(4), Some(7), None),
+        (None, Some(2), Some(2)),
+        (Some(9), Some(3), Some(4)),
+    ] {
+        let mut c = Cluster::new(&sticky(true));
+        c.lose_to_client = lose_to;
+        c.reorder_to_client = reorder;
+        c.lose_from_client = lose_from;
+        c.connect();
+        let batches: [&[&str]; 5] = [
+            &["/three"],
+            &["/one"],
+            &["/two", "/three"],
+            &["/one", "/one", "/two"],
+            &["/three"],
+        ];
+        check_with(&mut c, &batches, expected_sticky);
+        let paths = [
+            "/three", "/one", "/two", "/three", "/one", "/one", "/two", "/three",
+        ];
+        assert_eq!(c.counter(Counter::StickyIssued), moves(&paths) + 1);
+    }
 }

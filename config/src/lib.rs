@@ -14,6 +14,7 @@ mod locate;
 mod mac;
 mod reload;
 mod schema;
+mod sticky;
 mod validate;
 
 pub use classes::*;
@@ -21,6 +22,7 @@ pub use load::{load_file, load_str, ConfigError, Location};
 pub use mac::{MacAddr, ParseMacError};
 pub use reload::{services_digest, services_reloadable};
 pub use schema::*;
+pub use sticky::*;
 pub use validate::Problem;
 
 /// The name a config value has in the TOML file (`"dpr-mac"`, `"maglev"`,

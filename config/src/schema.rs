@@ -421,6 +421,10 @@ pub struct Dispatch {
     /// the classes still apply).
     #[serde(default)]
     pub scheduling: Option<crate::Scheduling>,
+    /// Session stickiness (`[services.dispatch.sticky]`); none = every
+    /// request by the policy.
+    #[serde(default)]
+    pub sticky: Option<crate::Sticky>,
 }
 
 impl Default for Dispatch {
@@ -442,6 +446,7 @@ impl Default for Dispatch {
             per_request: true,
             classes: Vec::new(),
             scheduling: None,
+            sticky: None,
         }
     }
 }

@@ -498,6 +498,9 @@ fn check_syn_proxy(s: &Service, key: &str, p: &mut Problems) {
 
 fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) {
     crate::classes::check_classes(&d.classes, d.scheduling.as_ref(), key, p);
+    if let Some(sticky) = &d.sticky {
+        crate::sticky::check_sticky(sticky, key, p);
+    }
     let is_member = |name: &str| cluster.members.iter().any(|m| m.name == name);
     let policy = d.policy;
 

@@ -1465,6 +1465,50 @@ retry_after_s = 10
     );
 }
 
+/// `[services.dispatch.sticky]` (issue 15): defaults, and each bad value an
+/// error naming its key.
+#[test]
+fn sticky_sessions_are_checked() {
+    const AT: &str = "request_timeout_ms = 5000\n";
+    let classes = |body: &str| edit(AT, &format!("{AT}{body}"));
+    let text = classes("\n[services.dispatch.sticky]\n");
+    let cfg = load(&text).unwrap();
+    let st = cfg
+        .services
+        .iter()
+        .find_map(|s| s.dispatch.as_ref()?.sticky.clone())
+        .unwrap();
+    assert_eq!(st, shoal_config::Sticky::default());
+    assert_eq!(
+        (st.cookie.as_str(), st.insert, st.max_age_s),
+        ("shoal_member", true, 3600)
+    );
+    for (body, key, why) in [
+        (
+            "cookie = \"a b\"",
+            "sticky.cookie",
+            "not a valid cookie name",
+        ),
+        ("max_age_s = 0", "sticky.max_age_s", "must be 1 to"),
+        ("max_age_s = 99999999", "sticky.max_age_s", "must be 1 to"),
+        (
+            "url_param = \"\"",
+            "sticky.url_param",
+            "not a valid parameter name",
+        ),
+        (
+            "query_key = \"a=b\"",
+            "sticky.query_key",
+            "not a valid parameter name",
+        ),
+    ] {
+        let text = classes(&format!("\n[services.dispatch.sticky]\n{body}\n"));
+        check_key(&text, &format!("{D}.{key}"), why);
+    }
+    let text = classes("\n[services.dispatch.sticky]\ninsrt = true\n");
+    assert!(load(&text).is_err_and(|e| e.to_string().contains("insrt")));
+}
+
 /// `cluster.members.role` (issue 15, always handoff): only when every
 /// service splices with frequent handoff, with a cluster key, a member that
 /// inspects and one that serves, and no rule naming a front end.

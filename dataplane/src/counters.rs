@@ -318,6 +318,25 @@ counters! {
     DispatchDefaultMember => "dispatch_default_member",
     /// Dispatch (rules): no rule and no usable default, url-hash. Not an outcome.
     DispatchNoRule => "dispatch_no_rule",
+    /// L7 dispatch: the request's signed sticky cookie named its member. Not an outcome.
+    DispatchStickyCookie => "dispatch_sticky_cookie",
+    /// L7 dispatch: the session id in the URL, on the URL ring. Not an outcome.
+    DispatchSessionId => "dispatch_session_id",
+    /// A sticky cookie that the cluster did not sign (forged, corrupted,
+    /// another service's): the request went by the policy. Not an outcome.
+    StickyForged => "sticky_forged",
+    /// A signed sticky cookie naming a member that is gone (dead or
+    /// removed): the request went by the policy. Not an outcome.
+    StickyStale => "sticky_stale",
+    /// Responses the serving dataplane added the sticky `Set-Cookie` to. Not an outcome.
+    StickyIssued => "sticky_issued",
+    /// First responses that should have carried the sticky cookie but whose
+    /// status line was not whole in the kernel's first segment (or was 1xx). Not an outcome.
+    StickyNotIssued => "sticky_not_issued",
+    /// A kernel segment holding bytes on both sides of the sticky cookie's
+    /// place, sent to the client rebuilt with the cookie (the original
+    /// freed).
+    StickyRebuilt => "sticky_rebuilt",
 
     /// CARISMA rare: requests that stayed with this kernel. Not an outcome.
     RareKept => "rare_kept",
@@ -474,6 +493,8 @@ impl Counter {
             Reason::Rule(_) => Counter::DispatchRule,
             Reason::DefaultMember => Counter::DispatchDefaultMember,
             Reason::NoRule => Counter::DispatchNoRule,
+            Reason::StickyCookie => Counter::DispatchStickyCookie,
+            Reason::SessionId => Counter::DispatchSessionId,
         }
     }
 
@@ -531,6 +552,7 @@ impl Counter {
         Counter::PersistKernelNotUp,
         Counter::PersistSessionLost,
         Counter::KernelToWire,
+        Counter::StickyRebuilt,
         Counter::KernelRstSuppressed,
         Counter::KernelVipNoFlow,
         Counter::KernelArpVipSuppressed,
@@ -728,6 +750,8 @@ mod tests {
             Reason::Rule(3),
             Reason::DefaultMember,
             Reason::NoRule,
+            Reason::StickyCookie,
+            Reason::SessionId,
         ];
         for reason in reasons {
             let counter = Counter::dispatch(reason);

@@ -213,6 +213,10 @@ pub enum Reason {
     DefaultMember,
     /// rules: no rule matched and no usable `default_member`; url-hash.
     NoRule,
+    /// sticky: the request's signed cookie names this member (any policy).
+    StickyCookie,
+    /// sticky: the session id in the request's URL on the URL ring.
+    SessionId,
 }
 
 impl Reason {
@@ -235,6 +239,8 @@ impl Reason {
             Reason::Rule(_) => "rule",
             Reason::DefaultMember => "default_member",
             Reason::NoRule => "no_rule",
+            Reason::StickyCookie => "sticky_cookie",
+            Reason::SessionId => "session_id",
         }
     }
 }
@@ -615,6 +621,15 @@ impl Dispatcher {
                 reason: Reason::NoRule,
                 ..self.url_hash(head.path)
             },
+        }
+    }
+
+    /// The member a session id belongs to: its place on the URL ring (the
+    /// members taking new requests, by weight).
+    pub fn session_member(&self, id: &str) -> Choice {
+        Choice {
+            member: self.ring_member(md5_u64(&[id.as_bytes()])),
+            reason: Reason::SessionId,
         }
     }
 

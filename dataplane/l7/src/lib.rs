@@ -18,6 +18,8 @@
 //! - [`dispatch`]: which member serves a request (URL hashing with hot
 //!   paths, least-loaded, LARD, DTCP's server sets, cookie stickiness,
 //!   rules).
+//! - [`sticky`]: session stickiness (the signed cookie naming a member,
+//!   session ids in URLs, the `Set-Cookie` line).
 //! - [`splice`]: the per-flow translation of sequence numbers, SACK blocks,
 //!   timestamps and windows once a connection is replayed into a kernel.
 //! - [`handoff`]: the authenticated handoff protocol between members and
@@ -35,4 +37,5 @@ pub mod handoff;
 pub mod http;
 pub mod reassembly;
 pub mod splice;
+pub mod sticky;
 pub mod syncookie;

@@ -108,10 +108,19 @@ pub enum WindowRewrite {
     Clamped,
 }
 
-/// The translation of one spliced flow, built from its [`SpliceParams`].
+/// The translation of one spliced flow, built from its [`SpliceParams`]
+/// (and, while the serving dataplane has added bytes to the kernel's stream
+/// that the client has not acknowledged yet, that insertion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Translation {
     params: SpliceParams,
+    /// `len` bytes inserted before the kernel's byte `at`.
+    insert: Option<(u32, u32)>,
+}
+
+/// `a < b` in sequence space.
+const fn seq_lt(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b).cast_signed() < 0
 }
 
 impl Translation {
@@ -125,7 +134,25 @@ impl Translation {
         if params.client_wscale_advertised > MAX_WINDOW_SCALE {
             params.client_wscale_advertised = MAX_WINDOW_SCALE;
         }
-        Translation { params }
+        Translation {
+            params,
+            insert: None,
+        }
+    }
+
+    /// This translation with `len` bytes inserted into the kernel's stream
+    /// just before its byte `at` (a `Set-Cookie` line): the kernel's bytes
+    /// from `at` on reach the client `len` later, and the client's
+    /// acknowledgements of them reach the kernel `len` earlier (one that
+    /// covers only part of the inserted bytes acknowledges `at`). A segment
+    /// that holds bytes on both sides of `at` must be rebuilt with the
+    /// inserted bytes by the caller, not given to [`Translation::to_client`].
+    #[must_use]
+    pub const fn with_insertion(self, at: u32, len: u32) -> Translation {
+        Translation {
+            insert: Some((at, len)),
+            ..self
+        }
     }
 
     /// The parameters in use.
@@ -135,14 +162,23 @@ impl Translation {
 
     /// A server sequence number as the kernel has it, as the client sees it.
     pub const fn server_seq_to_client(&self, kernel_seq: u32) -> u32 {
-        kernel_seq.wrapping_sub(self.params.delta)
+        let base = kernel_seq.wrapping_sub(self.params.delta);
+        match self.insert {
+            Some((at, len)) if !seq_lt(kernel_seq, at) => base.wrapping_add(len),
+            _ => base,
+        }
     }
 
     /// A server sequence number as the client sees it (an ACK, a SACK
     /// edge), as the kernel has it. Inverse of
     /// [`Translation::server_seq_to_client`].
     pub const fn server_seq_to_kernel(&self, client_view_seq: u32) -> u32 {
-        client_view_seq.wrapping_add(self.params.delta)
+        let base = client_view_seq.wrapping_add(self.params.delta);
+        match self.insert {
+            Some((at, len)) if !seq_lt(base, at.wrapping_add(len)) => base.wrapping_sub(len),
+            Some((at, _)) if seq_lt(at, base) => at,
+            _ => base,
+        }
     }
 
     /// A kernel `TSval` as the client sees it.
@@ -226,7 +262,7 @@ impl Translation {
             tcp.set_ack_number(new_ack);
             sum = checksum::update_u32(sum, ack, new_ack);
         }
-        if self.params.ts_offset != 0 || self.params.delta != 0 {
+        if self.params.ts_offset != 0 || self.params.delta != 0 || self.insert.is_some() {
             tcp.for_each_option_mut(|at, kind, data| match (kind, data.len()) {
                 (option_kind::TIMESTAMPS, 8) => {
                     sum = map_u32(sum, at + 4, &mut data[4..], |v| self.ts_to_kernel(v));
@@ -253,6 +289,38 @@ fn map_u32(sum: u16, at: usize, bytes: &mut [u8], f: impl FnOnce(u32) -> u32) ->
         checksum::update_u32(sum, u32::from_be_bytes(old), u32::from_be_bytes(new))
     } else {
         checksum::update_bytes(sum, at, &old, &new)
+    }
+}
+
+#[cfg(test)]
+mod insertion_tests {
+    use super::*;
+
+    #[test]
+    fn inserted_bytes_shift_later_bytes_and_their_acknowledgements() {
+        let params = SpliceParams {
+            delta: 1000,
+            ..SpliceParams::default()
+        };
+        // 40 bytes before the kernel's byte 5017 (the client's 4017).
+        let t = Translation::new(params).with_insertion(5017, 40);
+        assert_eq!(t.server_seq_to_client(5001), 4001);
+        assert_eq!(t.server_seq_to_client(5016), 4016);
+        assert_eq!(t.server_seq_to_client(5017), 4057);
+        assert_eq!(t.server_seq_to_client(6000), 5040);
+        assert_eq!(t.server_seq_to_kernel(4001), 5001);
+        assert_eq!(t.server_seq_to_kernel(4017), 5017);
+        assert_eq!(t.server_seq_to_kernel(4030), 5017, "part of the insertion");
+        assert_eq!(t.server_seq_to_kernel(4057), 5017);
+        assert_eq!(t.server_seq_to_kernel(5040), 6000);
+        for k in [5001u32, 5016, 5017, 6000, 9999] {
+            assert_eq!(t.server_seq_to_kernel(t.server_seq_to_client(k)), k);
+        }
+        // Across the wrap of the sequence space too.
+        let t = Translation::new(SpliceParams::default()).with_insertion(u32::MAX - 5, 10);
+        assert_eq!(t.server_seq_to_client(3), 13);
+        assert_eq!(t.server_seq_to_client(u32::MAX - 6), u32::MAX - 6);
+        assert_eq!(t.server_seq_to_kernel(13), 3);
     }
 }
 

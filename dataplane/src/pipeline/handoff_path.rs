@@ -59,6 +59,7 @@ impl Pipeline {
     /// worker that made the offer (`steer.rs`).
     pub fn enable_handoff(&mut self, key: ClusterKey, incarnation: u64, wall_offset_ms: u64) {
         let lane = shoal_l7::handoff::lane(incarnation);
+        self.sticky_key = Some(key.clone());
         self.handoff = Some(Handoff {
             link: Link::new(key, self.tables.own_id, incarnation),
             inspector: Inspector::with_lane(InspectorConfig::default(), lane),

@@ -28,6 +28,7 @@ mod persist;
 mod reuse;
 pub mod snapshot;
 mod splice_path;
+mod sticky_path;
 mod synproxy_path;
 mod tables;
 mod tunnel;
@@ -177,6 +178,9 @@ pub struct Pipeline {
     moves: moves::MoveLog,
     /// Splice: handoff to other members (None until `enable_handoff`).
     handoff: Option<handoff_path::Handoff>,
+    /// Splice: the cluster key that signs sticky cookies (the handoff's;
+    /// None until `enable_handoff`).
+    sticky_key: Option<shoal_l7::handoff::ClusterKey>,
     /// Frames the pipeline originates while processing (handshake replies,
     /// replayed segments), with their port; the worker sends them after the
     /// burst. Only the connection-setup paths use it.
@@ -215,6 +219,7 @@ impl Pipeline {
             busy_answers: (BUSY_ANSWERS_PER_SEC, Instant::ZERO),
             cookies: CookieKeys::new(secret),
             handoff: None,
+            sticky_key: None,
             conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
             sessions: persist::Sessions::default(),
             synproxy: vec![synproxy_path::ProxyState::default(); tables.services.len()],

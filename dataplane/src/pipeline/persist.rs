@@ -64,7 +64,10 @@ use super::classes_path::{
     expire_waiting, finish_request, next_release, offer_request, scheduled, Offer, Ticket,
 };
 use super::moves::{MoveEvent, MoveKind};
-use super::splice_path::{bare_tcp, build, choose_member, AnswerTo, Conn, Phase, Segment};
+use super::splice_path::{
+    bare_tcp, build, choose_member, AnswerTo, Conn, DispatchState, Phase, Segment,
+};
+use super::sticky_path::cookie_to_issue;
 use super::{FlowAction, Pipeline, Plan, Verdict, KERNEL, WIRE};
 use crate::counters::Counter;
 use crate::flow::FlowKey;
@@ -110,9 +113,27 @@ struct Queued {
     expect: Expect,
 }
 
+/// Bytes the dataplane added to the kernel's stream (the sticky
+/// `Set-Cookie` line), before the kernel's byte `at`, until the client has
+/// acknowledged them (then folded into the translation).
+#[derive(Debug, Clone)]
+struct Insert {
+    at: u32,
+    bytes: Vec<u8>,
+}
+
 /// One tracked connection on the member whose kernel serves it.
 #[derive(Debug)]
 pub(super) struct Session {
+    /// The sticky `Set-Cookie` line the first response gets (its request
+    /// had no valid cookie naming this member), until that response starts.
+    issue_cookie: Option<Vec<u8>>,
+    /// The line, inserted, until the client acknowledges it.
+    insert: Option<Insert>,
+    /// Tracking ended while an insertion was unacknowledged: the session
+    /// only translates (with the insertion) until the client has it, then
+    /// the flow becomes a plain splice.
+    detached: bool,
     key: FlowKey,
     service: u16,
     /// Tells this session from a later one in the same slot (scheduler
@@ -179,6 +200,15 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// The translation of the connection now.
+    fn translation(&self) -> Translation {
+        let t = Translation::new(self.params);
+        match &self.insert {
+            Some(i) => t.with_insertion(i.at, i.bytes.len() as u32),
+            None => t,
+        }
+    }
+
     /// The session waits for the connection to leave this member: to move
     /// (a request held for another) or to end with a refusal.
     fn leaving(&self) -> bool {
@@ -304,9 +334,16 @@ impl Pipeline {
     }
 
     /// Whether connections of service `service` are followed request by
-    /// request here: it dispatches every request, or schedules them.
+    /// request here: it dispatches every request, schedules them, or
+    /// inserts sticky cookies.
     pub(super) fn tracked(&self, service: usize) -> bool {
-        self.per_request(service) || scheduled(&self.classes, service)
+        let inserts_cookie = self
+            .tables
+            .services
+            .get(service)
+            .and_then(|s| s.dispatch.as_ref()?.sticky.as_ref())
+            .is_some_and(|st| st.insert);
+        self.per_request(service) || scheduled(&self.classes, service) || inserts_cookie
     }
 
     /// Whether the connection of `conn`, which this kernel is taking, can
@@ -346,6 +383,9 @@ impl Pipeline {
             key: conn.key,
             service: service as u16,
             generation: 0,
+            issue_cookie: None,
+            insert: None,
+            detached: false,
             redispatch: self.per_request(service),
             queued: None,
             in_kernel: VecDeque::new(),
@@ -401,7 +441,7 @@ impl Pipeline {
         // handoff knows only the inspector's until now).
         s.client_mac = src_mac;
         s.client_mac_known = true;
-        let translation = Translation::new(s.params);
+        let translation = s.translation();
         if let Some((tsval, _)) = tcp.timestamps() {
             if seq_le(s.client_tsval, tsval) {
                 s.client_tsval = tsval;
@@ -413,6 +453,33 @@ impl Pipeline {
             if seq_lt(s.client_acked, acked) {
                 s.client_acked = acked;
             }
+            if let Some(ins) = &s.insert {
+                // The client has every inserted byte: from now on one
+                // offset maps the kernel's stream (bytes before the
+                // insertion are acknowledged and never sent again).
+                let len = ins.bytes.len() as u32;
+                let end = Translation::new(s.params)
+                    .server_seq_to_client(ins.at)
+                    .wrapping_add(len);
+                if seq_le(end, tcp.ack_number()) {
+                    s.params.delta = s.params.delta.wrapping_sub(len);
+                    s.insert = None;
+                }
+            }
+        }
+        if s.detached {
+            let done = s.insert.is_none();
+            let (key, params) = (s.key, s.params);
+            translation.to_kernel(tcp);
+            if done {
+                self.persist_free(slot);
+                if let Some(mut flow) = self.flows.get_mut(&key) {
+                    flow.value_mut().action = untracked(params);
+                    self.flows.note_changed(key);
+                }
+            }
+            self.counters.inc(Counter::FlowHit);
+            return Plan::Done(Verdict::Forward(KERNEL));
         }
         let (released, key, client_mac) = (s.released, s.key, s.client_mac);
         let seq = tcp.seq_number();
@@ -534,7 +601,6 @@ impl Pipeline {
         let Some(s) = self.sessions.get_mut(slot) else {
             return self.drop(Counter::PersistSessionLost);
         };
-        let translation = Translation::new(s.params);
         s.kernel_up = true;
         s.kernel_window = tcp.window_len();
         if tcp.ack() {
@@ -544,6 +610,44 @@ impl Pipeline {
         let payload = tcp.payload();
         let len = payload.len() as u32;
         let end = seq.wrapping_add(len);
+        if len > 0 && seq == s.kernel_isn1 && s.insert.is_none() {
+            if let Some(line) = s.issue_cookie.take() {
+                // The first response starts: the sticky cookie goes after
+                // its status line.
+                match shoal_l7::sticky::insertion_point(payload) {
+                    Some(at) => {
+                        s.insert = Some(Insert {
+                            at: seq.wrapping_add(at as u32),
+                            bytes: line,
+                        });
+                        self.counters.inc(Counter::StickyIssued);
+                    }
+                    None => self.counters.inc(Counter::StickyNotIssued),
+                }
+            }
+        }
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return self.drop(Counter::PersistSessionLost);
+        };
+        let translation = s.translation();
+        // A segment with bytes on both sides of the insertion carries the
+        // inserted bytes (again, if the kernel sends it again).
+        let spans = s
+            .insert
+            .as_ref()
+            .is_some_and(|i| seq_lt(seq, i.at) && seq_le(i.at, end));
+        if s.detached {
+            if tcp.rst() {
+                self.persist_free(slot);
+            }
+            if spans {
+                self.persist_rebuild(slot, tcp);
+                return self.drop(Counter::StickyRebuilt);
+            }
+            translation.to_client(tcp);
+            self.counters.inc(Counter::KernelToWire);
+            return Verdict::Forward(WIRE);
+        }
         let mut untrack = None;
         let mut completed = 0;
         if len > 0 {
@@ -564,12 +668,28 @@ impl Pipeline {
         } else if matches!(s.framer.state(), ResponseState::Unframed(_)) {
             untrack = Some(Untrack::Unframed);
         }
-        translation.to_client(tcp);
+        let verdict = if spans {
+            Verdict::Drop
+        } else {
+            translation.to_client(tcp);
+            Verdict::Forward(WIRE)
+        };
         if let Some((tsval, _)) = tcp.timestamps() {
+            let tsval = if spans {
+                translation.ts_to_client(tsval)
+            } else {
+                tsval
+            };
             if seq_lt(s.tsval_to_client, tsval) {
                 s.tsval_to_client = tsval;
             }
         }
+        if spans {
+            self.persist_rebuild(slot, tcp);
+        }
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return self.drop(Counter::PersistSessionLost);
+        };
         let holding = s.leaving();
         if completed > 0 {
             self.persist_completed(slot, completed, now);
@@ -582,8 +702,69 @@ impl Pipeline {
                 self.persist_move(slot, now);
             }
         }
+        if verdict == Verdict::Drop {
+            return self.drop(Counter::StickyRebuilt);
+        }
         self.counters.inc(Counter::KernelToWire);
-        Verdict::Forward(WIRE)
+        verdict
+    }
+
+    /// The kernel segment `tcp` (untranslated) of the session in `slot`,
+    /// which holds bytes on both sides of the insertion, to the client with
+    /// the inserted bytes in place: in segments of at most the client's
+    /// MSS, the kernel's flags on the last (FIN) and every one (ACK, PSH).
+    fn persist_rebuild(&mut self, slot: u32, tcp: &TcpPacket<&mut [u8]>) {
+        let own_mac = self.tables.own_mac;
+        let Some(s) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        let Some(ins) = s.insert.as_ref() else {
+            return;
+        };
+        let t = s.translation();
+        let seq = tcp.seq_number();
+        let payload = tcp.payload();
+        let cut = (ins.at.wrapping_sub(seq) as usize).min(payload.len());
+        let mut bytes = Vec::with_capacity(payload.len() + ins.bytes.len());
+        bytes.extend_from_slice(&payload[..cut]);
+        bytes.extend_from_slice(&ins.bytes);
+        bytes.extend_from_slice(&payload[cut..]);
+        let mss = usize::from(s.opts.mss).clamp(64, 1460);
+        let (window, _) = t.window_to_client(tcp.window_len());
+        let timestamps = tcp
+            .timestamps()
+            .map(|(tsval, tsecr)| (t.ts_to_client(tsval), tsecr));
+        let first = t.server_seq_to_client(seq);
+        let ack = tcp.ack().then(|| tcp.ack_number());
+        let flags = tcp.flags();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let end = (offset + mss).min(bytes.len());
+            let last = end == bytes.len();
+            let keep = if last {
+                TcpFlags::ACK.0 | TcpFlags::PSH.0 | TcpFlags::FIN.0
+            } else {
+                TcpFlags::ACK.0 | TcpFlags::PSH.0
+            };
+            let f = TcpFlags(flags.0 & keep);
+            let mut seg = bare_tcp(
+                s.key.dst_port,
+                s.key.src_port,
+                first.wrapping_add(offset as u32),
+                ack,
+                f,
+                window,
+            );
+            seg.timestamps = timestamps;
+            let frame = build(&Segment {
+                src: (own_mac, s.key.dst, s.key.dst_port),
+                dst: (s.client_mac, s.key.src, s.key.src_port),
+                tcp: seg,
+                payload: &bytes[offset..end],
+            });
+            self.emitted.push((WIRE, frame));
+            offset = end;
+        }
     }
 
     /// Dispatches the requests complete in the hold buffer, in order:
@@ -620,9 +801,12 @@ impl Pipeline {
                 own
             } else {
                 choose_member(
-                    &self.tables,
-                    &mut self.dispatchers,
-                    &mut self.counters,
+                    &mut DispatchState {
+                        tables: &self.tables,
+                        dispatchers: &mut self.dispatchers,
+                        sticky_key: self.sticky_key.as_ref(),
+                        counters: &mut self.counters,
+                    },
                     usize::from(s.service),
                     &head,
                     now,
@@ -633,6 +817,14 @@ impl Pipeline {
             self.counters.inc(Counter::PersistRequests);
             if target == own {
                 self.counters.inc(Counter::PersistRequestsHere);
+                if s.requests_here == 0 && s.insert.is_none() {
+                    s.issue_cookie = cookie_to_issue(
+                        &self.tables,
+                        self.sticky_key.as_ref(),
+                        usize::from(s.service),
+                        &head,
+                    );
+                }
                 let ticket = Ticket {
                     slot,
                     generation: s.generation,
@@ -731,7 +923,7 @@ impl Pipeline {
     fn client_to_kernel(&mut self, slot: u32, seq: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let own_mac = self.tables.own_mac;
         let s = self.sessions.get_mut(slot)?;
-        let t = Translation::new(s.params);
+        let t = s.translation();
         let flags = if payload.is_empty() {
             TcpFlags::ACK
         } else {
@@ -776,7 +968,7 @@ impl Pipeline {
             return;
         }
         s.acked_held = ack;
-        let t = Translation::new(s.params);
+        let t = s.translation();
         let (window, _) = t.window_to_client(s.kernel_window);
         let mut seg = bare_tcp(
             s.key.dst_port,
@@ -830,7 +1022,7 @@ impl Pipeline {
         let Some(s) = self.persist_free(slot) else {
             return false;
         };
-        let t = Translation::new(s.params);
+        let t = s.translation();
         let client_view_next = t.server_seq_to_client(s.kernel_end);
         let requests_here = s.requests_here;
         let held_bytes = s.hold.contiguous().len() as u64;
@@ -987,7 +1179,7 @@ impl Pipeline {
         let Some(answer) = s.refusing.take() else {
             return false;
         };
-        let t = Translation::new(s.params);
+        let t = s.translation();
         let to = AnswerTo {
             key: s.key,
             client_mac: s.client_mac,
@@ -1080,18 +1272,37 @@ impl Pipeline {
         let Some(s) = self.sessions.get_mut(slot) else {
             return;
         };
+        if s.detached {
+            return;
+        }
         let bytes = s.hold.contiguous().to_vec();
         let start = s.released;
         let (key, params) = (s.key, s.params);
         if flush && !bytes.is_empty() {
             self.persist_emit(slot, start, &bytes);
         }
+        self.counters.inc(why.counter());
+        if let Some(s) = self.sessions.get_mut(slot).filter(|s| s.insert.is_some()) {
+            // The client has not acknowledged the inserted cookie yet: the
+            // session keeps translating with it until then.
+            s.detached = true;
+            s.held = None;
+            s.queued = None;
+            s.refusing = None;
+            s.hold.consume(s.hold.contiguous().len());
+            let service = usize::from(s.service);
+            while let Some(class) = s.in_kernel.pop_front() {
+                if let Some(class) = class {
+                    finish_request(&mut self.classes, service, class);
+                }
+            }
+            return;
+        }
         self.persist_free(slot);
         if let Some(mut flow) = self.flows.get_mut(&key) {
             flow.value_mut().action = untracked(params);
             self.flows.note_changed(key);
         }
-        self.counters.inc(why.counter());
     }
 
     /// Logs a move of the connection `key` (`moves`).

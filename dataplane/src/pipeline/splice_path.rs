@@ -22,6 +22,7 @@ use core::net::Ipv4Addr;
 use shoal_config::BadRequestAction;
 
 use super::classes_path::{admit_request, ServiceClasses};
+use super::sticky_path::sticky_choice;
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, KERNEL, WIRE};
 use crate::counters::{Counter, Counters};
 use crate::flow::{FlowKey, FlowState, Insert};
@@ -31,7 +32,7 @@ use shoal_config::Mode;
 use shoal_l7::answers::error_response;
 use shoal_l7::classes::Answer;
 use shoal_l7::dispatch::Dispatcher;
-use shoal_l7::handoff::{HandoffId, Origin};
+use shoal_l7::handoff::{ClusterKey, HandoffId, Origin};
 use shoal_l7::http::{buffered_head, RequestHead};
 use shoal_l7::reassembly::RequestBuffer;
 use shoal_l7::splice::SpliceParams;
@@ -453,10 +454,13 @@ impl Pipeline {
         match head {
             Ok(Some(head)) => {
                 let admitted = dispatch_and_admit(
-                    &self.tables,
-                    &mut self.dispatchers,
+                    DispatchState {
+                        tables: &self.tables,
+                        dispatchers: &mut self.dispatchers,
+                        sticky_key: self.sticky_key.as_ref(),
+                        counters: &mut self.counters,
+                    },
                     &mut self.classes,
-                    &mut self.counters,
                     service,
                     &head,
                     now,
@@ -861,10 +865,13 @@ impl Pipeline {
         let chosen = match head {
             Ok(Some(head)) => {
                 let admitted = dispatch_and_admit(
-                    &self.tables,
-                    &mut self.dispatchers,
+                    DispatchState {
+                        tables: &self.tables,
+                        dispatchers: &mut self.dispatchers,
+                        sticky_key: self.sticky_key.as_ref(),
+                        counters: &mut self.counters,
+                    },
                     &mut self.classes,
-                    &mut self.counters,
                     service,
                     &head,
                     now,
@@ -1066,40 +1073,60 @@ enum BadRequest {
 /// Connections a worker can have between cookie ACK and kernel SYN-ACK.
 pub(super) const SPLICE_SETUP_SLOTS: usize = 4096;
 
-/// The member the dispatcher of service `service` chooses for `head`
-/// (`None` without a dispatcher), its reason counted.
+/// What choosing a member reads and updates, borrowed from the pipeline's
+/// fields (the request head is borrowed from a setup slot or a session, so
+/// dispatch cannot be a method).
+pub(super) struct DispatchState<'a> {
+    /// The tables of the epoch.
+    pub tables: &'a Tables,
+    /// The dispatcher of each service.
+    pub dispatchers: &'a mut [Option<Dispatcher>],
+    /// The key that signs sticky cookies.
+    pub sticky_key: Option<&'a ClusterKey>,
+    /// Where the reason is counted.
+    pub counters: &'a mut Counters,
+}
+
+/// The member service `service` sends `head` to (`None` without a
+/// dispatcher): its sticky cookie's or URL session's, else its dispatch
+/// policy's; the reason counted.
 pub(super) fn choose_member(
-    tables: &Tables,
-    dispatchers: &mut [Option<Dispatcher>],
-    counters: &mut Counters,
+    d: &mut DispatchState<'_>,
     service: usize,
     head: &RequestHead<'_>,
     now: Instant,
 ) -> Option<u16> {
-    let loads: Vec<(u16, f64)> = tables.members.iter().map(|m| (m.id, m.load)).collect();
-    let choice = dispatchers
-        .get_mut(service)?
-        .as_mut()
-        .map(|d| d.choose(head, &loads, now))?;
-    counters.inc(Counter::dispatch(choice.reason));
+    let dispatcher = d.dispatchers.get_mut(service)?.as_mut()?;
+    let sticky = sticky_choice(
+        d.tables,
+        dispatcher,
+        d.sticky_key,
+        service,
+        head,
+        d.counters,
+    );
+    let choice = if let Some(choice) = sticky {
+        choice
+    } else {
+        let loads: Vec<(u16, f64)> = d.tables.members.iter().map(|m| (m.id, m.load)).collect();
+        dispatcher.choose(head, &loads, now)
+    };
+    d.counters.inc(Counter::dispatch(choice.reason));
     Some(choice.member)
 }
 
 /// The member the dispatcher of service `service` chooses for the first
 /// request `head` of a connection, once its class admits it (`Err`: the
-/// answer of the class that refused it, counted `splice_refused`). A free
-/// function over the fields it needs: the head is borrowed from a setup
-/// slot.
+/// answer of the class that refused it, counted `splice_refused`).
 fn dispatch_and_admit(
-    tables: &Tables,
-    dispatchers: &mut [Option<Dispatcher>],
+    mut d: DispatchState<'_>,
     classes: &mut [Option<ServiceClasses>],
-    counters: &mut Counters,
     service: usize,
     head: &RequestHead<'_>,
     now: Instant,
 ) -> Result<Option<u16>, Answer> {
-    let chosen = choose_member(tables, dispatchers, counters, service, head, now);
+    let chosen = choose_member(&mut d, service, head, now);
+    let (tables, counters) = (d.tables, d.counters);
     let member = chosen.unwrap_or(tables.own_id);
     match admit_request(classes, tables, service, head, member, now) {
         Ok(()) => Ok(chosen),
