@@ -2608,3 +2608,109 @@ fn interactive_p99_stays_low_under_bulk_with_strict_priority() {
         run.ratio()
     );
 }
+
+/// Issue 15, sticky sessions end to end: splice mode with
+/// `[services.dispatch.sticky]` and `/id/` hashed path by path (so the
+/// connections of one session would scatter without the cookie). 100
+/// sessions (curl, each with its own cookie jar) of 5 connections each: the
+/// first response of each session sets the signed cookie naming its member
+/// and every connection of the session is served there. Then that member
+/// most sessions use is drained: its sessions still go to it (a drain
+/// moves new sessions only) and new sessions go elsewhere.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn sticky_sessions_stay_on_their_member_and_a_drain_moves_new_ones_only() {
+    const SESSIONS: usize = 100;
+    let opts = dpdk("splice");
+    let mut base =
+        shoal_lab::render::server_config(&shoal_lab::render::lab_base(), &opts, server("srv1"), 2);
+    let dispatch = base.services[0].dispatch.as_mut().unwrap();
+    dispatch.hot_paths = vec!["/id/".to_owned()];
+    dispatch.sticky = Some(shoal_config::Sticky::default());
+    base.validate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sticky.toml");
+    std::fs::write(&path, toml::to_string(&base).unwrap()).unwrap();
+    let lab = Lab::up_with(&UpOptions {
+        config: Some(path),
+        ..opts
+    });
+    // `S <session> <connection> <served by>` per fetch, `J <session>
+    // <cookie value>` per session.
+    let run = |sessions: std::ops::RangeInclusive<usize>, conns: usize| -> String {
+        lab.client(&format!(
+            "for s in $(seq {} {}); do j=/tmp/sticky-jar-$s; \
+               for c in $(seq {conns}); do \
+                 echo \"S $s $c $(curl -s -m 5 -b $j -c $j http://198.18.0.100/id/s$s/c$c$RANDOM | cut -d' ' -f1)\"; \
+               done; \
+               echo \"J $s $(grep -h shoal_member $j | awk '{{print $7}}')\"; \
+             done",
+            sessions.start(),
+            sessions.end()
+        ))
+    };
+    let parse = |out: &str| -> (BTreeMap<usize, Vec<String>>, BTreeMap<usize, String>) {
+        let mut served: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut cookies = BTreeMap::new();
+        for line in out.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["S", s, _, by] => served
+                    .entry(s.parse().unwrap())
+                    .or_default()
+                    .push((*by).to_owned()),
+                ["J", s, value] => {
+                    cookies.insert(s.parse().unwrap(), (*value).to_owned());
+                }
+                _ => panic!("unexpected line {line:?} in\n{out}"),
+            }
+        }
+        (served, cookies)
+    };
+    let (served, cookies) = parse(&run(1..=SESSIONS, 5));
+    assert_eq!(served.len(), SESSIONS, "{served:?}");
+    let mut per_member: BTreeMap<String, usize> = BTreeMap::new();
+    for (s, by) in &served {
+        assert_eq!(by.len(), 5);
+        assert!(MEMBERS.contains(&by[0].as_str()), "session {s}: {by:?}");
+        assert!(by.iter().all(|b| b == &by[0]), "session {s} moved: {by:?}");
+        let cookie = &cookies[s];
+        assert!(
+            cookie.starts_with(&format!("{}.", by[0])) && cookie.len() == 4 + 1 + 24,
+            "session {s}: cookie {cookie:?}, served by {}",
+            by[0]
+        );
+        *per_member.entry(by[0].clone()).or_default() += 1;
+    }
+    assert!(
+        per_member.len() >= 2,
+        "sessions over one member: {per_member:?}"
+    );
+    lab.settle();
+    let sum = |name: &str| -> u64 { MEMBERS.iter().map(|n| lab.counter(n, name)).sum() };
+    assert_eq!(sum("sticky_issued") as usize, SESSIONS);
+    assert_eq!(sum("dispatch_sticky_cookie") as usize, 4 * SESSIONS);
+    assert_eq!(sum("sticky_forged") + sum("sticky_stale"), 0);
+
+    // Drain the member most sessions use.
+    let (busiest, n) = per_member.iter().max_by_key(|(_, n)| **n).unwrap();
+    let busiest = busiest.clone();
+    lab.drain(&busiest);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (again, _) = parse(&run(1..=SESSIONS, 1));
+    for (s, by) in &again {
+        assert_eq!(by, &served[s][..1], "session {s} moved after the drain");
+    }
+    let (new, new_cookies) = parse(&run(SESSIONS + 1..=SESSIONS + 60, 2));
+    for (s, by) in &new {
+        assert!(
+            by.iter().all(|b| b != &busiest),
+            "new session {s} on drained {busiest}"
+        );
+        assert_eq!(by[0], by[1], "new session {s} moved");
+        assert!(new_cookies[s].starts_with(&format!("{}.", by[0])));
+    }
+    eprintln!("sticky: {SESSIONS} sessions x 5 connections over {per_member:?}; drained {busiest} ({n} sessions) kept them, 60 new sessions elsewhere");
+    lab.client("rm -f /tmp/sticky-jar-*");
+    lab.undrain(&busiest);
+}
