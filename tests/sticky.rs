@@ -4,7 +4,9 @@
 //! cookie or its URL session id. A signed cookie is honoured while its
 //! member lives, drained or not; a forged or stale one is counted and the
 //! rules decide. (The cookie's insertion into responses is tested with the
-//! persistent-connection harness, tests/persist.rs.)
+//! persistent-connection harness, tests/persist.rs.) Also the other
+//! decisions taken before the policy: DTS Fig. 9's lines A (`local_paths`)
+//! and B (`hot_path_mode = "local"`).
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::net::Ipv4Addr;
@@ -168,4 +170,43 @@ fn url_session_ids_stick_to_their_place_on_the_ring() {
         "30 sessions over 3 members: {places:?}"
     );
     assert_eq!(p.counters().get(Counter::DispatchSessionId), 90);
+}
+
+#[test]
+fn local_paths_and_local_hot_paths_stay_with_the_inspector() {
+    let d = Dispatch {
+        policy: DispatchPolicy::UrlHash,
+        hot_paths: vec!["/hot/".into()],
+        hot_path_mode: shoal_config::HotPathMode::Local,
+        local_paths: vec!["/cgi/".into(), "/img/small/".into()],
+        sticky: Some(Sticky::default()),
+        ..Dispatch::default()
+    };
+    let cfg = shoal_e2e::splice_config("srv1", d);
+    cfg.validate().unwrap();
+    let mut p = shoal_e2e::member_pipeline(&cfg);
+    let mut n = 0;
+    let mut go = |p: &mut Pipeline, path: &str, cookie: Option<&str>| {
+        n += 1;
+        goes_to(p, n, path, cookie)
+    };
+    for i in 0..20 {
+        assert_eq!(go(&mut p, &format!("/cgi/run{i}"), None), 0, "line A");
+        assert_eq!(
+            go(&mut p, &format!("/img/small/{i}.png"), None),
+            0,
+            "line A"
+        );
+        assert_eq!(go(&mut p, &format!("/hot/file{i}"), None), 0, "line B");
+    }
+    assert_eq!(p.counters().get(Counter::DispatchLocalPath), 40);
+    assert_eq!(p.counters().get(Counter::DispatchHotPathLocal), 20);
+    // Everything else by directory: all three members get some.
+    let mut places = [0usize; 3];
+    for i in 0..60 {
+        places[go(&mut p, &format!("/d{i}/x"), None)] += 1;
+    }
+    assert!(places.iter().all(|&k| k > 0), "{places:?}");
+    // A sticky cookie wins over line A.
+    assert_eq!(go(&mut p, "/cgi/run", Some(&token("srv3"))), 2);
 }

@@ -323,6 +323,31 @@ pub enum DispatchPolicy {
     Rules,
 }
 
+/// Where requests under `hot_paths` go (DTS Fig. 9, line B).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HotPathMode {
+    /// Spread over every member by full path (each file on one member).
+    #[default]
+    Spread,
+    /// Served by the member that inspects the connection (every member
+    /// serves the hot set from its own cache, as DTS's line B).
+    Local,
+}
+
+/// What `policy = "url-hash"` hashes onto the URL ring (DTS Fig. 9, line C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UrlHashKey {
+    /// The request's directory (the path up to its last `/`): a
+    /// directory's objects share one member's cache.
+    #[default]
+    Directory,
+    /// The request's full path (DTS's line C: the MD5 of the URI), each
+    /// object on its own member.
+    Uri,
+}
+
 /// CARISMA handoff mode of a splice service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -371,9 +396,24 @@ pub struct Dispatch {
     /// CARISMA mode.
     #[serde(default)]
     pub handoff: HandoffMode,
-    /// Path prefixes treated as hot: hashed per full path over all members (DTS Fig. 9).
+    /// Path prefixes treated as hot: hashed per full path over all members
+    /// (DTS Fig. 9), or served where inspected (`hot_path_mode = "local"`).
     #[serde(default)]
     pub hot_paths: Vec<String>,
+    /// What hot paths get (DTS Fig. 9, line B): `spread` (default) or `local`.
+    #[serde(default)]
+    pub hot_path_mode: HotPathMode,
+    /// What `url-hash` hashes (DTS Fig. 9, line C): `directory` (default)
+    /// or `uri`.
+    #[serde(default)]
+    pub hash_key: UrlHashKey,
+    /// Path prefixes served by the member that inspects the connection,
+    /// whatever the policy (DTS Fig. 9, line A: scripts and small images
+    /// stay where layer-4 balancing put them, with no handoff). A sticky
+    /// cookie still wins; a front end (which serves nothing) uses the
+    /// policy instead.
+    #[serde(default)]
+    pub local_paths: Vec<String>,
     /// Cookie whose value picks the server (`policy = "cookie"`).
     #[serde(default)]
     pub cookie_name: Option<String>,
@@ -435,6 +475,9 @@ impl Default for Dispatch {
             policy: DispatchPolicy::default(),
             handoff: HandoffMode::default(),
             hot_paths: Vec::new(),
+            hot_path_mode: HotPathMode::default(),
+            hash_key: UrlHashKey::default(),
+            local_paths: Vec::new(),
             cookie_name: None,
             load_threshold: None,
             replicate_above: None,

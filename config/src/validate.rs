@@ -603,6 +603,33 @@ fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) 
             .map(|(i, h)| (format!("{key}.hot_paths[{i}]"), h, h)),
         "hot path",
     );
+    if d.hot_path_mode != crate::HotPathMode::Spread && d.hot_paths.is_empty() {
+        p.add(
+            format!("{key}.hot_path_mode"),
+            "says where hot_paths go, and there are none; add hot_paths or remove it",
+        );
+    }
+    if d.hash_key != crate::UrlHashKey::Directory && policy != DispatchPolicy::UrlHash {
+        p.add(
+            format!("{key}.hash_key"),
+            "is used only with policy = \"url-hash\"; remove it or change the policy",
+        );
+    }
+    for (i, path) in d.local_paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            p.add(
+                format!("{key}.local_paths[{i}]"),
+                format!("must start with '/' (got '{path}')"),
+            );
+        }
+    }
+    p.duplicates(
+        d.local_paths
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (format!("{key}.local_paths[{i}]"), h, h)),
+        "local path",
+    );
 
     if let Some(threshold) = d.load_threshold {
         if !matches!(policy, DispatchPolicy::Lard | DispatchPolicy::LeastLoaded) {

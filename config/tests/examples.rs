@@ -9,7 +9,8 @@ use shoal_config::{
     LoadChoice, MacAddr, Mode, PortRole, Protocol, State,
 };
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
+    "always.toml",
     "dpr-ipip.toml",
     "lab-srv1.toml",
     "production.toml",
@@ -249,5 +250,39 @@ fn error_shown_in_config_md() {
         err.to_string(),
         "deploy/examples/lab-srv1.toml:64:10: services[0].selection.vnodes: \
          must be between 1 and 4096 (got 0)"
+    );
+}
+
+/// One front end, three back ends, with classes, scheduling and stickiness.
+#[test]
+fn always_example_has_one_front_end_three_back_ends_and_carisma() {
+    use shoal_config::{MemberRole, SchedulingPolicy};
+    let c = example("always.toml");
+    let roles: Vec<(&str, MemberRole)> = c
+        .cluster
+        .members
+        .iter()
+        .map(|m| (m.name.as_str(), m.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("fe1", MemberRole::FrontEnd),
+            ("be1", MemberRole::BackEnd),
+            ("be2", MemberRole::BackEnd),
+            ("be3", MemberRole::BackEnd),
+        ]
+    );
+    let d = c.services[0].dispatch.as_ref().unwrap();
+    assert_eq!(c.services[0].mode, Mode::Splice);
+    assert_eq!(d.handoff, HandoffMode::Frequent);
+    let names: Vec<&str> = d.classes.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["checkout", "catalog", "downloads"]);
+    let s = d.scheduling.as_ref().unwrap();
+    assert_eq!((s.policy, s.max_active), (SchedulingPolicy::Priority, 64));
+    let st = d.sticky.as_ref().unwrap();
+    assert_eq!(
+        (st.cookie.as_str(), st.insert, st.max_age_s),
+        ("shop_be", true, 1800)
     );
 }

@@ -322,6 +322,13 @@ counters! {
     DispatchStickyCookie => "dispatch_sticky_cookie",
     /// L7 dispatch: the session id in the URL, on the URL ring. Not an outcome.
     DispatchSessionId => "dispatch_session_id",
+    /// L7 dispatch (url-hash, `hash_key = "uri"`): the full path on the ring. Not an outcome.
+    DispatchUri => "dispatch_uri",
+    /// L7 dispatch: a `local_paths` request served where inspected. Not an outcome.
+    DispatchLocalPath => "dispatch_local_path",
+    /// L7 dispatch (url-hash, `hot_path_mode = "local"`): a hot path served
+    /// where inspected. Not an outcome.
+    DispatchHotPathLocal => "dispatch_hot_path_local",
     /// A sticky cookie that the cluster did not sign (forged, corrupted,
     /// another service's): the request went by the policy. Not an outcome.
     StickyForged => "sticky_forged",
@@ -495,6 +502,9 @@ impl Counter {
             Reason::NoRule => Counter::DispatchNoRule,
             Reason::StickyCookie => Counter::DispatchStickyCookie,
             Reason::SessionId => Counter::DispatchSessionId,
+            Reason::Uri => Counter::DispatchUri,
+            Reason::LocalPath => Counter::DispatchLocalPath,
+            Reason::HotPathLocal => Counter::DispatchHotPathLocal,
         }
     }
 
@@ -752,6 +762,9 @@ mod tests {
             Reason::NoRule,
             Reason::StickyCookie,
             Reason::SessionId,
+            Reason::Uri,
+            Reason::LocalPath,
+            Reason::HotPathLocal,
         ];
         for reason in reasons {
             let counter = Counter::dispatch(reason);

@@ -33,10 +33,15 @@
 //!   node serve the few hottest download directories
 //!   (`dir0000000001`..`dir0000000009`), which sit in every node's cache
 //!   anyway; line A leaves scripts and small images on the inspecting node.
-//!   Here "every node" becomes "spread over every member by full path" (a
-//!   pure function of the request, as the dispatcher is not told which
-//!   member inspects), and the locality unit of everything else is the
-//!   directory. DTS's hot set is written as the prefix
+//!   By default "every node" becomes "spread over every member by full
+//!   path" and the locality unit of everything else is the directory; the
+//!   DTS reading is available too: `hash_key = "uri"` (line C, every path
+//!   by full URI), `hot_path_mode = "local"` (line B, hot paths served by
+//!   the inspecting member) and `local_paths` (line A, any policy). Lines A
+//!   and B need to know which member inspects, which the dispatcher is not
+//!   told: the dataplane applies them before asking it
+//!   (`choose_member`, reasons [`Reason::LocalPath`] and
+//!   [`Reason::HotPathLocal`]). DTS's hot set is written as the prefix
 //!   `/downloads/dir000000000` (prefixes are plain string prefixes). We use
 //!   [`URL_VNODES`] points per member, not 63, for a tighter balance.
 //! - **least-loaded**: the member with the lowest load. With
@@ -102,7 +107,7 @@
 use core::time::Duration;
 use std::sync::Arc;
 
-use shoal_config::{Dispatch, DispatchPolicy};
+use shoal_config::{Dispatch, DispatchPolicy, UrlHashKey};
 
 use crate::http::{strip_port, RequestHead};
 use shoal_select::{md5_u64, mix64};
@@ -217,6 +222,14 @@ pub enum Reason {
     StickyCookie,
     /// sticky: the session id in the request's URL on the URL ring.
     SessionId,
+    /// url-hash with `hash_key = "uri"`: the full path on the URL ring
+    /// (DTS Fig. 9, line C).
+    Uri,
+    /// `local_paths`: served by the inspecting member (DTS Fig. 9, line A).
+    LocalPath,
+    /// url-hash, `hot_path_mode = "local"`: a hot path served by the
+    /// inspecting member (DTS Fig. 9, line B).
+    HotPathLocal,
 }
 
 impl Reason {
@@ -241,6 +254,9 @@ impl Reason {
             Reason::NoRule => "no_rule",
             Reason::StickyCookie => "sticky_cookie",
             Reason::SessionId => "session_id",
+            Reason::Uri => "uri",
+            Reason::LocalPath => "local_path",
+            Reason::HotPathLocal => "hot_path_local",
         }
     }
 }
@@ -281,6 +297,8 @@ pub struct Dispatcher {
     /// The URL ring: (point, member id), sorted; shared by clones.
     ring: Arc<[(u64, u16)]>,
     hot_paths: Vec<String>,
+    /// url-hash's key for paths that are not hot.
+    hash_key: UrlHashKey,
     cookie_name: String,
     threshold: Option<f64>,
     /// dtcp's replication gap.
@@ -402,6 +420,7 @@ impl Dispatcher {
             members: list,
             ring: ring.into(),
             hot_paths: config.hot_paths.clone(),
+            hash_key: config.hash_key,
             cookie_name,
             threshold: config.load_threshold,
             replicate_above,
@@ -486,9 +505,11 @@ impl Dispatcher {
 
     /// url-hash: the directory, or the full path under a hot prefix.
     fn url_hash(&self, path: &str) -> Choice {
-        let hot = self.hot_paths.iter().any(|p| path.starts_with(p.as_str()));
+        let hot = self.is_hot(path);
         let (key, reason) = if hot {
             (path, Reason::HotPath)
+        } else if self.hash_key == UrlHashKey::Uri {
+            (path, Reason::Uri)
         } else {
             (directory(path), Reason::Directory)
         };
@@ -631,6 +652,11 @@ impl Dispatcher {
             member: self.ring_member(md5_u64(&[id.as_bytes()])),
             reason: Reason::SessionId,
         }
+    }
+
+    /// Whether `path` is under one of the hot paths.
+    pub fn is_hot(&self, path: &str) -> bool {
+        self.hot_paths.iter().any(|p| path.starts_with(p.as_str()))
     }
 
     /// Members that take requests.
@@ -944,6 +970,37 @@ mod tests {
         assert_eq!(share[3], 0, "weight 0 is never chosen");
         assert!((9_400..=10_600).contains(&share[1]), "{share:?}");
         assert!((29_400..=30_600).contains(&share[2]), "{share:?}");
+    }
+
+    #[test]
+    fn uri_hashing_places_every_path_on_its_own_ring_point() {
+        // DTS Fig. 9, line C: the MD5 of the URI, not of its directory.
+        let mut cfg = config(DispatchPolicy::UrlHash);
+        cfg.hash_key = UrlHashKey::Uri;
+        let mut d = dispatcher(&cfg);
+        let points = reference_points(&MEMBERS);
+        let mut share = [0u32; 5];
+        for i in 0..4000 {
+            let path = format!("/downloads/dir0000000042/file{i}.bin");
+            let c = pick(&mut d, &path, &[], Instant::ZERO);
+            assert_eq!(c.reason, Reason::Uri);
+            assert_eq!(c.member, scan_owner(&points, &path), "{path}");
+            share[usize::from(c.member)] += 1;
+        }
+        for &n in &share[1..] {
+            assert!(
+                (900..=1100).contains(&n),
+                "one directory, file by file: {share:?}"
+            );
+        }
+        // Hot paths keep their own reason.
+        cfg.hot_paths = vec!["/hot/".to_owned()];
+        let mut d = dispatcher(&cfg);
+        assert_eq!(
+            pick(&mut d, "/hot/a", &[], Instant::ZERO).reason,
+            Reason::HotPath
+        );
+        assert!(d.is_hot("/hot/b") && !d.is_hot("/cold/b"));
     }
 
     #[test]

@@ -61,7 +61,8 @@
 use std::collections::VecDeque;
 
 use super::classes_path::{
-    expire_waiting, finish_request, next_release, offer_request, scheduled, Offer, Ticket,
+    admit_request, expire_waiting, finish_request, next_release, offer_request, scheduled, Offer,
+    Ticket,
 };
 use super::moves::{MoveEvent, MoveKind};
 use super::splice_path::{
@@ -813,8 +814,21 @@ impl Pipeline {
                 )
                 .unwrap_or(own)
             };
+            let later = !s.first_ours;
             s.first_ours = false;
             self.counters.inc(Counter::PersistRequests);
+            if later {
+                // A later request of the connection: classified and
+                // admitted here as the first was at the inspector.
+                let service = usize::from(s.service);
+                if let Err(answer) =
+                    admit_request(&mut self.classes, &self.tables, service, &head, target, now)
+                {
+                    s.refusing = Some(answer);
+                    self.persist_try_refuse(slot);
+                    return;
+                }
+            }
             if target == own {
                 self.counters.inc(Counter::PersistRequestsHere);
                 if s.requests_here == 0 && s.insert.is_none() {

@@ -31,7 +31,7 @@ use crate::wire::{EthernetAddress, TcpFlags, TcpOptionBytes, TcpPacket, TcpRepr}
 use shoal_config::Mode;
 use shoal_l7::answers::error_response;
 use shoal_l7::classes::Answer;
-use shoal_l7::dispatch::Dispatcher;
+use shoal_l7::dispatch::{Choice, Dispatcher, Reason};
 use shoal_l7::handoff::{ClusterKey, HandoffId, Origin};
 use shoal_l7::http::{buffered_head, RequestHead};
 use shoal_l7::reassembly::RequestBuffer;
@@ -1107,12 +1107,42 @@ pub(super) fn choose_member(
     );
     let choice = if let Some(choice) = sticky {
         choice
+    } else if let Some(reason) = served_where_inspected(d.tables, dispatcher, service, head) {
+        Choice {
+            member: d.tables.own_id,
+            reason,
+        }
     } else {
         let loads: Vec<(u16, f64)> = d.tables.members.iter().map(|m| (m.id, m.load)).collect();
         dispatcher.choose(head, &loads, now)
     };
     d.counters.inc(Counter::dispatch(choice.reason));
     Some(choice.member)
+}
+
+/// DTS Fig. 9 lines A and B: why `head` stays with this (inspecting)
+/// member, if it does: under `local_paths`, or a hot path with
+/// `hot_path_mode = "local"`; never on a member that serves nothing.
+fn served_where_inspected(
+    tables: &Tables,
+    dispatcher: &Dispatcher,
+    service: usize,
+    head: &RequestHead<'_>,
+) -> Option<Reason> {
+    let d = tables.services.get(service)?.dispatch.as_ref()?;
+    if !tables.serves(tables.own_id) {
+        return None;
+    }
+    if d.local_paths
+        .iter()
+        .any(|p| head.path.starts_with(p.as_str()))
+    {
+        return Some(Reason::LocalPath);
+    }
+    let hot_local = d.policy == shoal_config::DispatchPolicy::UrlHash
+        && d.hot_path_mode == shoal_config::HotPathMode::Local
+        && dispatcher.is_hot(head.path);
+    hot_local.then_some(Reason::HotPathLocal)
 }
 
 /// The member the dispatcher of service `service` chooses for the first
