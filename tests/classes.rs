@@ -17,10 +17,9 @@ use shoal_dataplane::counters::Counter;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
 use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
-use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
-use shoal_select::ClientKey;
+use shoal_dataplane::traffic::{tcp_frame, tcp_header, Endpoint};
 use shoal_wire::time::Instant;
-use shoal_wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket};
+use shoal_wire::{EthernetAddress, TcpFlags};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const SRV1_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0b]);
@@ -105,16 +104,7 @@ fn service() -> Endpoint {
 
 /// The `n`-th client srv1 inspects.
 fn client(p: &Pipeline, n: usize) -> Endpoint {
-    (40_000..50_000)
-        .map(|port| client_endpoint(4, port))
-        .filter(|c| {
-            p.tables().services[0].selector.select(ClientKey {
-                addr: c.ip,
-                port: c.port,
-            }) == Some(1)
-        })
-        .nth(n)
-        .unwrap()
+    shoal_e2e::clients_inspected_by(p, 1, 4).nth(n).unwrap()
 }
 
 /// The first eight clients srv1 inspects.
@@ -122,32 +112,10 @@ fn clients(p: &Pipeline) -> Vec<Endpoint> {
     (0..8).map(|n| client(p, n)).collect()
 }
 
-#[derive(Debug)]
-struct Seg {
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: Vec<u8>,
-    dst: Ipv4Addr,
-}
-
 const FIN: u8 = 0x01;
 const RST: u8 = 0x04;
 
-fn parse(frame: &[u8]) -> Seg {
-    let eth = EthernetFrame::new_checked(frame).unwrap();
-    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-    assert!(ip.verify_checksum());
-    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-    assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
-    Seg {
-        seq: tcp.seq_number(),
-        ack: tcp.ack_number(),
-        flags: tcp.flags_byte(),
-        payload: tcp.payload().to_vec(),
-        dst: ip.dst_addr(),
-    }
-}
+use shoal_e2e::{parse_tcp as parse, TcpSeg as Seg};
 
 fn run(
     p: &mut Pipeline,

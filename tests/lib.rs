@@ -98,3 +98,68 @@ pub fn cookie_request(
     let v = p.process(WIRE, &mut HeapFrame::from_bytes(&frame), now);
     (v, cookie, p.take_emitted().collect())
 }
+
+/// A TCP segment as the tests read it from a frame.
+#[derive(Debug, Clone)]
+pub struct TcpSeg {
+    /// Ethernet destination.
+    pub dst_mac: shoal_wire::EthernetAddress,
+    /// IPv4 destination.
+    pub dst: std::net::Ipv4Addr,
+    /// TCP ports.
+    pub src_port: u16,
+    /// TCP destination port.
+    pub dst_port: u16,
+    /// Sequence and acknowledgement numbers.
+    pub seq: u32,
+    /// The acknowledgement number (whatever the ACK flag).
+    pub ack: u32,
+    /// The flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
+    pub flags: u8,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// The TCP segment in `frame`, its IPv4 and TCP checksums checked; panics
+/// (a failed test) on anything else.
+pub fn parse_tcp(frame: &[u8]) -> TcpSeg {
+    use shoal_wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+    let eth = EthernetFrame::new_checked(frame).unwrap_or_else(|e| panic!("{e}"));
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ip.verify_checksum(), "IPv4 checksum");
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        tcp.verify_checksum(ip.src_addr(), ip.dst_addr()),
+        "TCP checksum"
+    );
+    TcpSeg {
+        dst_mac: eth.dst_addr(),
+        dst: ip.dst_addr(),
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number(),
+        ack: tcp.ack_number(),
+        flags: tcp.flags_byte(),
+        payload: tcp.payload().to_vec(),
+    }
+}
+
+/// Clients from address `host` (`client_endpoint(host, port)`, ports from
+/// 40000 up) whose connections member `member` inspects under `p`'s tables.
+pub fn clients_inspected_by(
+    p: &shoal_dataplane::pipeline::Pipeline,
+    member: u16,
+    host: u32,
+) -> impl Iterator<Item = shoal_dataplane::traffic::Endpoint> + '_ {
+    (40_000..50_000)
+        .map(move |port| shoal_dataplane::traffic::client_endpoint(host, port))
+        .filter(move |c| {
+            p.tables().services[0]
+                .selector
+                .select(shoal_select::ClientKey {
+                    addr: c.ip,
+                    port: c.port,
+                })
+                == Some(member)
+        })
+}

@@ -19,10 +19,9 @@ use shoal_dataplane::counters::Counter;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
 use shoal_dataplane::pipeline::{Pipeline, Verdict, KERNEL, WIRE};
-use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
-use shoal_select::ClientKey;
+use shoal_dataplane::traffic::{tcp_frame, tcp_header, Endpoint};
 use shoal_wire::time::Instant;
-use shoal_wire::{EthernetAddress, EthernetFrame, Ipv4Packet, TcpFlags, TcpPacket};
+use shoal_wire::{EthernetAddress, TcpFlags};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const SRV1_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0xc6, 0x12, 0x00, 0x0b]);
@@ -87,49 +86,14 @@ fn service() -> Endpoint {
 
 /// The first `n` clients srv1 inspects.
 fn clients(p: &Pipeline, n: usize) -> Vec<Endpoint> {
-    (40_000..50_000)
-        .map(|port| client_endpoint(4, port))
-        .filter(|c| {
-            p.tables().services[0].selector.select(ClientKey {
-                addr: c.ip,
-                port: c.port,
-            }) == Some(1)
-        })
-        .take(n)
-        .collect()
+    shoal_e2e::clients_inspected_by(p, 1, 4).take(n).collect()
 }
 
-#[derive(Debug, Clone)]
-struct Seg {
-    dst_mac: EthernetAddress,
-    dst_port: u16,
-    src_port: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: Vec<u8>,
-}
+use shoal_e2e::{parse_tcp as parse, TcpSeg as Seg};
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
-
-fn parse(frame: &[u8]) -> Seg {
-    let eth = EthernetFrame::new_checked(frame).unwrap();
-    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-    assert!(ip.verify_checksum());
-    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-    assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
-    Seg {
-        dst_mac: eth.dst_addr(),
-        dst_port: tcp.dst_port(),
-        src_port: tcp.src_port(),
-        seq: tcp.seq_number(),
-        ack: tcp.ack_number(),
-        flags: tcp.flags_byte(),
-        payload: tcp.payload().to_vec(),
-    }
-}
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n").into_bytes()
@@ -485,4 +449,53 @@ fn max_in_flight_counts_active_and_waiting_requests() {
     b.respond(0);
     assert!(b.in_kernel(1).unwrap().starts_with("GET /bulk/b "));
     assert_eq!(b.kernel_resets, vec![b.clients[3].port]);
+}
+
+#[test]
+fn a_reload_that_changes_scheduling_hands_what_waits_to_the_new_scheduler() {
+    use std::sync::Arc;
+    let mut b = Bench::new(SchedulingPolicy::Priority, 4);
+    b.request(0, "/bulk/a"); // active
+    b.request(1, "/bulk/b"); // waits
+    b.request(2, "/i/c"); // waits
+    b.request(3, "/x/d"); // waits
+    assert_eq!(b.in_kernel(1).as_deref(), Some(""));
+    // A reload: max_active 2 and no default-class reset. What waited goes
+    // to the new scheduler, which starts with nothing active: two go in,
+    // by priority.
+    let mut d = dispatch(SchedulingPolicy::Priority);
+    d.scheduling = Some(Scheduling {
+        policy: SchedulingPolicy::Priority,
+        max_active: 2,
+    });
+    let cfg = shoal_e2e::splice_config("srv1", d);
+    cfg.validate().unwrap();
+    let members = b.p.tables().members.clone();
+    let tables = Arc::new(shoal_dataplane::pipeline::Tables::build(&cfg, 2, members).unwrap());
+    b.p.set_tables(Arc::clone(&tables));
+    b.p.set_tables(tables);
+    b.p.expire(b.now, 64);
+    let out = b.p.take_emitted().collect();
+    b.route(out);
+    assert!(b.in_kernel(2).unwrap().starts_with("GET /i/c "));
+    assert!(b.in_kernel(1).unwrap().starts_with("GET /bulk/b "));
+    assert_eq!(b.in_kernel(3).as_deref(), Some(""));
+    assert_eq!(b.class_value("class/http/default/waiting"), 1);
+    // Scheduling removed: what waits goes in at once.
+    let mut d = dispatch(SchedulingPolicy::Priority);
+    d.scheduling = None;
+    let cfg = shoal_e2e::splice_config("srv1", d);
+    let members = b.p.tables().members.clone();
+    let tables = Arc::new(shoal_dataplane::pipeline::Tables::build(&cfg, 3, members).unwrap());
+    b.p.set_tables(Arc::clone(&tables));
+    b.p.set_tables(tables);
+    b.p.expire(b.now, 64);
+    let out = b.p.take_emitted().collect();
+    b.route(out);
+    assert!(b.in_kernel(3).unwrap().starts_with("GET /x/d "));
+    for i in 0..4 {
+        b.respond(i);
+        assert!(b.received(i).ends_with("\r\n\r\nok"), "{i}");
+    }
+    assert_eq!(b.p.counters().get(Counter::PersistRefused), 0);
 }

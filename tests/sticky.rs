@@ -16,9 +16,8 @@ use shoal_config::{Dispatch, DispatchPolicy, DispatchRule, Sticky};
 use shoal_dataplane::counters::Counter;
 use shoal_dataplane::io::PortId;
 use shoal_dataplane::pipeline::{Pipeline, Tables, KERNEL, WIRE};
-use shoal_dataplane::traffic::{client_endpoint, Endpoint};
+use shoal_dataplane::traffic::Endpoint;
 use shoal_l7::handoff::ClusterKey;
-use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
 use shoal_wire::EthernetAddress;
 
@@ -58,14 +57,7 @@ fn service() -> Endpoint {
 /// Clients srv1 inspects, from address `n` (one address per request: no
 /// 4-tuple is used twice, whatever the tables).
 fn clients(p: &Pipeline, n: usize) -> impl Iterator<Item = Endpoint> + '_ {
-    (40_000..50_000)
-        .map(move |port| client_endpoint(100 + n as u32, port))
-        .filter(|c| {
-            p.tables().services[0].selector.select(ClientKey {
-                addr: c.ip,
-                port: c.port,
-            }) == Some(1)
-        })
+    shoal_e2e::clients_inspected_by(p, 1, 100 + n as u32)
 }
 
 /// Where the request with `cookie` (if any) for `path` from the `n`-th

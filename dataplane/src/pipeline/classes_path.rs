@@ -122,29 +122,37 @@ fn value_names(scheduled: bool) -> impl Iterator<Item = String> {
 
 /// The class state of every service of `tables` that writes classes
 /// (`None` for the others); a service whose classes did not change keeps
-/// its state (rate buckets, counts) from `previous`.
+/// its state (rate buckets, counts, its scheduler) from `previous`. The
+/// services whose previous state was dropped (a reload changed or removed
+/// their classes or scheduling) are added to `replaced`: what waited in
+/// their old scheduler must be offered again (`persist.rs`).
 pub(super) fn build_classes(
     tables: &Tables,
     previous: Vec<Option<ServiceClasses>>,
+    replaced: &mut Vec<usize>,
 ) -> Vec<Option<ServiceClasses>> {
     let mut previous = previous.into_iter();
     tables
         .services
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let old = previous.next().flatten();
+            let kept = old.as_ref().is_some_and(|o| {
+                s.dispatch.as_ref().is_some_and(|d| {
+                    o.written == d.classes
+                        && o.written_scheduling == d.scheduling
+                        && o.service == s.name
+                })
+            });
+            if old.is_some() && !kept {
+                replaced.push(i);
+            }
             let dispatch = s.dispatch.as_ref()?;
             if dispatch.classes.is_empty() && dispatch.scheduling.is_none() {
                 return None;
             }
-            // Classes and scheduling change only with a restart today
-            // (`shoalctl reload` refuses service changes), so a scheduler
-            // is never replaced under requests waiting in it.
-            if let Some(old) = old.filter(|o| {
-                o.written == dispatch.classes
-                    && o.written_scheduling == dispatch.scheduling
-                    && o.service == s.name
-            }) {
+            if let Some(old) = old.filter(|_| kept) {
                 return Some(old);
             }
             // Validation refuses what `Classes::new` refuses; a config that

@@ -167,6 +167,9 @@ pub struct Pipeline {
     dispatchers: Vec<Option<Dispatcher>>,
     /// Splice: request classes per service (None without classes).
     classes: Vec<Option<classes_path::ServiceClasses>>,
+    /// Services whose scheduler a reload replaced or removed: what waited
+    /// in it is offered again at the next `expire`.
+    requeue: Vec<usize>,
     /// Splice: answers to new connections with no setup slot free (tokens
     /// of a bucket refilled at [`BUSY_ANSWERS_PER_SEC`], and when).
     busy_answers: (u32, Instant),
@@ -213,9 +216,10 @@ impl Pipeline {
         let mut secret = [0u8; 32];
         secret[..4].copy_from_slice(&tables.own_addr.octets());
         let dispatchers = build_dispatchers(&tables, Vec::new());
-        let classes = classes_path::build_classes(&tables, Vec::new());
+        let classes = classes_path::build_classes(&tables, Vec::new(), &mut Vec::new());
         Pipeline {
             classes,
+            requeue: Vec::new(),
             busy_answers: (BUSY_ANSWERS_PER_SEC, Instant::ZERO),
             cookies: CookieKeys::new(secret),
             handoff: None,
@@ -244,7 +248,7 @@ impl Pipeline {
         let previous = std::mem::take(&mut self.dispatchers);
         self.dispatchers = build_dispatchers(&tables, previous);
         let previous = std::mem::take(&mut self.classes);
-        self.classes = classes_path::build_classes(&tables, previous);
+        self.classes = classes_path::build_classes(&tables, previous, &mut self.requeue);
         self.synproxy = synproxy_path::carry_over(&self.tables, &tables, &self.synproxy);
         self.claims.apply(Arc::clone(&tables), tables.digest);
         self.tables = tables;

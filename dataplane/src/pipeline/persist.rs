@@ -1089,7 +1089,12 @@ impl Pipeline {
     /// connection is; sessions whose flow is gone are freed.
     pub(super) fn persist_expire(&mut self, now: Instant) {
         if self.sessions.len() == 0 {
+            // Nothing waited in a replaced scheduler.
+            self.requeue.clear();
             return;
+        }
+        while let Some(service) = self.requeue.pop() {
+            self.persist_requeue(service, now);
         }
         self.persist_expire_waiting(now);
         let mut i = 0;
@@ -1222,6 +1227,54 @@ impl Pipeline {
             finish_request(&mut self.classes, service, *class);
         }
         Some(s)
+    }
+
+    /// The class state of service `service` was rebuilt (a reload): the
+    /// requests its sessions had waiting are offered to the new scheduler
+    /// (or released, if the service no longer schedules), and requests in
+    /// the kernel are no longer counted (the new scheduler never saw them).
+    fn persist_requeue(&mut self, service: usize, now: Instant) {
+        for slot in 0..self.sessions.slots.len() as u32 {
+            let Some(s) = self
+                .sessions
+                .get_mut(slot)
+                .filter(|s| usize::from(s.service) == service)
+            else {
+                continue;
+            };
+            for class in &mut s.in_kernel {
+                *class = None;
+            }
+            let Some(q) = s.queued.take() else {
+                continue;
+            };
+            let ticket = Ticket {
+                slot,
+                generation: s.generation,
+            };
+            let offer = match parse_head(s.hold.contiguous()) {
+                Ok(Some(head)) => offer_request(&mut self.classes, service, &head, ticket, now),
+                _ => Offer::Unscheduled,
+            };
+            match offer {
+                Offer::Unscheduled => {
+                    self.persist_release(slot, q.len, q.expect, None);
+                    self.persist_advance(slot, now);
+                }
+                Offer::Queued => {
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        s.queued = Some(q);
+                    }
+                }
+                Offer::Refused(answer) => {
+                    if let Some(s) = self.sessions.get_mut(slot) {
+                        s.refusing = Some(answer);
+                    }
+                    self.persist_try_refuse(slot);
+                }
+            }
+        }
+        self.persist_schedule(service, now);
     }
 
     /// Requests that waited `max_wait_ms` in a scheduler are refused;
