@@ -83,14 +83,8 @@ fn frequent() -> Pipeline {
 
 fn frequent_dispatch() -> Dispatch {
     Dispatch {
-        policy: DispatchPolicy::Rules,
-        rules: vec![DispatchRule {
-            host: None,
-            prefix: "/".into(),
-            member: "srv1".into(),
-        }],
         classes: classes(),
-        ..Dispatch::default()
+        ..shoal_e2e::all_to("srv1")
     }
 }
 

@@ -163,3 +163,18 @@ pub fn clients_inspected_by(
                 == Some(member)
         })
 }
+
+/// A splice dispatch that sends every request to `member` (one rule for
+/// `/`): a request served elsewhere went there by something decided before
+/// the policy (a class, a sticky cookie, a local path).
+pub fn all_to(member: &str) -> shoal_config::Dispatch {
+    shoal_config::Dispatch {
+        policy: shoal_config::DispatchPolicy::Rules,
+        rules: vec![shoal_config::DispatchRule {
+            host: None,
+            prefix: "/".into(),
+            member: member.into(),
+        }],
+        ..shoal_config::Dispatch::default()
+    }
+}

@@ -11,10 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use shoal_config::{
-    Dispatch, DispatchPolicy, DispatchRule, RefuseAction, RequestClass, Scheduling,
-    SchedulingPolicy,
-};
+use shoal_config::{Dispatch, RefuseAction, RequestClass, Scheduling, SchedulingPolicy};
 use shoal_dataplane::counters::Counter;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
@@ -38,12 +35,6 @@ fn class(name: &str, f: impl FnOnce(&mut RequestClass)) -> RequestClass {
 /// `default` (priority 2).
 fn dispatch(policy: SchedulingPolicy) -> Dispatch {
     Dispatch {
-        policy: DispatchPolicy::Rules,
-        rules: vec![DispatchRule {
-            host: None,
-            prefix: "/".into(),
-            member: "srv1".into(),
-        }],
         classes: vec![
             class("interactive", |c| {
                 c.path_prefix = Some("/i/".into());
@@ -66,7 +57,7 @@ fn dispatch(policy: SchedulingPolicy) -> Dispatch {
             policy,
             max_active: 1,
         }),
-        ..Dispatch::default()
+        ..shoal_e2e::all_to("srv1")
     }
 }
 

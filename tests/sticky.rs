@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Dispatch, DispatchPolicy, DispatchRule, Sticky};
+use shoal_config::{Dispatch, DispatchPolicy, Sticky};
 use shoal_dataplane::counters::Counter;
 use shoal_dataplane::io::PortId;
 use shoal_dataplane::pipeline::{Pipeline, Tables, KERNEL, WIRE};
@@ -29,14 +29,8 @@ fn member_mac(i: usize) -> [u8; 6] {
 
 fn dispatch(sticky: Sticky) -> Dispatch {
     Dispatch {
-        policy: DispatchPolicy::Rules,
-        rules: vec![DispatchRule {
-            host: None,
-            prefix: "/".into(),
-            member: "srv1".into(),
-        }],
         sticky: Some(sticky),
-        ..Dispatch::default()
+        ..shoal_e2e::all_to("srv1")
     }
 }
 
