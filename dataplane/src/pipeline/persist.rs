@@ -715,7 +715,6 @@ impl Pipeline {
     /// the inserted bytes in place: in segments of at most the client's
     /// MSS, the kernel's flags on the last (FIN) and every one (ACK, PSH).
     fn persist_rebuild(&mut self, slot: u32, tcp: &TcpPacket<&mut [u8]>) {
-        let own_mac = self.tables.own_mac;
         let Some(s) = self.sessions.get_mut(slot) else {
             return;
         };
@@ -730,42 +729,22 @@ impl Pipeline {
         bytes.extend_from_slice(&payload[..cut]);
         bytes.extend_from_slice(&ins.bytes);
         bytes.extend_from_slice(&payload[cut..]);
-        let mss = usize::from(s.opts.mss).clamp(64, 1460);
         let (window, _) = t.window_to_client(tcp.window_len());
-        let timestamps = tcp
-            .timestamps()
-            .map(|(tsval, tsecr)| (t.ts_to_client(tsval), tsecr));
-        let first = t.server_seq_to_client(seq);
-        let ack = tcp.ack().then(|| tcp.ack_number());
+        let to = AnswerTo {
+            key: s.key,
+            client_mac: s.client_mac,
+            opts: s.opts,
+            seq: t.server_seq_to_client(seq),
+            ack: tcp.ack_number(),
+            timestamps: tcp
+                .timestamps()
+                .map_or((0, 0), |(tsval, tsecr)| (t.ts_to_client(tsval), tsecr)),
+        };
         let flags = tcp.flags();
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let end = (offset + mss).min(bytes.len());
-            let last = end == bytes.len();
-            let keep = if last {
-                TcpFlags::ACK.0 | TcpFlags::PSH.0 | TcpFlags::FIN.0
-            } else {
-                TcpFlags::ACK.0 | TcpFlags::PSH.0
-            };
-            let f = TcpFlags(flags.0 & keep);
-            let mut seg = bare_tcp(
-                s.key.dst_port,
-                s.key.src_port,
-                first.wrapping_add(offset as u32),
-                ack,
-                f,
-                window,
-            );
-            seg.timestamps = timestamps;
-            let frame = build(&Segment {
-                src: (own_mac, s.key.dst, s.key.dst_port),
-                dst: (s.client_mac, s.key.src, s.key.src_port),
-                tcp: seg,
-                payload: &bytes[offset..end],
-            });
-            self.emitted.push((WIRE, frame));
-            offset = end;
-        }
+        self.send_to_client(&to, window, &bytes, |last| {
+            let keep = TcpFlags::ACK.0 | TcpFlags::PSH.0 | if last { TcpFlags::FIN.0 } else { 0 };
+            TcpFlags(flags.0 & keep)
+        });
     }
 
     /// Dispatches the requests complete in the hold buffer, in order:

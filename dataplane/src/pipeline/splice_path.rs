@@ -574,38 +574,51 @@ impl Pipeline {
     /// `answer` to the client `to`: a response in segments of at most the
     /// client's MSS, the last with FIN, or a RST.
     pub(super) fn send_answer(&mut self, to: &AnswerTo, answer: &Answer) {
+        match answer {
+            Answer::Reset => self.send_to_client(to, 0xFFFF, &[], |_| TcpFlags::RST),
+            Answer::Respond(body) => self.send_to_client(to, 0xFFFF, body, |last| {
+                if last {
+                    TcpFlags::PSH | TcpFlags::FIN
+                } else {
+                    TcpFlags::EMPTY
+                }
+            }),
+        }
+    }
+
+    /// `bytes` to the client `to` from the VIP, in segments of at most the
+    /// client's MSS (one segment if empty) advertising `window`, each with
+    /// the flags `flags(last)` (the acknowledgement always).
+    pub(super) fn send_to_client(
+        &mut self,
+        to: &AnswerTo,
+        window: u16,
+        bytes: &[u8],
+        flags: impl Fn(bool) -> TcpFlags,
+    ) {
         let own_mac = self.tables.own_mac;
-        let body: &[u8] = match answer {
-            Answer::Respond(bytes) => bytes,
-            Answer::Reset => &[],
-        };
         let mss = usize::from(to.opts.mss).clamp(64, 1460);
         let mut offset = 0;
         loop {
-            let end = (offset + mss).min(body.len());
-            let flags = match answer {
-                Answer::Reset => TcpFlags::RST,
-                Answer::Respond(_) if end == body.len() => TcpFlags::PSH | TcpFlags::FIN,
-                Answer::Respond(_) => TcpFlags::EMPTY,
-            };
+            let end = (offset + mss).min(bytes.len());
             let mut seg = bare_tcp(
                 to.key.dst_port,
                 to.key.src_port,
                 to.seq.wrapping_add(offset as u32),
                 Some(to.ack),
-                flags,
-                0xFFFF,
+                flags(end == bytes.len()),
+                window,
             );
             seg.timestamps = to.opts.timestamps().then_some(to.timestamps);
             let frame = build(&Segment {
                 src: (own_mac, to.key.dst, to.key.dst_port),
                 dst: (to.client_mac, to.key.src, to.key.src_port),
                 tcp: seg,
-                payload: &body[offset..end],
+                payload: &bytes[offset..end],
             });
             self.emitted.push((WIRE, frame));
             offset = end;
-            if offset >= body.len() {
+            if offset >= bytes.len() {
                 break;
             }
         }
