@@ -496,6 +496,25 @@ fn check_syn_proxy(s: &Service, key: &str, p: &mut Problems) {
     }
 }
 
+/// A list of path prefixes at `key`: each starts with `/`, none twice.
+fn check_path_prefixes(paths: &[String], key: &str, what: &str, p: &mut Problems) {
+    for (i, path) in paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            p.add(
+                format!("{key}[{i}]"),
+                format!("must start with '/' (got '{path}')"),
+            );
+        }
+    }
+    p.duplicates(
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (format!("{key}[{i}]"), h, h)),
+        what,
+    );
+}
+
 fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) {
     crate::classes::check_classes(&d.classes, d.scheduling.as_ref(), key, p);
     if let Some(sticky) = &d.sticky {
@@ -588,21 +607,7 @@ fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) 
             "are used only with policy = \"url-hash\"; remove them or change the policy",
         );
     }
-    for (i, path) in d.hot_paths.iter().enumerate() {
-        if !path.starts_with('/') {
-            p.add(
-                format!("{key}.hot_paths[{i}]"),
-                format!("must start with '/' (got '{path}')"),
-            );
-        }
-    }
-    p.duplicates(
-        d.hot_paths
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (format!("{key}.hot_paths[{i}]"), h, h)),
-        "hot path",
-    );
+    check_path_prefixes(&d.hot_paths, &format!("{key}.hot_paths"), "hot path", p);
     if d.hot_path_mode != crate::HotPathMode::Spread && d.hot_paths.is_empty() {
         p.add(
             format!("{key}.hot_path_mode"),
@@ -615,20 +620,11 @@ fn check_dispatch(cluster: &Cluster, d: &Dispatch, key: &str, p: &mut Problems) 
             "is used only with policy = \"url-hash\"; remove it or change the policy",
         );
     }
-    for (i, path) in d.local_paths.iter().enumerate() {
-        if !path.starts_with('/') {
-            p.add(
-                format!("{key}.local_paths[{i}]"),
-                format!("must start with '/' (got '{path}')"),
-            );
-        }
-    }
-    p.duplicates(
-        d.local_paths
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (format!("{key}.local_paths[{i}]"), h, h)),
+    check_path_prefixes(
+        &d.local_paths,
+        &format!("{key}.local_paths"),
         "local path",
+        p,
     );
 
     if let Some(threshold) = d.load_threshold {

@@ -755,6 +755,49 @@ fn default_member_exists_and_pass_to_default_needs_it() {
     );
 }
 
+/// DTS Fig. 9 keys (issue 15): `local_paths` as `hot_paths` (each starts
+/// with `/`, none twice), `hot_path_mode` needs hot paths, `hash_key` needs
+/// url-hash.
+#[test]
+fn fig9_local_paths_hot_path_mode_and_hash_key() {
+    const AT: &str = "hot_paths = [\"/static/\"]";
+    let with = |extra: &str| edit(AT, &format!("{AT}\n{extra}"));
+    let cfg = load(&with(
+        "local_paths = [\"/cgi/\", \"/img/small/\"]\nhot_path_mode = \"local\"\nhash_key = \"uri\"",
+    ))
+    .unwrap();
+    let d = cfg
+        .services
+        .iter()
+        .find_map(|s| s.dispatch.as_ref())
+        .unwrap();
+    assert_eq!(d.local_paths, ["/cgi/", "/img/small/"]);
+    assert_eq!(d.hot_path_mode, shoal_config::HotPathMode::Local);
+    assert_eq!(d.hash_key, shoal_config::UrlHashKey::Uri);
+    check_key(
+        &with("local_paths = [\"/cgi/\", \"cgi\"]"),
+        &format!("{D}.local_paths[1]"),
+        "must start with '/' (got 'cgi')",
+    );
+    check_key(
+        &with("local_paths = [\"/cgi/\", \"/cgi/\"]"),
+        &format!("{D}.local_paths[1]"),
+        "local path",
+    );
+    check_key(
+        &edit(AT, "hot_path_mode = \"local\""),
+        &format!("{D}.hot_path_mode"),
+        "there are none",
+    );
+    let text = edit(AT, "hash_key = \"uri\"")
+        .replace("policy = \"url-hash\"", "policy = \"least-loaded\"");
+    check_key(
+        &text,
+        &format!("{D}.hash_key"),
+        "used only with policy = \"url-hash\"",
+    );
+}
+
 #[test]
 fn hot_paths_start_with_slash_and_need_url_hash() {
     check(

@@ -210,6 +210,15 @@ impl Session {
         }
     }
 
+    /// Every response released so far is complete, the kernel has read
+    /// every released byte and the client has acknowledged every byte the
+    /// kernel sent: the connection can leave this kernel now.
+    fn settled(&self) -> bool {
+        self.framer.state() == ResponseState::Idle
+            && self.kernel_ack == self.released
+            && seq_le(self.kernel_end, self.client_acked)
+    }
+
     /// The session waits for the connection to leave this member: to move
     /// (a request held for another) or to end with a refusal.
     fn leaving(&self) -> bool {
@@ -275,6 +284,15 @@ impl Sessions {
     /// Tracked connections.
     pub(super) fn len(&self) -> usize {
         self.live
+    }
+}
+
+/// The scheduler slots of the requests `s` has in the kernel are free (the
+/// session ends or stops following its responses).
+fn finish_in_kernel(classes: &mut [Option<super::classes_path::ServiceClasses>], s: &mut Session) {
+    let service = usize::from(s.service);
+    for class in s.in_kernel.drain(..).flatten() {
+        finish_request(classes, service, class);
     }
 }
 
@@ -997,10 +1015,7 @@ impl Pipeline {
         let Some(held) = s.held else {
             return false;
         };
-        let ready = s.framer.state() == ResponseState::Idle
-            && s.kernel_ack == s.released
-            && seq_le(s.kernel_end, s.client_acked);
-        if !ready {
+        if !s.settled() {
             return false;
         }
         // The held bytes acknowledged now, if not yet: the client must not
@@ -1167,11 +1182,7 @@ impl Pipeline {
         let Some(s) = self.sessions.get_mut(slot) else {
             return false;
         };
-        let ready = s.framer.state() == ResponseState::Idle
-            && s.kernel_ack == s.released
-            && seq_le(s.kernel_end, s.client_acked)
-            && s.client_mac_known;
-        if !ready {
+        if !(s.settled() && s.client_mac_known) {
             return false;
         }
         let Some(answer) = s.refusing.take() else {
@@ -1200,11 +1211,8 @@ impl Pipeline {
     /// what waits for them); a request of it still queued is skipped when
     /// its turn comes.
     fn persist_free(&mut self, slot: u32) -> Option<Session> {
-        let s = self.sessions.release(slot)?;
-        let service = usize::from(s.service);
-        for class in s.in_kernel.iter().flatten() {
-            finish_request(&mut self.classes, service, *class);
-        }
+        let mut s = self.sessions.release(slot)?;
+        finish_in_kernel(&mut self.classes, &mut s);
         Some(s)
     }
 
@@ -1336,12 +1344,7 @@ impl Pipeline {
             s.queued = None;
             s.refusing = None;
             s.hold.consume(s.hold.contiguous().len());
-            let service = usize::from(s.service);
-            while let Some(class) = s.in_kernel.pop_front() {
-                if let Some(class) = class {
-                    finish_request(&mut self.classes, service, class);
-                }
-            }
+            finish_in_kernel(&mut self.classes, s);
             return;
         }
         self.persist_free(slot);
