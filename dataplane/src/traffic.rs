@@ -169,6 +169,13 @@ pub struct TraceSpec {
     pub seed: u64,
     /// Time between consecutive frames.
     pub gap: Duration,
+    /// 0: each connection is a short exchange ending with FIN (a replay
+    /// re-creates every flow: connection churn). N > 0: each connection is
+    /// opened (SYN, ACK) and then sends N pure ACKs, round-robin over the
+    /// connections, and never closes: a looped replay is established
+    /// traffic only (its SYNs come again once per pass, as retransmissions
+    /// of the flows' own SYNs, which keep the flows).
+    pub established_rounds: u32,
 }
 
 impl TraceSpec {
@@ -180,6 +187,7 @@ impl TraceSpec {
             connections,
             seed: 1,
             gap: Duration::from_micros(10),
+            established_rounds: 0,
         }
     }
 }
@@ -202,6 +210,9 @@ pub fn client_endpoint(i: u32, port: u16) -> Endpoint {
 /// response data, FIN+ACK, final ACK. Connections interleave round-robin so
 /// many are open at once. Timestamps start at 1 s and advance by `gap`.
 pub fn client_trace(spec: &TraceSpec) -> Vec<(Duration, Vec<u8>)> {
+    if spec.established_rounds > 0 {
+        return established_trace(spec);
+    }
     const STEPS: u32 = 7;
     let mut out = Vec::new();
     let mut t = Duration::from_secs(1);
@@ -222,11 +233,8 @@ pub fn client_trace(spec: &TraceSpec) -> Vec<(Duration, Vec<u8>)> {
         let last = (first + window).min(spec.connections);
         for step in 0..STEPS {
             for conn in first..last {
-                let h = mix64(spec.seed ^ u64::from(conn));
-                let port = 10_000 + (h % 50_000) as u16;
-                let client = client_endpoint(conn % clients, port);
-                let isn = (h >> 16) as u32;
-                let srv_isn = (h >> 32) as u32 ^ 0x5555_5555;
+                let (client, isn, srv_isn) = connection(spec, conn, clients);
+                let port = client.port;
                 let svc = &spec.service;
                 let req_len = request.len() as u32;
                 let (repr, payload): (TcpRepr, &[u8]) = match step {
@@ -286,6 +294,53 @@ pub fn client_trace(spec: &TraceSpec) -> Vec<(Duration, Vec<u8>)> {
             }
         }
         first = last;
+    }
+    out
+}
+
+/// The client, port and initial sequence numbers (client, server) of
+/// connection `conn` of `spec`.
+fn connection(spec: &TraceSpec, conn: u32, clients: u32) -> (Endpoint, u32, u32) {
+    let h = mix64(spec.seed ^ u64::from(conn));
+    let port = 10_000 + (h % 50_000) as u16;
+    (
+        client_endpoint(conn % clients, port),
+        (h >> 16) as u32,
+        (h >> 32) as u32 ^ 0x5555_5555,
+    )
+}
+
+/// [`client_trace`] with `established_rounds > 0`: ARPs, every connection's
+/// SYN and ACK, then `established_rounds` rounds of one pure ACK per
+/// connection (each acknowledging 1448 more bytes of response): minimum-size
+/// frames of established flows, as a DSR member mostly sees from clients.
+fn established_trace(spec: &TraceSpec) -> Vec<(Duration, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut t = Duration::from_secs(1);
+    let mut ident: u16 = 1;
+    let clients = spec.clients.min(spec.connections.max(1));
+    for c in 0..clients {
+        out.push((t, arp_request(&client_endpoint(c, 0), spec.service.ip)));
+        t += spec.gap;
+    }
+    let svc = &spec.service;
+    let mut push = |out: &mut Vec<_>, client: &Endpoint, repr: TcpRepr| {
+        out.push((t, tcp_frame(client, svc, &repr, &[], ident)));
+        ident = ident.wrapping_add(1);
+        t += spec.gap;
+    };
+    for conn in 0..spec.connections {
+        let (client, isn, _) = connection(spec, conn, clients);
+        let syn = tcp_header(client.port, svc.port, isn, None, TcpFlags::SYN);
+        push(&mut out, &client, syn);
+    }
+    for round in 0..=spec.established_rounds {
+        for conn in 0..spec.connections {
+            let (client, isn, srv_isn) = connection(spec, conn, clients);
+            let acked = srv_isn.wrapping_add(1).wrapping_add(round.wrapping_mul(1448));
+            let ack = tcp_header(client.port, svc.port, isn + 1, Some(acked), TcpFlags::ACK);
+            push(&mut out, &client, ack);
+        }
     }
     out
 }
@@ -354,6 +409,31 @@ mod tests {
             (Some(1460), Some(7), true)
         );
         assert_eq!(f.len(), 14 + 20 + 40);
+    }
+
+    #[test]
+    fn established_trace_opens_once_then_only_acks() {
+        let mut spec = TraceSpec::new(service(), 10, 100);
+        spec.established_rounds = 5;
+        let a = client_trace(&spec);
+        // 10 ARPs, 100 SYNs, then the handshake ACK + 5 ACKs per connection.
+        assert_eq!(a.len(), 10 + 100 + 6 * 100);
+        let flags: Vec<(bool, bool, bool, usize, u32)> = a[10..]
+            .iter()
+            .map(|(_, f)| {
+                let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+                assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+                let ack = tcp.ack_number();
+                (tcp.syn(), tcp.ack(), tcp.fin(), tcp.payload().len(), ack)
+            })
+            .collect();
+        assert!(flags[..100].iter().all(|f| f.0 && !f.1));
+        assert!(flags[100..].iter().all(|f| !f.0 && f.1 && !f.2 && f.3 == 0));
+        // Each round acknowledges 1448 more bytes of the same connection.
+        assert_eq!(flags[200].4.wrapping_sub(flags[100].4), 1448);
+        assert_eq!(flags[700 - 1].4.wrapping_sub(flags[199].4), 5 * 1448);
     }
 
     #[test]

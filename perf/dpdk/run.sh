@@ -4,10 +4,10 @@
 #
 # Both read the same capture in a loop from DPDK's pcap PMD (net_pcap,
 # infinite_rx=1: frames served from memory) and transmit to net_null (with
-# no-rx=1: the kernel port sends nothing back). The capture is 1000 short
-# client connections to the VIP (gen-trace); with a one-member cluster,
-# after the first pass every frame hits a flow and goes to the kernel port:
-# parse, flow lookup, state tracking, forward.
+# no-rx=1: the kernel port sends nothing back). The capture is 1000 client
+# connections to the VIP (gen-trace, TRACE below); with a one-member
+# cluster, after the first pass every frame hits a flow and goes to the
+# kernel port: parse, flow lookup, state tracking, forward.
 #
 # Settings (environment):
 #   DURATION=6     seconds measured per forwarder and run
@@ -17,6 +17,15 @@
 #                  the pcap vdev then has N rx queues, one capture each, the
 #                  frames split by Shoal's owner function (gen-trace --split),
 #                  as an RSS table programmed to match it would deliver them
+#   TRACE=established  established: 500 connections opened once, then 16
+#                  rounds of pure ACKs (9 100 frames: net_pcap's infinite_rx
+#                  preloads the whole capture into the port's mbuf pool, so
+#                  it must stay well under the 16 384 mbufs); the capture's
+#                  SYNs come again once per pass as retransmissions of the
+#                  flows' own SYNs (5.5 % of frames): forwarding of
+#                  established flows. churn: 1000 short connections, SYN
+#                  to FIN, so every pass closes and re-creates every flow
+#                  (the only trace before 2026-12-04 evening)
 #   SHARED_WITH=.. what else ran on the machine's cores (printed with every
 #                  figure; the script also prints the load and busiest processes)
 #
@@ -29,6 +38,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-6}
 RUNS=${RUNS:-1}
 WORKERS=${WORKERS:-1}
+TRACE=${TRACE:-established}
 SHARED_WITH=${SHARED_WITH:-"nothing declared (set SHARED_WITH)"}
 
 die() {
@@ -61,6 +71,11 @@ need python3 python3
 need lscpu util-linux
 need timeout coreutils
 command -v cargo >/dev/null || die "cargo missing: install Rust (https://rustup.rs) and rerun"
+case "$TRACE" in
+established) TRACE_ARGS=(--connections 500 --established 16) ;;
+churn) TRACE_ARGS=(--connections 1000) ;;
+*) die "TRACE must be 'established' or 'churn' (got '$TRACE')" ;;
+esac
 case "$WORKERS" in
 '' | *[!0-9]* | 0) die "WORKERS must be a positive integer (got '$WORKERS')" ;;
 esac
@@ -87,8 +102,8 @@ BIN=${CARGO_TARGET_DIR:-target}/release/shoal-dataplane
 [ -x "$BIN" ] || die "$BIN not built"
 SPLIT=()
 [ "$WORKERS" -gt 1 ] && SPLIT=(--split "$WORKERS")
-"$BIN" gen-trace --config perf/dpdk/bench.toml --out "$WORK/trace.pcap" --connections 1000 --clients 100 \
-    "${SPLIT[@]}" 2>"$WORK/gen.log" || { cat "$WORK/gen.log" >&2; die "gen-trace failed"; }
+"$BIN" gen-trace --config perf/dpdk/bench.toml --out "$WORK/trace.pcap" --clients 100 \
+    "${SPLIT[@]}" "${TRACE_ARGS[@]}" 2>"$WORK/gen.log" || { cat "$WORK/gen.log" >&2; die "gen-trace failed"; }
 
 # Lcores. One worker: testpmd's main lcore 0 + forwarding lcore 1; Shoal's
 # only worker runs on its main lcore, core 1 (the same CPU). N workers:
@@ -194,7 +209,7 @@ PY
     ) || { tail -30 "$log" >&2; die "shoal-dataplane forwarded nothing over ${DURATION}s (log above)"; }
 }
 
-echo "DPDK forwarding, $WORKERS forwarding lcore(s), pcap -> null, ${DURATION}s per measurement, $RUNS run(s)"
+echo "DPDK forwarding, $WORKERS forwarding lcore(s), $TRACE trace, pcap -> null, ${DURATION}s per measurement, $RUNS run(s)"
 context
 RATIOS=()
 for ((run = 1; run <= RUNS; run++)); do

@@ -282,15 +282,24 @@ impl<V> FlowTable<V> {
     pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
         let now_ns = now.as_nanos();
         let cur = tick_of(now_ns);
+        if cur < self.wheel.floor() {
+            // Nothing armed before a later tick: nothing is due (the common
+            // case, once per burst: no bitmap read).
+            self.wheel.advance_to(cur);
+            return 0;
+        }
         let mut examined = 0;
         let mut expired = 0;
         while examined < budget {
             let Some(tick) = self.wheel.first_occupied(None, self.wheel.next_tick()) else {
                 self.wheel.advance_to(cur);
+                // Nothing armed at all: the next arm lowers the floor.
+                self.wheel.raise_floor(u64::MAX);
                 break;
             };
             if tick > cur {
                 self.wheel.advance_to(cur);
+                self.wheel.raise_floor(tick);
                 break;
             }
             self.wheel.advance_to(tick);

@@ -63,6 +63,11 @@ pub(super) struct Wheel {
     /// A lower bound on the deadlines in the buckets of `next_tick`: the sweep
     /// skips the current tick's buckets while `now` is below it.
     hold_until: u64,
+    /// A lower bound on the occupied ticks (no bucket of a tick before it is
+    /// occupied): lowered by every [`Wheel::arm`], raised by the sweep when
+    /// its bitmap search finds the first occupied tick in the future, so a
+    /// sweep with nothing due returns without reading the bitmaps again.
+    floor: u64,
 }
 
 impl Wheel {
@@ -74,7 +79,19 @@ impl Wheel {
             occupied: vec![0; LISTS * WORDS].into_boxed_slice(),
             next_tick: 0,
             hold_until: 0,
+            floor: 0,
         }
+    }
+
+    /// See the field.
+    pub(super) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Records that no bucket of a tick before `tick` is occupied (the
+    /// caller just searched the bitmaps up to it).
+    pub(super) fn raise_floor(&mut self, tick: u64) {
+        self.floor = max(self.floor, tick);
     }
 
     /// The first tick not yet fully swept.
@@ -111,6 +128,7 @@ impl Wheel {
         );
         self.next_tick = tick;
         self.hold_until = 0;
+        self.floor = 0;
     }
 
     /// Links entry `idx` into `list`, in the bucket of the tick of `deadline`
@@ -121,6 +139,7 @@ impl Wheel {
         if tick == self.next_tick {
             self.hold_until = min(self.hold_until, deadline);
         }
+        self.floor = min(self.floor, tick);
         let slot = (tick % SLOTS_U64) as usize;
         let bucket = list * SLOTS + slot;
         let head = self.heads[bucket];

@@ -105,6 +105,11 @@ enum Command {
         /// programmed to match it would deliver them). 0: no split.
         #[arg(long, default_value_t = 0)]
         split: usize,
+        /// 0: short connections ending with FIN. N > 0: connections that
+        /// open and then send N pure ACKs each, never closing (a looped
+        /// replay is then established traffic only).
+        #[arg(long, default_value_t = 0)]
+        established: u32,
     },
 }
 
@@ -179,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clients,
             seed,
             split,
+            established,
         } => {
             let cfg = shoal_config::load_file(&config)?;
             let Some(svc) = cfg
@@ -198,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut spec = TraceSpec::new(service, clients, connections);
             spec.seed = seed;
+            spec.established_rounds = established;
             let frames = client_trace(&spec);
             write_pcap(&out, &frames).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             if split > 0 {
