@@ -210,10 +210,10 @@ pub fn client_endpoint(i: u32, port: u16) -> Endpoint {
 /// response data, FIN+ACK, final ACK. Connections interleave round-robin so
 /// many are open at once. Timestamps start at 1 s and advance by `gap`.
 pub fn client_trace(spec: &TraceSpec) -> Vec<(Duration, Vec<u8>)> {
+    const STEPS: u32 = 7;
     if spec.established_rounds > 0 {
         return established_trace(spec);
     }
-    const STEPS: u32 = 7;
     let mut out = Vec::new();
     let mut t = Duration::from_secs(1);
     let mut ident: u16 = 1;
@@ -337,7 +337,9 @@ fn established_trace(spec: &TraceSpec) -> Vec<(Duration, Vec<u8>)> {
     for round in 0..=spec.established_rounds {
         for conn in 0..spec.connections {
             let (client, isn, srv_isn) = connection(spec, conn, clients);
-            let acked = srv_isn.wrapping_add(1).wrapping_add(round.wrapping_mul(1448));
+            let acked = srv_isn
+                .wrapping_add(1)
+                .wrapping_add(round.wrapping_mul(1448));
             let ack = tcp_header(client.port, svc.port, isn + 1, Some(acked), TcpFlags::ACK);
             push(&mut out, &client, ack);
         }

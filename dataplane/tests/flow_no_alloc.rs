@@ -32,9 +32,9 @@ impl Rng {
 }
 
 /// 7/8 of a power of two: the worst case for a hash index sized for exactly
-/// the capacity (87.5 % load, removals leave DELETED markers, hashbrown
-/// resizes). The table sizes its index for twice the capacity, so hashbrown
-/// only ever rehashes in place; with a tight index this test fails.
+/// the capacity (87.5 % load, long overflow chains). The table's index is
+/// fixed and sized for twice the capacity; an index that could grow would
+/// fail this test.
 const CAPACITY: usize = 1792;
 /// More keys than slots: the table stays full and churns (insert, evict,
 /// expire, remove).

@@ -20,7 +20,6 @@
 #![allow(missing_docs)]
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -39,8 +38,7 @@ const BURST: usize = 32;
 const FLOWS: usize = 1024;
 
 fn setup(mode: Mode, state: State, key_hash: KeyHash) -> (Pipeline, Vec<HeapFrame>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let mut cfg = shoal_config::load_file(&path).expect("example config");
+    let mut cfg = shoal_perf::bench_config();
     cfg.services[0].selection.key_hash = key_hash;
     cfg.services[0].mode = mode;
     cfg.services[0].state = state;

@@ -30,7 +30,6 @@
 #![allow(missing_docs)]
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -62,8 +61,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let mut cfg = shoal_config::load_file(&path).expect("example config loads");
+    let mut cfg = shoal_perf::bench_config();
     cfg.dataplane.flow_table.capacity = 1 << 20;
     let tables = Arc::new(Tables::from_config(&cfg, 1).expect("tables"));
     let mine = |c: &Endpoint| {
@@ -97,9 +95,16 @@ fn setup() -> Setup {
                 &[],
                 1,
             ));
+            let verdict = pipeline.process(WIRE, &mut syn, Instant::ZERO);
             assert_eq!(
-                pipeline.process(WIRE, &mut syn, Instant::ZERO),
-                Verdict::Forward(KERNEL)
+                verdict,
+                Verdict::Forward(KERNEL),
+                "SYN {i} not placed; counters: {:?}",
+                pipeline
+                    .counters()
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .collect::<Vec<_>>()
             );
             established.push(HeapFrame::from_bytes(&tcp_frame(
                 &c, &svc, &data, &payload, 2,

@@ -19,7 +19,6 @@
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +39,7 @@ const FLOWS: u32 = 1024;
 const BURST: usize = 32;
 
 fn tables() -> Arc<Tables> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let cfg = shoal_config::load_file(&path).expect("example config loads");
+    let cfg = shoal_perf::bench_config();
     Arc::new(Tables::from_config(&cfg, 1).expect("tables"))
 }
 

@@ -8,6 +8,25 @@
 
 pub mod dtcp_sim;
 
+/// The benches' cluster: `deploy/examples/replay.toml` (3 members, ring
+/// selection, `local` mode), seen from srv1, with the SYN proxy off: a
+/// bench opens its thousands of flows at one instant and never completes
+/// their handshakes, which `syn_proxy = "auto"` rightly takes for a flood
+/// (it engages past 1 024 half-open flows and answers cookies instead).
+///
+/// # Panics
+///
+/// If the example config does not load (a broken checkout).
+pub fn bench_config() -> shoal_config::Config {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).expect("example config loads");
+    for s in &mut cfg.services {
+        s.syn_proxy = Some(shoal_config::SynProxy::Off);
+    }
+    cfg
+}
+
 use core::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};

@@ -32,7 +32,7 @@
 //!   differently and nothing can be precomputed. foldhash is not a keyed
 //!   PRF: an attacker able to measure lookup timing over many packets might
 //!   still learn collisions in one table; the fixed capacity, the short
-//!   probe sequences of a table kept at most 44 % full and the eviction
+//!   probe sequences of an index kept at most 50 % full and the eviction
 //!   policy bound the damage to that worker.
 //!
 //! # Expiry: a hashed timer wheel with lazy re-arming
@@ -70,6 +70,7 @@
 //! [`Insert::Rejected`] only when nothing can be evicted, i.e. for a table of
 //! capacity 0.
 
+mod index;
 mod table;
 mod wheel;
 

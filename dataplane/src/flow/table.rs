@@ -4,8 +4,8 @@
 use core::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 
+use super::index::Index;
 use super::wheel::{tick_of, Wheel, NIL};
 use super::{Flow, FlowKey, FlowState, FlowStats, Insert, Timeouts};
 use shoal_wire::time::Instant;
@@ -16,19 +16,18 @@ pub const EVICTION_SCAN: usize = 32;
 
 /// A fixed-capacity flow table. See the [module documentation](super).
 ///
-/// Memory, per flow of capacity: the index is a `hashbrown` table of 4-byte
-/// slot numbers plus 1 control byte per bucket, sized for twice the capacity
-/// (so removals never force a resize: hashbrown then always rehashes in
-/// place, and probes stay short at ≤ 44 % load), which is 11.5 to 23 bytes
-/// depending on rounding to a power of two; 12 bytes of wheel links; 4 bytes
-/// of free list; and one `Option<Flow<V>>` (40 bytes for a 16-byte value;
-/// 48 for the pipeline's 24-byte `FlowEntry`, checked at compile time in
-/// `pipeline/reuse.rs`). The default 1 Mi flows take about 84 MiB with the
-/// pipeline's entry (76 MiB with a 16-byte value), plus a 64 KiB wheel.
+/// Memory, per flow of capacity: the index (`index.rs`: 64-byte buckets of
+/// 8 tags and 4-byte slot numbers, sized for twice the capacity, so at most
+/// half full and never resized) is 16 to 32 bytes depending on rounding to
+/// a power of two; 12 bytes of wheel links; 4 bytes of free list; and one
+/// `Option<Flow<V>>` (40 bytes for a 16-byte value; 48 for the pipeline's
+/// 24-byte `FlowEntry`, checked at compile time in `pipeline/reuse.rs`).
+/// The default 1 Mi flows take about 80 MiB with the pipeline's entry
+/// (72 MiB with a 16-byte value), plus a 64 KiB wheel.
 #[derive(Debug)]
 pub struct FlowTable<V> {
     /// Key -> slot, comparing keys through `slots`.
-    index: HashTable<u32>,
+    index: Index,
     hasher: RandomState,
     /// The flows; `None` = free.
     slots: Vec<Option<Flow<V>>>,
@@ -65,7 +64,7 @@ impl<V> FlowTable<V> {
         let mut slots = Vec::with_capacity(capacity);
         slots.resize_with(capacity, || None);
         FlowTable {
-            index: HashTable::with_capacity(capacity.saturating_mul(2)),
+            index: Index::with_capacity(capacity),
             hasher: RandomState::default(),
             slots,
             // Popped from the end: slot 0 first.
@@ -180,6 +179,29 @@ impl<V> FlowTable<V> {
         core::hint::black_box(self.find(self.hasher.hash_one(key), key));
     }
 
+    /// [`FlowTable::warm`] for a burst's keys, in two stages so that the
+    /// loads of different keys overlap: first every key's index bucket
+    /// (hashing all of them), then every key's likeliest flow slot. Each
+    /// stage's loads are independent of each other and their results are
+    /// only passed to `black_box`, so the CPU has many cache misses in
+    /// flight at once instead of the two dependent misses of one lookup
+    /// after another. `hashes` is scratch space (cleared, at most one
+    /// entry per key; no allocation once it has held a burst).
+    #[inline]
+    pub fn warm_burst(&self, keys: impl Iterator<Item = FlowKey>, hashes: &mut Vec<u64>) {
+        hashes.clear();
+        for key in keys {
+            let hash = self.hasher.hash_one(key);
+            core::hint::black_box(self.index.bucket_of(hash));
+            hashes.push(hash);
+        }
+        for &hash in hashes.iter() {
+            if let Some(slot) = self.index.candidate(hash) {
+                core::hint::black_box(self.slots[slot as usize].as_ref().map(|f| f.key.src_port));
+            }
+        }
+    }
+
     /// [`FlowTable::lookup_touch`] without the result: whether `key` is alive
     /// (and now refreshed).
     pub fn touch(&mut self, key: &FlowKey, now: Instant) -> bool {
@@ -239,12 +261,9 @@ impl<V> FlowTable<V> {
             last_seen: now,
             value,
         });
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, idx, |&i| {
-            slots[i as usize]
-                .as_ref()
-                .map_or(0, |f| hasher.hash_one(f.key))
-        });
+        // Holds `capacity` entries: cannot be full while a slot was free.
+        let indexed = self.index.insert(hash, idx);
+        debug_assert!(indexed, "flow table: index full with a free slot");
         self.wheel.arm(idx, state.index(), self.deadline_ns(idx));
         self.by_state[state.index()] += 1;
         self.stats.inserts += 1;
@@ -354,11 +373,9 @@ impl<V> FlowTable<V> {
 
     fn find(&self, hash: u64, key: &FlowKey) -> Option<u32> {
         let slots = &self.slots;
-        self.index
-            .find(hash, |&i| {
-                slots[i as usize].as_ref().is_some_and(|f| f.key == *key)
-            })
-            .copied()
+        self.index.find(hash, |i| {
+            slots[i as usize].as_ref().is_some_and(|f| f.key == *key)
+        })
     }
 
     /// `last_seen + timeout(state)` of slot `idx`, in nanoseconds.
@@ -400,12 +417,8 @@ impl<V> FlowTable<V> {
             .take()
             .expect("flow table: removing a free slot");
         let hash = self.hasher.hash_one(flow.key);
-        match self.index.find_entry(hash, |&i| i == idx) {
-            Ok(entry) => {
-                entry.remove();
-            }
-            Err(_) => debug_assert!(false, "flow table: slot {idx} missing from the index"),
-        }
+        let indexed = self.index.remove(hash, idx);
+        debug_assert!(indexed, "flow table: slot {idx} missing from the index");
         self.wheel.disarm(idx);
         self.by_state[flow.state.index()] -= 1;
         self.free.push(idx);

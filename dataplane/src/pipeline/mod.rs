@@ -153,6 +153,8 @@ pub struct Pipeline {
     /// The epochs new connections are claimed with, and the lease.
     claims: ClaimSet<Arc<Tables>>,
     flows: FlowTable<FlowEntry>,
+    /// Scratch of [`Pipeline::process_burst`]: the burst's flow-key hashes.
+    burst_hashes: Vec<u64>,
     /// First-fragment decisions keyed (src, dst, IP id as src port, proto).
     fragments: FlowTable<FragAction>,
     counters: Counters,
@@ -232,6 +234,7 @@ impl Pipeline {
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
             flows: FlowTable::new(capacity, timeouts),
+            burst_hashes: Vec::new(),
             fragments: FlowTable::new(FRAGMENT_CAPACITY, fragment_timeouts),
             counters: Counters::default(),
             ident: 0,
