@@ -14,8 +14,8 @@
 //! bytes, the 4-byte slot number in a separate array, the flow), and its
 //! layout is private, so a burst cannot start the loads of 32 lookups
 //! before doing any of them. Here a lookup is two (the bucket line, then the
-//! flow), and [`Index::bucket_of`] / [`Index::candidate`] give the burst
-//! stage the addresses to load ahead (`FlowTable::warm_burst`).
+//! flow), and [`Index::bucket_ref`] / [`Index::candidate`] give the burst
+//! stages the addresses to prefetch (`FlowTable::warm_burst`).
 //!
 //! Sizing: buckets for twice the table's capacity in entries, rounded up to
 //! a power of two: at most 50 % of the ways are used, so overflow is rare
@@ -27,7 +27,7 @@ const WAYS: usize = 8;
 /// One cache line: 8 tags, 8 slot numbers, the passed count.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
-struct Bucket {
+pub(super) struct Bucket {
     tags: [u16; WAYS],
     slots: [u32; WAYS],
     /// Entries stored beyond this bucket whose probe started at or before
@@ -155,11 +155,10 @@ impl Index {
         true
     }
 
-    /// The first word of `hash`'s home bucket: reading it loads the bucket's
-    /// line (the burst's first stage).
+    /// `hash`'s home bucket (to prefetch its line).
     #[inline]
-    pub(super) fn bucket_of(&self, hash: u64) -> u16 {
-        self.buckets[self.home(hash)].tags[0]
+    pub(super) fn bucket_ref(&self, hash: u64) -> &Bucket {
+        &self.buckets[self.home(hash)]
     }
 
     /// The slot of the first entry in `hash`'s home bucket with its tag:

@@ -168,36 +168,23 @@ impl<V> FlowTable<V> {
         Some(FlowMut { table: self, idx })
     }
 
-    /// Loads what a lookup of `key` will read — the index's control bytes,
-    /// its slot number and the flow's slot — changing nothing (not even the
-    /// timer): a software prefetch by early load, for a burst whose keys
-    /// are known before it is processed (`pipeline/burst.rs`). The loads of
-    /// consecutive calls do not depend on each other, so the CPU overlaps
-    /// their cache misses.
-    #[inline]
-    pub fn warm(&self, key: &FlowKey) {
-        core::hint::black_box(self.find(self.hasher.hash_one(key), key));
-    }
-
-    /// [`FlowTable::warm`] for a burst's keys, in two stages so that the
-    /// loads of different keys overlap: first every key's index bucket
-    /// (hashing all of them), then every key's likeliest flow slot. Each
-    /// stage's loads are independent of each other and their results are
-    /// only passed to `black_box`, so the CPU has many cache misses in
-    /// flight at once instead of the two dependent misses of one lookup
-    /// after another. `hashes` is scratch space (cleared, at most one
-    /// entry per key; no allocation once it has held a burst).
+    /// What lookups of a burst's keys will read, prefetched in two stages
+    /// so that the misses of different keys overlap: first every key's
+    /// index bucket (hashing all of them), then, once those lines are
+    /// (mostly) in, every key's likeliest flow slot. Changes nothing, not
+    /// even timers. `hashes` is scratch space (cleared; no allocation once
+    /// it has held a burst).
     #[inline]
     pub fn warm_burst(&self, keys: impl Iterator<Item = FlowKey>, hashes: &mut Vec<u64>) {
         hashes.clear();
         for key in keys {
             let hash = self.hasher.hash_one(key);
-            core::hint::black_box(self.index.bucket_of(hash));
+            shoal_prefetch::read(self.index.bucket_ref(hash));
             hashes.push(hash);
         }
         for &hash in hashes.iter() {
             if let Some(slot) = self.index.candidate(hash) {
-                core::hint::black_box(self.slots[slot as usize].as_ref().map(|f| f.key.src_port));
+                shoal_prefetch::read(&self.slots[slot as usize]);
             }
         }
     }
