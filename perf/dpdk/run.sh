@@ -26,6 +26,9 @@
 #                  established flows. churn: 1000 short connections, SYN
 #                  to FIN, so every pass closes and re-creates every flow
 #                  (the only trace before 2026-12-04 evening)
+#   TESTPMD_MODE=io  testpmd's forwarding mode: io (the ceiling: touches no
+#                  packet byte), or macswap / 5tswap (read and rewrite the
+#                  headers, closer to what a forwarder does per packet)
 #   SHARED_WITH=.. what else ran on the machine's cores (printed with every
 #                  figure; the script also prints the load and busiest processes)
 #
@@ -39,6 +42,7 @@ DURATION=${DURATION:-6}
 RUNS=${RUNS:-1}
 WORKERS=${WORKERS:-1}
 TRACE=${TRACE:-established}
+TESTPMD_MODE=${TESTPMD_MODE:-io}
 SHARED_WITH=${SHARED_WITH:-"nothing declared (set SHARED_WITH)"}
 
 die() {
@@ -71,6 +75,10 @@ need python3 python3
 need lscpu util-linux
 need timeout coreutils
 command -v cargo >/dev/null || die "cargo missing: install Rust (https://rustup.rs) and rerun"
+case "$TESTPMD_MODE" in
+io | macswap | 5tswap) ;;
+*) die "TESTPMD_MODE must be io, macswap or 5tswap (got '$TESTPMD_MODE')" ;;
+esac
 case "$TRACE" in
 established) TRACE_ARGS=(--connections 500 --established 16) ;;
 churn) TRACE_ARGS=(--connections 1000) ;;
@@ -154,7 +162,7 @@ run_testpmd() {
     local log="$WORK/testpmd.$1.log"
     timeout -s INT $((DURATION + 4)) dpdk-testpmd "${TESTPMD_LCORES[@]}" --no-huge -m 512 --no-pci \
         --file-prefix "$PREFIX_T" --vdev "$PCAP_VDEV" --vdev "$NULL_VDEV" -- \
-        --total-num-mbufs=16384 --forward-mode=io "${QUEUES[@]}" \
+        --total-num-mbufs=16384 --forward-mode="$TESTPMD_MODE" "${QUEUES[@]}" \
         --stats-period 1 --port-topology=chained >"$log" 2>&1 || true
     local pps
     pps=$(awk '/NIC statistics for port 0/ {p=1} /NIC statistics for port 1/ {p=0}
@@ -218,7 +226,7 @@ for ((run = 1; run <= RUNS; run++)); do
     t=$TESTPMD_PPS s=$SHOAL_PPS
     r=$(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$s" "$t")
     RATIOS+=("$r")
-    printf 'run %d: testpmd io %6.2f Mpps | shoal-dataplane (%d worker(s), full pipeline) %6.2f Mpps | ratio %s\n' \
+    printf "run %d: testpmd $TESTPMD_MODE %6.2f Mpps | shoal-dataplane (%d worker(s), full pipeline) %6.2f Mpps | ratio %s\n" \
         "$run" "$(python3 -c "print($t / 1e6)")" "$WORKERS" "$(python3 -c "print($s / 1e6)")" "$r"
 done
 python3 - "${RATIOS[@]}" <<'PY'
