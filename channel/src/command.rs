@@ -66,6 +66,11 @@ mod field {
     pub const CLIENT_ADDR: Range<usize> = 4..8;
     /// Reload services: the table digest.
     pub const SERVICES_DIGEST: Range<usize> = 8..16;
+    /// Pin clients: the prefix length (the target is `MEMBER`, the prefix
+    /// address `CLIENT_ADDR`).
+    pub const PIN_LEN: usize = 8;
+    /// Pin clients: how long, seconds.
+    pub const PIN_SECS: Range<usize> = 12..16;
 
     /// Fields of a member record, relative to its start.
     pub mod member {
@@ -96,6 +101,7 @@ const KIND_SHUTDOWN: u8 = 5;
 const KIND_LEASE: u8 = 6;
 const KIND_RELOAD_SERVICES: u8 = 7;
 const KIND_EVICT_FLOWS: u8 = 8;
+const KIND_PIN_CLIENTS: u8 = 9;
 
 /// One member of the cluster as control sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -183,6 +189,20 @@ pub enum Command {
         /// The client's port, 0 for all.
         port: u16,
     },
+    /// Place the new connections of clients in `prefix`/`len` on member
+    /// `member` for `secs` seconds from now (an operator's override of the
+    /// placement, applied by whichever member inspects them; the inspector
+    /// itself is unchanged). `member = 0` removes the pin of that prefix.
+    PinClients {
+        /// The prefix's address (host bits zero).
+        prefix: Ipv4Addr,
+        /// The prefix length, 0..=32.
+        len: u8,
+        /// The member new connections go to; 0 = unpin.
+        member: u16,
+        /// How long the pin holds, seconds.
+        secs: u32,
+    },
 }
 
 /// Why a command cannot be encoded.
@@ -215,6 +235,14 @@ pub enum EncodeError {
         member: u16,
         /// The offending load.
         load: f32,
+    },
+    /// A client prefix longer than 32 bits or with host bits set.
+    #[error("{prefix}/{len} is not an IPv4 prefix (length 0..=32, host bits zero)")]
+    BadPrefix {
+        /// The address given.
+        prefix: Ipv4Addr,
+        /// The length given.
+        len: u8,
     },
 }
 
@@ -260,6 +288,14 @@ pub enum DecodeError {
         offset: usize,
         /// Its value.
         value: u8,
+    },
+    /// A pin's client prefix longer than 32 bits or with host bits set.
+    #[error("{prefix}/{len} is not an IPv4 prefix (length 0..=32, host bits zero)")]
+    BadPrefix {
+        /// The address found.
+        prefix: Ipv4Addr,
+        /// The length found.
+        len: u8,
     },
     /// A load that is not finite or is negative.
     #[error("member {member} has load {load}: loads are finite and >= 0", load = f32::from_bits(*.bits))]
@@ -342,6 +378,18 @@ impl Command {
                 buf[field::KIND] = KIND_EVICT_FLOWS;
                 buf[field::CLIENT_PORT].copy_from_slice(&port.to_le_bytes());
                 buf[field::CLIENT_ADDR].copy_from_slice(&client.octets());
+            }
+            Command::PinClients {
+                prefix,
+                len,
+                member,
+                secs,
+            } => {
+                buf[field::KIND] = KIND_PIN_CLIENTS;
+                buf[field::MEMBER].copy_from_slice(&member.to_le_bytes());
+                buf[field::CLIENT_ADDR].copy_from_slice(&prefix.octets());
+                buf[field::PIN_LEN] = *len;
+                buf[field::PIN_SECS].copy_from_slice(&secs.to_le_bytes());
             }
         }
         Ok(())
@@ -456,6 +504,26 @@ impl Command {
                 let client = Ipv4Addr::from(array::<4>(&buf[field::CLIENT_ADDR]));
                 (Command::EvictFlows { client, port }, field::CLIENT_ADDR.end)
             }
+            KIND_PIN_CLIENTS => {
+                need(buf, field::PIN_SECS.end)?;
+                zero(buf, field::PIN_LEN + 1..field::PIN_SECS.start)?;
+                let member = get_u16(buf, field::MEMBER);
+                let prefix = Ipv4Addr::from(array::<4>(&buf[field::CLIENT_ADDR]));
+                let len = buf[field::PIN_LEN];
+                if !is_prefix(prefix, len) {
+                    return Err(DecodeError::BadPrefix { prefix, len });
+                }
+                let secs = u32::from_le_bytes(array(&buf[field::PIN_SECS]));
+                (
+                    Command::PinClients {
+                        prefix,
+                        len,
+                        member,
+                        secs,
+                    },
+                    field::PIN_SECS.end,
+                )
+            }
             kind => return Err(DecodeError::UnknownKind { kind }),
         };
         zero(buf, end..buf.len())?;
@@ -487,8 +555,31 @@ impl Command {
             | Command::Lease { .. }
             | Command::ReloadServices { .. }
             | Command::EvictFlows { .. } => Ok(()),
+            Command::PinClients { prefix, len, .. } => {
+                if is_prefix(*prefix, *len) {
+                    Ok(())
+                } else {
+                    Err(EncodeError::BadPrefix {
+                        prefix: *prefix,
+                        len: *len,
+                    })
+                }
+            }
         }
     }
+}
+
+/// Whether `prefix`/`len` is an IPv4 prefix: length at most 32, host bits
+/// zero.
+pub fn is_prefix(prefix: Ipv4Addr, len: u8) -> bool {
+    len <= 32 && prefix.to_bits() & !prefix_mask(len) == 0
+}
+
+/// The netmask of a prefix length (`len` above 32 is taken as 32).
+pub fn prefix_mask(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
 }
 
 fn encode_member(member: &MemberState, record: &mut [u8]) {

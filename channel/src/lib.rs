@@ -115,7 +115,8 @@ use std::path::{Path, PathBuf};
 
 pub use clock::monotonic_ns;
 pub use command::{
-    Command, DecodeError, EncodeError, MemberState, COMMAND_LEN, FORMAT_VERSION, MAX_MEMBERS,
+    is_prefix, prefix_mask, Command, DecodeError, EncodeError, MemberState, COMMAND_LEN,
+    FORMAT_VERSION, MAX_MEMBERS,
 };
 pub use error::{ChannelError, Result};
 pub use ring::{

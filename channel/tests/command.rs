@@ -69,6 +69,14 @@ fn command_strategy() -> impl Strategy<Value = Command> {
             client: std::net::Ipv4Addr::from(client),
             port
         }),
+        (any::<u32>(), 0u8..=32, any::<u16>(), any::<u32>()).prop_map(
+            |(addr, len, member, secs)| Command::PinClients {
+                prefix: std::net::Ipv4Addr::from(addr & shoal_channel::prefix_mask(len)),
+                len,
+                member,
+                secs,
+            }
+        ),
     ]
 }
 
@@ -82,7 +90,7 @@ fn encoded_len(command: &Command) -> usize {
         | Command::EvictFlows { .. } => 8,
         Command::Shutdown => 2,
         Command::Lease { .. } => 32,
-        Command::ReloadServices { .. } => 16,
+        Command::ReloadServices { .. } | Command::PinClients { .. } => 16,
     }
 }
 
@@ -154,7 +162,7 @@ fn bad_version_and_unknown_kind() {
         Err(DecodeError::UnsupportedVersion { found: 0 })
     );
     bytes[0] = FORMAT_VERSION;
-    for kind in [0, 9, 255] {
+    for kind in [0, 10, 255] {
         bytes[1] = kind;
         assert_eq!(
             Command::decode(&bytes),
@@ -315,4 +323,40 @@ fn encode_needs_exactly_command_len_bytes() {
             found: 16
         })
     );
+}
+
+#[test]
+fn a_pin_is_a_prefix_or_refused() {
+    use shoal_channel::EncodeError;
+    use std::net::Ipv4Addr;
+    let pin = |prefix: [u8; 4], len| Command::PinClients {
+        prefix: Ipv4Addr::from(prefix),
+        len,
+        member: 2,
+        secs: 600,
+    };
+    let good = pin([198, 19, 4, 0], 22).to_bytes().expect("a /22");
+    assert_eq!(Command::decode(&good), Ok(pin([198, 19, 4, 0], 22)));
+    assert_eq!(
+        pin([198, 19, 4, 1], 22).to_bytes(),
+        Err(EncodeError::BadPrefix {
+            prefix: Ipv4Addr::new(198, 19, 4, 1),
+            len: 22
+        })
+    );
+    assert!(pin([0, 0, 0, 0], 0).to_bytes().is_ok());
+    assert!(pin([198, 19, 4, 1], 32).to_bytes().is_ok());
+    // On the wire: a length past 32, host bits set: refused by name.
+    let mut bad = good;
+    bad[8] = 33;
+    assert!(matches!(
+        Command::decode(&bad),
+        Err(DecodeError::BadPrefix { len: 33, .. })
+    ));
+    let mut bad = good;
+    bad[7] = 1;
+    assert!(matches!(
+        Command::decode(&bad),
+        Err(DecodeError::BadPrefix { len: 22, .. })
+    ));
 }

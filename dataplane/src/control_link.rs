@@ -54,6 +54,17 @@ pub enum Applied {
         /// Its port, 0 for all.
         port: u16,
     },
+    /// Pin a client prefix's new connections to a member (0: unpin).
+    PinClients {
+        /// The prefix.
+        prefix: std::net::Ipv4Addr,
+        /// Its length.
+        len: u8,
+        /// The member.
+        member: u16,
+        /// For how long, seconds.
+        secs: u32,
+    },
 }
 
 /// Digests of tables changed by a `Drain` or `Weight` command (not part of
@@ -236,6 +247,20 @@ impl ControlLink {
                     self.flush(&mut out, &mut changed);
                     out.push(Applied::EvictFlows { client, port });
                 }
+                Ok(Some(Command::PinClients {
+                    prefix,
+                    len,
+                    member,
+                    secs,
+                })) => {
+                    self.flush(&mut out, &mut changed);
+                    out.push(Applied::PinClients {
+                        prefix,
+                        len,
+                        member,
+                        secs,
+                    });
+                }
                 Ok(Some(cmd)) => changed |= self.apply(cmd),
                 Err(e) => {
                     self.bad_commands += 1;
@@ -298,7 +323,8 @@ impl ControlLink {
             Command::Shutdown
             | Command::Lease { .. }
             | Command::ReloadServices { .. }
-            | Command::EvictFlows { .. } => false,
+            | Command::EvictFlows { .. }
+            | Command::PinClients { .. } => false,
         }
     }
 

@@ -72,6 +72,17 @@ counters! {
     DropSteerFull => "drop_steer_ring_full",
     /// Flows removed by an operator (`shoalctl flows evict`). Not an outcome.
     FlowsEvictedByOperator => "flows_evicted_by_operator",
+    /// New connections placed by an operator's pin (`shoalctl flows pin`):
+    /// L4 at the SYN, splice at dispatch. Not an outcome.
+    PlacedPinned => "placed_pinned",
+    /// New connections of a pinned client to a stateless DPR service, placed
+    /// by the hash as usual (a pin needs a flow). Not an outcome.
+    PinIgnoredStateless => "pin_ignored_stateless",
+    /// New connections of a pinned client placed as usual because the pinned
+    /// member is not in the membership or serves nothing. Not an outcome.
+    PinTargetGone => "pin_target_gone",
+    /// Pins refused: the worker holds its maximum of live pins. Not an outcome.
+    PinRejectedFull => "pin_rejected_full",
 
     /// ARP requests for a VIP answered with the cluster MAC.
     ArpVipReplied => "arp_vip_replied",
@@ -322,6 +333,8 @@ counters! {
     DispatchStickyCookie => "dispatch_sticky_cookie",
     /// L7 dispatch: the session id in the URL, on the URL ring. Not an outcome.
     DispatchSessionId => "dispatch_session_id",
+    /// L7 dispatch: an operator's pin of the client's prefix named the member. Not an outcome.
+    DispatchPinned => "dispatch_pinned",
     /// L7 dispatch (url-hash, `hash_key = "uri"`): the full path on the ring. Not an outcome.
     DispatchUri => "dispatch_uri",
     /// L7 dispatch: a `local_paths` request served where inspected. Not an outcome.
@@ -502,6 +515,7 @@ impl Counter {
             Reason::NoRule => Counter::DispatchNoRule,
             Reason::StickyCookie => Counter::DispatchStickyCookie,
             Reason::SessionId => Counter::DispatchSessionId,
+            Reason::Pinned => Counter::DispatchPinned,
             Reason::Uri => Counter::DispatchUri,
             Reason::LocalPath => Counter::DispatchLocalPath,
             Reason::HotPathLocal => Counter::DispatchHotPathLocal,
@@ -762,6 +776,7 @@ mod tests {
             Reason::NoRule,
             Reason::StickyCookie,
             Reason::SessionId,
+            Reason::Pinned,
             Reason::Uri,
             Reason::LocalPath,
             Reason::HotPathLocal,

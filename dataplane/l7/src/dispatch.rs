@@ -222,6 +222,9 @@ pub enum Reason {
     StickyCookie,
     /// sticky: the session id in the request's URL on the URL ring.
     SessionId,
+    /// An operator pinned the client's prefix to this member (any policy;
+    /// `shoalctl flows pin`).
+    Pinned,
     /// url-hash with `hash_key = "uri"`: the full path on the URL ring
     /// (DTS Fig. 9, line C).
     Uri,
@@ -253,6 +256,7 @@ impl Reason {
             Reason::DefaultMember => "default_member",
             Reason::NoRule => "no_rule",
             Reason::StickyCookie => "sticky_cookie",
+            Reason::Pinned => "pinned",
             Reason::SessionId => "session_id",
             Reason::Uri => "uri",
             Reason::LocalPath => "local_path",

@@ -25,6 +25,8 @@ mod handoff_path;
 mod kernel;
 pub mod moves;
 mod persist;
+mod pins;
+pub use pins::MAX_PINS;
 mod reuse;
 pub mod snapshot;
 mod splice_path;
@@ -155,6 +157,8 @@ pub struct Pipeline {
     flows: FlowTable<FlowEntry>,
     /// Scratch of [`Pipeline::process_burst`]: the burst's flow-key hashes.
     burst_hashes: Vec<u64>,
+    /// Operators' placement overrides (`pins.rs`).
+    pins: pins::Pins,
     /// First-fragment decisions keyed (src, dst, IP id as src port, proto).
     fragments: FlowTable<FragAction>,
     counters: Counters,
@@ -235,6 +239,7 @@ impl Pipeline {
             tables,
             flows: FlowTable::new(capacity, timeouts),
             burst_hashes: Vec::new(),
+            pins: pins::Pins::default(),
             fragments: FlowTable::new(FRAGMENT_CAPACITY, fragment_timeouts),
             counters: Counters::default(),
             ident: 0,
@@ -377,6 +382,43 @@ impl Pipeline {
         self.counters
             .add(Counter::FlowsEvictedByOperator, keys.len() as u64);
         keys.len()
+    }
+
+    /// Places the new connections of clients in `prefix`/`len` on member
+    /// `member` for `secs` seconds from `now` (`member = 0`: removes that
+    /// prefix's pin); see `pins.rs`. `false` (counted `pin_rejected_full`)
+    /// when the worker holds [`pins::MAX_PINS`] live pins already.
+    pub fn pin_clients(
+        &mut self,
+        prefix: std::net::Ipv4Addr,
+        len: u8,
+        member: u16,
+        secs: u32,
+        now: Instant,
+    ) -> bool {
+        let set = self.pins.set(prefix, len, member, secs, now);
+        if !set {
+            self.counters.inc(Counter::PinRejectedFull);
+        }
+        set
+    }
+
+    /// Live operator pins at `now`.
+    pub fn pins_live(&self, now: Instant) -> usize {
+        self.pins.live(now)
+    }
+
+    /// The member an operator's pin places a new connection of `client` on,
+    /// if one does and that member is in the membership and serves
+    /// (counted `pin_target_gone` otherwise).
+    fn pinned(&mut self, client: std::net::Ipv4Addr, now: Instant) -> Option<u16> {
+        let member = self.pins.target(client, now)?;
+        if self.tables.member(member).is_some() && self.tables.serves(member) {
+            Some(member)
+        } else {
+            self.counters.inc(Counter::PinTargetGone);
+            None
+        }
     }
 
     /// The epochs and the fence new connections are claimed with.

@@ -804,6 +804,7 @@ impl Pipeline {
                         dispatchers: &mut self.dispatchers,
                         sticky_key: self.sticky_key.as_ref(),
                         counters: &mut self.counters,
+                        pinned: self.pins.target(s.key.src, now),
                     },
                     usize::from(s.service),
                     &head,

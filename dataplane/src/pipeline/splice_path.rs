@@ -459,6 +459,7 @@ impl Pipeline {
                         dispatchers: &mut self.dispatchers,
                         sticky_key: self.sticky_key.as_ref(),
                         counters: &mut self.counters,
+                        pinned: self.pins.target(conn.key.src, now),
                     },
                     &mut self.classes,
                     service,
@@ -883,6 +884,7 @@ impl Pipeline {
                         dispatchers: &mut self.dispatchers,
                         sticky_key: self.sticky_key.as_ref(),
                         counters: &mut self.counters,
+                        pinned: self.pins.target(conn.key.src, now),
                     },
                     &mut self.classes,
                     service,
@@ -1098,11 +1100,14 @@ pub(super) struct DispatchState<'a> {
     pub sticky_key: Option<&'a ClusterKey>,
     /// Where the reason is counted.
     pub counters: &'a mut Counters,
+    /// The member an operator's pin names for the client (`pins.rs`),
+    /// before checking it is in the membership.
+    pub pinned: Option<u16>,
 }
 
 /// The member service `service` sends `head` to (`None` without a
-/// dispatcher): its sticky cookie's or URL session's, else its dispatch
-/// policy's; the reason counted.
+/// dispatcher): an operator's pin's, else its sticky cookie's or URL
+/// session's, else its dispatch policy's; the reason counted.
 pub(super) fn choose_member(
     d: &mut DispatchState<'_>,
     service: usize,
@@ -1110,6 +1115,14 @@ pub(super) fn choose_member(
     now: Instant,
 ) -> Option<u16> {
     let dispatcher = d.dispatchers.get_mut(service)?.as_mut()?;
+    if let Some(member) = d.pinned {
+        if d.tables.member(member).is_some() && d.tables.serves(member) {
+            d.counters.inc(Counter::PlacedPinned);
+            d.counters.inc(Counter::dispatch(Reason::Pinned));
+            return Some(member);
+        }
+        d.counters.inc(Counter::PinTargetGone);
+    }
     let sticky = sticky_choice(
         d.tables,
         dispatcher,

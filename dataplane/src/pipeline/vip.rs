@@ -484,12 +484,26 @@ impl Pipeline {
         if self.syn_proxy_now(index, now) {
             return self.synproxy_syn(src_mac, key, index, tcp, now);
         }
-        let action = match (service.mode, service.state) {
-            (Mode::Local, _) => FlowAction::Local,
-            (_, State::Stateless) => {
+        let pinned = self.pinned(client.addr, now);
+        if pinned.is_some() && stateless_dpr {
+            self.counters.inc(Counter::PinIgnoredStateless);
+        }
+        let action = match (service.mode, service.state, pinned) {
+            (_, State::Stateful, Some(member)) | (Mode::Local, _, Some(member)) => {
+                self.counters.inc(Counter::PlacedPinned);
+                // A pinned `local` connection moves like `dpr-mac`'s.
+                let mode = if service.mode == Mode::Local {
+                    Mode::DprMac
+                } else {
+                    service.mode
+                };
+                redirect(mode, Some(member), t.own_id)
+            }
+            (Mode::Local, _, None) => FlowAction::Local,
+            (_, State::Stateless, _) => {
                 redirect(service.mode, service.target.select(client), t.own_id)
             }
-            (_, State::Stateful) => {
+            (_, State::Stateful, None) => {
                 let target = choose_by_load(t, service, client);
                 if target != t.own_id {
                     self.counters.inc(Counter::DprOverloadChoice);

@@ -795,6 +795,34 @@ fn drive<Io: PacketIo>(
                                 if port == 0 { String::new() } else { format!(":{port}") }
                             );
                         }
+                        Applied::PinClients {
+                            prefix,
+                            len,
+                            member,
+                            secs,
+                        } => {
+                            let now = Instant::from_nanos(
+                                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                            );
+                            let set = worker
+                                .pipeline_mut()
+                                .pin_clients(prefix, len, member, secs, now);
+                            if index == 0 || !set {
+                                tracing::info!(
+                                    "worker {index}: {} (operator)",
+                                    match (member, set) {
+                                        (0, _) => format!("pin of {prefix}/{len} removed"),
+                                        (_, true) => format!(
+                                            "new connections of {prefix}/{len} pinned to member {member} for {secs} s"
+                                        ),
+                                        (_, false) => format!(
+                                            "pin of {prefix}/{len} refused: {} live pins already",
+                                            shoal_dataplane::pipeline::MAX_PINS
+                                        ),
+                                    }
+                                );
+                            }
+                        }
                         Applied::Lease {
                             until_ns,
                             confirmed_digest,
