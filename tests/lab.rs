@@ -1319,7 +1319,9 @@ done"#,
 /// restart (new connections are redirected by their inspector, all still
 /// answered); a change of how the service picks inspectors is refused,
 /// naming the key; `shoalctl flows evict CLIENT` empties the client's flows
-/// on every worker.
+/// on every worker; before that, in `local` mode, `shoalctl flows pin` on
+/// every member sends all the client's new connections to one server and
+/// `unpin` spreads them again.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn reload_changes_the_service_mode_and_evict_removes_flows() {
@@ -1331,6 +1333,56 @@ fn reload_changes_the_service_mode_and_evict_removes_flows() {
     for node in MEMBERS {
         assert_eq!(lab.counter(node, "dpr_redirected"), 0, "{node}");
     }
+    // A pin of the client (198.18.0.2/32) to srv2 on every member: every
+    // new connection is served by srv2, whichever member inspects it.
+    for node in MEMBERS {
+        let out = shoalctl(
+            node,
+            &[
+                &["flows", "pin", "198.18.0.2", "srv2", "--for", "60"][..],
+                &token[..],
+            ]
+            .concat(),
+        );
+        assert!(
+            out.contains("go to member 2 for 60 s (2 worker(s) told)"),
+            "{node}: {out}"
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pinned = fetch_mix(&lab, 30, 1000);
+    assert!(
+        pinned
+            .iter()
+            .all(|f| f.code == 200 && f.served_by == "srv2"),
+        "{pinned:?}"
+    );
+    let placed: u64 = MEMBERS
+        .iter()
+        .map(|n| lab.counter(n, "placed_pinned"))
+        .sum();
+    assert!(placed >= 30, "{placed} connections placed by the pin");
+    assert!(
+        lab.counter("srv1", "dpr_redirected") > 0,
+        "srv1 inspected none"
+    );
+    for node in MEMBERS {
+        let out = shoalctl(
+            node,
+            &[&["flows", "unpin", "198.18.0.2"][..], &token[..]].concat(),
+        );
+        assert!(out.contains("unpinned 198.18.0.2/32"), "{node}: {out}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let unpinned = fetch_mix(&lab, 30, 1000);
+    let servers: std::collections::BTreeSet<&str> =
+        unpinned.iter().map(|f| f.served_by.as_str()).collect();
+    assert!(servers.len() > 1, "{unpinned:?}");
+    let placed_after: u64 = MEMBERS
+        .iter()
+        .map(|n| lab.counter(n, "placed_pinned"))
+        .sum();
+    assert_eq!(placed_after, placed);
     let edit = |from: &str, to: &str| {
         for node in MEMBERS {
             let path = format!("/run/shoal-lab/{node}/dataplane.toml");

@@ -788,3 +788,31 @@ proptest! {
         }
     }
 }
+
+/// A pin applies to connections the SYN proxy replays too: in `local` mode,
+/// where srv1 would serve the connection itself, the cookie ACK of a pinned
+/// client is offered to the pinned member (srv3).
+#[test]
+fn a_pinned_client_is_offered_to_its_member_after_the_cookie() {
+    let mut p = member(0, 1024, |s| s.syn_proxy = Some(SynProxy::On));
+    let c = clients_of_srv1(&p, 7, 1)[0];
+    let now = Instant::from_secs(100);
+    assert!(p.pin_clients(c.ip, 32, 3, 60, now));
+    let svc = service();
+    let mut syn = tcp_header(c.port, 80, 1000, None, TcpFlags::SYN);
+    syn.timestamps = Some((4242, 0));
+    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &syn, &[], 1), now);
+    let sa = parse(&out[0].1);
+    let ack = seg(
+        &c,
+        1001,
+        sa.seq.wrapping_add(1),
+        TcpFlags::ACK,
+        (4250, sa.ts.unwrap().0),
+    );
+    let (_, _, out) = run(&mut p, WIRE, &tcp_frame(&c, &svc, &ack, &[], 2), now);
+    assert_eq!(out.len(), 1, "one offer");
+    assert_eq!(out[0].1[..6], mac_of(2).0, "the offer, to srv3's own MAC");
+    assert_eq!(p.counters().get(Counter::PlacedPinned), 1);
+    assert_eq!(p.counters().get(Counter::HandoffOffered), 1);
+}

@@ -86,7 +86,24 @@ pub enum Action {
         /// Its port, 0 for all.
         port: u16,
     },
+    /// Place the new connections of a client prefix on a member for a
+    /// while, on every worker (member 0: remove the prefix's pin).
+    PinClients {
+        /// The prefix (host bits zero).
+        prefix: std::net::Ipv4Addr,
+        /// Its length.
+        len: u8,
+        /// The member, 0 to unpin.
+        member: u16,
+        /// How long, seconds.
+        secs: u32,
+    },
 }
+
+/// The longest pin `shoalctl flows pin` accepts: a day. Pins are an
+/// operator's temporary override; a lasting placement belongs in the config
+/// (dispatch rules, weights).
+pub const MAX_PIN_SECS: u32 = 86_400;
 
 /// Who may call what.
 #[derive(Debug, Clone)]
@@ -120,14 +137,21 @@ pub fn handle(
         ("GET", ["status" | "members" | "ring"] | ["flows", _]) => false,
         (
             "POST",
-            ["drain" | "undrain", _] | ["weight", _, _] | ["reload"] | ["flows", "evict", _],
+            ["drain" | "undrain", _]
+            | ["weight", _, _]
+            | ["reload"]
+            | ["flows", "evict", _]
+            | ["flows", "pin", _, _, _, _]
+            | ["flows", "unpin", _, _],
         ) => true,
         (
             _,
             ["status" | "members" | "ring" | "reload"]
             | ["drain" | "undrain" | "flows", _]
             | ["weight", _, _]
-            | ["flows", "evict", _],
+            | ["flows", "evict", _]
+            | ["flows", "pin", _, _, _, _]
+            | ["flows", "unpin", _, _],
         ) => return Response::error(405, "method not allowed (reads are GET, changes are POST)"),
         _ => {
             return Response::error(
@@ -135,7 +159,8 @@ pub fn handle(
                 "unknown path; try GET /status, /members, /ring, /flows/<client>[:<port>] or \
                  POST /drain/<member>, \
                  /undrain/<member>, /weight/<member>/<weight>, /reload, \
-                 /flows/evict/<client>[:<port>]",
+                 /flows/evict/<client>[:<port>], /flows/pin/<prefix>/<len>/<member>/<seconds>, \
+                 /flows/unpin/<prefix>/<len>",
             )
         }
     };
@@ -194,6 +219,46 @@ pub fn handle(
                 ),
             ),
         },
+        ["flows", "pin", addr, len, m, secs] => match (
+            parse_prefix(addr, len),
+            resolve(config, m),
+            secs.parse::<u32>(),
+        ) {
+            (Err(e), _, _) => Response::error(400, &e),
+            (_, None, _) => Response::error(404, &format!("no member named or numbered '{m}'")),
+            (_, _, Err(_) | Ok(0)) => Response::error(
+                400,
+                &format!("'{secs}' is not a number of seconds 1..={MAX_PIN_SECS}"),
+            ),
+            (_, _, Ok(s)) if s > MAX_PIN_SECS => Response::error(
+                400,
+                &format!(
+                    "{s} s is longer than a pin may last ({MAX_PIN_SECS} s): put a lasting \
+                     placement in the config"
+                ),
+            ),
+            (Ok((prefix, len)), Some(member), Ok(secs)) => run(
+                act,
+                Action::PinClients {
+                    prefix,
+                    len,
+                    member,
+                    secs,
+                },
+            ),
+        },
+        ["flows", "unpin", addr, len] => match parse_prefix(addr, len) {
+            Err(e) => Response::error(400, &e),
+            Ok((prefix, len)) => run(
+                act,
+                Action::PinClients {
+                    prefix,
+                    len,
+                    member: 0,
+                    secs: 0,
+                },
+            ),
+        },
         ["flows", c] => match parse_client(c) {
             Some((client, port)) => Response::ok(flow_history(config, client, port)),
             None => Response::error(
@@ -250,6 +315,18 @@ fn member_name(config: &Config, id: u16) -> String {
 const MAX_DATAPLANE_WORKERS: usize = 64;
 
 /// `ADDR` or `ADDR:PORT` (port 0 = every port).
+/// A client prefix from its address and length, or why not.
+fn parse_prefix(addr: &str, len: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let bad = || format!("'{addr}/{len}' is not an IPv4 prefix (198.19.4.0/24, host bits zero)");
+    let prefix: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if shoal_channel::is_prefix(prefix, len) {
+        Ok((prefix, len))
+    } else {
+        Err(bad())
+    }
+}
+
 fn parse_client(s: &str) -> Option<(std::net::Ipv4Addr, u16)> {
     match s.split_once(':') {
         Some((a, p)) => Some((a.parse().ok()?, p.parse().ok()?)),
@@ -696,6 +773,60 @@ peers = ["127.0.0.1:7947"]
         let errs = plan_reload(&old, &new).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].starts_with("services[0].selection"), "{errs:?}");
+    }
+
+    #[test]
+    fn pin_and_unpin_take_a_prefix_a_member_and_a_duration() {
+        let p = token_policy(false);
+        let auth = Some("Bearer 0123456789abcdef");
+        let (r, done) = call(&p, "POST", "/flows/pin/198.19.4.0/24/srv2/600", auth);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(
+            done,
+            vec![Action::PinClients {
+                prefix: std::net::Ipv4Addr::new(198, 19, 4, 0),
+                len: 24,
+                member: 2,
+                secs: 600,
+            }]
+        );
+        let (r, done) = call(&p, "POST", "/flows/unpin/198.19.4.0/24", auth);
+        assert_eq!(r.status, 200);
+        assert!(matches!(done[..], [Action::PinClients { member: 0, .. }]));
+        // Each mistake named, nothing done.
+        for (path, status, says) in [
+            (
+                "/flows/pin/198.19.4.1/24/srv2/600",
+                400,
+                "not an IPv4 prefix",
+            ),
+            (
+                "/flows/pin/198.19.4.0/33/srv2/600",
+                400,
+                "not an IPv4 prefix",
+            ),
+            ("/flows/pin/198.19.4.0/24/srv9/600", 404, "no member named"),
+            ("/flows/pin/198.19.4.0/24/srv2/0", 400, "seconds 1..=86400"),
+            (
+                "/flows/pin/198.19.4.0/24/srv2/86401",
+                400,
+                "longer than a pin may last",
+            ),
+            ("/flows/unpin/nowhere/24", 400, "not an IPv4 prefix"),
+        ] {
+            let (r, done) = call(&p, "POST", path, auth);
+            assert_eq!(r.status, status, "{path}: {:?}", r.body);
+            assert!(
+                r.body["error"].as_str().unwrap_or("").contains(says),
+                "{path}: {:?}",
+                r.body
+            );
+            assert!(done.is_empty(), "{path}");
+        }
+        let (r, _) = call(&p, "POST", "/flows/pin/198.19.4.0/24/srv2/600", None);
+        assert_eq!(r.status, 401);
+        let (r, _) = call(&p, "GET", "/flows/pin/198.19.4.0/24/srv2/600", auth);
+        assert_eq!(r.status, 405);
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub enum AdminCommand {
     /// Re-read and validate the config file; apply all of it or nothing.
     Reload(#[command(flatten)] Connection),
     /// Flows in the dataplane: `shoalctl flows evict CLIENT[:PORT]`,
-    /// `shoalctl flows show CLIENT[:PORT]`.
+    /// `shoalctl flows show CLIENT[:PORT]`, `shoalctl flows pin PREFIX
+    /// MEMBER --for SECS`, `shoalctl flows unpin PREFIX`.
     #[command(subcommand)]
     Flows(FlowsCommand),
 }
@@ -104,6 +105,41 @@ pub enum FlowsCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Place the new connections of clients in PREFIX on MEMBER for a
+    /// while, on every worker of this member: whichever member inspects a
+    /// connection places it, so run it on every member. The inspector is
+    /// unchanged (exactly one member still acts on each connection);
+    /// connections placed keep their member when the pin ends. Not applied
+    /// to stateless DPR services (counted `pin_ignored_stateless`).
+    Pin {
+        /// ADDR/LEN (198.19.4.0/24) or ADDR (one host).
+        prefix: String,
+        /// Member name or id.
+        member: String,
+        /// How long, seconds (at most a day).
+        #[arg(long = "for", value_name = "SECS", default_value_t = 600)]
+        secs: u32,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove the pin of PREFIX (as given to `pin`) on this member.
+    Unpin {
+        /// ADDR/LEN or ADDR.
+        prefix: String,
+        /// Connection options.
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// `ADDR/LEN` or `ADDR` (a /32) as the admin API's `ADDR/LEN` path part.
+fn prefix_path(prefix: &str) -> String {
+    if prefix.contains('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/32")
+    }
 }
 
 /// Why a call failed.
@@ -243,6 +279,21 @@ pub fn run(cmd: &AdminCommand) -> ExitCode {
         AdminCommand::Flows(FlowsCommand::Show { client, conn }) => {
             (conn, "GET", format!("/flows/{client}"))
         }
+        AdminCommand::Flows(FlowsCommand::Pin {
+            prefix,
+            member,
+            secs,
+            conn,
+        }) => (
+            conn,
+            "POST",
+            format!("/flows/pin/{}/{member}/{secs}", prefix_path(prefix)),
+        ),
+        AdminCommand::Flows(FlowsCommand::Unpin { prefix, conn }) => (
+            conn,
+            "POST",
+            format!("/flows/unpin/{}", prefix_path(prefix)),
+        ),
     };
     let Ok(token) = token_from(conn.token_file.as_deref()) else {
         return ExitCode::FAILURE;
@@ -509,6 +560,23 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                     e["requests_here"]
                 );
             }
+        }
+        AdminCommand::Flows(FlowsCommand::Pin { .. } | FlowsCommand::Unpin { .. }) => {
+            let _ = match b["member"].as_u64() {
+                Some(0) | None => writeln!(
+                    s,
+                    "unpinned {} on {} worker(s)",
+                    b["prefix"].as_str().unwrap_or(""),
+                    b["workers_told"]
+                ),
+                Some(m) => writeln!(
+                    s,
+                    "new connections of {} go to member {m} for {} s ({} worker(s) told)",
+                    b["prefix"].as_str().unwrap_or(""),
+                    b["seconds"],
+                    b["workers_told"]
+                ),
+            };
         }
         AdminCommand::Flows(FlowsCommand::Evict { .. }) => {
             let _ = writeln!(

@@ -245,6 +245,12 @@ impl Daemon {
                 }))
             }
             Action::Reload => self.reload(),
+            Action::PinClients {
+                prefix,
+                len,
+                member,
+                secs,
+            } => self.pin_clients(prefix, len, member, secs),
             Action::EvictFlows { client, port } => {
                 let (workers, errors) = self
                     .link
@@ -268,6 +274,39 @@ impl Daemon {
                 }))
             }
         }
+    }
+
+    fn pin_clients(
+        &mut self,
+        prefix: std::net::Ipv4Addr,
+        len: u8,
+        member: u16,
+        secs: u32,
+    ) -> Result<Value, (u16, Vec<String>)> {
+        let (workers, errors) = self.link.broadcast(&shoal_channel::Command::PinClients {
+            prefix,
+            len,
+            member,
+            secs,
+        });
+        if workers == 0 {
+            return Err((503, errors));
+        }
+        if member == 0 {
+            tracing::info!("unpinning {prefix}/{len} on {workers} worker(s)");
+        } else {
+            tracing::info!(
+                "pinning new connections of {prefix}/{len} to member {member} for {secs} s on \
+                 {workers} worker(s)"
+            );
+        }
+        Ok(json!({
+            "prefix": format!("{prefix}/{len}"),
+            "member": member,
+            "seconds": secs,
+            "workers_told": workers,
+            "errors": errors,
+        }))
     }
 
     fn reload(&mut self) -> Result<Value, (u16, Vec<String>)> {

@@ -208,7 +208,7 @@ impl Pipeline {
             addr: key.src,
             port: key.src_port,
         };
-        let member = self.synproxy_member(index, client);
+        let member = self.synproxy_member(index, client, now);
         let offered = member != self.tables.own_id && {
             let offered = self.handoff_start(slot, member, now);
             if !offered {
@@ -223,9 +223,19 @@ impl Pipeline {
     }
 
     /// The member that serves a proxied connection of service `index` from
-    /// `client`: as the plain path would place it (`local`: this one; DPR
-    /// stateless: the target hash; stateful: the load choice).
-    fn synproxy_member(&mut self, index: usize, client: ClientKey) -> u16 {
+    /// `client`: as the plain path would place it (an operator's pin, except
+    /// for stateless DPR; `local`: this one; DPR stateless: the target hash;
+    /// stateful: the load choice).
+    fn synproxy_member(&mut self, index: usize, client: ClientKey, now: Instant) -> u16 {
+        let service = &self.tables.services[index];
+        let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
+        if let Some(member) = self.pinned(client.addr, now) {
+            if !stateless_dpr {
+                self.counters.inc(Counter::PlacedPinned);
+                return member;
+            }
+            self.counters.inc(Counter::PinIgnoredStateless);
+        }
         let t = &*self.tables;
         let own = t.own_id;
         let service = &t.services[index];
