@@ -30,6 +30,8 @@
 //! | `flows_{syn,established,closing,tombstone}` | `shoal_dataplane_flows{state}` |
 //! | `flows_evicted_<state>` | `shoal_dataplane_flows_evicted_total{state}` |
 //! | `flows_{redirected,handed_over}` | `shoal_dataplane_flows_{redirected,handed_over}` |
+//! | `pins_live` | `shoal_dataplane_pins_live` |
+//! | `placed_pinned`, `pin_{ignored_stateless,target_gone,rejected_full}` | `shoal_dataplane_pins_total{outcome}` (`placed`, `ignored_stateless`, `target_gone`, `rejected_full`) |
 //! | `polls_{busy,idle}` | `shoal_dataplane_polls_total{result}` |
 //! | `persist_connections`, `persist_requests{,_here,_held}` | `shoal_dataplane_persist_{connections,requests}_total` (`requests{dispatched}`: all, here, held) |
 //! | `persist_untracked_<reason>` | `shoal_dataplane_persist_untracked_total{reason}` |
@@ -384,6 +386,31 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             &[w, ("state", &name["flows_".len()..])],
             value as f64,
         ),
+        "pins_live" => out.gauge(
+            "shoal_dataplane_pins_live",
+            "Operator pins in force on the worker (shoalctl flows pin).",
+            &[w],
+            value as f64,
+        ),
+        "placed_pinned" | "pin_ignored_stateless" | "pin_target_gone" | "pin_rejected_full" => {
+            out.counter(
+                "shoal_dataplane_pins_total",
+                "New connections an operator's pin placed (placed), or did not: stateless DPR \
+                 service (ignored_stateless), pinned member gone (target_gone); pins refused \
+                 because the worker holds its maximum (rejected_full).",
+                &[
+                    w,
+                    (
+                        "outcome",
+                        match name {
+                            "placed_pinned" => "placed",
+                            n => &n["pin_".len()..],
+                        },
+                    ),
+                ],
+                value,
+            )
+        }
         "flows_redirected" => out.gauge(
             "shoal_dataplane_flows_redirected",
             "Connections redirected to another member.",
@@ -779,6 +806,32 @@ mod tests {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("event=\"synproxy_"), "{text}");
+    }
+
+    #[test]
+    fn pins_are_a_gauge_and_one_family() {
+        let mut status = fixed_status();
+        status.workers.push(crate::status::test_worker(&[
+            "pins_live",
+            "placed_pinned",
+            "pin_ignored_stateless",
+            "pin_target_gone",
+            "pin_rejected_full",
+        ]));
+        let text = render(&status);
+        for line in [
+            "# TYPE shoal_dataplane_pins_live gauge",
+            "shoal_dataplane_pins_live{worker=\"0\"} 1",
+            "# TYPE shoal_dataplane_pins_total counter",
+            "shoal_dataplane_pins_total{worker=\"0\",outcome=\"placed\"} 2",
+            "shoal_dataplane_pins_total{worker=\"0\",outcome=\"ignored_stateless\"} 3",
+            "shoal_dataplane_pins_total{worker=\"0\",outcome=\"target_gone\"} 4",
+            "shoal_dataplane_pins_total{worker=\"0\",outcome=\"rejected_full\"} 5",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("event=\"pin"), "{text}");
+        assert!(!text.contains("event=\"placed_pinned"), "{text}");
     }
 
     #[test]

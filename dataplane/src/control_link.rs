@@ -156,6 +156,7 @@ pub fn stat_names(workers: usize) -> Vec<String> {
         "worker_index",
         "workers",
         "services_digest",
+        "pins_live",
     ] {
         names.push(s.to_owned());
     }
@@ -390,6 +391,7 @@ impl ControlLink {
             self.worker as u64,
             self.workers as u64,
             self.services_digest,
+            pipeline.pins_live(now) as u64,
         ];
         for g in gauges {
             self.values[i] = g;
