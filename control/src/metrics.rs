@@ -409,7 +409,7 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
                     ),
                 ],
                 value,
-            )
+            );
         }
         "flows_redirected" => out.gauge(
             "shoal_dataplane_flows_redirected",
