@@ -595,6 +595,12 @@ pub struct Dataplane {
     /// CPU cores (DPDK lcores) that run workers, one worker per core.
     #[serde(default = "default_cores")]
     pub cores: Vec<u32>,
+    /// `dpdk` backend: the core of EAL's main lcore, which then forwards
+    /// nothing (it runs the housekeeping: signals, the stats file) and must
+    /// not be one of `cores`. None (default): worker 0 runs on the main
+    /// lcore, `cores[0]`, and the housekeeping thread shares that core.
+    #[serde(default)]
+    pub main_core: Option<u32>,
     /// Packets per rx/tx burst (1..=256).
     #[serde(default = "default_burst_size")]
     pub burst_size: u16,
@@ -632,6 +638,7 @@ impl Default for Dataplane {
             backend: Backend::default(),
             ports: Vec::new(),
             cores: default_cores(),
+            main_core: None,
             burst_size: default_burst_size(),
             mtu: default_mtu(),
             rx_queue_size: default_queue_size(),

@@ -762,6 +762,22 @@ fn check_dataplane(d: &Dataplane, p: &mut Problems) {
             .map(|(i, c)| (format!("dataplane.cores[{i}]"), *c, *c)),
         "core",
     );
+    if let Some(main) = d.main_core {
+        if d.backend != Backend::Dpdk {
+            p.add(
+                "dataplane.main_core",
+                "only the dpdk backend has a main lcore (remove the key)",
+            );
+        } else if let Some(i) = d.cores.iter().position(|&c| c == main) {
+            p.add(
+                "dataplane.main_core",
+                format!(
+                    "core {main} also runs worker {i} (dataplane.cores[{i}]): the main core \
+                     forwards nothing, choose another one or remove the key"
+                ),
+            );
+        }
+    }
     if !(576..=9216).contains(&d.mtu) {
         p.add(
             "dataplane.mtu",

@@ -995,6 +995,28 @@ fn cores_nonempty_and_unique() {
 }
 
 #[test]
+fn main_core_is_not_a_worker_core_and_only_for_dpdk() {
+    check(
+        "cores = [1]",
+        "cores = [1, 2]\nmain_core = 2",
+        "dataplane.main_core",
+        "core 2 also runs worker 1 (dataplane.cores[1])",
+    );
+    let cfg = load(&edit("cores = [1]", "cores = [1, 2]\nmain_core = 0")).expect("main core 0");
+    assert_eq!(cfg.dataplane.main_core, Some(0));
+    let portable = edit("cores = [1]", "cores = [1]\nmain_core = 0").replacen(
+        "backend = \"dpdk\"",
+        "backend = \"portable\"",
+        1,
+    );
+    let err = load(&portable).unwrap_err().to_string();
+    assert!(
+        err.contains("dataplane.main_core: only the dpdk backend has a main lcore"),
+        "{err}"
+    );
+}
+
+#[test]
 fn ports_one_wire_one_kernel() {
     let why = "exactly one port with role = \"wire\" and one with role = \"kernel\"";
     let text = edit("role = \"kernel\"", "role = \"wire\"");

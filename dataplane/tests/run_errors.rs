@@ -54,3 +54,31 @@ fn worker_cores_are_checked_and_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_main_core_is_checked_and_named() {
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../perf/dpdk/bench.toml");
+    let text = std::fs::read_to_string(bench).unwrap();
+    assert!(text.contains("cores = [1]"));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |edit: &str| {
+        let cfg = dir.path().join("main.toml");
+        std::fs::write(&cfg, text.replace("cores = [1]", edit)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal-dataplane"))
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{edit} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run("cores = [0]\nmain_core = 4000");
+    assert!(
+        err.contains("dataplane.main_core: core 4000 does not exist or is offline"),
+        "{err}"
+    );
+    let err = run("cores = [0]\nmain_core = 0");
+    assert!(err.contains("dataplane.main_core"), "{err}");
+    assert!(err.contains("also runs worker 0"), "{err}");
+}

@@ -113,11 +113,11 @@ SPLIT=()
 "$BIN" gen-trace --config perf/dpdk/bench.toml --out "$WORK/trace.pcap" --clients 100 \
     "${SPLIT[@]}" "${TRACE_ARGS[@]}" 2>"$WORK/gen.log" || { cat "$WORK/gen.log" >&2; die "gen-trace failed"; }
 
-# Lcores. One worker: testpmd's main lcore 0 + forwarding lcore 1; Shoal's
-# only worker runs on its main lcore, core 1 (the same CPU). N workers:
-# testpmd main lcore 0 + forwarding lcores 1..N, Shoal cores [1..N]; when the
-# machine has only N CPUs, testpmd's (idle) main lcore shares CPU 0 with its
-# first forwarding lcore and Shoal's workers run on cores 0..N-1.
+# Lcores, the same for both: main lcore 0 (testpmd's does no forwarding;
+# Shoal's `main_core = 0` only housekeeps) + forwarding lcores 1..N (Shoal
+# `cores = [1..N]`). When the machine has only N CPUs, testpmd's (idle) main
+# lcore shares CPU 0 with its first forwarding lcore and Shoal's workers run
+# on cores 0..N-1, worker 0 on the main lcore (no `main_core`).
 PCAP_VDEV="net_pcap0"
 if [ "$WORKERS" -eq 1 ]; then
     PCAP_VDEV+=",rx_pcap=$WORK/trace.pcap"
@@ -132,7 +132,9 @@ NULL_VDEV="net_null0,no-rx=1"
 if [ "$WORKERS" -lt "$NCPU" ]; then
     TESTPMD_LCORES=(-l "0-$WORKERS")
     SHOAL_CORES=$(seq -s, 1 "$WORKERS")
+    MAIN_CORE='\nmain_core = 0' # GNU sed: \n in the replacement is a newline
 else
+    MAIN_CORE=""
     map="0@0"
     for ((l = 1; l <= WORKERS; l++)); do map+=",$l@$((l - 1))"; done
     TESTPMD_LCORES=(--lcores "$map")
@@ -144,9 +146,10 @@ QUEUES=()
 sed -e "s|^eal_args = \[\]|eal_args = [\"--file-prefix\", \"$PREFIX_S\"]|" \
     -e "s|^device = \"net_pcap0\"|device = \"$PCAP_VDEV\"|" \
     -e "s|^device = \"net_null0\"|device = \"$NULL_VDEV\"|" \
-    -e "s|^cores = \[1\]|cores = [$SHOAL_CORES]|" perf/dpdk/bench.toml >"$WORK/bench.toml"
+    -e "s|^cores = \[1\]|cores = [$SHOAL_CORES]$MAIN_CORE|" perf/dpdk/bench.toml >"$WORK/bench.toml"
 grep -q "$PREFIX_S" "$WORK/bench.toml" && grep -q "cores = \[$SHOAL_CORES\]" "$WORK/bench.toml" \
     && grep -q '^shm_path = "/dev/null/' "$WORK/bench.toml" \
+    && { [ -z "$MAIN_CORE" ] || grep -q '^main_core = 0$' "$WORK/bench.toml"; } \
     || die "perf/dpdk/bench.toml no longer has the lines this script edits (eal_args, device, cores) or its control-less shm_path"
 
 # What shares the cores right now (printed with the figures).

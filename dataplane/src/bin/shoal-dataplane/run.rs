@@ -357,7 +357,7 @@ fn pipeline(
 
 /// Runs the dataplane described by `cfg` until `stop` is set.
 pub fn run(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), RunError> {
-    check_cores(&cfg.dataplane.cores)?;
+    check_cores(&cfg.dataplane.cores, cfg.dataplane.main_core)?;
     let workers = cfg.dataplane.cores.len();
     match cfg.dataplane.backend {
         Backend::Memory => Err(RunError::MemoryBackend),
@@ -386,10 +386,10 @@ pub fn run(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Run
     }
 }
 
-/// Checks `dataplane.cores` against this machine: every core online, at
-/// most [`steer::MAX_WORKERS`] (duplicates are refused by the config's
-/// validation).
-fn check_cores(cores: &[u32]) -> Result<(), RunError> {
+/// Checks `dataplane.cores` and `dataplane.main_core` against this machine:
+/// every core online, at most [`steer::MAX_WORKERS`] workers (duplicates and
+/// a main core among the workers' are refused by the config's validation).
+fn check_cores(cores: &[u32], main_core: Option<u32>) -> Result<(), RunError> {
     if cores.len() > steer::MAX_WORKERS {
         return Err(RunError::Cores {
             key: "dataplane.cores".to_owned(),
@@ -404,10 +404,19 @@ fn check_cores(cores: &[u32]) -> Result<(), RunError> {
     let Some(online) = online.as_deref().and_then(parse_cpu_list) else {
         return Ok(()); // cannot tell: EAL checks again
     };
-    for (i, c) in cores.iter().enumerate() {
+    let keyed = cores
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("dataplane.cores[{i}]"), c))
+        .chain(
+            main_core
+                .as_ref()
+                .map(|c| ("dataplane.main_core".to_owned(), c)),
+        );
+    for (key, c) in keyed {
         if !online.contains(c) {
             return Err(RunError::Cores {
-                key: format!("dataplane.cores[{i}]"),
+                key,
                 reason: format!(
                     "core {c} does not exist or is offline on this machine (online: {})",
                     fmt_cpu_list(&online)
@@ -501,7 +510,14 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
     let wire_dev = device(cfg, PortRole::Wire)?;
     let kernel_dev = device(cfg, PortRole::Kernel)?;
     let is_vdev = |d: &str| d.starts_with("net_");
-    let mut args = EalArgs::new().lcores(&dp.cores);
+    // The main lcore: `main_core` (housekeeping only) or worker 0's core.
+    let main = dp.main_core.unwrap_or(dp.cores[0]);
+    let lcores: Vec<u32> = dp
+        .main_core
+        .into_iter()
+        .chain(dp.cores.iter().copied())
+        .collect();
+    let mut args = EalArgs::new().lcores(&lcores);
     if !dp.hugepages {
         args = args.no_huge(dp.memory_mb);
     }
@@ -514,11 +530,10 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
             args = args.vdev(d);
         }
     }
-    // Worker 0 runs on the main lcore: the first core listed (EAL would
-    // pick the lowest).
+    // The main lcore is named (EAL would pick the lowest).
     let mut extra = Vec::new();
     if !dp.eal_args.iter().any(|a| a.starts_with("--main-lcore")) {
-        extra = vec!["--main-lcore".to_owned(), dp.cores[0].to_string()];
+        extra = vec!["--main-lcore".to_owned(), main.to_string()];
     }
     extra.extend(dp.eal_args.iter().cloned());
     let args = args.extra(extra).build();
@@ -611,16 +626,23 @@ fn run_dpdk(cfg: &Config, opts: &RunOptions, signals: &Signals) -> Result<(), Ru
             drive(&mut w, cfg, opts, signals, &shared, i, workers, start);
         }
     };
-    let ran = eal.run_on_lcores(
-        &dp.cores[1..],
-        |i| run_worker(i + 1),
-        || {
-            std::thread::scope(|s| {
-                s.spawn(|| housekeep(cfg, opts, signals, &shared, "dpdk", start));
-                run_worker(0);
-            });
-        },
-    );
+    let ran = if dp.main_core.is_some() {
+        // Every worker on its own lcore; the main lcore only housekeeps.
+        eal.run_on_lcores(&dp.cores, run_worker, || {
+            housekeep(cfg, opts, signals, &shared, "dpdk", start);
+        })
+    } else {
+        eal.run_on_lcores(
+            &dp.cores[1..],
+            |i| run_worker(i + 1),
+            || {
+                std::thread::scope(|s| {
+                    s.spawn(|| housekeep(cfg, opts, signals, &shared, "dpdk", start));
+                    run_worker(0);
+                });
+            },
+        )
+    };
     write_stats(cfg, opts, &shared, "dpdk", start);
     drop(slots);
     ran.map_err(RunError::Dpdk)
