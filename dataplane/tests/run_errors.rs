@@ -1,32 +1,35 @@
 //! `shoal-dataplane run` refuses worker settings it cannot honour, naming
 //! the key: a core the machine does not have, the same core twice, several
-//! workers on the portable backend.
+//! workers on the portable backend, a main core that is a worker's or that
+//! the machine does not have.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
 use std::path::PathBuf;
 use std::process::Command;
 
-fn run_with_cores(cores: &str) -> String {
-    let example =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/dpr-ipip.toml");
+/// The stderr of `shoal-dataplane run` on `config` (a path from the
+/// workspace root) with its `cores = [1]` line replaced by `cores_line`;
+/// the run must fail.
+fn run_failing(config: &str, cores_line: &str) -> String {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(config);
     let text = std::fs::read_to_string(example).unwrap();
-    assert!(text.contains("cores = [1]"));
+    assert!(text.contains("cores = [1]"), "{config}");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cores.toml");
-    std::fs::write(
-        &cfg,
-        text.replace("cores = [1]", &format!("cores = {cores}")),
-    )
-    .unwrap();
+    std::fs::write(&cfg, text.replace("cores = [1]", cores_line)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_shoal-dataplane"))
         .arg("run")
         .arg("--config")
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "cores = {cores} was accepted");
+    assert!(!out.status.success(), "{cores_line} was accepted");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn run_with_cores(cores: &str) -> String {
+    run_failing("deploy/examples/dpr-ipip.toml", &format!("cores = {cores}"))
 }
 
 #[test]
@@ -57,22 +60,7 @@ fn worker_cores_are_checked_and_named() {
 
 #[test]
 fn the_main_core_is_checked_and_named() {
-    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../perf/dpdk/bench.toml");
-    let text = std::fs::read_to_string(bench).unwrap();
-    assert!(text.contains("cores = [1]"));
-    let dir = tempfile::tempdir().unwrap();
-    let run = |edit: &str| {
-        let cfg = dir.path().join("main.toml");
-        std::fs::write(&cfg, text.replace("cores = [1]", edit)).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_shoal-dataplane"))
-            .arg("run")
-            .arg("--config")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{edit} was accepted");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let run = |line: &str| run_failing("perf/dpdk/bench.toml", line);
     let err = run("cores = [0]\nmain_core = 4000");
     assert!(
         err.contains("dataplane.main_core: core 4000 does not exist or is offline"),
