@@ -123,6 +123,32 @@ pub struct DataplaneLink {
     pushes: BTreeMap<&'static str, u64>,
     /// The lease end last sent (monotonic ms; 0 = none or revoked).
     lease_until_ms: u64,
+    /// Operators' pins in force, sent again to a restarted dataplane.
+    pins: Vec<Pin>,
+}
+
+/// A pin as control remembers it (`shoalctl flows pin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pin {
+    prefix: std::net::Ipv4Addr,
+    len: u8,
+    member: u16,
+    /// Monotonic ms.
+    until_ms: u64,
+}
+
+impl Pin {
+    /// The command that installs the rest of this pin at `now_ms` (`None`
+    /// once it has ended).
+    fn command(&self, now_ms: u64) -> Option<Command> {
+        let left = self.until_ms.checked_sub(now_ms).filter(|&l| l > 0)?;
+        Some(Command::PinClients {
+            prefix: self.prefix,
+            len: self.len,
+            member: self.member,
+            secs: u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 impl std::fmt::Debug for DataplaneLink {
@@ -143,7 +169,38 @@ impl DataplaneLink {
             workers: (0..workers).map(|_| Worker::default()).collect(),
             pushes: PUSH_RESULTS.iter().map(|&r| (r, 0)).collect(),
             lease_until_ms: 0,
+            pins: Vec::new(),
         }
+    }
+
+    /// Pins `prefix`/`len` to `member` for `secs` seconds from `now` on
+    /// every worker (`member = 0`: unpins), and remembers it so that a
+    /// dataplane that restarts before it ends gets it again with the rest
+    /// of its time. Returns what [`DataplaneLink::broadcast`] returns.
+    pub fn pin(
+        &mut self,
+        prefix: std::net::Ipv4Addr,
+        len: u8,
+        member: u16,
+        secs: u32,
+        now: Now,
+    ) -> (usize, Vec<String>) {
+        self.pins
+            .retain(|p| p.until_ms > now.mono_ms && (p.prefix, p.len) != (prefix, len));
+        if member != 0 {
+            self.pins.push(Pin {
+                prefix,
+                len,
+                member,
+                until_ms: now.mono_ms.saturating_add(u64::from(secs) * 1000),
+            });
+        }
+        self.broadcast(&Command::PinClients {
+            prefix,
+            len,
+            member,
+            secs,
+        })
     }
 
     /// Push counts by result.
@@ -205,8 +262,21 @@ impl DataplaneLink {
             members: states.clone(),
         };
         let lease = lease_command(m, now, &mut self.lease_until_ms);
+        self.pins.retain(|p| p.until_ms > now.mono_ms);
+        let pins: Vec<Command> = self
+            .pins
+            .iter()
+            .filter_map(|p| p.command(now.mono_ms))
+            .collect();
         for w in 0..self.workers.len() {
-            self.push_worker(w, &full, (epoch.number, epoch.digest), &states, &lease);
+            self.push_worker(
+                w,
+                &full,
+                (epoch.number, epoch.digest),
+                &states,
+                &lease,
+                &pins,
+            );
         }
     }
 
@@ -221,6 +291,7 @@ impl DataplaneLink {
         (number, digest): (u64, u64),
         states: &[MemberState],
         lease: &Command,
+        pins: &[Command],
     ) {
         // Up to two rounds: a stale ring is reopened and the full state resent at once.
         for _ in 0..2 {
@@ -240,11 +311,17 @@ impl DataplaneLink {
             } else if worker.pushed == Some((instance, number, digest)) {
                 send_loads(ring, &mut worker.loads, states).and_then(|()| ring.send(lease))
             } else {
+                // A dataplane instance not pushed to before (started or
+                // restarted since) also gets the pins in force.
+                let new_instance = worker.pushed.map(|p| p.0) != Some(instance);
                 match ring.send(full) {
                     Ok(()) => {
                         worker.pushed = Some((instance, number, digest));
                         worker.loads = states.iter().map(|s| (s.id, s.load)).collect();
-                        ring.send(lease)
+                        ring.send(lease).and_then(|()| {
+                            let again = if new_instance { pins } else { &[] };
+                            again.iter().try_for_each(|p| ring.send(p))
+                        })
                     }
                     Err(e) => Err(e),
                 }

@@ -157,6 +157,48 @@ fn full_state_once_then_loads_and_again_after_a_restart() {
     assert!(st[0].ring_open && st[0].stats_open);
 }
 
+/// Operators' pins reach the running dataplane once, and a restarted one
+/// again with the rest of their time after the membership and the lease; an
+/// unpinned prefix is not sent again.
+#[test]
+fn pins_are_sent_again_to_a_restarted_dataplane() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = lone_member();
+    let mut link = DataplaneLink::new(dir.path(), 1);
+    let mut ring = CommandRing::create(command_ring_path(dir.path(), 0), 16).unwrap();
+    link.push(&m, now());
+    drain(&mut ring);
+    let pin = |a, len, member, secs| Command::PinClients {
+        prefix: Ipv4Addr::new(198, 19, a, 0),
+        len,
+        member,
+        secs,
+    };
+    assert_eq!(
+        link.pin(Ipv4Addr::new(198, 19, 4, 0), 24, 2, 60, now()),
+        (1, vec![])
+    );
+    assert_eq!(
+        link.pin(Ipv4Addr::new(198, 19, 5, 0), 24, 3, 30, now()),
+        (1, vec![])
+    );
+    assert_eq!(link.pin(Ipv4Addr::new(198, 19, 5, 0), 24, 0, 0, now()).0, 1);
+    assert_eq!(
+        drain(&mut ring),
+        vec![pin(4, 24, 2, 60), pin(5, 24, 3, 30), pin(5, 24, 0, 0)]
+    );
+    // Not again to the same dataplane.
+    link.push(&m, now());
+    assert_eq!(drain(&mut ring), vec![lease(&m)]);
+    // A restarted one gets the pin still in force.
+    let mut ring2 = CommandRing::create(command_ring_path(dir.path(), 0), 16).unwrap();
+    link.push(&m, now());
+    let got = drain(&mut ring2);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(matches!(got[0], Command::Membership { .. }));
+    assert_eq!(got[1..], [lease(&m), pin(4, 24, 2, 60)]);
+}
+
 /// Issue 17: a worker's stats segment that cannot be read (garbage written
 /// over it, truncated, removed) makes that worker unreadable — never a
 /// panic or a stall — so the server counts as on no epoch (digest 0) and

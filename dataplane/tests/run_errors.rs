@@ -12,7 +12,9 @@ use std::process::Command;
 /// workspace root) with its `cores = [1]` line replaced by `cores_line`;
 /// the run must fail.
 fn run_failing(config: &str, cores_line: &str) -> String {
-    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(config);
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(config);
     let text = std::fs::read_to_string(example).unwrap();
     assert!(text.contains("cores = [1]"), "{config}");
     let dir = tempfile::tempdir().unwrap();

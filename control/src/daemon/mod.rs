@@ -283,12 +283,8 @@ impl Daemon {
         member: u16,
         secs: u32,
     ) -> Result<Value, (u16, Vec<String>)> {
-        let (workers, errors) = self.link.broadcast(&shoal_channel::Command::PinClients {
-            prefix,
-            len,
-            member,
-            secs,
-        });
+        let now = self.clock.now();
+        let (workers, errors) = self.link.pin(prefix, len, member, secs, now);
         if workers == 0 {
             return Err((503, errors));
         }
