@@ -1349,6 +1349,11 @@ fn reload_changes_the_service_mode_and_evict_removes_flows() {
             "{node}: {out}"
         );
     }
+    let status = shoalctl("srv1", &[&["status"][..], &token[..]].concat());
+    assert!(
+        status.contains("pin: new connections of 198.18.0.2/32 go to member 2"),
+        "{status}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let pinned = fetch_mix(&lab, 30, 1000);
     assert!(

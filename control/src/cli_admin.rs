@@ -387,6 +387,15 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 f(&b["load"]["busy"]),
                 f(&b["load"]["connections"])
             );
+            for p in b["pins"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    s,
+                    "pin: new connections of {} go to member {} ({} s left)",
+                    p["prefix"].as_str().unwrap_or("?"),
+                    p["member"],
+                    p["seconds_left"]
+                );
+            }
             for w in b["workers"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,

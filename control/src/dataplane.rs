@@ -173,6 +173,19 @@ impl DataplaneLink {
         }
     }
 
+    /// The pins in force at `now_ms` (monotonic), for `/status`.
+    pub fn pins(&self, now_ms: u64) -> Vec<crate::status::PinStatus> {
+        self.pins
+            .iter()
+            .filter(|p| p.until_ms > now_ms)
+            .map(|p| crate::status::PinStatus {
+                prefix: format!("{}/{}", p.prefix, p.len),
+                member: p.member,
+                seconds_left: (p.until_ms - now_ms).div_ceil(1000),
+            })
+            .collect()
+    }
+
     /// Pins `prefix`/`len` to `member` for `secs` seconds from `now` on
     /// every worker (`member = 0`: unpins), and remembers it so that a
     /// dataplane that restarts before it ends gets it again with the rest

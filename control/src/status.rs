@@ -143,6 +143,19 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// Flows one worker's table holds (`dataplane.flow_table.capacity`).
     pub flow_table_capacity: u64,
+    /// Operators' pins in force on this member (`shoalctl flows pin`).
+    pub pins: Vec<PinStatus>,
+}
+
+/// One pin in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PinStatus {
+    /// `ADDR/LEN`.
+    pub prefix: String,
+    /// The member its new connections go to.
+    pub member: u16,
+    /// Seconds left (rounded up).
+    pub seconds_left: u64,
 }
 
 impl Status {
@@ -219,6 +232,7 @@ impl Status {
             dataplane_pushes: BTreeMap::new(),
             workers: Vec::new(),
             flow_table_capacity: 0,
+            pins: Vec::new(),
         }
     }
 }

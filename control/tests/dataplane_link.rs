@@ -197,6 +197,18 @@ fn pins_are_sent_again_to_a_restarted_dataplane() {
     assert_eq!(got.len(), 3, "{got:?}");
     assert!(matches!(got[0], Command::Membership { .. }));
     assert_eq!(got[1..], [lease(&m), pin(4, 24, 2, 60)]);
+    // What `/status` lists: the one in force, its time left.
+    let listed = link.pins(now().mono_ms + 10_500);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].prefix.as_str(),
+            listed[0].member,
+            listed[0].seconds_left
+        ),
+        ("198.19.4.0/24", 2, 50)
+    );
+    assert!(link.pins(now().mono_ms + 60_000).is_empty());
 }
 
 /// Issue 17: a worker's stats segment that cannot be read (garbage written

@@ -393,6 +393,7 @@ impl Daemon {
             .collect();
         s.workers = self.link.status(unix_ns());
         s.flow_table_capacity = u64::from(self.config.dataplane.flow_table.capacity);
+        s.pins = self.link.pins(now.mono_ms);
         if let Ok(mut slot) = self.shared.status.lock() {
             *slot = Arc::new(s);
         }
