@@ -33,6 +33,7 @@
 //! | `pins_live` | `shoal_dataplane_pins_live` |
 //! | `placed_pinned`, `pin_{ignored_stateless,target_gone,rejected_full}` | `shoal_dataplane_pins_total{outcome}` (`placed`, `ignored_stateless`, `target_gone`, `rejected_full`) |
 //! | `polls_{busy,idle}` | `shoal_dataplane_polls_total{result}` |
+//! | `busy_ns` | `shoal_dataplane_busy_seconds_total` |
 //! | `persist_connections`, `persist_requests{,_here,_held}` | `shoal_dataplane_persist_{connections,requests}_total` (`requests{dispatched}`: all, here, held) |
 //! | `persist_untracked_<reason>` | `shoal_dataplane_persist_untracked_total{reason}` |
 //! | `persist_held_bytes`, `persist_hold_ms` | `shoal_dataplane_persist_held_bytes_total`, `shoal_dataplane_persist_hold_seconds_total` |
@@ -481,6 +482,14 @@ fn dataplane_counter(out: &mut Out, worker: &str, name: &str, value: u64) {
             &[w, ("result", &name["polls_".len()..])],
             value,
         ),
+        "busy_ns" => out.add(
+            "shoal_dataplane_busy_seconds_total",
+            Kind::Counter,
+            "Time the worker spent in polls that found packets (its work; a poll-mode \
+             worker's CPU time is all of its core whatever the load).",
+            &[w],
+            float(value as f64 / 1e9),
+        ),
         _ => out.counter(
             "shoal_dataplane_events_total",
             "Other pipeline outcomes, by dataplane counter name.",
@@ -832,6 +841,21 @@ mod tests {
         }
         assert!(!text.contains("event=\"pin"), "{text}");
         assert!(!text.contains("event=\"placed_pinned"), "{text}");
+    }
+
+    #[test]
+    fn busy_time_is_seconds() {
+        let mut status = fixed_status();
+        let mut w = crate::status::test_worker(&["polls_busy", "busy_ns"]);
+        w.values = vec![10, 2_500_000_000];
+        status.workers.push(w);
+        let text = render(&status);
+        for line in [
+            "# TYPE shoal_dataplane_busy_seconds_total counter",
+            "shoal_dataplane_busy_seconds_total{worker=\"0\"} 2.5",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
     }
 
     #[test]

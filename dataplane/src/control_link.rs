@@ -95,6 +95,9 @@ pub struct ControlLink {
     pub polls_busy: u64,
     /// Polls that received nothing.
     pub polls_idle: u64,
+    /// Nanoseconds spent in polls that found packets (the worker's work,
+    /// without its idle polling).
+    pub busy_ns: u64,
     /// Commands that could not be decoded or applied.
     pub bad_commands: u64,
     /// Digest of control's newest table the pipeline holds (set by the
@@ -146,6 +149,7 @@ pub fn stat_names(workers: usize) -> Vec<String> {
     for s in [
         "polls_busy",
         "polls_idle",
+        "busy_ns",
         "channel_bad_commands",
         "lease_until_ns",
         "lease_held",
@@ -209,6 +213,7 @@ impl ControlLink {
             lease_until_ns: 0,
             polls_busy: 0,
             polls_idle: 0,
+            busy_ns: 0,
             bad_commands: 0,
             applied_digest: tables.digest,
             services_digest: 0,
@@ -381,6 +386,7 @@ impl ControlLink {
             flows.stats().evicted[FlowState::Tombstone as usize],
             self.polls_busy,
             self.polls_idle,
+            self.busy_ns,
             self.bad_commands,
             self.lease_until_ns,
             u64::from(pipeline.claims().lease_held(now)),

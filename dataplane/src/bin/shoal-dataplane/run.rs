@@ -168,6 +168,9 @@ struct WorkerFigures {
     drop_steer_ring_full: u64,
     /// Share of polls that received frames since the worker started.
     busy_fraction: f64,
+    /// Time spent in polls that received frames since the worker started,
+    /// nanoseconds (its work, without idle polling).
+    busy_ns: u64,
 }
 
 /// What a worker publishes for the stats file (once per stats interval,
@@ -178,6 +181,7 @@ struct Published {
     flows: FlowFigures,
     polls_busy: u64,
     polls_idle: u64,
+    busy_ns: u64,
 }
 
 /// What the workers and the housekeeping thread share.
@@ -798,12 +802,14 @@ fn drive<Io: PacketIo>(
         let now = Instant::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         let received = worker.poll(now);
         if let Some(link) = link.as_mut() {
+            let t = StdInstant::now();
             if received == 0 {
                 link.polls_idle += 1;
             } else {
                 link.polls_busy += 1;
+                let spent = t.saturating_duration_since(start + elapsed);
+                link.busy_ns += u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
             }
-            let t = StdInstant::now();
             if t - last_control >= CONTROL_POLL {
                 last_control = t;
                 for applied in link.apply_commands() {
@@ -1037,6 +1043,7 @@ fn publish<Io: PacketIo>(
         flows: FlowFigures::of(p.flows()),
         polls_busy: link.map_or(0, |l| l.polls_busy),
         polls_idle: link.map_or(0, |l| l.polls_idle),
+        busy_ns: link.map_or(0, |l| l.busy_ns),
     };
     let mut published = shared
         .published
@@ -1136,6 +1143,7 @@ fn write_stats(cfg: &Config, opts: &RunOptions, shared: &Shared, backend: &str, 
             steered_out_packets: p.counters.get(Counter::SteeredOut),
             drop_steer_ring_full: p.counters.get(Counter::DropSteerFull),
             busy_fraction: p.polls_busy as f64 / polls as f64,
+            busy_ns: p.busy_ns,
         });
     }
     stats.counters = total.snapshot();
