@@ -412,13 +412,8 @@ impl Pipeline {
     /// if one does and that member is in the membership and serves
     /// (counted `pin_target_gone` otherwise).
     fn pinned(&mut self, client: std::net::Ipv4Addr, now: Instant) -> Option<u16> {
-        let member = self.pins.target(client, now)?;
-        if self.tables.member(member).is_some() && self.tables.serves(member) {
-            Some(member)
-        } else {
-            self.counters.inc(Counter::PinTargetGone);
-            None
-        }
+        let pinned = self.pins.target(client, now);
+        pins::usable(&self.tables, &mut self.counters, pinned)
     }
 
     /// The epochs and the fence new connections are claimed with.

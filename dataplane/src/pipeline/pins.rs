@@ -23,6 +23,22 @@ use core::net::Ipv4Addr;
 
 use shoal_wire::time::Instant;
 
+use super::Tables;
+use crate::counters::{Counter, Counters};
+
+/// The member a pin names (`pinned`, from [`Pins::target`]) if it can take
+/// connections: in the membership and serving; counted `pin_target_gone`
+/// when it cannot (placement as usual).
+pub(super) fn usable(tables: &Tables, counters: &mut Counters, pinned: Option<u16>) -> Option<u16> {
+    let member = pinned?;
+    if tables.member(member).is_some() && tables.serves(member) {
+        Some(member)
+    } else {
+        counters.inc(Counter::PinTargetGone);
+        None
+    }
+}
+
 /// Pins a worker holds at most (a longer list is refused, counted).
 pub const MAX_PINS: usize = 64;
 

@@ -1115,13 +1115,10 @@ pub(super) fn choose_member(
     now: Instant,
 ) -> Option<u16> {
     let dispatcher = d.dispatchers.get_mut(service)?.as_mut()?;
-    if let Some(member) = d.pinned {
-        if d.tables.member(member).is_some() && d.tables.serves(member) {
-            d.counters.inc(Counter::PlacedPinned);
-            d.counters.inc(Counter::dispatch(Reason::Pinned));
-            return Some(member);
-        }
-        d.counters.inc(Counter::PinTargetGone);
+    if let Some(member) = super::pins::usable(d.tables, d.counters, d.pinned) {
+        d.counters.inc(Counter::PlacedPinned);
+        d.counters.inc(Counter::dispatch(Reason::Pinned));
+        return Some(member);
     }
     let sticky = sticky_choice(
         d.tables,

@@ -62,14 +62,14 @@
 //! state of its own.
 
 use core::time::Duration;
+use std::sync::Arc;
 
-use shoal_config::{Mode, State, SynProxy};
+use shoal_config::SynProxy;
 use shoal_l7::syncookie::{COOKIE_PERIOD, MAX_AGE};
 use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
 
 use super::splice_path::Phase;
-use super::vip::{choose_by_load, redirect};
 use super::{FlowAction, Pipeline, Plan, Tables};
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowState};
@@ -223,36 +223,12 @@ impl Pipeline {
     }
 
     /// The member that serves a proxied connection of service `index` from
-    /// `client`: as the plain path would place it (an operator's pin, except
-    /// for stateless DPR; `local`: this one; DPR stateless: the target hash;
-    /// stateful: the load choice).
+    /// `client`: where the plain path would place it (`l4_placement`).
     fn synproxy_member(&mut self, index: usize, client: ClientKey, now: Instant) -> u16 {
-        let service = &self.tables.services[index];
-        let stateless_dpr = service.mode != Mode::Local && service.state == State::Stateless;
-        if let Some(member) = self.pinned(client.addr, now) {
-            if !stateless_dpr {
-                self.counters.inc(Counter::PlacedPinned);
-                return member;
-            }
-            self.counters.inc(Counter::PinIgnoredStateless);
-        }
-        let t = &*self.tables;
-        let own = t.own_id;
-        let service = &t.services[index];
-        let action = match (service.mode, service.state) {
-            (Mode::Local | Mode::Splice, _) => return own,
-            (_, State::Stateless) => redirect(service.mode, service.target.select(client), own),
-            (_, State::Stateful) => {
-                let target = choose_by_load(t, service, client);
-                if target != own {
-                    self.counters.inc(Counter::DprOverloadChoice);
-                }
-                redirect(service.mode, Some(target), own)
-            }
-        };
-        match action {
+        let tables = Arc::clone(&self.tables);
+        match self.l4_placement(&tables, index, client, now) {
             FlowAction::RedirectMac { member } | FlowAction::RedirectIpip { member } => member,
-            _ => own,
+            _ => tables.own_id,
         }
     }
 

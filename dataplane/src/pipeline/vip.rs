@@ -484,11 +484,40 @@ impl Pipeline {
         if self.syn_proxy_now(index, now) {
             return self.synproxy_syn(src_mac, key, index, tcp, now);
         }
+        let action = self.l4_placement(t, index, client, now);
+        // The inspector keeps a flow for stateful placement, and for
+        // connections its own kernel serves (to know their kernel resets).
+        let entry = FlowEntry::new(action, tcp.seq_number());
+        if !(stateless_dpr && action != FlowAction::Local)
+            && self.flows.insert(key, FlowState::Syn, entry, now) == Insert::Rejected
+        {
+            return Plan::Done(self.drop(Counter::DropFlowTableFull));
+        }
+        if stateless_dpr {
+            self.counters.inc(Counter::DprStateless);
+        } else {
+            self.counters.inc(Counter::SynAccepted);
+        }
+        self.place(action, Some(tcp))
+    }
+
+    /// Where a new connection of L4 service `index` from `client` goes (the
+    /// plain path's SYN and the SYN proxy's cookie ACK): an operator's pin
+    /// (not for stateless DPR, counted), else `local`: here; stateless DPR:
+    /// the target hash; stateful DPR: the load choice.
+    pub(super) fn l4_placement(
+        &mut self,
+        t: &Tables,
+        index: usize,
+        client: ClientKey,
+        now: Instant,
+    ) -> FlowAction {
+        let service = &t.services[index];
         let pinned = self.pinned(client.addr, now);
-        if pinned.is_some() && stateless_dpr {
+        if pinned.is_some() && service.mode != Mode::Local && service.state == State::Stateless {
             self.counters.inc(Counter::PinIgnoredStateless);
         }
-        let action = match (service.mode, service.state, pinned) {
+        match (service.mode, service.state, pinned) {
             (_, State::Stateful, Some(member)) | (Mode::Local, _, Some(member)) => {
                 self.counters.inc(Counter::PlacedPinned);
                 // A pinned `local` connection moves like `dpr-mac`'s.
@@ -510,21 +539,7 @@ impl Pipeline {
                 }
                 redirect(service.mode, Some(target), t.own_id)
             }
-        };
-        // The inspector keeps a flow for stateful placement, and for
-        // connections its own kernel serves (to know their kernel resets).
-        let entry = FlowEntry::new(action, tcp.seq_number());
-        if !(stateless_dpr && action != FlowAction::Local)
-            && self.flows.insert(key, FlowState::Syn, entry, now) == Insert::Rejected
-        {
-            return Plan::Done(self.drop(Counter::DropFlowTableFull));
         }
-        if stateless_dpr {
-            self.counters.inc(Counter::DprStateless);
-        } else {
-            self.counters.inc(Counter::SynAccepted);
-        }
-        self.place(action, Some(tcp))
     }
 
     /// Looks the flow up (refreshing it), moves it along the TCP states
