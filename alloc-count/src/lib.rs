@@ -24,9 +24,10 @@
 //! }
 //! ```
 //!
-//! This crate is dev-only: nothing outside tests depends on it. It owns the
-//! workspace's only `unsafe` outside `dpdk-bindings`, which `GlobalAlloc`
-//! requires: the impl forwards every call unchanged to [`System`].
+//! This crate is dev-only: nothing outside tests depends on it. Its `unsafe`
+//! (with `shoal-prefetch`'s one line, the only `unsafe` outside
+//! `dpdk-bindings`) is what `GlobalAlloc` requires: the impl forwards every
+//! call unchanged to [`System`].
 
 #![allow(unsafe_code)]
 

@@ -22,7 +22,8 @@
 //! # Positioned I/O, not `mmap`
 //!
 //! `unsafe` is denied outside `dpdk-bindings` (and the dev-only
-//! `alloc-count` test allocator), and mapping a file that
+//! `alloc-count` test allocator and `shoal-prefetch`'s prefetch hint), and
+//! mapping a file that
 //! another process writes cannot be made safe, so both ends use plain file
 //! descriptors and positioned I/O (`pread`/`pwrite` through
 //! [`std::os::unix::fs::FileExt`]). Every access is a system call, about

@@ -22,7 +22,7 @@
 //! value is thrown away: a load cannot retire before its line arrives, so
 //! the reorder buffer fills after a few frames (`shoal-prefetch` says more
 //! and holds the one `unsafe` line). On the cold 100 000-flow walk this
-//! took a packet from 222 to 92 ns (perf/README.md).
+//! took a packet from 222 to 75 ns (perf/README.md).
 //!
 //! Counting: the received frames and bytes are added once per burst.
 //!

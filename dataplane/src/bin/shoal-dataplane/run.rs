@@ -829,9 +829,6 @@ fn drive<Io: PacketIo>(
                             member,
                             secs,
                         } => {
-                            let now = Instant::from_nanos(
-                                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                            );
                             let set = worker
                                 .pipeline_mut()
                                 .pin_clients(prefix, len, member, secs, now);
