@@ -720,6 +720,64 @@ pub struct Control {
     /// relative to the config file.
     #[serde(default = "default_shm_path")]
     pub shm_path: PathBuf,
+    /// What this member's load figure counts besides the dataplane
+    /// (`[control.load]`): the host's CPU and the application's share.
+    #[serde(default)]
+    pub load: LoadSettings,
+}
+
+/// `[control.load]`: the figures the composite load is made of and where
+/// the application's processes are. The composite (what `max_load` and the
+/// L7 policies compare) is
+/// `max(busy·weights.busy, connections/capacity·weights.connections,
+/// host_cpu·weights.host_cpu, app·weights.app)`, clamped to 0..=1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSettings {
+    /// Pid files of the application serving the connections (e.g.
+    /// `["/run/nginx.pid"]`), absolute paths: the process in each file and
+    /// all its descendants are the application. Empty (default): no
+    /// application figure.
+    #[serde(default)]
+    pub app_pid_files: Vec<PathBuf>,
+    /// CPUs the application can use: its CPU time is divided by the
+    /// interval times this. None (default): the host's online CPUs that are
+    /// not `dataplane.cores`.
+    #[serde(default)]
+    pub app_cpus: Option<u32>,
+    /// How much each figure counts (`[control.load.weights]`).
+    #[serde(default)]
+    pub weights: LoadWeights,
+}
+
+/// `[control.load.weights]`: each figure's factor in the composite load,
+/// 0..=1 (0 = ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadWeights {
+    /// The dataplane's busy fraction (polls that found packets).
+    #[serde(default = "default_weight_one")]
+    pub busy: f64,
+    /// Open connections as a share of the flow tables' capacity.
+    #[serde(default = "default_weight_one")]
+    pub connections: f64,
+    /// The host's busy CPU share over the CPUs the dataplane does not own.
+    #[serde(default = "default_weight_one")]
+    pub host_cpu: f64,
+    /// The application's CPU share (only with `app_pid_files`).
+    #[serde(default = "default_weight_one")]
+    pub app: f64,
+}
+
+impl Default for LoadWeights {
+    fn default() -> Self {
+        LoadWeights {
+            busy: 1.0,
+            connections: 1.0,
+            host_cpu: 1.0,
+            app: 1.0,
+        }
+    }
 }
 
 impl Default for Control {
@@ -734,6 +792,7 @@ impl Default for Control {
             admin_listen: default_admin_listen(),
             admin_token_file: None,
             shm_path: default_shm_path(),
+            load: LoadSettings::default(),
         }
     }
 }
@@ -809,6 +868,9 @@ fn default_failure_timeout_ms() -> u64 {
 }
 fn default_load_smoothing() -> f64 {
     0.3
+}
+fn default_weight_one() -> f64 {
+    1.0
 }
 fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))

@@ -910,6 +910,7 @@ fn check_control(c: &Control, members: usize, p: &mut Problems) {
             format!("must be above 0 and at most 1 (got {})", c.load_smoothing),
         );
     }
+    check_load(&c.load, p);
     if c.networks.is_empty() && members > 1 {
         p.add(
             "control.networks",
@@ -978,6 +979,66 @@ fn check_control(c: &Control, members: usize, p: &mut Problems) {
 fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
     let wildcard = |ip: IpAddr| ip.is_unspecified();
     a.port() == b.port() && (a.ip() == b.ip() || wildcard(a.ip()) || wildcard(b.ip()))
+}
+
+/// `[control.load]`: weights in 0..=1 and not all 0, absolute pid files
+/// (control runs from any directory; a relative pid file would name another
+/// file after a `cd`), `app_cpus` at least 1. Whether `app_cpus` exceeds the
+/// host's CPUs is known only where control runs: it checks that at start.
+fn check_load(l: &crate::LoadSettings, p: &mut Problems) {
+    let w = &l.weights;
+    let weights = [
+        ("busy", w.busy),
+        ("connections", w.connections),
+        ("host_cpu", w.host_cpu),
+        ("app", w.app),
+    ];
+    for (name, v) in weights {
+        if !(0.0..=1.0).contains(&v) {
+            p.add(
+                format!("control.load.weights.{name}"),
+                format!(
+                    "must be between 0 and 1 (got {v}): the figure times its weight is a share \
+                     of capacity; 0 ignores the figure"
+                ),
+            );
+        }
+    }
+    if weights.iter().all(|(_, v)| *v == 0.0) {
+        p.add(
+            "control.load.weights",
+            "every weight is 0, so the load would always be 0; to ignore load, leave the \
+             services' max_load unset instead",
+        );
+    }
+    for (i, path) in l.app_pid_files.iter().enumerate() {
+        if !path.is_absolute() {
+            p.add(
+                format!("control.load.app_pid_files[{i}]"),
+                format!(
+                    "must be an absolute path (got \"{}\"), e.g. \"/run/nginx.pid\"",
+                    path.display()
+                ),
+            );
+        }
+    }
+    p.duplicates(
+        l.app_pid_files.iter().enumerate().map(|(i, f)| {
+            (
+                format!("control.load.app_pid_files[{i}]"),
+                f,
+                format!("\"{}\"", f.display()),
+            )
+        }),
+        "pid file",
+    );
+    if l.app_cpus == Some(0) {
+        p.add(
+            "control.load.app_cpus",
+            "must be at least 1 (the CPUs the application can use; leave it out for the CPUs \
+             the dataplane does not own)",
+        );
+    }
 }
 
 #[cfg(test)]

@@ -107,6 +107,11 @@ admin_listen = "127.0.0.1:9465"
 name = "lab"
 bind = "198.18.0.11:7946"
 peers = ["198.18.0.12:7946", "198.18.0.13:7946"]
+
+[control.load]
+app_pid_files = ["/run/nginx.pid", "/run/php-fpm.pid"]
+app_cpus = 2
+weights = { busy = 1.0, connections = 1.0, host_cpu = 0.5, app = 1.0 }
 "#;
 
 fn load(text: &str) -> Result<Config, ConfigError> {
@@ -1187,6 +1192,83 @@ fn load_smoothing_in_range() {
         "(got 1.5)",
     );
     load(&edit("load_smoothing = 0.3", "load_smoothing = 1.0")).expect("1 is allowed");
+}
+
+#[test]
+fn load_weights_in_range_and_not_all_zero() {
+    check(
+        "host_cpu = 0.5",
+        "host_cpu = 1.5",
+        "control.load.weights.host_cpu",
+        "must be between 0 and 1 (got 1.5)",
+    );
+    check(
+        "app = 1.0 }",
+        "app = -0.1 }",
+        "control.load.weights.app",
+        "must be between 0 and 1 (got -0.1)",
+    );
+    check_key(
+        &edit(
+            "weights = { busy = 1.0, connections = 1.0, host_cpu = 0.5, app = 1.0 }",
+            "weights = { busy = 0.0, connections = 0, host_cpu = 0.0, app = 0.0 }",
+        ),
+        "control.load.weights",
+        "every weight is 0",
+    );
+    // Leaving weights out gives 1 each; one of them 0 is fine.
+    let cfg = load(&edit(
+        "weights = { busy = 1.0, connections = 1.0, host_cpu = 0.5, app = 1.0 }",
+        "weights = { host_cpu = 0 }",
+    ))
+    .expect("weights default to 1");
+    let w = cfg.control.load.weights;
+    assert_eq!(
+        (w.busy, w.connections, w.host_cpu, w.app),
+        (1.0, 1.0, 0.0, 1.0)
+    );
+}
+
+#[test]
+fn load_pid_files_absolute_and_app_cpus_at_least_one() {
+    let text = edit(
+        r#"app_pid_files = ["/run/nginx.pid", "/run/php-fpm.pid"]"#,
+        r#"app_pid_files = ["/run/nginx.pid", "run/php-fpm.pid"]"#,
+    );
+    let problem = only_problem(&text);
+    assert_eq!(problem.key, "control.load.app_pid_files[1]");
+    assert_eq!(
+        problem.reason,
+        "must be an absolute path (got \"run/php-fpm.pid\"), e.g. \"/run/nginx.pid\""
+    );
+    let line = line_of(&text, "app_pid_files");
+    assert_eq!(problem.location, Some(Location { line, column: 36 }));
+    assert_eq!(
+        load(&text).unwrap_err().to_string(),
+        format!(
+            "cfg/test.toml:{line}:36: control.load.app_pid_files[1]: must be an absolute path \
+             (got \"run/php-fpm.pid\"), e.g. \"/run/nginx.pid\""
+        )
+    );
+    check(
+        r#"app_pid_files = ["/run/nginx.pid", "/run/php-fpm.pid"]"#,
+        r#"app_pid_files = ["/run/nginx.pid", "/run/nginx.pid"]"#,
+        "control.load.app_pid_files[1]",
+        "pid file \"/run/nginx.pid\" is already used by control.load.app_pid_files[0]",
+    );
+    check(
+        "app_cpus = 2",
+        "app_cpus = 0",
+        "control.load.app_cpus",
+        "must be at least 1",
+    );
+    // Without [control.load]: no pid files, CPUs from the host, weights 1.
+    let at = BASE.find("[control.load]").expect("control.load");
+    let cfg = load(&BASE[..at]).expect("control.load is optional");
+    assert_eq!(cfg.control.load, shoal_config::LoadSettings::default());
+    assert!(cfg.control.load.app_pid_files.is_empty());
+    assert_eq!(cfg.control.load.app_cpus, None);
+    assert_eq!(cfg.control.load.weights.host_cpu, 1.0);
 }
 
 #[test]
