@@ -1222,10 +1222,12 @@ fn load_weights_in_range_and_not_all_zero() {
         "weights = { host_cpu = 0 }",
     ))
     .expect("weights default to 1");
-    let w = cfg.control.load.weights;
     assert_eq!(
-        (w.busy, w.connections, w.host_cpu, w.app),
-        (1.0, 1.0, 0.0, 1.0)
+        cfg.control.load.weights,
+        shoal_config::LoadWeights {
+            host_cpu: 0.0,
+            ..shoal_config::LoadWeights::default()
+        }
     );
 }
 
@@ -1268,7 +1270,10 @@ fn load_pid_files_absolute_and_app_cpus_at_least_one() {
     assert_eq!(cfg.control.load, shoal_config::LoadSettings::default());
     assert!(cfg.control.load.app_pid_files.is_empty());
     assert_eq!(cfg.control.load.app_cpus, None);
-    assert_eq!(cfg.control.load.weights.host_cpu, 1.0);
+    assert_eq!(
+        cfg.control.load.weights,
+        shoal_config::LoadWeights::default()
+    );
 }
 
 #[test]
