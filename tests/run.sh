@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # --- prerequisites -----------------------------------------------------------
 . deploy/prereqs.sh
 ensure_packages build-essential pkg-config curl ca-certificates clang libclang-dev libdpdk-dev dpdk \
-    iproute2 ethtool nginx-light wrk openssl python3 procps tcpdump util-linux prometheus tmux
+    iproute2 ethtool nginx-light wrk openssl python3 python3-venv procps tcpdump util-linux prometheus tmux
 ensure_rust
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -25,6 +25,9 @@ cargo test --workspace --locked
 
 echo "== fuzzing: every target briefly (fuzz/README.md; long runs: bash fuzz/run.sh)"
 bash fuzz/run.sh --dev --seconds 15 --jobs 2
+
+echo "== TRex profiles compile offline (perf/trex)"
+bash perf/trex/check.sh
 
 echo "== portable backend on a veth pair and a TAP (root, its own netns)"
 cargo test --locked -p shoal-dataplane --test portable_netns -- --ignored
