@@ -22,6 +22,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== perf report tool (perf/report.py)"
+python3 -m unittest perf/test_report.py
 
 echo "== fuzzing: every target briefly (fuzz/README.md; long runs: bash fuzz/run.sh)"
 bash fuzz/run.sh --dev --seconds 15 --jobs 2
