@@ -447,6 +447,9 @@ pub struct ReloadPlan {
     pub timing: Timing,
     /// New smoothing factor.
     pub load_smoothing: f64,
+    /// The new `[control.load]`, when it changed (weights apply at once,
+    /// the CPU readers start afresh).
+    pub load: Option<shoal_config::LoadSettings>,
     /// Members whose configured weight changed: (id, new weight).
     pub weights: Vec<(u16, u32)>,
     /// The new service table's digest, when the services changed (the
@@ -455,7 +458,8 @@ pub struct ReloadPlan {
 }
 
 /// Compares a running config with a freshly loaded (valid) one. Changes to
-/// weights, `interval_ms`, `failure_timeout_ms`, `load_smoothing` and the
+/// weights, `interval_ms`, `failure_timeout_ms`, `load_smoothing`,
+/// `[control.load]` and the
 /// service table (as far as `shoal_config::services_reloadable` allows:
 /// not how an existing service picks its inspector) are applied at once; a
 /// change to anything else is an error naming the key, and then nothing is
@@ -555,6 +559,7 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
             failure_timeout_ms: nc.failure_timeout_ms,
         },
         load_smoothing: nc.load_smoothing,
+        load: (oc.load != nc.load).then(|| nc.load.clone()),
         weights,
         services: (old.services != new.services)
             .then(|| shoal_config::services_digest(&new.services)),
@@ -741,6 +746,15 @@ peers = ["127.0.0.1:7947"]
         let plan = plan_reload(&old, &new).unwrap();
         assert_eq!(plan.weights, vec![(2, 40)]);
         assert_eq!(plan.timing.interval_ms, 100);
+        assert_eq!(plan.load, None);
+        // [control.load] applies at run time.
+        let mut weighed = new.clone();
+        weighed.control.load.weights.host_cpu = 0.0;
+        weighed.control.load.app_pid_files = vec!["/run/nginx.pid".into()];
+        assert_eq!(
+            plan_reload(&old, &weighed).unwrap().load,
+            Some(weighed.control.load.clone())
+        );
         let mut bad = new.clone();
         bad.control.networks.clear();
         bad.cluster.members[1].address = std::net::Ipv4Addr::new(198, 18, 0, 99);

@@ -335,6 +335,40 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// `status`'s load line: the composite, then each figure with its weight
+/// (`×w`, left out at 1); a figure that is absent says why in a word.
+fn load_line(b: &Value) -> String {
+    let d = &b["load_detail"];
+    let w = |name: &str| {
+        let v = d["weights"][name].as_f64().unwrap_or(1.0);
+        if (v - 1.0).abs() < 1e-9 {
+            String::new()
+        } else {
+            format!(" ×{v}")
+        }
+    };
+    let host = match d["host_cpu"].as_f64() {
+        Some(v) => format!("{v:.3}"),
+        None => "unknown".to_owned(),
+    };
+    let app = match (d["app"].as_f64(), d["app_cpus"].as_f64()) {
+        (Some(v), Some(cpus)) => format!("{v:.3} of {cpus} CPU(s)"),
+        (_, None) => "not configured".to_owned(),
+        (None, Some(_)) => "unavailable".to_owned(),
+    };
+    format!(
+        "load {:.3} = max(busy {:.3}{}, connections {:.0} = {:.3}{}, host CPU {host}{}, app {app}{})",
+        f(&b["load"]["load"]),
+        f(&b["load"]["busy"]),
+        w("busy"),
+        f(&b["load"]["connections"]),
+        f(&d["connections_share"]),
+        w("connections"),
+        w("host_cpu"),
+        w("app"),
+    )
+}
+
 /// Human-readable text of an answer.
 pub fn render(cmd: &AdminCommand, b: &Value) -> String {
     use std::fmt::Write as _;
@@ -380,13 +414,7 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 b["confirmed_epoch"],
                 b["applied_digest"].as_str().unwrap_or("?")
             );
-            let _ = writeln!(
-                s,
-                "load {:.3} (busy {:.3}, connections {:.0})",
-                f(&b["load"]["load"]),
-                f(&b["load"]["busy"]),
-                f(&b["load"]["connections"])
-            );
+            let _ = writeln!(s, "{}", load_line(b));
             for p in b["pins"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,
@@ -621,6 +649,33 @@ mod tests {
             Some((401, serde_json::json!({"a": 2})))
         );
         assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    #[test]
+    fn status_load_line_names_every_figure_and_weight() {
+        let body = serde_json::json!({
+            "load": {"load": 0.75, "busy": 0.125, "connections": 12.0},
+            "load_detail": {
+                "host_cpu": 0.5, "app": 0.75, "connections_share": 0.001, "app_cpus": 1.0,
+                "weights": {"busy": 1.0, "connections": 1.0, "host_cpu": 0.0, "app": 1.0},
+            },
+        });
+        assert_eq!(
+            load_line(&body),
+            "load 0.750 = max(busy 0.125, connections 12 = 0.001, host CPU 0.500 ×0, \
+             app 0.750 of 1 CPU(s))"
+        );
+        let body = serde_json::json!({
+            "load": {"load": 0.0, "busy": 0.0, "connections": 0.0},
+            "load_detail": {"host_cpu": null, "app": null, "app_cpus": 2.0,
+                            "connections_share": 0.0,
+                            "weights": {"busy": 0.5, "connections": 1.0, "host_cpu": 1.0, "app": 1.0}},
+        });
+        assert_eq!(
+            load_line(&body),
+            "load 0.000 = max(busy 0.000 ×0.5, connections 0 = 0.000, host CPU unknown, \
+             app unavailable)"
+        );
     }
 
     #[test]

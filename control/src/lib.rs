@@ -4,7 +4,8 @@
 //!   pure state machine, replay protection, numbered epochs, operator
 //!   settings; [`message`]: the signed announcement on the wire. The cluster
 //!   key and admin token files are [`shoal_key`]'s.
-//! - [`load`]: this member's load from the dataplane's stats;
+//! - [`load`]: this member's load from the dataplane's stats and [`cpu`]'s
+//!   figures (the host's CPU and the application's share, from `/proc`);
 //!   [`dataplane`]: command rings and stats segments (`shoal-channel`).
 //! - [`metrics`]: the Prometheus text; [`admin`]: the admin API's routes
 //!   and reload rules; [`status`]: the snapshot both serve.
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod cli_admin;
+pub mod cpu;
 pub mod daemon;
 pub mod dataplane;
 pub mod load;

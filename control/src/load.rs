@@ -1,12 +1,24 @@
-//! This member's load, computed from the dataplane's stats segments.
+//! This member's load, computed from the dataplane's stats segments and the
+//! host's and application's CPU figures.
 //!
 //! This module owns the figures the DPR report names (open connections, CPU busy
-//! fraction, redirected connections) plus handed-over connections, their
-//! exponential smoothing (`control.load_smoothing`) and the composite
-//! *load* the selectors compare with `max_load`:
-//! `load = max(busy, connections / flow capacity)`, a share of capacity in
-//! 0..=1 (1 = the poll loops never idle, or the flow tables are full). It
-//! reads nothing itself: the daemon passes in each worker's counters.
+//! fraction, redirected connections) plus handed-over connections, the
+//! host's CPU and the application's share, their exponential smoothing
+//! (`control.load_smoothing`) and the composite *load* the selectors compare
+//! with `max_load`:
+//! `load = max(w_busy·busy, w_conn·connections/capacity, w_host·host_cpu,
+//! w_app·app)` clamped to 0..=1 (`control.load.weights`), a share of
+//! capacity (1 = the poll loops never idle, the flow tables are full, the
+//! host's CPUs or the application's are all busy). A figure absent this
+//! interval (no pid file, every CPU the dataplane's) counts nothing. It
+//! reads nothing itself: the daemon passes in each worker's counters and the
+//! CPU figures (`cpu.rs`).
+//!
+//! Only the composite travels in the announcement (`message.rs`, unchanged
+//! by the CPU figures): peers compare it with `max_load`; the figures it is
+//! made of are this member's `/status` and `/metrics`.
+
+use shoal_config::LoadWeights;
 
 use crate::message::LoadFigures;
 
@@ -42,14 +54,97 @@ impl WorkerCounters<'_> {
     }
 }
 
+/// One interval's CPU figures (`cpu.rs`), each a share in 0..=1 or absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuFigures {
+    /// The host's busy share over the CPUs the dataplane does not own.
+    pub host_cpu: Option<f64>,
+    /// The application's share of the CPUs it can use.
+    pub app: Option<f64>,
+}
+
+/// This member's figures beyond what the announcement carries (for
+/// `/status` and `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LocalLoad {
+    /// Smoothed host CPU busy share (none: absent).
+    pub host_cpu: Option<f32>,
+    /// Smoothed application CPU share (none: absent).
+    pub app: Option<f32>,
+    /// Open connections as a share of the flow tables' capacity.
+    pub connections_share: f32,
+    /// The weights in force.
+    pub weights: Weights,
+}
+
+/// `control.load.weights` as `/status` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Weights {
+    /// Busy fraction's.
+    pub busy: f64,
+    /// Connections share's.
+    pub connections: f64,
+    /// Host CPU's.
+    pub host_cpu: f64,
+    /// Application's.
+    pub app: f64,
+}
+
+impl From<LoadWeights> for Weights {
+    fn from(w: LoadWeights) -> Weights {
+        Weights {
+            busy: w.busy,
+            connections: w.connections,
+            host_cpu: w.host_cpu,
+            app: w.app,
+        }
+    }
+}
+
+impl Default for LocalLoad {
+    fn default() -> LocalLoad {
+        LocalLoad {
+            host_cpu: None,
+            app: None,
+            connections_share: 0.0,
+            weights: LoadWeights::default().into(),
+        }
+    }
+}
+
+/// The composite load: the largest weighted figure, clamped to 0..=1;
+/// absent figures count nothing.
+pub fn composite(
+    w: &LoadWeights,
+    busy: f64,
+    connections_share: f64,
+    host_cpu: Option<f64>,
+    app: Option<f64>,
+) -> f64 {
+    let terms = [
+        w.busy * busy,
+        w.connections * connections_share,
+        host_cpu.map_or(0.0, |h| w.host_cpu * h),
+        app.map_or(0.0, |a| w.app * a),
+    ];
+    terms
+        .into_iter()
+        .filter(|t| t.is_finite())
+        .fold(0.0, f64::max)
+        .clamp(0.0, 1.0)
+}
+
 /// Raw figures of one interval and their moving average.
 #[derive(Debug, Clone)]
 pub struct LoadTracker {
     alpha: f64,
     flow_capacity: u64,
+    weights: LoadWeights,
     /// Per worker: (instance, polls busy, polls idle) at the last read.
     baseline: Vec<Option<(u64, u64, u64)>>,
     smoothed: Option<[f64; 4]>,
+    host_cpu: Option<f64>,
+    app: Option<f64>,
 }
 
 impl LoadTracker {
@@ -60,8 +155,38 @@ impl LoadTracker {
         LoadTracker {
             alpha: alpha.clamp(f64::MIN_POSITIVE, 1.0),
             flow_capacity: flow_capacity.max(1),
+            weights: LoadWeights::default(),
             baseline: vec![None; workers],
             smoothed: None,
+            host_cpu: None,
+            app: None,
+        }
+    }
+
+    /// Sets the weights of the composite (start and config reload).
+    pub fn set_weights(&mut self, weights: LoadWeights) {
+        self.weights = weights;
+    }
+
+    /// Folds one interval's CPU figures in (smoothed like the others); an
+    /// absent figure is forgotten, and starts afresh when it is back.
+    pub fn update_cpu(&mut self, cpu: CpuFigures) {
+        let ema = |old: Option<f64>, new: Option<f64>| {
+            let new = new.filter(|v| v.is_finite())?.clamp(0.0, 1.0);
+            Some(old.map_or(new, |o| self.alpha * new + (1.0 - self.alpha) * o))
+        };
+        self.host_cpu = ema(self.host_cpu, cpu.host_cpu);
+        self.app = ema(self.app, cpu.app);
+    }
+
+    /// The figures beyond the announcement's, smoothed.
+    pub fn local(&self) -> LocalLoad {
+        let conns = self.smoothed.map_or(0.0, |s| s[0]);
+        LocalLoad {
+            host_cpu: self.host_cpu.map(|v| v as f32),
+            app: self.app.map(|v| v as f32),
+            connections_share: (conns / self.flow_capacity as f64) as f32,
+            weights: self.weights.into(),
         }
     }
 
@@ -125,7 +250,13 @@ impl LoadTracker {
     /// The current smoothed figures (all zero before the first read).
     pub fn figures(&self) -> LoadFigures {
         let [conns, busy, redirected, handed] = self.smoothed.unwrap_or([0.0; 4]);
-        let load = busy.max(conns / self.flow_capacity as f64);
+        let load = composite(
+            &self.weights,
+            busy,
+            conns / self.flow_capacity as f64,
+            self.host_cpu,
+            self.app,
+        );
         LoadFigures {
             load: load as f32,
             busy: busy as f32,
@@ -179,5 +310,79 @@ mod tests {
         assert_eq!(t.update(&[None, None]), f);
         assert_eq!(f.redirected, 0.0);
         assert_eq!(f.handed_over, 0.0);
+    }
+
+    #[test]
+    fn composite_is_the_largest_weighted_figure_clamped() {
+        let w = LoadWeights::default();
+        assert_eq!(composite(&w, 0.1, 0.2, Some(0.3), Some(0.7)), 0.7);
+        assert_eq!(composite(&w, 0.1, 0.2, None, None), 0.2);
+        let half_app = LoadWeights {
+            app: 0.5,
+            host_cpu: 0.0,
+            ..w
+        };
+        assert_eq!(composite(&half_app, 0.1, 0.2, Some(0.9), Some(0.8)), 0.4);
+        // A share above 1 (the app on more CPUs than app_cpus) is clamped;
+        // NaN counts nothing.
+        assert_eq!(composite(&w, 0.0, 0.0, None, Some(1.7)), 1.0);
+        assert_eq!(composite(&w, f64::NAN, 0.0, Some(0.25), None), 0.25);
+        let nothing = LoadWeights {
+            busy: 0.0,
+            connections: 0.0,
+            host_cpu: 0.0,
+            app: 0.0,
+        };
+        assert_eq!(composite(&nothing, 1.0, 1.0, Some(1.0), Some(1.0)), 0.0);
+    }
+
+    #[test]
+    fn cpu_figures_are_smoothed_weighed_and_forgotten_when_absent() {
+        let n = names();
+        let mut t = LoadTracker::new(0.5, 1, 1000);
+        t.set_weights(LoadWeights {
+            host_cpu: 0.0,
+            ..LoadWeights::default()
+        });
+        let w = |v: &'static [u64]| {
+            Some(WorkerCounters {
+                instance: 1,
+                names: &n,
+                values: v,
+            })
+        };
+        t.update_cpu(CpuFigures {
+            host_cpu: Some(0.9),
+            app: Some(0.8),
+        });
+        let f = t.update(&[w(&[100, 10, 90, 5])]);
+        // Busy unknown yet, connections 0.1, host ignored (weight 0), app 0.8.
+        assert_eq!(f.load, 0.8);
+        assert_eq!(t.local().host_cpu, Some(0.9));
+        assert_eq!(t.local().app, Some(0.8));
+        assert_eq!(t.local().connections_share, 0.1);
+        assert_eq!(t.local().weights.host_cpu, 0.0);
+        // EMA 0.5: app 0.8 -> 0.5 with a raw 0.2.
+        t.update_cpu(CpuFigures {
+            host_cpu: Some(0.1),
+            app: Some(0.2),
+        });
+        assert_eq!(t.update(&[w(&[100, 10, 90, 5])]).load, 0.5);
+        assert_eq!(t.local().host_cpu, Some(0.5));
+        // The pid file vanished: app absent, the load falls back to the rest.
+        t.update_cpu(CpuFigures {
+            host_cpu: Some(0.1),
+            app: None,
+        });
+        let f = t.update(&[w(&[100, 10, 90, 5])]);
+        assert_eq!(t.local().app, None);
+        assert_eq!(f.load, 0.1);
+        // Back: starts from its raw value, not from the old average.
+        t.update_cpu(CpuFigures {
+            host_cpu: None,
+            app: Some(0.6),
+        });
+        assert_eq!(t.update(&[w(&[100, 10, 90, 5])]).load, 0.6);
+        assert_eq!(t.local().host_cpu, None);
     }
 }

@@ -538,6 +538,7 @@ pub fn render(s: &Status) -> String {
         &[],
         s.lease.remaining_ms as f64 / 1000.0,
     );
+    load_detail(&mut out, &s.load_detail);
     for m in &s.members {
         let id = m.id.to_string();
         let l = [("member", m.name.as_str()), ("id", id.as_str())];
@@ -645,6 +646,63 @@ pub fn render(s: &Status) -> String {
     out.finish()
 }
 
+/// The own load's figures beyond the announced ones (`control.load`).
+fn load_detail(out: &mut Out, d: &crate::status::LoadDetail) {
+    let f = &d.figures;
+    out.gauge(
+        "shoal_load_connections_ratio",
+        "Open connections as a share of the flow tables' capacity (smoothed).",
+        &[],
+        f64::from(f.connections_share),
+    );
+    if let Some(h) = f.host_cpu {
+        out.gauge(
+            "shoal_load_host_cpu_ratio",
+            "Busy share of the host's CPUs outside dataplane.cores (smoothed; absent when unknown).",
+            &[],
+            f64::from(h),
+        );
+    }
+    if let Some(a) = f.app {
+        out.gauge(
+            "shoal_load_app_share_ratio",
+            "CPU time of the application's processes over the CPUs it can use (smoothed; absent when unknown).",
+            &[],
+            f64::from(a),
+        );
+    }
+    if let Some(cpus) = d.app_cpus {
+        out.gauge(
+            "shoal_load_app_cpus",
+            "CPUs the application's share is taken of (control.load.app_cpus).",
+            &[],
+            cpus,
+        );
+        for reason in ["pid_file", "process_gone"] {
+            out.counter(
+                "shoal_load_app_unavailable_total",
+                "Load intervals without the application figure, by reason (pid file missing or unreadable, process gone).",
+                &[("reason", reason)],
+                d.app_unavailable.get(reason).copied().unwrap_or(0),
+            );
+        }
+    }
+    let w = &f.weights;
+    for (figure, v) in [
+        ("busy", w.busy),
+        ("connections", w.connections),
+        ("host_cpu", w.host_cpu),
+        ("app", w.app),
+    ] {
+        out.gauge(
+            "shoal_load_weight",
+            "Weight of each figure in the composite load (control.load.weights).",
+            &[("figure", figure)],
+            v,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,6 +781,24 @@ mod tests {
             dataplane_pushes: [("ok".to_owned(), 4)].into_iter().collect(),
             workers: vec![crate::status::test_worker(&names)],
             flow_table_capacity: 1024,
+            load_detail: crate::status::LoadDetail {
+                figures: crate::load::LocalLoad {
+                    host_cpu: Some(0.5),
+                    app: Some(0.75),
+                    connections_share: 0.25,
+                    weights: crate::load::Weights {
+                        busy: 1.0,
+                        connections: 1.0,
+                        host_cpu: 0.0,
+                        app: 1.0,
+                    },
+                },
+                app_cpus: Some(1.0),
+                app_pid_files: vec!["/run/nginx.pid".into()],
+                host_cpu_note: None,
+                app_note: None,
+                app_unavailable: [("pid_file".to_owned(), 3)].into_iter().collect(),
+            },
             epoch_confirmed: true,
             lease: crate::status::LeaseStatus {
                 held: true,
@@ -1023,6 +1099,28 @@ shoal_lease_held 1
 # HELP shoal_lease_remaining_seconds Time left of the lease last sent to the dataplane.
 # TYPE shoal_lease_remaining_seconds gauge
 shoal_lease_remaining_seconds 0.6
+# HELP shoal_load_app_cpus CPUs the application's share is taken of (control.load.app_cpus).
+# TYPE shoal_load_app_cpus gauge
+shoal_load_app_cpus 1
+# HELP shoal_load_app_share_ratio CPU time of the application's processes over the CPUs it can use (smoothed; absent when unknown).
+# TYPE shoal_load_app_share_ratio gauge
+shoal_load_app_share_ratio 0.75
+# HELP shoal_load_app_unavailable_total Load intervals without the application figure, by reason (pid file missing or unreadable, process gone).
+# TYPE shoal_load_app_unavailable_total counter
+shoal_load_app_unavailable_total{reason=\"pid_file\"} 3
+shoal_load_app_unavailable_total{reason=\"process_gone\"} 0
+# HELP shoal_load_connections_ratio Open connections as a share of the flow tables' capacity (smoothed).
+# TYPE shoal_load_connections_ratio gauge
+shoal_load_connections_ratio 0.25
+# HELP shoal_load_host_cpu_ratio Busy share of the host's CPUs outside dataplane.cores (smoothed; absent when unknown).
+# TYPE shoal_load_host_cpu_ratio gauge
+shoal_load_host_cpu_ratio 0.5
+# HELP shoal_load_weight Weight of each figure in the composite load (control.load.weights).
+# TYPE shoal_load_weight gauge
+shoal_load_weight{figure=\"busy\"} 1
+shoal_load_weight{figure=\"connections\"} 1
+shoal_load_weight{figure=\"host_cpu\"} 0
+shoal_load_weight{figure=\"app\"} 1
 # HELP shoal_member_busy_ratio Fraction of the member's dataplane polls that found packets (smoothed).
 # TYPE shoal_member_busy_ratio gauge
 shoal_member_busy_ratio{member=\"srv1\",id=\"1\"} 0.25

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use crate::load::LocalLoad;
 use crate::membership::{Membership, NoLease, Now, TableEntry};
 use crate::message::LoadFigures;
 
@@ -133,6 +134,8 @@ pub struct Status {
     pub members: Vec<MemberStatus>,
     /// Own load figures.
     pub load: LoadFigures,
+    /// What the own load is made of beyond the announced figures.
+    pub load_detail: LoadDetail,
     /// Received announcements by outcome.
     pub messages_received: BTreeMap<String, u64>,
     /// Sent announcements per network.
@@ -145,6 +148,25 @@ pub struct Status {
     pub flow_table_capacity: u64,
     /// Operators' pins in force on this member (`shoalctl flows pin`).
     pub pins: Vec<PinStatus>,
+}
+
+/// The own load's CPU figures and weights (`/status`'s `load_detail`).
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct LoadDetail {
+    /// The smoothed figures and weights.
+    #[serde(flatten)]
+    pub figures: LocalLoad,
+    /// CPUs the application's share is taken of (none without pid files).
+    pub app_cpus: Option<f64>,
+    /// `control.load.app_pid_files`.
+    pub app_pid_files: Vec<String>,
+    /// Why the host CPU figure is absent or 0 (none when measured).
+    pub host_cpu_note: Option<String>,
+    /// Why the application figure is absent (none when measured).
+    pub app_note: Option<String>,
+    /// Intervals without an application figure, by reason (`pid_file`,
+    /// `process_gone`).
+    pub app_unavailable: BTreeMap<String, u64>,
 }
 
 /// One pin in force.
@@ -223,6 +245,7 @@ impl Status {
             table: epoch.table.clone(),
             members,
             load: m.local_load(),
+            load_detail: LoadDetail::default(),
             messages_received: m
                 .received()
                 .iter()

@@ -9,7 +9,8 @@
 //! HTTP threads read. No async runtime: a handful of blocking threads for a
 //! few datagrams per interval.
 //!
-//! Every interval the main loop reads the dataplane's stats (load), runs
+//! Every interval the main loop reads the dataplane's stats and the CPU
+//! figures (load), runs
 //! the cleaner and the epoch computation, announces on every network and
 //! brings the dataplane's rings up to date. On SIGTERM/SIGINT it announces
 //! that it is leaving (peers remove it at once instead of after the failure
@@ -17,7 +18,8 @@
 //!
 //! Files: this one holds the main loop and start-up; `net.rs` the sockets
 //! and receiver threads, `http.rs` the admin and metrics listeners,
-//! `events.rs` the membership events as log events.
+//! `events.rs` the membership events as log events, `cpu_load.rs` the
+//! host's and the application's CPU figures.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -37,10 +39,12 @@ use crate::membership::{Isolation, MemberInfo, Membership, Now, Timing};
 use crate::status::{NetworkStatus, Status};
 use shoal_key::{AdminToken, ClusterKey, KeyError};
 
+mod cpu_load;
 mod events;
 mod http;
 mod net;
 
+use cpu_load::CpuLoad;
 use events::log_event;
 use http::{http_server, locked, spawn_admin, spawn_metrics, Shared};
 use net::{is_loopback, open_networks, spawn_receiver, Network};
@@ -157,6 +161,7 @@ struct Daemon {
     config: Arc<Config>,
     membership: Membership,
     load: LoadTracker,
+    cpu: CpuLoad,
     link: DataplaneLink,
     networks: Vec<Network>,
     clock: Clock,
@@ -186,6 +191,8 @@ impl Daemon {
                 })
             })
             .collect();
+        self.load
+            .update_cpu(self.cpu.sample(shoal_channel::monotonic_ns()));
         let figures = self.load.update(&counters);
         self.membership.set_local_load(figures);
         self.membership.set_applied_digest(applied);
@@ -318,6 +325,10 @@ impl Daemon {
         };
         self.membership.set_timing(plan.timing);
         self.load.set_alpha(plan.load_smoothing);
+        if let Some(load) = &plan.load {
+            self.load.set_weights(load.weights);
+            self.cpu = CpuLoad::new(&new);
+        }
         for &(id, w) in &plan.weights {
             self.membership.set_setting(id, Some(w), None);
         }
@@ -362,6 +373,7 @@ impl Daemon {
             "interval_ms": plan.timing.interval_ms,
             "failure_timeout_ms": plan.timing.failure_timeout_ms,
             "load_smoothing": plan.load_smoothing,
+            "load_changed": plan.load.is_some(),
         }))
     }
 
@@ -394,6 +406,7 @@ impl Daemon {
         s.workers = self.link.status(unix_ns());
         s.flow_table_capacity = u64::from(self.config.dataplane.flow_table.capacity);
         s.pins = self.link.pins(now.mono_ms);
+        s.load_detail = self.cpu.detail(self.load.local());
         if let Ok(mut slot) = self.shared.status.lock() {
             *slot = Arc::new(s);
         }
@@ -471,10 +484,13 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
     );
     let mut link = DataplaneLink::new(&config.control.shm_path, workers);
     resume_from_dataplane(&mut membership, &mut link, now);
+    let mut load = LoadTracker::new(config.control.load_smoothing, workers, capacity);
+    load.set_weights(config.control.load.weights);
     let mut d = Daemon {
         config_path: config_path.to_owned(),
         link,
-        load: LoadTracker::new(config.control.load_smoothing, workers, capacity),
+        load,
+        cpu: CpuLoad::new(&config),
         config: Arc::new(config),
         membership,
         networks,
