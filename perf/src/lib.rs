@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dtcp_sim;
+pub mod dts_sim;
 
 /// The benches' cluster: `deploy/examples/replay.toml` (3 members, ring
 /// selection, `local` mode), seen from srv1, with the SYN proxy off: a
