@@ -104,7 +104,7 @@ impl Pipeline {
         {
             Ok(id) => {
                 conn.phase = Phase::HandingOff;
-                conn.handoff = Some(id);
+                self.conns.set_handoff(slot, id);
                 self.counters.inc(Counter::HandoffOffered);
                 // Send the offer now rather than at the end of the burst.
                 self.handoff_poll(now);
@@ -178,7 +178,7 @@ impl Pipeline {
             match e {
                 InspectorEvent::Send { to, message } => self.handoff_send(to, &message, now),
                 InspectorEvent::HandedOver { id, .. } => {
-                    if let Some(slot) = self.conns.find(|c| c.handoff == Some(id)) {
+                    if let Some(slot) = self.conns.by_handoff(id) {
                         if let Some(conn) = self.conns.release(slot) {
                             if conn.moving {
                                 self.counters.inc(Counter::RehandoffDone);
@@ -193,7 +193,7 @@ impl Pipeline {
                     self.counters.inc(Counter::HandoffHandedOver);
                 }
                 InspectorEvent::Fallback { id, .. } => {
-                    if let Some(slot) = self.conns.find(|c| c.handoff == Some(id)) {
+                    if let Some(slot) = self.conns.by_handoff(id) {
                         self.counters.inc(Counter::HandoffFallback);
                         if let Some(c) = self.conns.get_mut(slot).filter(|c| c.moving) {
                             let (key, to) = (c.key, c.target);
@@ -213,7 +213,7 @@ impl Pipeline {
                     self.handoff_replay(origin, offer.id, &offer.snapshot, &offer.request, now);
                 }
                 ReceiverEvent::ReplayTimedOut { origin, id } => {
-                    if let Some(slot) = self.conns.find(|c| c.remote == Some((origin, id))) {
+                    if let Some(slot) = self.conns.by_remote(origin, id) {
                         if let Some(conn) = self.conns.release(slot) {
                             self.flows.remove(&conn.key);
                         }

@@ -21,6 +21,7 @@
 mod arp;
 mod burst;
 mod classes_path;
+mod conns;
 mod handoff_path;
 mod kernel;
 pub mod moves;
@@ -167,7 +168,7 @@ pub struct Pipeline {
     /// Splice: the SYN cookie keys (per server).
     cookies: CookieKeys,
     /// Splice: connections between the cookie ACK and the kernel's SYN-ACK.
-    conns: splice_path::Conns,
+    conns: conns::Conns,
     /// Splice: a dispatcher per service (None for other modes); per worker
     /// because LARD keeps state.
     dispatchers: Vec<Option<Dispatcher>>,
@@ -230,7 +231,7 @@ impl Pipeline {
             cookies: CookieKeys::new(secret),
             handoff: None,
             sticky_key: None,
-            conns: splice_path::Conns::new(SPLICE_SETUP_SLOTS),
+            conns: conns::Conns::new(SPLICE_SETUP_SLOTS),
             sessions: persist::Sessions::default(),
             synproxy: vec![synproxy_path::ProxyState::default(); tables.services.len()],
             moves: moves::MoveLog::default(),

@@ -13,9 +13,9 @@
 //!    timestamps and window are translated in both directions
 //!    (`shoal_l7::splice`), with incremental checksums.
 //!
-//! Handing over to *another* member (the `handoff` messages) is not wired
-//! yet: when dispatch names another member the connection stays here and
-//! `splice_remote_not_wired` counts it.
+//! Handing over to *another* member (the `handoff` messages) is
+//! `handoff_path.rs`; the table of connections in setup, with its age
+//! order and handoff-id indexes, is `conns.rs`.
 
 use core::net::Ipv4Addr;
 
@@ -107,74 +107,6 @@ impl Conn {
             // resends once the kernel's ACKs reach it.
             let _ = self.buf.insert(tcp.seq_number(), tcp.payload());
         }
-    }
-}
-
-/// Fixed-capacity table of connections being set up.
-#[derive(Debug)]
-pub(super) struct Conns {
-    slots: Vec<Option<Conn>>,
-    free: Vec<u32>,
-}
-
-impl Conns {
-    pub(super) fn new(capacity: usize) -> Conns {
-        Conns {
-            slots: (0..capacity).map(|_| None).collect(),
-            free: (0..capacity as u32).rev().collect(),
-        }
-    }
-
-    pub(super) fn alloc(&mut self, conn: Conn) -> Option<u32> {
-        let slot = self.free.pop()?;
-        self.slots[slot as usize] = Some(conn);
-        Some(slot)
-    }
-
-    pub(super) fn release(&mut self, slot: u32) -> Option<Conn> {
-        let conn = self.slots.get_mut(slot as usize)?.take()?;
-        self.free.push(slot);
-        Some(conn)
-    }
-
-    /// True if a connection can be added.
-    pub(super) fn has_free(&self) -> bool {
-        !self.free.is_empty()
-    }
-
-    /// True if no connection is being set up (every slot free).
-    pub(super) fn is_empty(&self) -> bool {
-        self.free.len() == self.slots.len()
-    }
-
-    pub(super) fn get_mut(&mut self, slot: u32) -> Option<&mut Conn> {
-        self.slots.get_mut(slot as usize)?.as_mut()
-    }
-
-    /// The first slot whose connection matches.
-    pub(super) fn find(&self, f: impl Fn(&Conn) -> bool) -> Option<u32> {
-        self.slots
-            .iter()
-            .position(|c| c.as_ref().is_some_and(&f))
-            .map(|i| i as u32)
-    }
-
-    /// Whether the connection in `slot` is watched in CARISMA rare mode
-    /// (its handshake belongs to this kernel).
-    pub(super) fn is_rare(&self, slot: u32) -> bool {
-        self.slots
-            .get(slot as usize)
-            .and_then(Option::as_ref)
-            .is_some_and(|c| matches!(c.phase, Phase::RareHandshake | Phase::RareAwaitHead))
-    }
-
-    /// Slots whose connection started before `deadline`.
-    pub(super) fn older_than(&self, deadline: Instant) -> impl Iterator<Item = u32> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(move |(_, c)| c.as_ref().is_some_and(|c| c.started < deadline))
-            .map(|(i, _)| i as u32)
     }
 }
 
