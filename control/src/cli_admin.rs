@@ -352,7 +352,12 @@ fn load_line(b: &Value) -> String {
         None => "unknown".to_owned(),
     };
     let app = match (d["app"].as_f64(), d["app_cpus"].as_f64()) {
-        (Some(v), Some(cpus)) => format!("{v:.3} of {cpus} CPU(s)"),
+        (Some(v), Some(cpus)) => match (d["app_last_cpu"].as_f64(), d["app_last_wait"].as_f64()) {
+            (Some(on_cpu), Some(waiting)) => {
+                format!("{v:.3} of {cpus} CPU(s), last {on_cpu:.3} on CPU + {waiting:.3} waiting")
+            }
+            _ => format!("{v:.3} of {cpus} CPU(s)"),
+        },
         (_, None) => "not configured".to_owned(),
         (None, Some(_)) => "unavailable".to_owned(),
     };
@@ -657,13 +662,14 @@ mod tests {
             "load": {"load": 0.75, "busy": 0.125, "connections": 12.0},
             "load_detail": {
                 "host_cpu": 0.5, "app": 0.75, "connections_share": 0.001, "app_cpus": 1.0,
+                "app_last_cpu": 0.5, "app_last_wait": 0.25,
                 "weights": {"busy": 1.0, "connections": 1.0, "host_cpu": 0.0, "app": 1.0},
             },
         });
         assert_eq!(
             load_line(&body),
             "load 0.750 = max(busy 0.125, connections 12 = 0.001, host CPU 0.500 ×0, \
-             app 0.750 of 1 CPU(s))"
+             app 0.750 of 1 CPU(s), last 0.500 on CPU + 0.250 waiting)"
         );
         let body = serde_json::json!({
             "load": {"load": 0.0, "busy": 0.0, "connections": 0.0},

@@ -2,8 +2,8 @@
 //! does not own, and the application's share of the CPUs it can use.
 //!
 //! This module owns reading and parsing `/proc/stat`, `/proc/PID/stat`,
-//! `/proc/PID/task/*/children` and the application's pid files, and the
-//! deltas between two reads. Parsing is pure (text in, numbers out); the
+//! `/proc/PID/task/*/{children,schedstat}` and the application's pid files,
+//! and the deltas between two reads. Parsing is pure (text in, numbers out); the
 //! readers take the `/proc` directory as a path so tests hand them a fake
 //! one. It does not smooth or weigh the figures (`load.rs` does) and never
 //! logs: the daemon logs when a figure's [`AppGap`] changes.
@@ -12,6 +12,15 @@
 //! cores whatever the traffic, so those CPUs (`dataplane.cores`) are left
 //! out; the work done for the connections (the kernel's TCP, the
 //! application) runs on the others.
+//!
+//! Why the application's share counts the time its threads waited for a
+//! CPU (the run-queue delay of `schedstat`) besides the CPU time they got
+//! (utime + stime): on a host whose CPUs are contended (other processes, a
+//! busy hypervisor, the lab's namespaces on one machine) a saturated
+//! application gets only part of a CPU and its CPU time alone would never
+//! say it is saturated; CPU time plus waiting is the CPU it asked for. On a
+//! host where the application has its CPUs to itself the waiting is near 0
+//! and the share is its CPU time.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -157,6 +166,12 @@ pub fn parse_pid_stat(text: &str) -> Option<ProcTimes> {
     })
 }
 
+/// The run-queue delay, nanoseconds, of a `/proc/PID/task/TID/schedstat`
+/// line (`on-CPU ns`, `waiting ns`, `timeslices`).
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// The pids in a `/proc/PID/task/TID/children` file.
 pub fn parse_children(text: &str) -> Vec<u32> {
     text.split_ascii_whitespace()
@@ -223,9 +238,33 @@ impl std::fmt::Display for AppGap {
     }
 }
 
-/// The application's CPU share: the CPU time (utime + stime) its processes
-/// used between two reads over (wall time × `cpus`). Its processes are the
-/// one in each pid file and all their descendants
+/// One interval of the application, each part a share of (wall time ×
+/// `cpus`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AppShare {
+    /// CPU time its processes got (utime + stime).
+    pub cpu: f64,
+    /// Time its threads were runnable but waited for a CPU.
+    pub wait: f64,
+}
+
+impl AppShare {
+    /// The figure the load counts: CPU asked for, got or not.
+    pub fn share(&self) -> f64 {
+        self.cpu + self.wait
+    }
+}
+
+/// A process's counters at one read: utime + stime in ticks, and its live
+/// threads' run-queue delay in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcRead {
+    ticks: u64,
+    wait_ns: u64,
+}
+
+/// The application's CPU share ([`AppShare`]) between two reads. Its
+/// processes are the one in each pid file and all their descendants
 /// (`/proc/PID/task/*/children`); a process is counted from its second read
 /// on (one that appeared and ended between two reads is not counted).
 #[derive(Debug, Clone)]
@@ -233,8 +272,8 @@ pub struct AppCpu {
     pid_files: Vec<PathBuf>,
     cpus: f64,
     ticks_per_second: f64,
-    /// (pid, start) → ticks at the last read.
-    last: HashMap<(u32, u64), u64>,
+    /// (pid, start) → counters at the last read.
+    last: HashMap<(u32, u64), ProcRead>,
     last_at_ns: Option<u64>,
 }
 
@@ -258,12 +297,12 @@ impl AppCpu {
 
     /// Reads the processes under `proc` at monotonic time `now_ns`: their
     /// share since the last read (`Ok(None)` without pid files).
-    pub fn read(&mut self, proc: &Path, now_ns: u64) -> Result<Option<f64>, AppGap> {
+    pub fn read(&mut self, proc: &Path, now_ns: u64) -> Result<Option<AppShare>, AppGap> {
         if self.pid_files.is_empty() {
             return Ok(None);
         }
         let mut seen = HashSet::new();
-        let mut now: HashMap<(u32, u64), u64> = HashMap::new();
+        let mut now: HashMap<(u32, u64), ProcRead> = HashMap::new();
         for file in &self.pid_files {
             let text = std::fs::read_to_string(file).map_err(|e| AppGap::PidFile {
                 path: file.clone(),
@@ -286,12 +325,14 @@ impl AppCpu {
                 }));
             }
         }
-        let mut ticks = 0u64;
+        let (mut ticks, mut wait_ns) = (0u64, 0u64);
         let mut any = false;
-        for (id, t) in &now {
-            if let Some(&t0) = self.last.get(id) {
+        for (id, r) in &now {
+            if let Some(r0) = self.last.get(id) {
                 any = true;
-                ticks += t.saturating_sub(t0);
+                ticks += r.ticks.saturating_sub(r0.ticks);
+                // A thread that ended takes its delay along: 0, not negative.
+                wait_ns += r.wait_ns.saturating_sub(r0.wait_ns);
             }
         }
         let elapsed_ns = self.last_at_ns.map(|t0| now_ns.saturating_sub(t0));
@@ -299,8 +340,11 @@ impl AppCpu {
         self.last_at_ns = Some(now_ns);
         match elapsed_ns {
             Some(ns) if any && ns > 0 => {
-                let cpu_seconds = ticks as f64 / self.ticks_per_second;
-                Ok(Some(cpu_seconds / (ns as f64 / 1e9) / self.cpus))
+                let capacity = ns as f64 / 1e9 * self.cpus;
+                Ok(Some(AppShare {
+                    cpu: ticks as f64 / self.ticks_per_second / capacity,
+                    wait: wait_ns as f64 / 1e9 / capacity,
+                }))
             }
             _ => Err(AppGap::FirstRead),
         }
@@ -319,7 +363,7 @@ fn read_tree(
     proc: &Path,
     root: u32,
     seen: &mut HashSet<u32>,
-    out: &mut HashMap<(u32, u64), u64>,
+    out: &mut HashMap<(u32, u64), ProcRead>,
 ) -> bool {
     let mut queue = vec![root];
     let mut first = true;
@@ -340,18 +384,30 @@ fn read_tree(
             continue;
         };
         first = false;
-        out.insert((times.pid, times.start), times.ticks);
+        let mut wait_ns = 0u64;
+        if let Ok(tasks) = std::fs::read_dir(dir.join("task")) {
+            for task in tasks.flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                    queue.extend(parse_children(&text));
+                }
+                if let Some(w) = std::fs::read_to_string(task.path().join("schedstat"))
+                    .ok()
+                    .and_then(|t| parse_schedstat(&t))
+                {
+                    wait_ns = wait_ns.saturating_add(w);
+                }
+            }
+        }
+        out.insert(
+            (times.pid, times.start),
+            ProcRead {
+                ticks: times.ticks,
+                wait_ns,
+            },
+        );
         count += 1;
         if count >= MAX_PROCESSES {
             break;
-        }
-        let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                queue.extend(parse_children(&text));
-            }
         }
     }
     true
@@ -454,6 +510,11 @@ cpu3 300 0 50 250 25 0 0 0 0 0
         );
         assert_eq!(parse_pid_stat("4242 (cut) S 1 2"), None);
         assert_eq!(parse_pid_stat(""), None);
+        assert_eq!(
+            parse_schedstat("211346084 20509311 839\n"),
+            Some(20_509_311)
+        );
+        assert_eq!(parse_schedstat("1\n"), None);
         assert_eq!(parse_children("12 13 \n"), [12, 13]);
         assert_eq!(parse_children(""), Vec::<u32>::new());
         assert_eq!(parse_pid_file("4241\n"), Some(4241));
@@ -463,8 +524,9 @@ cpu3 300 0 50 250 25 0 0 0 0 0
         assert_eq!(parse_pid_file("nginx\n"), None);
     }
 
-    /// A fake `/proc` with `procs` = (pid, children, utime, stime, start).
-    fn fake_proc(dir: &Path, procs: &[(u32, &[u32], u64, u64, u64)]) {
+    /// A fake `/proc` with `procs` = (pid, children, utime, stime, start);
+    /// each thread waited `wait_ms` for a CPU so far.
+    fn fake_proc(dir: &Path, procs: &[(u32, &[u32], u64, u64, u64)], wait_ms: u64) {
         let _ = std::fs::remove_dir_all(dir);
         for &(pid, children, utime, stime, start) in procs {
             let task = dir.join(format!("{pid}/task/{pid}"));
@@ -475,6 +537,8 @@ cpu3 300 0 50 250 25 0 0 0 0 0
             std::fs::write(dir.join(format!("{pid}/stat")), stat).unwrap();
             let kids: Vec<String> = children.iter().map(ToString::to_string).collect();
             std::fs::write(task.join("children"), kids.join(" ")).unwrap();
+            let sched = format!("{} {} 10\n", utime * 10_000_000, wait_ms * 1_000_000);
+            std::fs::write(task.join("schedstat"), sched).unwrap();
         }
     }
 
@@ -493,6 +557,7 @@ cpu3 300 0 50 250 25 0 0 0 0 0
                 (102, &[], 0, 0, 3),
                 (200, &[], 0, 0, 4),
             ],
+            0,
         );
         let mut app = AppCpu::new(vec![pid_file.clone()], 2, 100);
         assert_eq!(app.read(&proc, 1_000_000_000), Err(AppGap::FirstRead));
@@ -504,10 +569,14 @@ cpu3 300 0 50 250 25 0 0 0 0 0
                 (102, &[], 10, 0, 3),
                 (200, &[], 500, 500, 4),
             ],
+            100,
         );
-        // +5 +90 +10 = 105 ticks = 1.05 s of CPU in 1 s over 2 CPUs.
-        let share = app.read(&proc, 2_000_000_000).unwrap().unwrap();
-        assert!((share - 0.525).abs() < 1e-12, "{share}");
+        // +5 +90 +10 = 105 ticks = 1.05 s of CPU in 1 s over 2 CPUs; each
+        // of the three threads waited 100 ms more (0.3 s over 2 CPUs).
+        let a = app.read(&proc, 2_000_000_000).unwrap().unwrap();
+        assert!((a.cpu - 0.525).abs() < 1e-12, "{a:?}");
+        assert!((a.wait - 0.15).abs() < 1e-12, "{a:?}");
+        assert!((a.share() - 0.675).abs() < 1e-12, "{a:?}");
         // The worker restarted (same pid, new start time): counted from its
         // next read, not from its old ticks.
         fake_proc(
@@ -517,8 +586,15 @@ cpu3 300 0 50 250 25 0 0 0 0 0
                 (101, &[], 1, 0, 9),
                 (102, &[], 10, 0, 3),
             ],
+            100,
         );
-        assert_eq!(app.read(&proc, 3_000_000_000), Ok(Some(0.0)));
+        assert_eq!(
+            app.read(&proc, 3_000_000_000),
+            Ok(Some(AppShare {
+                cpu: 0.0,
+                wait: 0.0
+            }))
+        );
 
         // The pid file vanishes: absent, named, and the next read starts over.
         std::fs::remove_file(&pid_file).unwrap();

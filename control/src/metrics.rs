@@ -666,7 +666,7 @@ fn load_detail(out: &mut Out, d: &crate::status::LoadDetail) {
     if let Some(a) = f.app {
         out.gauge(
             "shoal_load_app_share_ratio",
-            "CPU time of the application's processes over the CPUs it can use (smoothed; absent when unknown).",
+            "CPU time of the application's processes plus the time they waited for a CPU, over the CPUs it can use (smoothed; absent when unknown).",
             &[],
             f64::from(a),
         );
@@ -797,6 +797,8 @@ mod tests {
                 app_pid_files: vec!["/run/nginx.pid".into()],
                 host_cpu_note: None,
                 app_note: None,
+                app_last_cpu: Some(0.25),
+                app_last_wait: Some(0.5),
                 app_unavailable: [("pid_file".to_owned(), 3)].into_iter().collect(),
             },
             epoch_confirmed: true,
@@ -1102,7 +1104,7 @@ shoal_lease_remaining_seconds 0.6
 # HELP shoal_load_app_cpus CPUs the application's share is taken of (control.load.app_cpus).
 # TYPE shoal_load_app_cpus gauge
 shoal_load_app_cpus 1
-# HELP shoal_load_app_share_ratio CPU time of the application's processes over the CPUs it can use (smoothed; absent when unknown).
+# HELP shoal_load_app_share_ratio CPU time of the application's processes plus the time they waited for a CPU, over the CPUs it can use (smoothed; absent when unknown).
 # TYPE shoal_load_app_share_ratio gauge
 shoal_load_app_share_ratio 0.75
 # HELP shoal_load_app_unavailable_total Load intervals without the application figure, by reason (pid file missing or unreadable, process gone).

@@ -164,6 +164,12 @@ pub struct LoadDetail {
     pub host_cpu_note: Option<String>,
     /// Why the application figure is absent (none when measured).
     pub app_note: Option<String>,
+    /// The last interval's application CPU time, a share of its CPUs
+    /// (unsmoothed; the figure is this plus `app_last_wait`).
+    pub app_last_cpu: Option<f64>,
+    /// The last interval's time the application's threads waited for a
+    /// CPU, a share of its CPUs (unsmoothed).
+    pub app_last_wait: Option<f64>,
     /// Intervals without an application figure, by reason (`pid_file`,
     /// `process_gone`).
     pub app_unavailable: BTreeMap<String, u64>,

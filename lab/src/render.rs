@@ -7,7 +7,10 @@
 //! `cluster.{vips, mac, local_member, key_file, members}`,
 //! every service's `vip`, `mode`, `state` and (splice) `dispatch.handoff`,
 //! `dataplane.{backend, cores, eal_args, ports}`,
-//! `control.{shm_path, metrics_listen, admin_token_file, networks}`.
+//! `control.{shm_path, metrics_listen, admin_token_file, networks}`,
+//! `control.load.{app_pid_files, app_cpus, weights.host_cpu}` (the
+//! server's nginx, one worker, and no host CPU figure: see
+//! [`server_config`]).
 //! Everything else (timeouts, selection, flow table, ...) comes from the base.
 
 use std::net::SocketAddr;
@@ -238,6 +241,13 @@ pub fn server_config(base: &Config, opts: &UpOptions, server: Server, cpus: u32)
         multicast: None,
         peers,
     }];
+    // The load counts this server's nginx (its pid file, written by
+    // www.rs's config; one worker process, so one CPU) but not the host's
+    // CPU: every server's namespace shares the one host, whose CPU says the
+    // same for all of them and cannot tell a loaded server from an idle one.
+    control.load.app_pid_files = vec![server.dir().join("nginx.pid")];
+    control.load.app_cpus = Some(1);
+    control.load.weights.host_cpu = 0.0;
     cfg
 }
 
@@ -355,6 +365,18 @@ mod tests {
         assert_eq!(
             c.admin_token_file.as_deref(),
             Some(Path::new("/run/shoal-lab/admin.token"))
+        );
+        assert_eq!(
+            c.load.app_pid_files,
+            [Path::new("/run/shoal-lab/srv2/nginx.pid")]
+        );
+        assert_eq!(c.load.app_cpus, Some(1));
+        assert_eq!(
+            c.load.weights,
+            shoal_config::LoadWeights {
+                host_cpu: 0.0,
+                ..shoal_config::LoadWeights::default()
+            }
         );
         assert_eq!(c.networks.len(), 1);
         assert_eq!(c.networks[0].bind.to_string(), "198.18.0.12:7946");

@@ -24,6 +24,7 @@ pub(super) struct CpuLoad {
     pid_files: Vec<PathBuf>,
     host_note: Option<String>,
     app_note: Option<String>,
+    app_last: Option<cpu::AppShare>,
     unavailable: BTreeMap<String, u64>,
 }
 
@@ -88,6 +89,7 @@ impl CpuLoad {
             pid_files: cfg.control.load.app_pid_files.clone(),
             host_note: None,
             app_note: None,
+            app_last: None,
             unavailable: BTreeMap::new(),
         }
     }
@@ -113,12 +115,14 @@ impl CpuLoad {
         };
         let app = match self.app.read(&self.proc, now_ns) {
             Ok(v) => {
-                if v.is_some() {
+                if let Some(a) = v {
                     self.note_app(None);
+                    self.app_last = Some(a);
                 }
-                v
+                v.map(|a| a.share())
             }
             Err(gap) => {
+                self.app_last = None;
                 if let Some(label) = gap.label() {
                     *self.unavailable.entry(label.to_owned()).or_insert(0) += 1;
                     self.note_app(Some(&gap));
@@ -170,6 +174,8 @@ impl CpuLoad {
                 .collect(),
             host_cpu_note: self.host_note.clone(),
             app_note: self.app_note.clone(),
+            app_last_cpu: self.app_last.map(|a| a.cpu),
+            app_last_wait: self.app_last.map(|a| a.wait),
             app_unavailable: self.unavailable.clone(),
         }
     }
@@ -223,6 +229,12 @@ backend = "memory"
             format!("{pid} (nginx) S 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0 5 0 0\n"),
         )
         .unwrap();
+        // Waiting grows 8 ms per tick of CPU time.
+        std::fs::write(
+            task.join("schedstat"),
+            format!("0 {} 1\n", ticks * 8_000_000),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -264,9 +276,12 @@ backend = "memory"
         write_proc(&proc, 77, 0);
         assert_eq!(c.sample(3_000_000_000).app, None);
         write_proc(&proc, 77, 100);
-        assert_eq!(c.sample(4_000_000_000).app, Some(0.25));
+        // 100 ticks in 1 s over four CPUs, and 0.8 s waiting for a CPU.
+        assert_eq!(c.sample(4_000_000_000).app, Some(0.45));
         let d = c.detail(crate::load::LocalLoad::default());
         assert_eq!(d.app_note, None);
+        assert_eq!(d.app_last_cpu, Some(0.25));
+        assert_eq!(d.app_last_wait, Some(0.2));
         assert_eq!(d.app_cpus, Some(4.0));
         assert_eq!(d.app_unavailable.get("pid_file"), Some(&2));
         // Host CPU measured on the free CPUs: 50 % busy between the reads.
