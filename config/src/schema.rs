@@ -630,6 +630,33 @@ pub struct Dataplane {
     /// Flow table settings.
     #[serde(default)]
     pub flow_table: FlowTable,
+    /// How client packets reach the members: every member sees every packet
+    /// on one broadcast segment (`segment`, the default), or routers spread
+    /// them by ECMP and each packet reaches one member (`routed`). The same
+    /// on every member.
+    #[serde(default, skip_serializing_if = "Topology::is_segment")]
+    pub topology: Topology,
+}
+
+/// How client packets reach the cluster (`dataplane.topology`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// One broadcast segment (a hub or a flooding VLAN): every member sees
+    /// every client packet and the inspector of each connection acts.
+    #[default]
+    Segment,
+    /// Routers in front (BGP/ECMP): a packet reaches one member, the
+    /// *receiver*, which serves it or forwards it (GUE) to the
+    /// connection's target; the target answers the client directly.
+    Routed,
+}
+
+impl Topology {
+    /// Whether this is the default, [`Topology::Segment`].
+    pub fn is_segment(&self) -> bool {
+        *self == Topology::Segment
+    }
 }
 
 impl Default for Dataplane {
@@ -648,6 +675,7 @@ impl Default for Dataplane {
             memory_mb: default_memory_mb(),
             eal_args: Vec::new(),
             flow_table: FlowTable::default(),
+            topology: Topology::Segment,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
     Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, KeyHash,
-    Location, MemberRole, Mode, PortRole, Protocol, Service, State, SynProxy,
+    Location, MemberRole, Mode, PortRole, Protocol, Service, State, SynProxy, Topology,
 };
 
 /// Highest `selection.vnodes`.
@@ -263,6 +263,11 @@ fn check_services(config: &Config, p: &mut Problems) {
         check_service(cluster, service, &format!("services[{i}]"), p);
     }
     check_roles(config, p);
+    if config.dataplane.topology == Topology::Routed {
+        for (i, service) in config.services.iter().enumerate() {
+            check_routed(service, &format!("services[{i}]"), p);
+        }
+    }
     p.duplicates(
         config.services.iter().enumerate().map(|(i, s)| {
             (
@@ -449,6 +454,43 @@ fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {
                 format!("must be a finite number above 0 (got {max_load})"),
             );
         }
+    }
+}
+
+/// A service under `dataplane.topology = "routed"`: a packet reaches one
+/// member (the receiver), which forwards it by a consistent hash every
+/// member computes alike, with no flow: `local` and stateless `dpr-ipip`
+/// only, and no SYN proxy (the cookie ACK may reach another receiver).
+fn check_routed(s: &Service, key: &str, p: &mut Problems) {
+    match (s.mode, s.state) {
+        (Mode::Local, _) | (Mode::DprIpip, State::Stateless) => {}
+        (Mode::DprIpip, State::Stateful) => p.add(
+            format!("{key}.state"),
+            "with dataplane.topology = \"routed\" every receiver computes the target by a \
+             consistent hash and keeps no flow (a connection the router moves to another \
+             receiver must reach the same target): set state = \"stateless\"",
+        ),
+        (Mode::DprMac, _) => p.add(
+            format!("{key}.mode"),
+            "mode = \"dpr-mac\" rewrites MAC addresses on one broadcast segment; with \
+             dataplane.topology = \"routed\" packets reach one member through a router: use \
+             mode = \"local\" or mode = \"dpr-ipip\" with state = \"stateless\"",
+        ),
+        (Mode::Splice, _) => p.add(
+            format!("{key}.mode"),
+            "mode = \"splice\" is not available with dataplane.topology = \"routed\" yet \
+             (the client's packets after a handover must be forwarded to the processing \
+             member): use mode = \"local\" or mode = \"dpr-ipip\" with state = \
+             \"stateless\", or dataplane.topology = \"segment\"",
+        ),
+    }
+    if s.syn_proxy.is_some_and(|sp| sp != SynProxy::Off) {
+        p.add(
+            format!("{key}.syn_proxy"),
+            "the SYN proxy is not available with dataplane.topology = \"routed\" (the \
+             cookie ACK may reach another receiver than the SYN); remove it or set \
+             syn_proxy = \"off\"",
+        );
     }
 }
 

@@ -1723,3 +1723,49 @@ fn member_roles_need_splice_services_and_a_key() {
     assert_eq!(key, "services[0].dispatch.rules[0].member");
     assert!(reason.contains("is a front-end"), "{reason}");
 }
+
+#[test]
+fn routed_topology_refuses_dpr_mac_splice_stateful_dpr_and_the_syn_proxy() {
+    let text = edit("memory_mb = 256", "memory_mb = 256\ntopology = \"routed\"");
+    let found = problems(&text);
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["services[1].mode", "services[2].mode"], "{found:#?}");
+    assert!(found[0].reason.contains("splice"), "{}", found[0].reason);
+    assert!(
+        found[1].reason.contains("dpr-mac") && found[1].reason.contains("routed"),
+        "{}",
+        found[1].reason
+    );
+
+    // Only local and stateless dpr-ipip remain: valid.
+    let valid = text
+        .replace("mode = \"splice\"", "mode = \"local\"")
+        .replace(
+            "[services.dispatch]\npolicy = \"url-hash\"\nhot_paths = [\"/static/\"]\nmax_request_bytes = 16384\nrequest_timeout_ms = 5000\n",
+            "",
+        )
+        .replace("mode = \"dpr-mac\"", "mode = \"dpr-ipip\"\nstate = \"stateless\"");
+    let config = load(&valid).expect("routed local + stateless dpr-ipip is valid");
+    assert_eq!(config.dataplane.topology, shoal_config::Topology::Routed);
+
+    let stateful = valid.replace("state = \"stateless\"\n", "");
+    check_key(&stateful, "services[2].state", "state = \"stateless\"");
+    let proxied = valid.replace(
+        "protocol = \"tcp\"\nmode = \"local\"",
+        "protocol = \"tcp\"\nmode = \"local\"\nsyn_proxy = \"on\"",
+    );
+    check_key(&proxied, "services[0].syn_proxy", "routed");
+    let off = valid.replace(
+        "protocol = \"tcp\"\nmode = \"local\"",
+        "protocol = \"tcp\"\nmode = \"local\"\nsyn_proxy = \"off\"",
+    );
+    load(&off).expect("syn_proxy = \"off\" is fine routed");
+}
+
+#[test]
+fn topology_defaults_to_segment_and_is_not_written_back() {
+    let config = load(BASE).expect("valid");
+    assert_eq!(config.dataplane.topology, shoal_config::Topology::Segment);
+    let text = toml::to_string(&config).expect("serialises");
+    assert!(!text.contains("topology"), "{text}");
+}

@@ -1,6 +1,7 @@
 //! Zero-copy views and parsed representations of the packet formats Shoal
-//! handles: Ethernet (with up to two VLAN tags), ARP, IPv4, ICMP, UDP, TCP and
-//! IP-in-IP, plus the Internet checksum (full and RFC 1624 incremental).
+//! handles: Ethernet (with up to two VLAN tags), ARP, IPv4, ICMP, UDP, TCP,
+//! IP-in-IP and the routed mode's GUE, plus the Internet checksum (full and
+//! RFC 1624 incremental).
 //!
 //! The style follows smoltcp:
 //!
@@ -32,6 +33,7 @@ use core::fmt;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gue;
 pub mod icmpv4;
 pub mod ipip;
 pub mod ipv4;
