@@ -465,6 +465,46 @@ counters! {
     /// selection).
     DropRedirectNotMember => "drop_redirect_not_member",
 
+    /// Routed mode (`dataplane.topology = "routed"`, `pipeline/routed.rs`):
+    /// VIP packets from a router that this member's kernel serves (it is
+    /// the connection's target, or holds its flow).
+    RoutedLocal => "routed_local",
+    /// Routed: VIP packets from a router forwarded in GUE to the
+    /// connection's target (another member).
+    RoutedForwarded => "routed_forwarded",
+    /// Routed: GUE packets from another member delivered to this kernel
+    /// (this member is the target, holds the flow, or is the alternate
+    /// that holds it).
+    RoutedDecapsulated => "routed_decapsulated",
+    /// Routed: non-SYN packets of a connection the target holds no flow
+    /// for, forwarded once to the alternate (the target under the
+    /// previous membership): the second chance.
+    RoutedSecondChance => "routed_second_chance",
+    /// Routed: non-SYN packets with no flow here and nowhere left to go
+    /// (no alternate, an alternate that is no member, or the second chance
+    /// already taken): dropped.
+    RoutedSecondChanceDropped => "routed_second_chance_dropped",
+    /// Routed: VIP packets for which no member takes connections (every
+    /// weight 0): dropped.
+    DropRoutedNoTarget => "drop_routed_no_target",
+    /// Routed: IPv4 fragments to a VIP (a router may hash each fragment to
+    /// another receiver; not followed): dropped.
+    DropRoutedFragment => "drop_routed_fragment",
+    /// Routed: GUE to this member whose outer source is not a member's
+    /// address in the current or previous tables (forged or foreign):
+    /// dropped.
+    DropEncapNotMember => "drop_encap_not_member",
+    /// Routed: GUE whose header is refused (truncated, another GUE use or
+    /// version, inconsistent hops) or whose outer packet is a fragment:
+    /// dropped.
+    DropEncapMalformed => "drop_encap_malformed",
+    /// Routed: GUE whose inner packet is not for a VIP service (or is a
+    /// fragment): dropped.
+    DropEncapInner => "drop_encap_inner",
+    /// Routed: SYNs this member accepted as the connection's target (a flow
+    /// created: its later packets find this member). Not an outcome.
+    RoutedSynAccepted => "routed_syn_accepted",
+
     /// Frames from the kernel forwarded to the wire.
     KernelToWire => "kernel_to_wire",
     /// Kernel RSTs for VIP flows this server does not hold (suppressed).
@@ -572,6 +612,16 @@ impl Counter {
         Counter::HandoffTombstoneHit,
         Counter::DropIpipNotMember,
         Counter::DropRedirectNotMember,
+        Counter::RoutedLocal,
+        Counter::RoutedForwarded,
+        Counter::RoutedDecapsulated,
+        Counter::RoutedSecondChance,
+        Counter::RoutedSecondChanceDropped,
+        Counter::DropRoutedNoTarget,
+        Counter::DropRoutedFragment,
+        Counter::DropEncapNotMember,
+        Counter::DropEncapMalformed,
+        Counter::DropEncapInner,
         Counter::PersistHeld,
         Counter::PersistKernelNotUp,
         Counter::PersistSessionLost,

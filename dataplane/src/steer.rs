@@ -11,6 +11,7 @@
 //! |---|---|
 //! | client → VIP from the wire (broadcast, MAC-rewritten by an inspector) | source → destination |
 //! | IP-in-IP to this member's address (DPR tunnel) | the inner packet's |
+//! | routed mode's GUE to this member's address (UDP 7948) | the inner packet's |
 //! | handoff `offer` to this member's address | the offer's client and VIP |
 //! | handoff `accept`/`refuse` | none: the handoff id's lane names the worker that offered ([`shoal_l7::handoff::lane_of`]) |
 //! | ICMP error to the VIP | the quoted packet's (a VIP → client packet) |
@@ -39,6 +40,7 @@ use crate::io::PortId;
 use crate::pipeline::{Tables, KERNEL};
 use shoal_l7::handoff::message::field as handoff_field;
 use shoal_l7::handoff::{lane_of, HandoffId};
+use shoal_wire::gue;
 
 /// The 40-byte symmetric RSS key (0x6d5a repeated): hash(a→b) = hash(b→a).
 pub const SYMMETRIC_RSS_KEY: [u8; 40] = {
@@ -207,6 +209,19 @@ pub fn classify(port: PortId, frame: &[u8], tables: &Tables) -> Steer {
                 Some(inner) if tables.is_vip(inner.dst) => Steer::Flow(inner.forward()),
                 _ => Steer::Here,
             },
+            PROTO_UDP
+                if !ip.fragment && tables.routed && be16(ip.payload, 2) == Some(gue::PORT) =>
+            {
+                // Routed mode's GUE: the inner packet's connection.
+                match ip
+                    .payload
+                    .get(8 + gue::field::HEADER_LEN..)
+                    .and_then(Ip::parse)
+                {
+                    Some(inner) if tables.is_vip(inner.dst) => Steer::Flow(inner.forward()),
+                    _ => Steer::Here,
+                }
+            }
             PROTO_UDP if !ip.fragment => handoff(ip.payload),
             _ => Steer::Here,
         };

@@ -29,6 +29,7 @@ mod persist;
 mod pins;
 pub use pins::MAX_PINS;
 mod reuse;
+mod routed;
 pub mod snapshot;
 mod splice_path;
 mod sticky_path;
@@ -128,6 +129,15 @@ enum Plan {
     /// This member is the tunnel's end: strip `outer_len` bytes of outer
     /// IPv4 header and deliver the inner packet to the kernel.
     Decap { outer_len: usize },
+    /// Routed mode: strip `strip` bytes of outer headers (0: the packet
+    /// came from a router), then send the IPv4 packet in GUE to member `to`
+    /// naming `alternate` (`routed.rs`).
+    Gue {
+        to: u16,
+        alternate: Option<u16>,
+        second_chance: bool,
+        strip: usize,
+    },
 }
 
 /// Whether member `own` is the inspector of `client` for service `index`
@@ -153,6 +163,10 @@ const FRAGMENT_CAPACITY: usize = 4096;
 #[derive(Debug)]
 pub struct Pipeline {
     tables: Arc<Tables>,
+    /// Routed mode: the last tables before the current ones whose
+    /// membership differed (`routed.rs`: the alternate target of the second
+    /// chance); None until the membership first changes.
+    previous: Option<Arc<Tables>>,
     /// The epochs new connections are claimed with, and the lease.
     claims: ClaimSet<Arc<Tables>>,
     flows: FlowTable<FlowEntry>,
@@ -238,6 +252,7 @@ impl Pipeline {
             dispatchers,
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
+            previous: None,
             flows: FlowTable::new(capacity, timeouts),
             burst_hashes: Vec::new(),
             pins: pins::Pins::default(),
@@ -260,7 +275,16 @@ impl Pipeline {
         self.classes = classes_path::build_classes(&tables, previous, &mut self.requeue);
         self.synproxy = synproxy_path::carry_over(&self.tables, &tables, &self.synproxy);
         self.claims.apply(Arc::clone(&tables), tables.digest);
+        if routed::membership_changed(&self.tables, &tables) {
+            self.previous = Some(Arc::clone(&self.tables));
+        }
         self.tables = tables;
+    }
+
+    /// Routed mode: the tables the alternate target is computed with (the
+    /// last ones whose membership differed from the current), if any.
+    pub fn previous_tables(&self) -> Option<&Tables> {
+        self.previous.as_deref()
     }
 
     /// Fences new connections behind a lease from control (`Fence::Leased`),
@@ -532,6 +556,12 @@ impl Pipeline {
                         Verdict::Drop
                     }
                 }
+                Plan::Gue {
+                    to,
+                    alternate,
+                    second_chance,
+                    strip,
+                } => self.gue_encapsulate(frame, to, alternate, second_chance, strip),
                 // Handled inside on_wire, which has the Ethernet header.
                 Plan::RewriteMac { .. } => Verdict::Drop,
             }

@@ -5,7 +5,9 @@
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
-use shoal_config::{Config, Dispatch, LoadChoice, MemberRole, Mode, Protocol, State, SynProxy};
+use shoal_config::{
+    Config, Dispatch, LoadChoice, MemberRole, Mode, Protocol, State, SynProxy, Topology,
+};
 
 use crate::wire::{EthernetAddress, IpProtocol};
 use shoal_select::{ClientKey, Member, Params, Selector};
@@ -138,6 +140,9 @@ pub struct Tables {
     pub roles: Vec<(u16, MemberRole)>,
     /// IP MTU of the segment.
     pub mtu: u16,
+    /// `dataplane.topology = "routed"`: packets come from routers, one
+    /// member each (`routed.rs`), not broadcast to every member.
+    pub routed: bool,
 }
 
 impl Tables {
@@ -161,6 +166,7 @@ impl Tables {
         mut members: Vec<MemberEntry>,
     ) -> Result<Tables, TablesError> {
         members.sort_by_key(|m| m.id);
+        let routed = cfg.dataplane.topology == Topology::Routed;
         let me = cfg
             .cluster
             .members
@@ -198,7 +204,9 @@ impl Tables {
                 max_load: s.selection.max_load,
                 load_choice: s.selection.load_choice,
                 dispatch: s.dispatch.clone(),
-                syn_proxy: s.syn_proxy(),
+                // Routed mode has no SYN proxy (validation refuses one
+                // written; the default `auto` does not apply).
+                syn_proxy: if routed { SynProxy::Off } else { s.syn_proxy() },
                 syn_proxy_half_open: s.syn_proxy_half_open(),
                 vip: s.vip,
                 port: s.port,
@@ -228,6 +236,7 @@ impl Tables {
             members,
             roles,
             mtu: cfg.dataplane.mtu,
+            routed,
         })
     }
 
@@ -238,6 +247,25 @@ impl Tables {
             .iter()
             .find(|&&(r, _)| r == id)
             .is_none_or(|&(_, role)| role.serves())
+    }
+
+    /// Routed mode: the member that serves `client`'s connection to service
+    /// `index` under these tables, the same on every member: `local` by the
+    /// service's inspector selection, stateless `dpr-ipip` by its target
+    /// hash. `None` when no member takes connections.
+    #[inline]
+    pub fn routed_target(&self, index: usize, client: ClientKey) -> Option<u16> {
+        let s = self.services.get(index)?;
+        match s.mode {
+            Mode::DprIpip | Mode::DprMac => s.target.select(client),
+            Mode::Local | Mode::Splice => s.selector.select(client),
+        }
+    }
+
+    /// The member whose own address is `addr`.
+    #[inline]
+    pub fn member_by_addr(&self, addr: Ipv4Addr) -> Option<&MemberEntry> {
+        self.members.iter().find(|m| m.addr == addr)
     }
 
     /// True if `addr` is one of the VIPs.

@@ -110,7 +110,7 @@ impl Pipeline {
         };
         if inner_len + usize::from(IPIP_OVERHEAD) > usize::from(t.mtu) {
             if dont_frag {
-                return self.frag_needed(frame);
+                return self.frag_needed(frame, IPIP_OVERHEAD);
             }
             self.counters.inc(Counter::DropTooBig);
             return Verdict::Drop;
@@ -139,8 +139,9 @@ impl Pipeline {
     }
 
     /// Turns the frame, in place, into ICMP fragmentation-needed (RFC 792,
-    /// RFC 1191) toward its sender, quoting its IP header and 8 bytes.
-    pub(super) fn frag_needed<F: Frame>(&mut self, frame: &mut F) -> Verdict {
+    /// RFC 1191) toward its sender, quoting its IP header and 8 bytes; the
+    /// next-hop MTU is the MTU less the encapsulation's `overhead`.
+    pub(super) fn frag_needed<F: Frame>(&mut self, frame: &mut F, overhead: u16) -> Verdict {
         let t = Arc::clone(&self.tables);
         let mut quote = [0u8; 68];
         let (client_mac, client, quote_len) = {
@@ -153,7 +154,7 @@ impl Pipeline {
         };
         let icmp = Icmpv4Repr::DstUnreachable {
             reason: Icmpv4DstUnreachable::FragRequired,
-            next_hop_mtu: t.mtu - IPIP_OVERHEAD,
+            next_hop_mtu: t.mtu - overhead,
             invoking: &quote[..quote_len],
         };
         self.ident = self.ident.wrapping_add(1);

@@ -48,10 +48,16 @@ impl Pipeline {
                 return self.tunnel_end(&mut ip, now);
             }
             if ip.next_header() == IpProtocol::Udp && !ip.is_fragment() {
+                let routed = t.routed;
+                let mut gue = false;
                 if let Ok(udp) = UdpPacket::new_checked(ip.payload_mut()) {
                     if udp.dst_port() == shoal_l7::handoff::PORT {
                         return self.handoff_datagram(udp.payload(), now);
                     }
+                    gue = routed && udp.dst_port() == shoal_wire::gue::PORT;
+                }
+                if gue {
+                    return self.routed_decap(&mut ip, now);
                 }
             }
             self.counters.inc(Counter::OwnToKernel);
@@ -59,6 +65,10 @@ impl Pipeline {
         }
         if !t.is_vip(dst) {
             return Plan::Done(self.drop(Counter::DropNotForUs));
+        }
+        if t.routed {
+            // From a router, to this member's own MAC: `routed.rs`.
+            return self.routed_from_wire(&mut ip, now);
         }
         if let Err(e) = ip.check_options() {
             return Plan::Done(self.malformed(Layer::Ipv4, e));

@@ -1,0 +1,503 @@
+//! Routed mode (`dataplane.topology = "routed"`, issue 18): routers in
+//! front spread a VIP over the members by ECMP, so each client packet
+//! reaches one member, the *receiver*, and no member sees the others'
+//! packets. There is no inspector election and no "not mine: drop".
+//!
+//! - The receiver computes the connection's *target* with the service's
+//!   consistent selection over the current tables ([`Tables::routed_target`];
+//!   every member computes the same) and serves the packet if it is the
+//!   target, or sends it in GUE (`shoal_wire::gue`) to the target, whose
+//!   kernel answers the client directly. The receiver keeps no flow, so a
+//!   connection the router moves to another receiver reaches the same target.
+//! - The target keeps a flow for each connection whose SYN it accepted;
+//!   a packet of a connection it holds a flow for is served here, whatever
+//!   the tables say now.
+//! - *Second chance* (as GitHub's GLB Director): the GUE header names the
+//!   *alternate*, the target under the previous tables (the last ones whose
+//!   membership differed, `Pipeline::previous`). A target with no flow for a
+//!   non-SYN packet forwards it once to the alternate, marked so that the
+//!   alternate never forwards it again (no loops); a SYN always stays on the
+//!   first target. So an established connection survives one membership
+//!   change that moves its target; one that moved twice before its next
+//!   packet is dropped, counted (`routed_second_chance_dropped`).
+//! - GUE is accepted only from a member's address (current or previous
+//!   tables), never from another host.
+//!
+//! This module decides and (re)builds the encapsulation; it owns no state
+//! besides what `Pipeline` keeps (the flow table, `previous`). It must not
+//! change the segment mode: every entry point is reached only when
+//! `Tables::routed`.
+
+use core::net::Ipv4Addr;
+use std::sync::Arc;
+
+use shoal_select::ClientKey;
+use shoal_wire::gue::{self, GuePacket, GueRepr};
+use shoal_wire::time::Instant;
+
+use super::reuse::SynOnFlow;
+use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, ETH_LEN, KERNEL, WIRE};
+use crate::counters::{Counter, Layer};
+use crate::flow::{FlowKey, FlowState, Insert};
+use crate::io::Frame;
+use crate::wire::{
+    icmpv4, Error, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpPacket, UdpPacket,
+};
+
+/// Bytes GUE adds before the client's packet (outer IPv4, UDP, GUE header).
+pub(super) const GUE_OVERHEAD: u16 = gue::OVERHEAD as u16;
+
+/// Keys each service is probed with to tell whether new tables select
+/// differently (besides the member list itself): a config reload that
+/// changes `[selection]` with the same members.
+const PROBES: u32 = 64;
+
+/// What the GUE header of a packet that arrived encapsulated said.
+#[derive(Debug, Clone, Copy)]
+struct Arrived {
+    /// The alternate target's address, if listed.
+    alternate: Option<Ipv4Addr>,
+    /// Already forwarded to the alternate: never forward again.
+    second_chance: bool,
+    /// Bytes of outer IPv4, UDP and GUE header before the inner packet.
+    outer_len: usize,
+}
+
+/// Whether `new` selects routed targets differently from `old` (members,
+/// their effective weights or roles, or a service's selection), so that
+/// `old` becomes the previous tables. False outside routed mode (the
+/// previous tables are only read there).
+pub(super) fn membership_changed(old: &Tables, new: &Tables) -> bool {
+    if !new.routed {
+        return false;
+    }
+    let view = |t: &Tables| -> Vec<(u16, Ipv4Addr, u32, bool)> {
+        t.members
+            .iter()
+            .map(|m| (m.id, m.addr, m.effective_weight(), t.serves(m.id)))
+            .collect()
+    };
+    if view(old) != view(new) {
+        return true;
+    }
+    new.services.iter().enumerate().any(|(i, s)| {
+        let Some(j) = old.service_index(s.vip, s.port, s.protocol) else {
+            return true;
+        };
+        (0..PROBES).any(|n| {
+            let client = ClientKey {
+                addr: Ipv4Addr::from(n.wrapping_mul(0x9e37_79b9)),
+                port: (n as u16).wrapping_mul(40_503),
+            };
+            new.routed_target(i, client) != old.routed_target(j, client)
+        })
+    })
+}
+
+impl Pipeline {
+    /// A VIP packet from a router (IPv4 header and checksum checked).
+    pub(super) fn routed_from_wire(
+        &mut self,
+        ip: &mut Ipv4Packet<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
+        if ip.is_fragment() {
+            return Plan::Done(self.drop(Counter::DropRoutedFragment));
+        }
+        if let Err(e) = ip.check_options() {
+            return Plan::Done(self.malformed(Layer::Ipv4, e));
+        }
+        let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+        self.routed_vip(src, dst, protocol, ip.payload_mut(), None, now)
+    }
+
+    /// GUE to this member's address: from a member only, a header this
+    /// version writes, an intact IPv4 packet to a VIP inside; then placed as
+    /// a packet this member is the target of (or the alternate of).
+    pub(super) fn routed_decap(&mut self, outer: &mut Ipv4Packet<&mut [u8]>, now: Instant) -> Plan {
+        let from = outer.src_addr();
+        if !self.is_other_member(from) {
+            return Plan::Done(self.drop(Counter::DropEncapNotMember));
+        }
+        if outer.is_fragment() {
+            return Plan::Done(self.drop(Counter::DropEncapMalformed));
+        }
+        let ihl = outer.header_len();
+        let mut udp = match UdpPacket::new_checked(outer.payload_mut()) {
+            Ok(udp) => udp,
+            Err(e) => return Plan::Done(self.malformed(Layer::Udp, e)),
+        };
+        let Ok(mut gue) = GuePacket::new_checked(udp.payload_mut()) else {
+            return Plan::Done(self.drop(Counter::DropEncapMalformed));
+        };
+        let arrived = Arrived {
+            alternate: gue.alternate(),
+            second_chance: gue.second_chance(),
+            outer_len: ihl + 8 + gue::field::HEADER_LEN,
+        };
+        let mut inner = match Ipv4Packet::new_checked(gue.payload_mut()) {
+            Ok(inner) => inner,
+            Err(e) => return Plan::Done(self.malformed(Layer::Ipv4, e)),
+        };
+        if !inner.verify_checksum() {
+            return Plan::Done(self.malformed(Layer::Ipv4, Error::BadChecksum));
+        }
+        if inner.is_fragment() || !self.tables.is_vip(inner.dst_addr()) {
+            return Plan::Done(self.drop(Counter::DropEncapInner));
+        }
+        if let Err(e) = inner.check_options() {
+            return Plan::Done(self.malformed(Layer::Ipv4, e));
+        }
+        let (src, dst, protocol) = (inner.src_addr(), inner.dst_addr(), inner.next_header());
+        self.routed_vip(src, dst, protocol, inner.payload_mut(), Some(arrived), now)
+    }
+
+    /// Whether `addr` is another member's own address in the current or
+    /// the previous tables (who may send GUE here).
+    fn is_other_member(&self, addr: Ipv4Addr) -> bool {
+        let other = |t: &Tables| t.member_by_addr(addr).is_some_and(|m| m.id != t.own_id);
+        other(&self.tables) || self.previous.as_deref().is_some_and(other)
+    }
+
+    /// A VIP packet this member received from a router (`arrived` None) or
+    /// in GUE from another member, by protocol.
+    fn routed_vip(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        bytes: &mut [u8],
+        arrived: Option<Arrived>,
+        now: Instant,
+    ) -> Plan {
+        match protocol {
+            IpProtocol::Tcp => self.routed_tcp(src, dst, bytes, arrived, now),
+            IpProtocol::Udp => {
+                let (sport, dport) = match UdpPacket::new_checked(&bytes[..]) {
+                    Ok(udp) => (udp.src_port(), udp.dst_port()),
+                    Err(e) => return Plan::Done(self.malformed(Layer::Udp, e)),
+                };
+                let Some(index) = self.tables.service_index(dst, dport, IpProtocol::Udp) else {
+                    return Plan::Done(self.drop(Counter::DropNoService));
+                };
+                let client = ClientKey {
+                    addr: src,
+                    port: sport,
+                };
+                let target = self.tables.routed_target(index, client);
+                self.routed_stateless(target, arrived)
+            }
+            IpProtocol::Icmp => {
+                let target = self.routed_icmp_target(src, dst, bytes);
+                match target {
+                    Ok(target) => self.routed_stateless(target, arrived),
+                    Err(plan) => plan,
+                }
+            }
+            _ => Plan::Done(self.drop(Counter::DropVipProtocol)),
+        }
+    }
+
+    /// The target of an ICMP message to a VIP: an error quoting a
+    /// connection goes to that connection's target (its PMTU discovery),
+    /// anything else to the owner of the sender's address (the tables'
+    /// selector, as on a segment).
+    fn routed_icmp_target(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+    ) -> Result<Option<u16>, Plan> {
+        let repr = match Icmpv4Packet::new_checked(bytes).and_then(|p| Icmpv4Repr::parse(&p)) {
+            Ok(repr) => repr,
+            Err(e) => return Err(Plan::Done(self.malformed(Layer::Icmp, e))),
+        };
+        let t = &*self.tables;
+        match repr {
+            Icmpv4Repr::DstUnreachable { invoking, .. }
+            | Icmpv4Repr::TimeExceeded { invoking, .. } => {
+                let quoted = icmpv4::parse_invoking(invoking).ok().and_then(|q| {
+                    let (vport, cport) = q.ports()?;
+                    let index = t.service_index(q.src_addr(), vport, q.header.protocol)?;
+                    Some((index, q.dst_addr(), cport, q.src_addr()))
+                });
+                match quoted {
+                    Some((index, client, port, vip)) if vip == dst => {
+                        Ok(t.routed_target(index, ClientKey { addr: client, port }))
+                    }
+                    _ => Err(Plan::Done(self.drop(Counter::DropIcmpNoFlow))),
+                }
+            }
+            _ => Ok(t.selector.select(ClientKey { addr: src, port: 0 })),
+        }
+    }
+
+    /// UDP and ICMP: no connection state; delivered here if it arrived in
+    /// GUE (its receiver chose this member) or this member is the target,
+    /// otherwise sent to the target.
+    fn routed_stateless(&mut self, target: Option<u16>, arrived: Option<Arrived>) -> Plan {
+        if arrived.is_some() {
+            return self.routed_deliver(arrived);
+        }
+        match target {
+            None => Plan::Done(self.drop(Counter::DropRoutedNoTarget)),
+            Some(to) if to == self.tables.own_id => self.routed_deliver(None),
+            Some(to) => {
+                self.counters.inc(Counter::RoutedForwarded);
+                Plan::Gue {
+                    to,
+                    alternate: None,
+                    second_chance: false,
+                    strip: 0,
+                }
+            }
+        }
+    }
+
+    /// Delivers the packet to this kernel: as it came from the router, or
+    /// without its outer headers.
+    fn routed_deliver(&mut self, arrived: Option<Arrived>) -> Plan {
+        match arrived {
+            None => {
+                self.counters.inc(Counter::RoutedLocal);
+                Plan::Done(Verdict::Forward(KERNEL))
+            }
+            Some(a) => {
+                self.counters.inc(Counter::RoutedDecapsulated);
+                Plan::Decap {
+                    outer_len: a.outer_len,
+                }
+            }
+        }
+    }
+
+    /// A TCP segment to a VIP in routed mode. A flow here: served here. No
+    /// flow, at the receiver: to the target unless it is this member. At
+    /// the target: a SYN is accepted (flow created, lease permitting);
+    /// anything else gets its second chance at the alternate, once.
+    fn routed_tcp(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &mut [u8],
+        arrived: Option<Arrived>,
+        now: Instant,
+    ) -> Plan {
+        let mut tcp = match TcpPacket::new_checked(bytes) {
+            Ok(tcp) => tcp,
+            Err(e) => return Plan::Done(self.malformed(Layer::Tcp, e)),
+        };
+        let (sport, dport) = (tcp.src_port(), tcp.dst_port());
+        let key = FlowKey::new(src, sport, dst, dport, IpProtocol::Tcp.into());
+        let client = ClientKey {
+            addr: src,
+            port: sport,
+        };
+        let pure_syn = tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin();
+        // A SYN of a new connection on the 4-tuple of an earlier one drops
+        // the earlier one's state and is placed afresh (`reuse`).
+        let own_syn =
+            pure_syn && self.syn_meets_flow(&key, tcp.seq_number(), now) == SynOnFlow::OwnSyn;
+        let mss = self.tables.mtu.saturating_sub(GUE_OVERHEAD + 40);
+        if self.track(&key, tcp.flags(), true, now).is_some() {
+            if own_syn {
+                self.counters.inc(Counter::SynRetransmit);
+            }
+            if pure_syn && tcp.clamp_mss(mss) {
+                self.counters.inc(Counter::MssClamped);
+            }
+            return self.routed_deliver(arrived);
+        }
+        let Some(index) = self.tables.service_index(dst, dport, IpProtocol::Tcp) else {
+            return Plan::Done(self.drop(Counter::DropNoService));
+        };
+        let own = self.tables.own_id;
+        if arrived.is_none() {
+            let Some(target) = self.tables.routed_target(index, client) else {
+                return Plan::Done(self.drop(Counter::DropRoutedNoTarget));
+            };
+            if target != own {
+                // Every packet may be encapsulated (the router may move the
+                // connection to another receiver): the SYN's MSS leaves room.
+                if pure_syn && tcp.clamp_mss(mss) {
+                    self.counters.inc(Counter::MssClamped);
+                }
+                let alternate = self.previous_target(dst, dport, client);
+                self.counters.inc(Counter::RoutedForwarded);
+                return Plan::Gue {
+                    to: target,
+                    alternate: alternate.filter(|&a| a != target),
+                    second_chance: false,
+                    strip: 0,
+                };
+            }
+        }
+        if pure_syn {
+            return self.routed_syn(key, &mut tcp, mss, arrived, now);
+        }
+        // Not a SYN and no flow: the connection began under other tables.
+        let (alternate, strip) = match arrived {
+            Some(a) if a.second_chance => (None, 0),
+            Some(a) => (
+                a.alternate.and_then(|addr| self.member_id_by_addr(addr)),
+                a.outer_len,
+            ),
+            None => (self.previous_target(dst, dport, client), 0),
+        };
+        match alternate.filter(|&a| a != own) {
+            Some(to) => {
+                self.counters.inc(Counter::RoutedSecondChance);
+                Plan::Gue {
+                    to,
+                    alternate: Some(to),
+                    second_chance: true,
+                    strip,
+                }
+            }
+            None => Plan::Done(self.drop(Counter::RoutedSecondChanceDropped)),
+        }
+    }
+
+    /// A SYN this member is the target of: intact, lease held, a flow
+    /// created (its later packets find this member), MSS clamped, delivered.
+    fn routed_syn(
+        &mut self,
+        key: FlowKey,
+        tcp: &mut TcpPacket<&mut [u8]>,
+        mss: u16,
+        arrived: Option<Arrived>,
+        now: Instant,
+    ) -> Plan {
+        // A SYN creates state: make sure it is intact.
+        if !tcp.verify_checksum(key.src, key.dst) {
+            return Plan::Done(self.malformed(Layer::Tcp, Error::BadChecksum));
+        }
+        if !self.claims.lease_held(now) {
+            return Plan::Done(self.drop(Counter::ClaimsRefusedLease));
+        }
+        let entry = FlowEntry::new(FlowAction::Local, tcp.seq_number());
+        if self.flows.insert(key, FlowState::Syn, entry, now) == Insert::Rejected {
+            return Plan::Done(self.drop(Counter::DropFlowTableFull));
+        }
+        self.counters.inc(Counter::RoutedSynAccepted);
+        if tcp.clamp_mss(mss) {
+            self.counters.inc(Counter::MssClamped);
+        }
+        self.routed_deliver(arrived)
+    }
+
+    /// The target of `client`'s connection to (`vip`, `port`) under the
+    /// previous tables, if they exist and have that service.
+    fn previous_target(&self, vip: Ipv4Addr, port: u16, client: ClientKey) -> Option<u16> {
+        let p = self.previous.as_deref()?;
+        let index = p.service_index(vip, port, IpProtocol::Tcp)?;
+        p.routed_target(index, client)
+    }
+
+    /// The id of the member whose address is `addr` (current, then previous
+    /// tables).
+    fn member_id_by_addr(&self, addr: Ipv4Addr) -> Option<u16> {
+        self.tables
+            .member_by_addr(addr)
+            .or_else(|| self.previous.as_deref()?.member_by_addr(addr))
+            .map(|m| m.id)
+    }
+
+    /// Sends the IPv4 packet in GUE to member `to`, naming `alternate`
+    /// (`second_chance`: already at its second chance), after stripping
+    /// `strip` bytes of outer headers it arrived with; a packet that would
+    /// exceed the MTU is answered with ICMP fragmentation-needed (DF) or
+    /// dropped. The frame's outcome was counted when this was planned.
+    pub(super) fn gue_encapsulate<F: Frame>(
+        &mut self,
+        frame: &mut F,
+        to: u16,
+        alternate: Option<u16>,
+        second_chance: bool,
+        strip: usize,
+    ) -> Verdict {
+        let t = Arc::clone(&self.tables);
+        let previous = self.previous.clone();
+        let find = |id: u16| {
+            t.member(id)
+                .or_else(|| previous.as_deref()?.member(id))
+                .map(|m| (m.addr, m.mac))
+        };
+        let Some((to_addr, to_mac)) = find(to) else {
+            self.counters.inc(Counter::DropRedirectTargetGone);
+            return Verdict::Drop;
+        };
+        let alternate = alternate.and_then(find).map(|(addr, _)| addr);
+        if strip > 0 {
+            frame.bytes_mut().copy_within(0..ETH_LEN, strip);
+            if !frame.adj(strip) {
+                self.counters.inc(Counter::DecapFailed);
+                return Verdict::Drop;
+            }
+        }
+        let (inner_len, dont_frag, dscp_ecn, entropy) = {
+            let ip = Ipv4Packet::new_unchecked(&frame.bytes()[ETH_LEN..]);
+            let ports = ip
+                .payload()
+                .get(..4)
+                .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+            let mix = u32::from(ip.src_addr()) ^ u32::from(ip.dst_addr()).rotate_left(16) ^ ports;
+            let entropy = (mix.wrapping_mul(0x9e37_79b1) >> 18) as u16;
+            (
+                usize::from(ip.total_len()),
+                ip.dont_frag(),
+                ip.dscp_ecn(),
+                entropy,
+            )
+        };
+        let over = usize::from(GUE_OVERHEAD);
+        if inner_len + over > usize::from(t.mtu) {
+            if dont_frag {
+                return self.frag_needed(frame, GUE_OVERHEAD);
+            }
+            self.counters.inc(Counter::DropTooBig);
+            return Verdict::Drop;
+        }
+        self.ident = self.ident.wrapping_add(1);
+        // Drop Ethernet padding, then make room in the headroom.
+        if !frame.truncate(ETH_LEN + inner_len) || !frame.prepend(over) {
+            self.counters.inc(Counter::DropNoHeadroom);
+            return Verdict::Drop;
+        }
+        let bytes = frame.bytes_mut();
+        bytes.copy_within(over..over + ETH_LEN, 0);
+        let mut eth = EthernetFrame::new_unchecked(&mut bytes[..]);
+        eth.set_dst_addr(to_mac);
+        eth.set_src_addr(t.own_mac);
+        let udp_len = 8 + gue::field::HEADER_LEN + inner_len;
+        let outer = Ipv4Repr {
+            src_addr: t.own_addr,
+            dst_addr: to_addr,
+            protocol: IpProtocol::Udp,
+            payload_len: udp_len,
+            ttl: 64,
+            ident: self.ident,
+            dont_frag,
+            more_frags: false,
+            frag_offset: 0,
+            dscp_ecn,
+        };
+        let mut ip = Ipv4Packet::new_unchecked(&mut bytes[ETH_LEN..]);
+        outer.emit(&mut ip);
+        ip.fill_checksum();
+        let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+        // Source port: the connection's entropy in the dynamic range
+        // (receive-side scaling at the target); checksum 0 (none, RFC 768).
+        udp.set_src_port(0xc000 | entropy);
+        udp.set_dst_port(gue::PORT);
+        udp.set_len(udp_len as u16);
+        udp.set_checksum(0);
+        GueRepr {
+            alternate,
+            second_chance,
+        }
+        .emit(&mut GuePacket::new_unchecked(udp.payload_mut()));
+        Verdict::Forward(WIRE)
+    }
+}
