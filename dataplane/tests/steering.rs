@@ -175,6 +175,45 @@ proptest! {
     }
 }
 
+/// Routed mode's GUE (`dataplane.topology = "routed"`): a packet another
+/// member forwards to this one goes to the owner of the inner packet's
+/// connection; on a segment the same datagram is this member's own traffic.
+#[test]
+fn gue_is_steered_by_its_inner_packet_in_routed_mode_only() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
+    let mut cfg = shoal_config::load_file(&path).unwrap();
+    "srv1".clone_into(&mut cfg.cluster.local_member);
+    cfg.dataplane.topology = shoal_config::Topology::Routed;
+    let routed = Tables::from_config(&cfg, 1).unwrap();
+    let segment = tables();
+    let client = Ipv4Addr::new(198, 19, 7, 9);
+    for (client_port, workers) in [(40_001u16, 4usize), (51_234, 3), (61_000, 8)] {
+        let forward = ipv4(client, VIP, 6, &tcp_bytes(client_port, 80));
+        let mut gue = vec![0x02, 4, 0, 0, 0x53, 0x48, 0, 0, 0, 0, 0, 0];
+        gue.extend_from_slice(&forward);
+        let frame = eth(
+            routed.own_mac,
+            &ipv4(
+                Ipv4Addr::new(198, 18, 0, 12),
+                routed.own_addr,
+                17,
+                &udp_bytes(0xc001, shoal_wire::gue::PORT, &gue),
+            ),
+        );
+        let tuple = Tuple {
+            client,
+            client_port,
+            vip: VIP,
+            vip_port: 80,
+        };
+        assert_eq!(
+            steer::target(WIRE, &frame, &routed, workers),
+            Some(steer::owner(&tuple, workers))
+        );
+        assert_eq!(steer::target(WIRE, &frame, &segment, workers), None);
+    }
+}
+
 /// What left on each port (sorted), the summed counters without the
 /// steering ones, and how many frames were steered.
 type Outcome = ([Vec<Vec<u8>>; 2], BTreeMap<&'static str, u64>, u64);

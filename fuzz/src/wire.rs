@@ -1,8 +1,8 @@
 //! Target `wire`: every view and repr of `shoal-wire` over arbitrary bytes.
 //!
 //! The input is read as a frame and, independently, as a bare IPv4 packet,
-//! TCP segment, UDP datagram, ICMP message, ARP packet and quoted invoking
-//! packet. Whatever parses must survive a round trip: emitting the parsed
+//! TCP segment, UDP datagram, routed-mode GUE header, ICMP message, ARP
+//! packet and quoted invoking packet. Whatever parses must survive a round trip: emitting the parsed
 //! repr and parsing that again gives the same repr, with valid checksums,
 //! and the emitted length is the one the repr announced.
 
@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 
 use shoal_wire::arp::{ArpPacket, ArpRepr};
 use shoal_wire::ethernet::{EthernetFrame, EthernetRepr};
+use shoal_wire::gue::{self, GuePacket, GueRepr};
 use shoal_wire::icmpv4::{self, Icmpv4Packet, Icmpv4Repr};
 use shoal_wire::ipip;
 use shoal_wire::ipv4::{Ipv4Packet, Ipv4Repr};
@@ -26,6 +27,7 @@ pub fn run(data: &[u8]) {
     ipv4(data);
     tcp(data, SRC, DST);
     udp(data, SRC, DST);
+    gue(data);
     icmp(data);
     arp(data);
     // Never panics, whatever it is given.
@@ -178,6 +180,25 @@ fn udp(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
     assert!(again.verify_checksum(src, dst));
     assert_eq!(again.payload(), payload);
     assert_eq!(UdpRepr::parse(&again), Ok(repr));
+    if repr.dst_port == gue::PORT {
+        gue(payload);
+    }
+}
+
+/// The routed mode's GUE header: what parses re-emits to the same 12
+/// bytes (the header has one canonical form), and the inner packet goes on.
+fn gue(data: &[u8]) {
+    let Ok(packet) = GuePacket::new_checked(data) else {
+        return;
+    };
+    let repr = GueRepr::parse(&packet).expect("a checked header parses");
+    assert_eq!(repr.alternate, packet.alternate());
+    assert!(!repr.second_chance || repr.alternate.is_some());
+    let mut out = [0u8; gue::field::HEADER_LEN];
+    repr.emit(&mut GuePacket::new_unchecked(&mut out[..]));
+    assert_eq!(out[..], data[..gue::field::HEADER_LEN], "{repr:?}");
+    assert_eq!(packet.payload().len() + gue::field::HEADER_LEN, data.len());
+    ipv4(packet.payload());
 }
 
 fn icmp(data: &[u8]) {
