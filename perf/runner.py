@@ -45,6 +45,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 RUN = "/run/shoal-lab"
 VIP = "198.18.0.100"
 SERVERS = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
@@ -613,7 +614,7 @@ class Bench:
         """The DTS scaling simulator (seed 002 §4.2): with its default
         inputs (the lab's busy time per connection as the inspection cost),
         and again with the pipeline costs the splice bench measured."""
-        exe = os.path.join(ROOT, "target", "release", "dts-sim")
+        exe = os.path.join(TARGET, "release", "dts-sim")
         if not os.access(exe, os.X_OK):
             raise BenchError(f"{exe} missing (perf/run builds it)")
         variants = [("inputs from perf/README (lab busy time as inspection cost)", [])]
@@ -675,7 +676,7 @@ def meta(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="results folder (created)")
-    p.add_argument("--bin-dir", default=os.environ.get("SHOAL_BIN_DIR", os.path.join(ROOT, "target", "release")))
+    p.add_argument("--bin-dir", default=os.environ.get("SHOAL_BIN_DIR", os.path.join(TARGET, "release")))
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--concurrency", default="1,16,128,512")
     p.add_argument("--keepalive-concurrency", default="16,128")
