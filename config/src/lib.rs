@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod classes;
+mod health_url;
 mod load;
 mod locate;
 mod mac;
@@ -18,6 +19,7 @@ mod sticky;
 mod validate;
 
 pub use classes::*;
+pub use health_url::HealthUrl;
 pub use load::{load_file, load_str, ConfigError, Location};
 pub use mac::{MacAddr, ParseMacError};
 pub use reload::{services_digest, services_reloadable};

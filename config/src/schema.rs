@@ -752,6 +752,104 @@ pub struct Control {
     /// (`[control.load]`): the host's CPU and the application's share.
     #[serde(default)]
     pub load: LoadSettings,
+    /// Announcing the VIPs by BGP through the member's BIRD 2
+    /// (`[control.bgp]`, routed mode); none = control announces nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpSettings>,
+}
+
+/// `[control.bgp]`: control enables the BIRD protocol that exports the VIP
+/// routes (`protocol static shoal_vips`, exported only to the BGP peers)
+/// while this member should receive VIP traffic, and disables it otherwise,
+/// through `birdc`. See deploy/CONFIG.md and deploy/examples/routed/.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpSettings {
+    /// Whether control drives the announcement (false: the section is
+    /// kept but control leaves BIRD alone).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The `birdc` program (absolute path).
+    #[serde(default = "default_birdc")]
+    pub birdc: PathBuf,
+    /// BIRD's control socket (`birdc -s`).
+    #[serde(default = "default_bird_socket")]
+    pub socket: PathBuf,
+    /// The BIRD protocol holding the VIP routes, enabled to announce and
+    /// disabled to withdraw.
+    #[serde(default = "default_bird_protocol")]
+    pub protocol: String,
+    /// The local application's health check: an HTTP GET of this URL
+    /// (`http://IPV4[:PORT]/PATH`) must answer 2xx or 3xx within
+    /// `health_timeout_ms`.
+    #[serde(default = "default_health_url")]
+    pub health_url: String,
+    /// Between two health checks, milliseconds.
+    #[serde(default = "default_health_interval_ms")]
+    pub health_interval_ms: u64,
+    /// How long one health check may take, milliseconds.
+    #[serde(default = "default_health_timeout_ms")]
+    pub health_timeout_ms: u64,
+    /// Consecutive failed health checks that withdraw the VIP (one success
+    /// announces it again).
+    #[serde(default = "default_health_failures")]
+    pub health_failures: u32,
+    /// How long the lease may be lapsed before the VIP is withdrawn,
+    /// milliseconds: a lease lapses briefly whenever a peer dies (until the
+    /// cleaner removes it, one failure timeout), which must not withdraw
+    /// every survivor. At least `control.failure_timeout_ms`.
+    #[serde(default = "default_lease_lapse_ms")]
+    pub lease_lapse_ms: u64,
+    /// On SIGTERM control withdraws first and stays in the membership this
+    /// long before it leaves, milliseconds: the routers move the VIP away
+    /// while this member still serves what reaches it.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for BgpSettings {
+    fn default() -> Self {
+        BgpSettings {
+            enabled: true,
+            birdc: default_birdc(),
+            socket: default_bird_socket(),
+            protocol: default_bird_protocol(),
+            health_url: default_health_url(),
+            health_interval_ms: default_health_interval_ms(),
+            health_timeout_ms: default_health_timeout_ms(),
+            health_failures: default_health_failures(),
+            lease_lapse_ms: default_lease_lapse_ms(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+fn default_birdc() -> PathBuf {
+    PathBuf::from("/usr/sbin/birdc")
+}
+fn default_bird_socket() -> PathBuf {
+    PathBuf::from("/run/bird/bird.ctl")
+}
+fn default_bird_protocol() -> String {
+    "shoal_vips".to_owned()
+}
+fn default_health_url() -> String {
+    "http://127.0.0.1:80/".to_owned()
+}
+fn default_health_interval_ms() -> u64 {
+    500
+}
+fn default_health_timeout_ms() -> u64 {
+    400
+}
+fn default_health_failures() -> u32 {
+    3
+}
+fn default_lease_lapse_ms() -> u64 {
+    3_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    1_000
 }
 
 /// `[control.load]`: the figures the composite load is made of and where
@@ -821,6 +919,7 @@ impl Default for Control {
             admin_token_file: None,
             shm_path: default_shm_path(),
             load: LoadSettings::default(),
+            bgp: None,
         }
     }
 }

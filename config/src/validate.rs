@@ -953,6 +953,9 @@ fn check_control(c: &Control, members: usize, p: &mut Problems) {
         );
     }
     check_load(&c.load, p);
+    if let Some(bgp) = &c.bgp {
+        check_bgp(bgp, c.failure_timeout_ms, p);
+    }
     if c.networks.is_empty() && members > 1 {
         p.add(
             "control.networks",
@@ -1021,6 +1024,73 @@ fn check_control(c: &Control, members: usize, p: &mut Problems) {
 fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
     let wildcard = |ip: IpAddr| ip.is_unspecified();
     a.port() == b.port() && (a.ip() == b.ip() || wildcard(a.ip()) || wildcard(b.ip()))
+}
+
+/// `[control.bgp]`: absolute program and socket paths, a BIRD protocol
+/// name, an `http://IPV4[:PORT]/PATH` health URL, a timeout shorter than
+/// the interval, at least one failure, a lease lapse of at least the
+/// failure timeout.
+fn check_bgp(b: &crate::BgpSettings, failure_timeout_ms: u64, p: &mut Problems) {
+    for (name, path) in [("birdc", &b.birdc), ("socket", &b.socket)] {
+        if !path.is_absolute() {
+            p.add(
+                format!("control.bgp.{name}"),
+                format!("must be an absolute path (got \"{}\")", path.display()),
+            );
+        }
+    }
+    let name_ok = !b.protocol.is_empty()
+        && b.protocol
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+        && b.protocol
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if !name_ok {
+        p.add(
+            "control.bgp.protocol",
+            format!(
+                "must be a BIRD protocol name (a letter, then letters, digits or '_'), got \"{}\"",
+                b.protocol
+            ),
+        );
+    }
+    if let Err(e) = crate::HealthUrl::parse(&b.health_url) {
+        p.add("control.bgp.health_url", e);
+    }
+    if b.health_interval_ms < 50 {
+        p.add(
+            "control.bgp.health_interval_ms",
+            format!("must be at least 50 (got {})", b.health_interval_ms),
+        );
+    }
+    if b.health_timeout_ms == 0 || b.health_timeout_ms > b.health_interval_ms {
+        p.add(
+            "control.bgp.health_timeout_ms",
+            format!(
+                "must be above 0 and at most health_interval_ms = {} (got {})",
+                b.health_interval_ms, b.health_timeout_ms
+            ),
+        );
+    }
+    if b.health_failures == 0 {
+        p.add(
+            "control.bgp.health_failures",
+            "must be at least 1 (consecutive failed checks that withdraw the VIP)",
+        );
+    }
+    if b.lease_lapse_ms < failure_timeout_ms {
+        p.add(
+            "control.bgp.lease_lapse_ms",
+            format!(
+                "must be at least control.failure_timeout_ms = {failure_timeout_ms} (got {}): \
+                 every survivor's lease lapses for up to one failure timeout when a peer dies, \
+                 which must not withdraw them all",
+                b.lease_lapse_ms
+            ),
+        );
+    }
 }
 
 /// `[control.load]`: weights in 0..=1 and not all 0, absolute pid files

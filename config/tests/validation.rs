@@ -1769,3 +1769,78 @@ fn topology_defaults_to_segment_and_is_not_written_back() {
     let text = toml::to_string(&config).expect("serialises");
     assert!(!text.contains("topology"), "{text}");
 }
+
+/// `[control.bgp]` (routed mode's announcer): each broken key is named.
+#[test]
+fn control_bgp_keys() {
+    const BGP: &str = r#"
+[control.bgp]
+birdc = "/usr/sbin/birdc"
+socket = "/run/bird/bird.ctl"
+protocol = "shoal_vips"
+health_url = "http://127.0.0.1:80/"
+health_interval_ms = 500
+health_timeout_ms = 400
+health_failures = 3
+lease_lapse_ms = 3000
+"#;
+    let good = format!("{BASE}{BGP}");
+    let cfg = load(&good).expect("valid [control.bgp]");
+    let bgp = cfg.control.bgp.expect("bgp set");
+    assert!(bgp.enabled);
+    assert_eq!(bgp.shutdown_grace_ms, 1000);
+    assert_eq!(
+        load(&format!("{BASE}\n[control.bgp]\n"))
+            .unwrap()
+            .control
+            .bgp,
+        Some(shoal_config::BgpSettings::default())
+    );
+    assert_eq!(load(BASE).unwrap().control.bgp, None);
+    for (from, to, key, reason) in [
+        (
+            "birdc = \"/usr/sbin/birdc\"",
+            "birdc = \"birdc\"",
+            "control.bgp.birdc",
+            "must be an absolute path",
+        ),
+        (
+            "protocol = \"shoal_vips\"",
+            "protocol = \"shoal-vips\"",
+            "control.bgp.protocol",
+            "must be a BIRD protocol name",
+        ),
+        (
+            "health_url = \"http://127.0.0.1:80/\"",
+            "health_url = \"http://localhost/\"",
+            "control.bgp.health_url",
+            "the host must be an IPv4 address",
+        ),
+        (
+            "health_timeout_ms = 400",
+            "health_timeout_ms = 600",
+            "control.bgp.health_timeout_ms",
+            "at most health_interval_ms = 500",
+        ),
+        (
+            "health_failures = 3",
+            "health_failures = 0",
+            "control.bgp.health_failures",
+            "must be at least 1",
+        ),
+        (
+            "lease_lapse_ms = 3000",
+            "lease_lapse_ms = 500",
+            "control.bgp.lease_lapse_ms",
+            "must be at least control.failure_timeout_ms = 1000",
+        ),
+    ] {
+        let text = good.replacen(from, to, 1);
+        let problem = only_problem(&text);
+        assert_eq!(problem.key, key, "{problem:?}");
+        assert!(problem.reason.contains(reason), "{key}: {}", problem.reason);
+        assert_eq!(problem.location.map(|l| l.line), Some(line_of(&text, to)));
+    }
+    let err = load(&format!("{BASE}{BGP}birdctl = \"x\"\n")).unwrap_err();
+    assert!(err.to_string().contains("birdctl"), "{err}");
+}

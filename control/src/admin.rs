@@ -538,6 +538,7 @@ pub fn plan_reload(old: &Config, new: &Config) -> Result<ReloadPlan, Vec<String>
         restart_control,
     );
     fixed("control.shm_path", oc.shm_path == nc.shm_path, restart_both);
+    fixed("control.bgp", oc.bgp == nc.bgp, restart_control);
     if let Err(errs) = shoal_config::services_reloadable(&old.services, &new.services) {
         errors.extend(errs);
     }

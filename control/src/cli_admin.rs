@@ -420,6 +420,9 @@ pub fn render(cmd: &AdminCommand, b: &Value) -> String {
                 b["applied_digest"].as_str().unwrap_or("?")
             );
             let _ = writeln!(s, "{}", load_line(b));
+            if let Ok(bgp) = serde_json::from_value::<crate::bgp::BgpStatus>(b["bgp"].clone()) {
+                let _ = writeln!(s, "{}", bgp.line());
+            }
             for p in b["pins"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     s,

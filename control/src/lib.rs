@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bgp;
 pub mod cli_admin;
 pub mod cpu;
 pub mod daemon;

@@ -539,6 +539,9 @@ pub fn render(s: &Status) -> String {
         s.lease.remaining_ms as f64 / 1000.0,
     );
     load_detail(&mut out, &s.load_detail);
+    if let Some(b) = &s.bgp {
+        bgp(&mut out, b);
+    }
     for m in &s.members {
         let id = m.id.to_string();
         let l = [("member", m.name.as_str()), ("id", id.as_str())];
@@ -644,6 +647,73 @@ pub fn render(s: &Status) -> String {
         }
     }
     out.finish()
+}
+
+/// The BGP announcer (`[control.bgp]`): every (to, reason) pair is
+/// written, 0 until it happens, so `increase()` sees the first one.
+fn bgp(out: &mut Out, b: &crate::bgp::BgpStatus) {
+    out.gauge(
+        "shoal_bgp_announced",
+        "1 when this member's BIRD announces the VIP routes (control.bgp).",
+        &[],
+        f64::from(u8::from(b.announced)),
+    );
+    out.gauge(
+        "shoal_bgp_wanted",
+        "1 when control wants the VIP announced (differs from shoal_bgp_announced while birdc fails).",
+        &[],
+        f64::from(u8::from(b.wanted)),
+    );
+    let pairs = [("announced", "serving")].into_iter().chain(
+        [
+            "starting",
+            "not_live",
+            "draining",
+            "lease_lapsed",
+            "health_failed",
+            "shutdown",
+        ]
+        .map(|r| ("withdrawn", r)),
+    );
+    for (to, reason) in pairs {
+        let n = b
+            .transitions
+            .iter()
+            .find(|t| t.to == to && t.reason == reason)
+            .map_or(0, |t| t.count);
+        out.counter(
+            "shoal_bgp_transitions_total",
+            "Announcements and withdrawals applied through birdc, by new state and reason.",
+            &[("to", to), ("reason", reason)],
+            n,
+        );
+    }
+    for session in &b.sessions {
+        out.gauge(
+            "shoal_bgp_session_up",
+            "1 when the BGP session (a BIRD protocol) is established.",
+            &[("peer", &session.name)],
+            f64::from(u8::from(session.up)),
+        );
+    }
+    out.counter(
+        "shoal_bgp_birdc_errors_total",
+        "birdc calls that failed (retried).",
+        &[],
+        b.birdc_errors,
+    );
+    out.counter(
+        "shoal_bgp_health_checks_total",
+        "Health checks of the local application (control.bgp.health_url).",
+        &[],
+        b.health_checks,
+    );
+    out.gauge(
+        "shoal_bgp_health_failing",
+        "Consecutive failed health checks of the local application.",
+        &[],
+        f64::from(b.health_failed_in_a_row),
+    );
 }
 
 /// The own load's figures beyond the announced ones (`control.load`).
@@ -1161,8 +1231,62 @@ shoal_member_weight{member=\"srv2\",id=\"2\"} 50
         assert_eq!(float(0.1), "0.1");
     }
 
+    fn bgp_status() -> Status {
+        let mut s = fixed_status();
+        s.bgp = Some(crate::bgp::BgpStatus {
+            announced: true,
+            wanted: true,
+            reason: "serving".into(),
+            protocol: "shoal_vips".into(),
+            protocol_state: Some("up".into()),
+            health_checks: 40,
+            health_failed_in_a_row: 1,
+            health_error: Some("HTTP 503".into()),
+            sessions: vec![crate::bgp::SessionStatus {
+                name: "tor1".into(),
+                up: true,
+                state: "up".into(),
+                info: "Established".into(),
+            }],
+            transitions: vec![crate::bgp::Transition {
+                to: "withdrawn".into(),
+                reason: "draining".into(),
+                count: 2,
+            }],
+            birdc_errors: 3,
+            last_error: None,
+        });
+        s
+    }
+
+    #[test]
+    fn bgp_families() {
+        let text = render(&bgp_status());
+        for line in [
+            "shoal_bgp_announced 1",
+            "shoal_bgp_wanted 1",
+            "shoal_bgp_transitions_total{to=\"announced\",reason=\"serving\"} 0",
+            "shoal_bgp_transitions_total{to=\"withdrawn\",reason=\"draining\"} 2",
+            "shoal_bgp_transitions_total{to=\"withdrawn\",reason=\"shutdown\"} 0",
+            "shoal_bgp_session_up{peer=\"tor1\"} 1",
+            "shoal_bgp_birdc_errors_total 3",
+            "shoal_bgp_health_checks_total 40",
+            "shoal_bgp_health_failing 1",
+            "# TYPE shoal_bgp_transitions_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert_eq!(text.matches("shoal_bgp_transitions_total{").count(), 7);
+        assert!(!render(&fixed_status()).contains("shoal_bgp"));
+    }
+
     #[test]
     fn promtool_accepts_the_output() {
+        promtool_check(&render(&fixed_status()));
+        promtool_check(&render(&bgp_status()));
+    }
+
+    fn promtool_check(text: &str) {
         let Ok(out) = std::process::Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())
@@ -1172,7 +1296,7 @@ shoal_member_weight{member=\"srv2\",id=\"2\"} 50
             .and_then(|mut child| {
                 use std::io::Write;
                 if let Some(mut stdin) = child.stdin.take() {
-                    stdin.write_all(render(&fixed_status()).as_bytes())?;
+                    stdin.write_all(text.as_bytes())?;
                 }
                 child.wait_with_output()
             })

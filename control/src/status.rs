@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use crate::bgp::BgpStatus;
 use crate::load::LocalLoad;
 use crate::membership::{Membership, NoLease, Now, TableEntry};
 use crate::message::LoadFigures;
@@ -148,6 +149,8 @@ pub struct Status {
     pub flow_table_capacity: u64,
     /// Operators' pins in force on this member (`shoalctl flows pin`).
     pub pins: Vec<PinStatus>,
+    /// The BGP announcer (`[control.bgp]`; none without it).
+    pub bgp: Option<BgpStatus>,
 }
 
 /// The own load's CPU figures and weights (`/status`'s `load_detail`).
@@ -262,6 +265,7 @@ impl Status {
             workers: Vec::new(),
             flow_table_capacity: 0,
             pins: Vec::new(),
+            bgp: None,
         }
     }
 }

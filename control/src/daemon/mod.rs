@@ -39,11 +39,13 @@ use crate::membership::{Isolation, MemberInfo, Membership, Now, Timing};
 use crate::status::{NetworkStatus, Status};
 use shoal_key::{AdminToken, ClusterKey, KeyError};
 
+mod bgp;
 mod cpu_load;
 mod events;
 mod http;
 mod net;
 
+use bgp::BgpHandle;
 use cpu_load::CpuLoad;
 use events::log_event;
 use http::{http_server, locked, spawn_admin, spawn_metrics, Shared};
@@ -166,6 +168,8 @@ struct Daemon {
     networks: Vec<Network>,
     clock: Clock,
     shared: Arc<Shared>,
+    /// The BGP announcer (`[control.bgp]`), none without it.
+    bgp: Option<BgpHandle>,
 }
 
 impl Daemon {
@@ -202,6 +206,25 @@ impl Daemon {
         let datagram = self.membership.announce_signed(now);
         self.announce(&datagram);
         self.link.push(&self.membership, now);
+        self.update_bgp(now);
+    }
+
+    /// Hands the BGP announcer this member's state: in the membership, not
+    /// drained, and how long the dataplane's lease has been over.
+    fn update_bgp(&self, now: Now) {
+        let Some(bgp) = &self.bgp else { return };
+        let local = self.membership.local();
+        let until = self.link.lease_until_ms();
+        bgp.update(crate::bgp::MemberState {
+            live: !self.membership.withdrawn(),
+            draining: self
+                .membership
+                .settings()
+                .get(&local)
+                .is_some_and(|s| s.draining),
+            lease_lapsed_ms: (until <= now.mono_ms).then(|| now.mono_ms - until),
+            shutdown: false,
+        });
     }
 
     /// A dataplane that stopped writing stats (gone, or hung) for two
@@ -407,6 +430,7 @@ impl Daemon {
         s.flow_table_capacity = u64::from(self.config.dataplane.flow_table.capacity);
         s.pins = self.link.pins(now.mono_ms);
         s.load_detail = self.cpu.detail(self.load.local());
+        s.bgp = self.bgp.as_ref().map(BgpHandle::status);
         if let Ok(mut slot) = self.shared.status.lock() {
             *slot = Arc::new(s);
         }
@@ -496,8 +520,23 @@ pub fn run(config_path: &Path, stop: &Arc<AtomicBool>) -> Result<(), StartError>
         networks,
         clock,
         shared,
+        bgp: None,
     };
+    d.bgp = BgpHandle::start(d.config.control.bgp.as_ref());
     main_loop(&mut d, &rx, stop);
+    if let Some(mut bgp) = d.bgp.take() {
+        // Withdraw first, then stay a member (serving what still arrives)
+        // while the routers move the VIP away.
+        let grace = bgp.shutdown();
+        let end = d.clock.now().mono_ms + grace.as_millis() as u64;
+        while d.clock.now().mono_ms < end {
+            d.interval();
+            d.publish();
+            thread::sleep(Duration::from_millis(
+                d.membership.timing().interval_ms.max(1),
+            ));
+        }
+    }
     let datagram = d.membership.leave_signed(d.clock.now());
     d.announce(&datagram);
     tracing::info!("signal received: announced leaving to the peers; exiting");
