@@ -27,68 +27,29 @@ Tunables (TRex 3.x: `start -f astf_http_keepalive.py -t --requests 10
 --cps 100`; `-t --help` lists them): --vip, --port, --client_first,
 --client_last, --cps, --requests, --resp_bytes. See perf/trex/README.md.
 """
-import argparse
+from trex.astf.api import ASTFProgram
 
-from trex.astf.api import (
-    ASTFProfile, ASTFProgram, ASTFIPGenDist, ASTFIPGenGlobal, ASTFIPGen,
-    ASTFTCPClientTemplate, ASTFTCPServerTemplate, ASTFAssociationRule,
-    ASTFTemplate,
-)
+import shoal_trex  # perf/trex/shoal_trex.py, beside this file
 
 PATH = "/whoami"
-DEFAULTS = {
-    "vip": "198.18.0.100",
-    "port": 80,
-    "client_first": "198.18.1.1",
-    "client_last": "198.18.1.254",
-    "cps": 100.0,
-    "requests": 10,
-    "resp_bytes": 164,
-}
+TUNABLES = shoal_trex.ASTF_TARGET + [
+    shoal_trex.cps(100.0),
+    shoal_trex.Tunable("requests", 10, int, "GETs per connection"),
+    shoal_trex.Tunable("resp_bytes", 164, int, "exact bytes of one response, headers and body"),
+]
 
 
-def parse_tunables(tunables, kwargs, description):
-    """argparse over TRex 3.x's tunables list; old clients pass kwargs."""
-    parser = argparse.ArgumentParser(
-        prog="astf_http_keepalive.py", description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--vip", default=DEFAULTS["vip"], help="server address (a VIP of the cluster)")
-    parser.add_argument("--port", type=int, default=DEFAULTS["port"], help="server TCP port")
-    parser.add_argument("--client_first", default=DEFAULTS["client_first"], help="first client address")
-    parser.add_argument("--client_last", default=DEFAULTS["client_last"], help="last client address")
-    parser.add_argument("--cps", type=float, default=DEFAULTS["cps"],
-                        help="new connections per second (start's -m multiplies it)")
-    parser.add_argument("--requests", type=int, default=DEFAULTS["requests"],
-                        help="GETs per connection")
-    parser.add_argument("--resp_bytes", type=int, default=DEFAULTS["resp_bytes"],
-                        help="exact bytes of one response, headers and body")
-    if tunables is None:  # TRex 2.x: tunables come as keyword arguments
-        tunables = []
-        for key, value in kwargs.items():
-            if key in DEFAULTS:
-                tunables += ["--" + key, str(value)]
-    args = parser.parse_args(list(tunables))
+def check(args):
     if args.requests < 1:
-        parser.error("--requests must be at least 1")
-    return args
-
-
-def request(vip):
-    return ("GET %s HTTP/1.1\r\n"
-            "Host: %s\r\n"
-            "User-Agent: trex-shoal/1\r\n"
-            "Accept: */*\r\n"
-            "Connection: keep-alive\r\n"
-            "\r\n" % (PATH, vip)).encode("ascii")
+        return "--requests must be at least 1"
+    return None
 
 
 def response(size):
     """The lab nginx's /whoami answer (fixed date: a template), `size` long:
     the body `srv1\n` grown with dots, Content-Length following it."""
-    head = ("HTTP/1.1 200 OK\r\n"
-            "Server: nginx\r\n"
-            "Date: Thu, 04 Dec 2026 12:00:00 GMT\r\n"
-            "Content-Type: text/plain\r\n"
+    head = (shoal_trex.NGINX_HEAD
+            + "Content-Type: text/plain\r\n"
             "Content-Length:%s%d\r\n"
             "Connection: keep-alive\r\n"
             "X-Served-By: trex\r\n"
@@ -104,8 +65,8 @@ def response(size):
 
 class ShoalHttpKeepalive(object):
     def get_profile(self, tunables=None, **kwargs):
-        args = parse_tunables(tunables, kwargs, __doc__.splitlines()[0])
-        req = request(args.vip)
+        args = shoal_trex.parse_tunables(__file__, __doc__, TUNABLES, tunables, kwargs, check)
+        req = shoal_trex.request(PATH, args.vip, "keep-alive")
         resp = response(args.resp_bytes)
 
         client = ASTFProgram()
@@ -117,15 +78,7 @@ class ShoalHttpKeepalive(object):
             server.send(resp)
         # the client closes after its last response; the server waits for it
         server.wait_for_peer_close()
-
-        ip_gen = ASTFIPGen(
-            glob=ASTFIPGenGlobal(ip_offset="1.0.0.0"),
-            dist_client=ASTFIPGenDist(ip_range=[args.client_first, args.client_last], distribution="seq"),
-            dist_server=ASTFIPGenDist(ip_range=[args.vip, args.vip], distribution="seq"))
-        template = ASTFTemplate(
-            client_template=ASTFTCPClientTemplate(program=client, ip_gen=ip_gen, port=args.port, cps=args.cps),
-            server_template=ASTFTCPServerTemplate(program=server, assoc=ASTFAssociationRule(port=args.port)))
-        return ASTFProfile(default_ip_gen=ip_gen, templates=template)
+        return shoal_trex.astf_profile(args, client, server)
 
 
 def register():

@@ -25,6 +25,12 @@ from trex.stl.api import STLProfile  # noqa: E402
 from trex.astf.api import ASTFProfile  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Python put this script's directory (perf/trex) first on sys.path; a
+# trex-console's sys.path does not hold it. Drop it, so that the profiles
+# find shoal_trex.py as in a real run: through the profile's directory,
+# which STLProfile.load_py / ASTFProfile.load_py put on sys.path while they
+# import the profile.
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != os.path.realpath(HERE)]
 VIP = "198.18.0.100"
 VIP_BYTES = bytes([0xC6, 0x12, 0x00, 0x64])
 CLUSTER_MAC = bytes.fromhex("0200c6120064")
