@@ -307,7 +307,7 @@ class Bench:
         self.bench_us = {}
         # Downloads of 8 MiB take seconds each at 16 connections: longer
         # runs, so that each connection completes several.
-        self.large_duration = max(2 * args.duration, 10)
+        self.large_duration = args.large_duration or max(2 * args.duration, 10)
 
     def wrk(self, url, conns, close=True, duration=None, ns=CLIENT_NS):
         """Starts one wrk; returns the Popen (its stdout has the report)."""
@@ -681,6 +681,7 @@ def main():
     p.add_argument("--concurrency", default="1,16,128,512")
     p.add_argument("--keepalive-concurrency", default="16,128")
     p.add_argument("--large-conns", type=int, default=16)
+    p.add_argument("--large-duration", type=int, default=0, help="seconds per download run (default: max(2 x duration, 10))")
     p.add_argument("--l4-conns", type=int, default=128)
     p.add_argument("--table1-conns", type=int, default=64)
     p.add_argument("--suites", default="l7,l4,table1,bench,dts")

@@ -43,4 +43,6 @@ SHOAL_BIN_DIR="$PWD/target/release" \
 echo "== shoalctl top in a terminal (tmux) on the lab"
 SHOAL_BIN_DIR="$PWD/target/release" \
     cargo test --locked -p shoal-e2e --test top -- --ignored --test-threads=1
+echo "== benchmark suite, short (perf/smoke.sh: perf/run with 1-second runs)"
+bash perf/smoke.sh
 echo "== all tests passed"
