@@ -2932,3 +2932,161 @@ fn sticky_sessions_stay_on_their_member_and_a_drain_moves_new_ones_only() {
     lab.client("rm -f /tmp/sticky-jar-*");
     lab.undrain(&busiest);
 }
+
+/// Client ports whose connections the routed lab's members serve (the
+/// target every receiver computes, `Tables::routed_target`, for the routed
+/// client's address), `count` each for `nodes`.
+fn routed_ports_served_by(lab: &Lab, nodes: &[&str], count: usize) -> Vec<u16> {
+    let cfg = lab.0.server_config(server("srv1")).unwrap();
+    let tables = shoal_dataplane::pipeline::Tables::from_config(&cfg, 1).unwrap();
+    let mut ports = Vec::new();
+    for node in nodes {
+        let id = cfg
+            .cluster
+            .members
+            .iter()
+            .find(|m| m.name == *node)
+            .unwrap()
+            .id;
+        ports.extend(
+            (30_000..40_000)
+                .filter(|&port| {
+                    tables.routed_target(
+                        0,
+                        shoal_select::ClientKey {
+                            addr: shoal_lab::topology::ROUTED_CLIENT_ADDR,
+                            port,
+                        },
+                    ) == Some(id)
+                })
+                .take(count),
+        );
+    }
+    ports
+}
+
+/// Waits until the router's VIP route has exactly `want` as next hops;
+/// returns how long that took.
+fn await_next_hops(want: &[&str], within: std::time::Duration) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    let want: Vec<std::net::Ipv4Addr> = want.iter().map(|n| server(n).addr()).collect();
+    await_value("the router's VIP next hops", within, || {
+        let hops = shoal_lab::bird::vip_next_hops();
+        ((hops == want).then_some(()), format!("{hops:?}"))
+    });
+    t0.elapsed()
+}
+
+/// Issue 18, routed mode (`lab up --topology routed`, `local`): the client
+/// sits behind a BIRD 2 router that spreads the VIP over the three servers
+/// by ECMP (L4 hash), each server's BIRD announcing it while its control
+/// says so. New connections from many client ports reach every server;
+/// `lab kill srv3` (a crash: BIRD dies with it) removes srv3's next hop at
+/// the router within the BGP hold time (3 s, bounded here by 10 s), after
+/// which every new connection succeeds on srv1/srv2, and slow downloads
+/// served by srv1 and srv2 that ran across the kill finish intact (packets
+/// the router sent to srv3 in the meantime are retransmitted); `lab start
+/// srv3` announces it again and it serves new connections. The times are
+/// printed (kill -> withdrawn at the router, start -> announced).
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
+    let lab = Lab::up_with(&UpOptions {
+        topology: shoal_lab::options::LabTopology::Routed,
+        ..UpOptions::default()
+    });
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    for node in MEMBERS {
+        let v: serde_json::Value =
+            serde_json::from_str(&shoalctl(node, &["status", "--json"])).unwrap();
+        assert_eq!(v["bgp"]["announced"], true, "{node}: {}", v["bgp"]);
+        assert_eq!(v["bgp"]["sessions"][0]["up"], true, "{node}: {}", v["bgp"]);
+        assert!(
+            shoalctl(node, &["status"]).contains("bgp: announced (serving); sessions tor up"),
+            "{node}"
+        );
+    }
+    let status = lab.status();
+    let files = status["files"].clone();
+    assert_eq!(
+        status["router"]["vip_next_hops"].as_array().unwrap().len(),
+        3
+    );
+
+    // Spread: every server takes new connections from the router.
+    let fetches = fetch_mix(&lab, 150, 1000);
+    for f in &fetches {
+        assert_intact(f, &files);
+    }
+    for node in MEMBERS {
+        assert!(
+            fetches.iter().any(|f| f.served_by == node),
+            "{node} served none of 150: {fetches:?}"
+        );
+    }
+
+    // Slow downloads (16 s each) served by srv1 and srv2, across the kill.
+    let held = routed_ports_served_by(&lab, &["srv1", "srv2"], 2);
+    let mut script = String::from("mkdir -p /tmp/shoal-rt && rm -f /tmp/shoal-rt/*\n");
+    for p in &held {
+        script.push_str(&format!(
+            "(curl -s -m 90 --local-port {p} -D /tmp/shoal-rt/{p}.h -o /tmp/shoal-rt/{p}.body \
+             http://198.18.0.100/slow/8m; echo $? > /tmp/shoal-rt/{p}.rc) >/dev/null 2>&1 &\n"
+        ));
+    }
+    lab.client(&script);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+
+    lab.kill("srv3", Part::All);
+    let withdrawn = await_next_hops(&["srv1", "srv2"], std::time::Duration::from_secs(10));
+    println!(
+        "routed: lab kill srv3 -> srv3's next hop gone at the router in {} ms (BGP hold time {} s)",
+        withdrawn.as_millis(),
+        shoal_lab::bird::HOLD_TIME_S
+    );
+    let after = fetch_mix(&lab, 90, 1000);
+    for f in &after {
+        assert_intact(f, &files);
+        assert_ne!(f.served_by, "srv3", "{f:?}");
+    }
+
+    let mut wait = String::from(
+        "for i in $(seq 1 900); do n=$(ls /tmp/shoal-rt/*.rc 2>/dev/null | wc -l); \
+         [ \"$n\" -ge PORTS ] && break; sleep 0.1; done\n",
+    )
+    .replace("PORTS", &held.len().to_string());
+    for p in &held {
+        wait.push_str(&format!(
+            "echo \"$(grep -i '^x-served-by' /tmp/shoal-rt/{p}.h | tr -d '\\r' | cut -d' ' -f2) \
+             $(sha256sum < /tmp/shoal-rt/{p}.body | cut -d' ' -f1) $(cat /tmp/shoal-rt/{p}.rc)\"\n"
+        ));
+    }
+    wait.push_str("rm -rf /tmp/shoal-rt\n");
+    let sha = files["8m"]["sha256"].as_str().unwrap();
+    let results = lab.client(&wait);
+    assert_eq!(results.lines().count(), held.len(), "{results}");
+    for (line, want) in results.lines().zip(["srv1", "srv1", "srv2", "srv2"]) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f, [want, sha, "0"], "a download across the kill: {line}");
+    }
+
+    let t0 = std::time::Instant::now();
+    lab.start("srv3", Part::All);
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    println!(
+        "routed: lab start srv3 -> srv3's next hop back at the router in {} ms (start included)",
+        t0.elapsed().as_millis()
+    );
+    let again = fetch_mix(&lab, 150, 1000);
+    for f in &again {
+        assert_intact(f, &files);
+    }
+    assert!(
+        again.iter().any(|f| f.served_by == "srv3"),
+        "srv3 serves nothing after re-announcing"
+    );
+    let text = shoal_lab::Lab::status().unwrap().text();
+    assert!(text.contains("router: ns=up"), "{text}");
+    assert!(text.contains("srv3 Established"), "{text}");
+    lab.assert_alive();
+}

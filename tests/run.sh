@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # --- prerequisites -----------------------------------------------------------
 . deploy/prereqs.sh
 ensure_packages build-essential pkg-config curl ca-certificates clang libclang-dev libdpdk-dev dpdk \
-    iproute2 ethtool nginx-light wrk openssl python3 python3-venv procps tcpdump util-linux prometheus tmux
+    iproute2 ethtool nginx-light wrk openssl python3 python3-venv procps tcpdump util-linux prometheus tmux bird2
 ensure_rust
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -9,12 +9,13 @@ use shoal_config::{
     LoadChoice, MacAddr, Mode, PortRole, Protocol, State,
 };
 
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "always.toml",
     "dpr-ipip.toml",
     "lab-srv1.toml",
     "production.toml",
     "replay.toml",
+    "routed.toml",
     "splice.toml",
 ];
 
@@ -285,4 +286,30 @@ fn always_example_has_one_front_end_three_back_ends_and_carisma() {
         (st.cookie.as_str(), st.insert, st.max_age_s),
         ("shop_be", true, 1800)
     );
+}
+
+/// routed.toml: routed topology, a local service, and [control.bgp] as its
+/// comments say (the member's own address for the health check, 3 failures,
+/// 2 s of shutdown grace); its bird.conf holds the VIP in a disabled
+/// `shoal_vips` exported to the top-of-rack routers only.
+#[test]
+fn routed_example_announces_by_bgp() {
+    let config = example("routed.toml");
+    assert_eq!(config.dataplane.topology, shoal_config::Topology::Routed);
+    assert_eq!(config.services[0].mode, Mode::Local);
+    let bgp = config.control.bgp.expect("[control.bgp]");
+    assert!(bgp.enabled);
+    assert_eq!(bgp.protocol, "shoal_vips");
+    assert_eq!(bgp.health_url, "http://198.18.31.11:80/healthz");
+    assert_eq!((bgp.health_failures, bgp.shutdown_grace_ms), (3, 2000));
+    assert_eq!(
+        config.cluster.members[0].address,
+        Ipv4Addr::new(198, 18, 31, 11)
+    );
+    let bird = std::fs::read_to_string(dir().join("routed/bird.conf")).expect("bird.conf");
+    assert!(bird.contains("protocol static shoal_vips {"));
+    assert!(bird.contains("disabled yes;"));
+    assert!(bird.contains("route 198.18.30.100/32 blackhole;"));
+    assert!(bird.contains("export where proto = \"shoal_vips\";"));
+    assert!(bird.contains("router id 198.18.31.11;"));
 }

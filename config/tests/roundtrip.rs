@@ -33,7 +33,7 @@ fn every_example_loads_back_as_itself() {
         );
         seen += 1;
     }
-    assert_eq!(seen, 6, "examples found in {}", dir.display());
+    assert_eq!(seen, 7, "examples found in {}", dir.display());
 }
 
 #[test]

@@ -178,6 +178,10 @@ pub struct Announcer {
     /// Successful changes by (announced, reason).
     transitions: BTreeMap<(bool, Reason), u64>,
     birdc_errors: u64,
+    /// The last error of a change and of a `show protocols` (each logged
+    /// once until its call succeeds), and the newest of the two.
+    last_set_error: Option<String>,
+    last_poll_error: Option<String>,
     last_error: Option<String>,
     sessions: Vec<Protocol>,
     /// The protocol's own state as BIRD last showed it.
@@ -196,6 +200,8 @@ impl Announcer {
             applied: None,
             transitions: BTreeMap::new(),
             birdc_errors: 0,
+            last_set_error: None,
+            last_poll_error: None,
             last_error: None,
             sessions: Vec::new(),
             bird_state: None,
@@ -223,6 +229,11 @@ impl Announcer {
         if m.shutdown {
             return (false, Reason::Shutdown);
         }
+        if self.health_checks == 0 {
+            // Nothing known yet (the member's state arrives with the first
+            // control interval, the health with the first check).
+            return (false, Reason::Starting);
+        }
         if !m.live {
             return (false, Reason::NotLive);
         }
@@ -239,9 +250,6 @@ impl Announcer {
         }
         if self.health_failed_in_a_row >= self.settings.health_failures {
             return (false, Reason::HealthFailed);
-        }
-        if self.health_checks == 0 {
-            return (false, Reason::Starting);
         }
         if !announced && self.health_failed_in_a_row > 0 {
             // Announce only after a check that passed.
@@ -260,7 +268,8 @@ impl Announcer {
         }
         match bird.set_announced(want.0) {
             Ok(()) => {
-                self.last_error = None;
+                self.last_set_error = None;
+                self.last_error.clone_from(&self.last_poll_error);
                 let changed = self.applied != Some(want.0);
                 self.applied = Some(want.0);
                 self.bird_state = Some(if want.0 { "up" } else { "down" }.to_owned());
@@ -271,10 +280,11 @@ impl Announcer {
             }
             Err(e) => {
                 self.birdc_errors += 1;
-                if self.last_error.as_deref() == Some(e.as_str()) {
+                self.last_error = Some(e.clone());
+                if self.last_set_error.as_deref() == Some(e.as_str()) {
                     None
                 } else {
-                    self.last_error = Some(e.clone());
+                    self.last_set_error = Some(e.clone());
                     Some(Change::Failed(e))
                 }
             }
@@ -296,15 +306,18 @@ impl Announcer {
                     self.applied = None;
                 }
                 self.sessions = all.into_iter().filter(|p| p.kind == "BGP").collect();
+                self.last_poll_error = None;
+                self.last_error.clone_from(&self.last_set_error);
                 None
             }
             Err(e) => {
                 self.birdc_errors += 1;
                 self.sessions.clear();
-                if self.last_error.as_deref() == Some(e.as_str()) {
+                self.last_error = Some(e.clone());
+                if self.last_poll_error.as_deref() == Some(e.as_str()) {
                     None
                 } else {
-                    self.last_error = Some(e.clone());
+                    self.last_poll_error = Some(e.clone());
                     Some(Change::Failed(e))
                 }
             }
@@ -644,6 +657,20 @@ mod tests {
         );
         assert_eq!(a.status().last_error, None);
         assert_eq!(bird.calls, [true, true, true, true]);
+    }
+
+    #[test]
+    fn alternating_calls_failing_alike_are_each_reported_once() {
+        let (mut a, mut bird) = (announcer(), FakeBird::default());
+        a.health(Ok(()));
+        bird.broken = Some("Connection refused".into());
+        let mut reported = 0;
+        for _ in 0..5 {
+            reported += usize::from(a.poll_sessions(&mut bird).is_some());
+            reported += usize::from(a.step(SERVING, &mut bird).is_some());
+        }
+        assert_eq!(reported, 2);
+        assert_eq!(a.status().birdc_errors, 10);
     }
 
     #[test]

@@ -20,18 +20,20 @@ use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 use shoal_config::Config;
 
+use crate::bird;
 use crate::netns::{self, ip_in, sysctl};
-use crate::options::{kebab, LabBackend, UpOptions};
+use crate::options::{kebab, LabBackend, LabTopology, UpOptions};
 use crate::prereq::{bin_dir, ensure_binaries, ensure_tools};
 use crate::process::{self, recorded};
 use crate::render;
 use crate::server::{
-    configure_tap, hub_port, recheck_tap, server_sysctls, start_nginx, tap_drift, wait_tap,
+    configure_tap, hub_port, recheck_tap, route_to_clients, server_sysctls, start_nginx, tap_drift,
+    wait_tap,
 };
 use crate::status::Status;
 use crate::topology::{
     paths, Node, Server, CLIENT_ADDR, CLIENT_MAC, CLIENT_NS, DPDK_RUN_DIR, HUB_NS, LOCK_FILE,
-    RUN_DIR, TAP, VIP,
+    ROUTED_CLIENT_ADDR, ROUTER_ADDR, ROUTER_CLIENT_SIDE, ROUTER_NS, RUN_DIR, TAP, VIP,
 };
 use crate::www;
 use crate::{log, LabError};
@@ -269,16 +271,27 @@ impl Lab {
             let _ = sysctl(HUB_NS, &[&format!("net.bridge.bridge-nf-call-{table}=0")]);
         }
 
-        // Client.
+        // Client: on the hub, or behind the router.
         netns::create(CLIENT_NS)?;
-        hub_port("p-client", CLIENT_NS)?;
+        let routed = opts.topology == LabTopology::Routed;
+        if routed {
+            build_router(opts.nodes)?;
+        } else {
+            hub_port("p-client", CLIENT_NS)?;
+        }
         ip_in(
             CLIENT_NS,
             &["link", "set", "eth0", "address", &CLIENT_MAC.to_string()],
         )?;
         ip_in(
             CLIENT_NS,
-            &["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", "eth0"],
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", client_addr(opts)),
+                "dev",
+                "eth0",
+            ],
         )?;
         // Without it the kernel's CHECKSUM_PARTIAL segments leave through
         // af_packet with bad checksums (shared/notes/platform.md §5).
@@ -289,6 +302,18 @@ impl Lab {
             ],
         )?;
         ip_in(CLIENT_NS, &["link", "set", "eth0", "up"])?;
+        if routed {
+            ip_in(
+                CLIENT_NS,
+                &[
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &ROUTER_CLIENT_SIDE.to_string(),
+                ],
+            )?;
+        }
 
         // Servers: namespaces and wire ports first, then processes.
         let servers: Vec<Server> = Server::all(opts.nodes).collect();
@@ -350,12 +375,21 @@ impl Lab {
                     recheck_tap(s)?;
                 }
             }
+            if routed {
+                for &s in &servers {
+                    route_to_clients(s)?;
+                    bird::start(&s.namespace(), &s.dir(), &bird::server_conf(s))?;
+                }
+            }
             for &s in &servers {
                 self.start_control(s)?;
             }
             // New connections wait for control's lease (settling takes one
             // failure timeout): ready once every member holds one.
             self.await_confirmed(Duration::from_secs(10));
+            if routed {
+                Lab::await_next_hops(&servers, Duration::from_secs(20));
+            }
         }
         std::fs::rename(&tmp_state, paths::state()).map_err(|e| LabError::io(&tmp_state, e))
     }
@@ -508,6 +542,13 @@ impl Lab {
             if !tap_drift(server).is_empty() {
                 configure_tap(server)?;
             }
+            if self.routed() {
+                // The TAP is new: so is the route through it.
+                route_to_clients(server)?;
+                if part == Part::All {
+                    bird::start(&ns, &server.dir(), &bird::server_conf(server))?;
+                }
+            }
         }
         if part != Part::Dataplane {
             self.start_control(server)?;
@@ -521,6 +562,37 @@ impl Lab {
             }
         ));
         Ok(())
+    }
+
+    /// The lab runs `--topology routed`.
+    pub fn routed(&self) -> bool {
+        self.state.options.topology == LabTopology::Routed
+    }
+
+    /// Waits (bounded by `within`) until the router's VIP route has every
+    /// one of `servers` as a next hop; a warning, not an error, when not.
+    fn await_next_hops(servers: &[Server], within: Duration) {
+        let want: Vec<std::net::Ipv4Addr> = servers.iter().map(|s| s.addr()).collect();
+        let t0 = Instant::now();
+        loop {
+            let hops = bird::vip_next_hops();
+            if hops == want {
+                log(&format!(
+                    "router: {VIP} over {} next hop(s) after {} ms",
+                    hops.len(),
+                    t0.elapsed().as_millis()
+                ));
+                return;
+            }
+            if t0.elapsed() >= within {
+                log(&format!(
+                    "warning: the router's {VIP} next hops are {hops:?} after {} s, not every server",
+                    within.as_secs()
+                ));
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
     }
 
     /// `server` takes no new connections (existing ones stay).
@@ -740,12 +812,69 @@ impl Lab {
     }
 }
 
+/// The client's address: on the hub, or behind the router.
+pub fn client_addr(opts: &UpOptions) -> std::net::Ipv4Addr {
+    match opts.topology {
+        LabTopology::Segment => CLIENT_ADDR,
+        LabTopology::Routed => ROUTED_CLIENT_ADDR,
+    }
+}
+
+/// `--topology routed`: the router namespace on the hub (`eth0`) and on
+/// the client's link (`eth1`, the client's `eth0` its peer), forwarding
+/// with an L4 multipath hash, and its BIRD (bird.rs).
+fn build_router(nodes: u8) -> Result<(), LabError> {
+    netns::create(ROUTER_NS)?;
+    hub_port("p-router", ROUTER_NS)?;
+    ip_in(
+        ROUTER_NS,
+        &[
+            "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", CLIENT_NS,
+        ],
+    )?;
+    for (dev, addr) in [("eth0", ROUTER_ADDR), ("eth1", ROUTER_CLIENT_SIDE)] {
+        ip_in(
+            ROUTER_NS,
+            &["addr", "add", &format!("{addr}/24"), "dev", dev],
+        )?;
+        // Forwarded segments leave through af_packet on the servers: no
+        // partial checksums, no GSO/GRO super-frames (platform.md §5).
+        netns::exec_in(
+            ROUTER_NS,
+            &[
+                "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+            ],
+        )?;
+        ip_in(ROUTER_NS, &["link", "set", dev, "up"])?;
+    }
+    sysctl(
+        ROUTER_NS,
+        &[
+            "net.ipv4.ip_forward=1",
+            // Hash L4 ports too: one client's connections spread over the servers.
+            "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv4.conf.all.send_redirects=0",
+        ],
+    )?;
+    bird::start(ROUTER_NS, &paths::router_dir(), &bird::router_conf(nodes)).map(drop)
+}
+
 /// One line per thing of the running lab that is not right.
 fn health_problems(state: &LabState) -> Vec<String> {
     let mut problems = Vec::new();
     for ns in [HUB_NS, CLIENT_NS] {
         if !netns::exists(ns) {
             problems.push(format!("namespace {ns} missing"));
+        }
+    }
+    let routed = state.options.topology == LabTopology::Routed;
+    if routed {
+        if !netns::exists(ROUTER_NS) {
+            problems.push(format!("namespace {ROUTER_NS} missing"));
+        } else if recorded(&paths::router_dir().join("bird.pid"), ROUTER_NS).is_none() {
+            problems.push("router: bird not running".to_owned());
         }
     }
     for s in Server::all(state.options.nodes) {
@@ -774,6 +903,9 @@ fn health_problems(state: &LabState) -> Vec<String> {
                     dir.join("control.log").display()
                 ));
             }
+            if routed && recorded(&dir.join("bird.pid"), &ns).is_none() {
+                problems.push(format!("{s}: bird not running"));
+            }
         }
     }
     problems
@@ -792,7 +924,7 @@ fn teardown() -> Result<(), LabError> {
             else {
                 continue;
             };
-            for name in ["control", "dataplane", "nginx"] {
+            for name in ["control", "dataplane", "nginx", "bird"] {
                 pids.extend(recorded(
                     &server.dir().join(format!("{name}.pid")),
                     &server.namespace(),
@@ -800,6 +932,7 @@ fn teardown() -> Result<(), LabError> {
             }
         }
     }
+    pids.extend(recorded(&paths::router_dir().join("bird.pid"), ROUTER_NS));
     process::stop(&pids);
     // 2. Anything still running inside our namespaces (nginx workers, a
     //    tcpdump started with 'lab exec', ...): by PID, by namespace identity.
@@ -895,8 +1028,13 @@ fn signature(opts: &UpOptions) -> Result<String, LabError> {
     } else {
         String::new()
     };
+    let topology = if opts.topology == LabTopology::Routed {
+        " topology=routed"
+    } else {
+        ""
+    };
     Ok(format!(
-        "nodes={} backend={} mode={} state={} handoff={} config={config} inject={inject}{per_request}{roles}",
+        "nodes={} backend={} mode={} state={} handoff={} config={config} inject={inject}{per_request}{roles}{topology}",
         opts.nodes,
         opts.backend,
         kebab(&opts.mode),

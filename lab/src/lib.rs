@@ -17,6 +17,7 @@
 //! what `up` started (by recorded PID and namespace identity, never by name
 //! pattern).
 
+pub mod bird;
 mod lab;
 pub mod netns;
 pub mod options;

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use shoal_lab::options::LabTopology;
 use shoal_lab::options::{parse_handoff, parse_mode, parse_state};
 use shoal_lab::{Inject, Lab, LabBackend, Node, Part, Server, UpOptions};
 
 /// A Shoal cluster in network namespaces on this machine: a hub that floods
-/// every frame, a client, and N servers running shoal-dataplane,
+/// every frame, a client (on the hub, or behind a BGP router with
+/// --topology routed), and N servers running shoal-dataplane,
 /// shoal-control and nginx behind one VIP (198.18.0.100).
 #[derive(Parser)]
 #[command(name = "lab", version, after_help = AFTER_HELP)]
@@ -20,7 +22,7 @@ struct Cli {
 }
 
 const AFTER_HELP: &str = "\
-defaults: --nodes 3 --backend dpdk --workers 2 --mode local --state stateful --handoff frequent
+defaults: --nodes 3 --backend dpdk --workers 2 --mode local --state stateful --handoff frequent --topology segment
 modes: local | dpr-mac | dpr-ipip (with --state stateless|stateful; stateful DPR has max_load 0.5) | splice
 --backend none is for testing the lab itself: no dataplane, own address on eth0.
 env: SHOAL_BIN_DIR (default <repo>/target/release; set = never build),
@@ -39,9 +41,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Runs CMD in namespace shoal-NODE (srvK, client, hub).
+    /// Runs CMD in namespace shoal-NODE (srvK, client, hub, router).
     Exec {
-        /// srvK, client or hub.
+        /// srvK, client, hub or router.
         node: Node,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -123,6 +125,10 @@ struct LabArgs {
     /// never serve), the others back ends [default: 0, every server both].
     #[arg(long)]
     front_ends: Option<u8>,
+    /// segment (client on the hub) or routed (client behind a BIRD router,
+    /// VIP announced by BGP) [default: segment].
+    #[arg(long)]
+    topology: Option<LabTopology>,
 }
 
 impl LabArgs {
@@ -136,6 +142,7 @@ impl LabArgs {
             || self.workers.is_some()
             || self.first_request_only
             || self.front_ends.is_some()
+            || self.topology.is_some()
     }
 
     fn options(&self) -> Result<UpOptions> {
@@ -165,6 +172,7 @@ impl LabArgs {
             inject,
             first_request_only: self.first_request_only,
             front_ends: self.front_ends.unwrap_or(0),
+            topology: self.topology.unwrap_or_default(),
         })
     }
 }

@@ -50,6 +50,42 @@ impl FromStr for LabBackend {
     }
 }
 
+/// How the client reaches the servers (`--topology`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabTopology {
+    /// The client on the hub with the servers (`dataplane.topology = "segment"`).
+    #[default]
+    Segment,
+    /// The client behind a BIRD 2 router (`shoal-router`) that spreads the
+    /// VIP over the servers by ECMP; each server's BIRD announces it, driven
+    /// by its control (`dataplane.topology = "routed"`, `[control.bgp]`).
+    Routed,
+}
+
+impl LabTopology {
+    /// The name on the command line and in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabTopology::Segment => "segment",
+            LabTopology::Routed => "routed",
+        }
+    }
+}
+
+impl fmt::Display for LabTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LabTopology {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_kebab(s).ok_or_else(|| format!("--topology must be segment or routed (got '{s}')"))
+    }
+}
+
 /// Fault injection on every dataplane's wire port (`SHOAL_LAB_INJECT=DROP,REORDER`):
 /// frames dropped and reordered per thousand (the lab kernel has no netem).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -110,6 +146,9 @@ pub struct UpOptions {
     /// never inspect); 0 = every server does both.
     #[serde(default)]
     pub front_ends: u8,
+    /// Segment (a hub) or routed (a BGP router in front).
+    #[serde(default)]
+    pub topology: LabTopology,
 }
 
 fn one_worker() -> u8 {
@@ -139,6 +178,7 @@ impl Default for UpOptions {
             workers: default_workers(LabBackend::Dpdk),
             first_request_only: false,
             front_ends: 0,
+            topology: LabTopology::Segment,
         }
     }
 }
@@ -169,6 +209,22 @@ impl UpOptions {
                 self.nodes,
                 kebab(&self.mode)
             ));
+        }
+        if self.topology == LabTopology::Routed {
+            if self.backend == LabBackend::None {
+                return Err(
+                    "--topology routed needs a dataplane (--backend dpdk or portable)".to_owned(),
+                );
+            }
+            let stateless_dpr = self.mode == Mode::DprIpip && self.state == State::Stateless;
+            if self.mode != Mode::Local && !stateless_dpr {
+                return Err(format!(
+                    "--topology routed serves --mode local or --mode dpr-ipip --state stateless \
+                     (got mode {} state {})",
+                    kebab(&self.mode),
+                    kebab(&self.state)
+                ));
+            }
         }
         if (1..=MAX_NODES).contains(&self.nodes) {
             Ok(())

@@ -12,7 +12,7 @@ use crate::www;
 use crate::{log, LabError};
 
 /// Tools `up` needs, with the Debian package that has each.
-const TOOLS: [(&str, &str); 8] = [
+const TOOLS: [(&str, &str); 10] = [
     ("ip", "iproute2"),
     ("bridge", "iproute2"),
     ("nginx", "nginx-light"),
@@ -21,6 +21,9 @@ const TOOLS: [(&str, &str); 8] = [
     ("tcpdump", "tcpdump"),
     ("wrk", "wrk"),
     ("openssl", "openssl"),
+    // --topology routed: the router's and the servers' BGP speaker.
+    ("bird", "bird2"),
+    ("birdc", "bird2"),
 ];
 
 /// The repository this lab was built from.

@@ -17,12 +17,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use shoal_config::{
-    Algorithm, Backend, Cluster, Config, ConfigError, Control, Dataplane, Dispatch, DispatchPolicy,
-    FlowTable, LoadChoice, Member, MemberRole, Mode, Network, Port, PortRole, Protocol, Selection,
-    Service,
+    Algorithm, Backend, BgpSettings, Cluster, Config, ConfigError, Control, Dataplane, Dispatch,
+    DispatchPolicy, FlowTable, LoadChoice, Member, MemberRole, Mode, Network, Port, PortRole,
+    Protocol, Selection, Service, Topology,
 };
 
-use crate::options::{LabBackend, UpOptions};
+use crate::options::{LabBackend, LabTopology, UpOptions};
 use crate::topology::{paths, Server, CLUSTER_MAC, TAP, VIP};
 
 /// Why a config could not be built.
@@ -248,6 +248,18 @@ pub fn server_config(base: &Config, opts: &UpOptions, server: Server, cpus: u32)
     control.load.app_pid_files = vec![server.dir().join("nginx.pid")];
     control.load.app_cpus = Some(1);
     control.load.weights.host_cpu = 0.0;
+    if opts.topology == LabTopology::Routed {
+        // A router in front (bird.rs): the VIP reaches each server by ECMP,
+        // announced by the server's BIRD while its control enables it.
+        control.bgp = Some(BgpSettings {
+            socket: crate::bird::socket(&server.dir()),
+            health_url: format!("http://{}:80/whoami", server.addr()),
+            health_interval_ms: 200,
+            health_timeout_ms: 200,
+            ..BgpSettings::default()
+        });
+        cfg.dataplane.topology = Topology::Routed;
+    }
     cfg
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::netns::{self, ip_in, sysctl};
 use crate::process::{self, recorded};
-use crate::topology::{Server, HUB_NS, TAP, VIP};
+use crate::topology::{Server, CLIENT_NET, HUB_NS, ROUTER_ADDR, TAP, VIP};
 use crate::www::NginxConf;
 use crate::{log, LabError};
 
@@ -132,6 +132,24 @@ pub(crate) fn configure_tap(s: Server) -> Result<(), LabError> {
         ],
     )?;
     ip_in(&ns, &["link", "set", TAP, "up"]).map(drop)
+}
+
+/// `--topology routed`: the route to the clients' network through the
+/// router, on `shoal0` (gone with the TAP when the dataplane stops).
+pub(crate) fn route_to_clients(s: Server) -> Result<(), LabError> {
+    ip_in(
+        &s.namespace(),
+        &[
+            "route",
+            "replace",
+            CLIENT_NET,
+            "via",
+            &ROUTER_ADDR.to_string(),
+            "dev",
+            TAP,
+        ],
+    )
+    .map(drop)
 }
 
 /// What of `s`'s `shoal0` configuration was undone since [`configure_tap`]

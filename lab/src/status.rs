@@ -7,12 +7,15 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::lab::LabState;
+use crate::bird;
+use crate::lab::{client_addr, LabState};
 use crate::netns::{self, Link};
 use crate::options::kebab;
+use crate::options::LabTopology;
 use crate::process;
 use crate::topology::{
-    Server, CLIENT_ADDR, CLIENT_MAC, CLIENT_NS, CLUSTER_MAC, HUB_NS, RUN_DIR, TAP, VIP,
+    paths, Server, CLIENT_ADDR, CLIENT_MAC, CLIENT_NS, CLUSTER_MAC, HUB_NS, ROUTER_NS, RUN_DIR,
+    TAP, VIP,
 };
 use crate::www::{self, FileInfo};
 
@@ -78,6 +81,9 @@ pub struct NodeStatus {
     /// The TAP (not for backend none; null when missing).
     #[serde(rename = "shoal0", skip_serializing_if = "Option::is_none")]
     pub tap: Option<Option<Link>>,
+    /// Its BIRD (`--topology routed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bird: Option<Proc>,
     /// Everything above is as it should be.
     pub healthy: bool,
 }
@@ -95,6 +101,19 @@ pub struct NsStatus {
     /// The MAC there (client).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+}
+
+/// The router of `--topology routed`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouterStatus {
+    /// `shoal-router` exists.
+    pub namespace_up: bool,
+    /// Its BIRD.
+    pub bird: Proc,
+    /// Its BGP sessions, one per server: (name, established).
+    pub sessions: Vec<(String, bool)>,
+    /// The VIP route's next hops in its kernel (ECMP).
+    pub vip_next_hops: Vec<String>,
 }
 
 /// The whole lab (`lab status --json`).
@@ -122,6 +141,11 @@ pub struct Status {
     pub client: NsStatus,
     /// The hub.
     pub hub: NsStatus,
+    /// `segment` or `routed`.
+    pub topology: Option<String>,
+    /// The router (`--topology routed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterStatus>,
     /// The lab namespaces that exist.
     pub namespaces: Vec<String>,
     /// The servers.
@@ -144,6 +168,9 @@ impl Status {
                 s.options.backend != crate::LabBackend::None,
             )
         });
+        let routed = state
+            .as_ref()
+            .is_some_and(|s| s.options.topology == LabTopology::Routed);
         let nodes: Vec<NodeStatus> = Server::all(nodes_count)
             .map(|server| {
                 let ns = server.namespace();
@@ -159,8 +186,12 @@ impl Status {
                     dataplane: None,
                     control: None,
                     tap: None,
+                    bird: None,
                     healthy: false,
                 };
+                if routed {
+                    node.bird = Some(Proc::read(server, "bird"));
+                }
                 if with_dataplane {
                     let mut dp = Proc::read(server, "dataplane");
                     dp.log = Some(server.dir().join("dataplane.log"));
@@ -177,12 +208,36 @@ impl Status {
                     && node
                         .tap
                         .as_ref()
-                        .is_none_or(|t| t.as_ref().is_some_and(|l| l.lower_up));
+                        .is_none_or(|t| t.as_ref().is_some_and(|l| l.lower_up))
+                    && node.bird.as_ref().is_none_or(|b| b.alive);
                 node
             })
             .collect();
         let up = state.is_some();
-        let healthy = up && nodes.iter().all(|n| n.healthy) && has(CLIENT_NS) && has(HUB_NS);
+        let router = routed.then(|| {
+            let pid = process::read_pid(&paths::router_dir().join("bird.pid"));
+            RouterStatus {
+                namespace_up: has(ROUTER_NS),
+                bird: Proc {
+                    pid,
+                    alive: pid.is_some_and(|p| process::ours(p, ROUTER_NS)),
+                    log: Some(paths::router_dir().join("bird.log")),
+                    config: Some(paths::router_dir().join("bird.conf")),
+                },
+                sessions: bird::router_sessions(),
+                vip_next_hops: bird::vip_next_hops()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            }
+        });
+        let healthy = up
+            && nodes.iter().all(|n| n.healthy)
+            && has(CLIENT_NS)
+            && has(HUB_NS)
+            && router
+                .as_ref()
+                .is_none_or(|r| r.namespace_up && r.bird.alive);
         Status {
             up,
             run_dir: RUN_DIR.to_owned(),
@@ -196,7 +251,12 @@ impl Status {
             client: NsStatus {
                 namespace: CLIENT_NS.to_owned(),
                 namespace_up: has(CLIENT_NS),
-                address: Some(CLIENT_ADDR.to_string()),
+                address: Some(
+                    state
+                        .as_ref()
+                        .map_or(CLIENT_ADDR, |s| client_addr(&s.options))
+                        .to_string(),
+                ),
                 mac: Some(CLIENT_MAC.to_string()),
             },
             hub: NsStatus {
@@ -205,6 +265,8 @@ impl Status {
                 address: None,
                 mac: None,
             },
+            topology: state.as_ref().map(|s| s.options.topology.to_string()),
+            router,
             namespaces,
             nodes,
             files: www::file_infos().into_iter().collect(),
@@ -245,11 +307,35 @@ impl Status {
         let up = |b: bool| if b { "up" } else { "MISSING" };
         let _ = writeln!(
             out,
-            "client: {} {}   hub: {}",
+            "client: {} {}   hub: {}   topology: {}",
             up(self.client.namespace_up),
-            CLIENT_ADDR,
-            up(self.hub.namespace_up)
+            self.client.address.as_deref().unwrap_or("?"),
+            up(self.hub.namespace_up),
+            or(&self.topology)
         );
+        if let Some(r) = &self.router {
+            let sessions: Vec<String> = r
+                .sessions
+                .iter()
+                .map(|(name, est)| format!("{name} {}", if *est { "Established" } else { "DOWN" }))
+                .collect();
+            let _ = writeln!(
+                out,
+                "router: ns={} bird={}  bgp: {}  {VIP} via {}",
+                up(r.namespace_up),
+                r.bird,
+                if sessions.is_empty() {
+                    "no sessions".to_owned()
+                } else {
+                    sessions.join(", ")
+                },
+                if r.vip_next_hops.is_empty() {
+                    "NOTHING (withdrawn everywhere)".to_owned()
+                } else {
+                    r.vip_next_hops.join(" ")
+                }
+            );
+        }
         for n in &self.nodes {
             let mut parts = vec![
                 format!("{:6}", n.name),
@@ -259,6 +345,9 @@ impl Status {
             ];
             if let (Some(dp), Some(tap)) = (&n.dataplane, &n.tap) {
                 parts.push(format!("dataplane={dp}"));
+                if let Some(b) = &n.bird {
+                    parts.push(format!("bird={b}"));
+                }
                 parts.push(match tap {
                     Some(l) => format!(
                         "{TAP}={}{}",

@@ -22,6 +22,22 @@ pub const DPDK_RUN_DIR: &str = "/var/run/dpdk";
 pub const HUB_NS: &str = "shoal-hub";
 /// The client namespace.
 pub const CLIENT_NS: &str = "shoal-client";
+/// The router namespace (`--topology routed`): BIRD 2 with ECMP between
+/// the hub (`eth0`, [`ROUTER_ADDR`]) and the client's link (`eth1`,
+/// [`ROUTER_CLIENT_SIDE`]).
+pub const ROUTER_NS: &str = "shoal-router";
+/// The router's address on the hub (the servers' BGP peer and gateway).
+pub const ROUTER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The router's address on the client's link.
+pub const ROUTER_CLIENT_SIDE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The client's address behind the router (`--topology routed`).
+pub const ROUTED_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The client's network behind the router.
+pub const CLIENT_NET: &str = "198.18.1.0/24";
+/// The router's AS number.
+pub const ROUTER_ASN: u32 = 65000;
+/// The servers' AS number (one for all: the router merges equal paths).
+pub const SERVER_ASN: u32 = 65001;
 /// The kernel-side TAP the dataplane creates in every server.
 pub const TAP: &str = "shoal0";
 /// The service VIP.
@@ -44,6 +60,8 @@ pub enum Node {
     Hub,
     /// The client (`shoal-client`).
     Client,
+    /// The router (`shoal-router`, `--topology routed`).
+    Router,
     /// Server K (`shoal-srvK`), K from 1.
     Server(Server),
 }
@@ -54,6 +72,7 @@ impl Node {
         match self {
             Node::Hub => HUB_NS.to_owned(),
             Node::Client => CLIENT_NS.to_owned(),
+            Node::Router => ROUTER_NS.to_owned(),
             Node::Server(s) => s.namespace(),
         }
     }
@@ -64,6 +83,7 @@ impl fmt::Display for Node {
         match self {
             Node::Hub => f.write_str("hub"),
             Node::Client => f.write_str("client"),
+            Node::Router => f.write_str("router"),
             Node::Server(s) => s.fmt(f),
         }
     }
@@ -77,10 +97,11 @@ impl FromStr for Node {
         match s {
             "hub" => Ok(Node::Hub),
             "client" => Ok(Node::Client),
+            "router" => Ok(Node::Router),
             _ => s
                 .parse()
                 .map(Node::Server)
-                .map_err(|_| format!("NODE must be srvK, client or hub (got '{s}')")),
+                .map_err(|_| format!("NODE must be srvK, client, hub or router (got '{s}')")),
         }
     }
 }
@@ -168,11 +189,13 @@ impl FromStr for Server {
     }
 }
 
-/// Whether `name` is a lab namespace: `shoal-hub`, `shoal-client` or
-/// `shoal-srv<digits>` (no other `shoal-*` namespace is ever touched).
+/// Whether `name` is a lab namespace: `shoal-hub`, `shoal-client`,
+/// `shoal-router` or `shoal-srv<digits>` (no other `shoal-*` namespace is
+/// ever touched).
 pub fn is_lab_namespace(name: &str) -> bool {
     name == HUB_NS
         || name == CLIENT_NS
+        || name == ROUTER_NS
         || name
             .strip_prefix("shoal-srv")
             .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
@@ -199,6 +222,10 @@ pub mod paths {
     /// The parameters of the running lab.
     pub fn state() -> PathBuf {
         Path::new(RUN_DIR).join("lab.json")
+    }
+    /// The router's directory (BIRD's config, socket, log, PID).
+    pub fn router_dir() -> PathBuf {
+        Path::new(RUN_DIR).join("router")
     }
     /// The document tree nginx serves.
     pub fn www() -> PathBuf {
@@ -244,6 +271,8 @@ mod tests {
         }
         assert!(is_lab_namespace("shoal-srv12"));
         assert!(is_lab_namespace("shoal-hub"));
+        assert!(is_lab_namespace("shoal-router"));
+        assert_eq!("router".parse::<Node>(), Ok(Node::Router));
         assert!(!is_lab_namespace("shoal-srv"));
         assert!(!is_lab_namespace("shoal-other"));
     }
