@@ -3088,5 +3088,64 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     let text = shoal_lab::Lab::status().unwrap().text();
     assert!(text.contains("router: ns=up"), "{text}");
     assert!(text.contains("srv3 Established"), "{text}");
+
+    // The other reasons to withdraw, each undone: a drain, a failed health
+    // check (srv1's nginx stopped: no answer within the timeout, 3 in a
+    // row), a SIGTERM to control (withdraw first, then leave).
+    lab.drain("srv2");
+    await_next_hops(&["srv1", "srv3"], std::time::Duration::from_secs(5));
+    assert!(shoalctl("srv2", &["status"]).contains("bgp: withdrawn (draining)"));
+    lab.undrain("srv2");
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(5));
+
+    let nginx: Vec<u32> = shoal_lab::process::pids_in("shoal-srv1")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "nginx")
+        })
+        .collect();
+    assert!(!nginx.is_empty());
+    let signal = |sig: &str, pids: &[u32]| {
+        let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+        ok(&Command::new("kill")
+            .arg(format!("-{sig}"))
+            .args(&pids)
+            .output()
+            .unwrap());
+    };
+    signal("STOP", &nginx);
+    let sick = await_next_hops(&["srv2", "srv3"], std::time::Duration::from_secs(5));
+    println!(
+        "routed: srv1's nginx stopped -> withdrawn in {} ms",
+        sick.as_millis()
+    );
+    assert!(shoalctl("srv1", &["status"]).contains("bgp: withdrawn (health_failed)"));
+    signal("CONT", &nginx);
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(5));
+
+    let control =
+        shoal_lab::process::read_pid(Path::new("/run/shoal-lab/srv2/control.pid")).unwrap();
+    signal("TERM", &[control]);
+    let term = await_next_hops(&["srv1", "srv3"], std::time::Duration::from_secs(5));
+    println!(
+        "routed: SIGTERM to srv2's control -> withdrawn in {} ms",
+        term.as_millis()
+    );
+    await_value(
+        "srv2's control to exit",
+        std::time::Duration::from_secs(5),
+        || {
+            let alive = shoal_lab::process::alive(control);
+            ((!alive).then_some(()), format!("alive {alive}"))
+        },
+    );
+    let log = std::fs::read_to_string("/run/shoal-lab/srv2/control.log").unwrap();
+    assert!(log.contains("VIP withdrawn for the shutdown"), "{log}");
+    lab.start("srv2", Part::Control);
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(10));
+    let last = fetch_mix(&lab, 60, 1000);
+    for f in &last {
+        assert_intact(f, &files);
+    }
     lab.assert_alive();
 }
