@@ -3149,3 +3149,159 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     }
     lab.assert_alive();
 }
+
+/// Starts a /slow/8m download (16 s at 512 KiB/s) from each client port in
+/// the background, results under `dir` in the client namespace.
+fn start_slow_downloads(lab: &Lab, dir: &str, ports: &[u16]) {
+    let mut script = format!("mkdir -p {dir} && rm -f {dir}/*\n");
+    for p in ports {
+        script.push_str(&format!(
+            "(curl -s -m 90 --local-port {p} -D {dir}/{p}.h -o {dir}/{p}.body \
+             http://198.18.0.100/slow/8m; echo $? > {dir}/{p}.rc) >/dev/null 2>&1 &\n"
+        ));
+    }
+    lab.client(&script);
+}
+
+/// Waits for the downloads of [`start_slow_downloads`]; (served by, sha256,
+/// curl's exit code) per port, in order.
+fn finish_slow_downloads(lab: &Lab, dir: &str, ports: &[u16]) -> Vec<(String, String, String)> {
+    let mut script = format!(
+        "for i in $(seq 1 900); do n=$(ls {dir}/*.rc 2>/dev/null | wc -l); \
+         [ \"$n\" -ge {} ] && break; sleep 0.1; done\n",
+        ports.len()
+    );
+    for p in ports {
+        script.push_str(&format!(
+            "echo \"$(grep -i '^x-served-by' {dir}/{p}.h | tr -d '\\r' | cut -d' ' -f2) \
+             $(sha256sum < {dir}/{p}.body | cut -d' ' -f1) $(cat {dir}/{p}.rc)\"\n"
+        ));
+    }
+    script.push_str(&format!("rm -rf {dir}\n"));
+    lab.client(&script)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 3, "download result: {l}");
+            (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+/// Sum of a dataplane counter over the three servers.
+fn routed_counter(lab: &Lab, name: &str) -> u64 {
+    MEMBERS
+        .iter()
+        .map(|n| lab.stats(n)["counters"][name].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Issue 18: the router's ECMP set changed under running downloads, by
+/// hand, with both Linux multipath flavours: a route of its own (metric 10,
+/// before BIRD's) over the three servers, then srv3 removed as a next hop
+/// (it stays a member: connections it serves now arrive through srv1 or
+/// srv2, which forward them in GUE), then added back. Legacy multipath
+/// re-hashes every flow on each change, a resilient group (`ip nexthop ...
+/// type resilient`) only the removed hop's; 0 downloads break in either.
+/// Prints how many packets receivers forwarded to targets (GUE) per flavour.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn routed_ecmp_changes_under_downloads_break_no_connection() {
+    let lab = Lab::up_with(&UpOptions {
+        topology: shoal_lab::options::LabTopology::Routed,
+        ..UpOptions::default()
+    });
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    let sha = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let vip = "198.18.0.100/32";
+    let route = |args: &[&str]| {
+        lab.exec("router", &[&["ip"][..], args].concat());
+    };
+    let hop = |n: &str| server(n).addr().to_string();
+    for (round, flavour) in (0u16..).zip(["legacy", "resilient"]) {
+        let (all, two): (Vec<String>, Vec<String>) = if flavour == "legacy" {
+            let set = |nodes: &[&str]| {
+                let mut v = vec![
+                    "route".to_owned(),
+                    "replace".to_owned(),
+                    vip.to_owned(),
+                    "metric".to_owned(),
+                    "10".to_owned(),
+                ];
+                for n in nodes {
+                    v.extend(["nexthop", "via", &hop(n), "dev", "eth0"].map(str::to_owned));
+                }
+                v
+            };
+            (set(&MEMBERS), set(&["srv1", "srv2"]))
+        } else {
+            for (id, n) in MEMBERS.iter().enumerate() {
+                route(&[
+                    "nexthop",
+                    "replace",
+                    "id",
+                    &(id + 1).to_string(),
+                    "via",
+                    &hop(n),
+                    "dev",
+                    "eth0",
+                ]);
+            }
+            let group = |g: &str| {
+                [
+                    "nexthop",
+                    "replace",
+                    "id",
+                    "10",
+                    "group",
+                    g,
+                    "type",
+                    "resilient",
+                    "buckets",
+                    "128",
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            };
+            route(
+                &group("1/2/3")
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            );
+            route(&["route", "replace", vip, "metric", "10", "nhid", "10"]);
+            (group("1/2/3"), group("1/2"))
+        };
+        let run = |v: &[String]| route(&v.iter().map(String::as_str).collect::<Vec<_>>());
+        run(&all);
+        // Other ports each round: the last round's are in TIME_WAIT.
+        let ports: Vec<u16> = (0..12).map(|i| 33_000 + 100 * round + i).collect();
+        let forwarded = routed_counter(&lab, "routed_forwarded");
+        start_slow_downloads(&lab, "/tmp/shoal-ecmp", &ports);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        run(&two);
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        run(&all);
+        let results = finish_slow_downloads(&lab, "/tmp/shoal-ecmp", &ports);
+        println!(
+            "routed ECMP {flavour}: 12 downloads across 3 -> 2 -> 3 next hops, {} packets \
+             forwarded receiver -> target in GUE",
+            routed_counter(&lab, "routed_forwarded") - forwarded
+        );
+        for (port, (by, got, rc)) in ports.iter().zip(&results) {
+            assert_eq!(rc, "0", "{flavour}: download from port {port} failed");
+            assert_eq!(
+                got, &sha,
+                "{flavour}: download from port {port} (served by {by})"
+            );
+        }
+        route(&["route", "del", vip, "metric", "10"]);
+        if flavour == "resilient" {
+            route(&["nexthop", "flush"]);
+        }
+    }
+    lab.assert_alive();
+}
