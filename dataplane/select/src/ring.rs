@@ -157,7 +157,9 @@ impl Selector for Ring {
 /// documentation); empty without points.
 fn lookup_table(points: &[(u64, u16)]) -> (Vec<u32>, u32) {
     if points.is_empty() {
-        return (Vec::new(), 64);
+        // No table: every lookup misses (`None`). A shift of 64 would
+        // overflow (`h >> 64` panics in debug builds).
+        return (Vec::new(), 63);
     }
     let bits =
         (usize::BITS - points.len().leading_zeros() + 3).clamp(*LUT_BITS.start(), *LUT_BITS.end());
@@ -247,6 +249,12 @@ mod tests {
         assert_eq!(one.lut.len(), 16);
         assert!(one.lut.iter().all(|&e| e == WHOLE_ARC | 1 || e == 0));
         assert!(Ring::new(&members(&[0]), 64).lut.is_empty());
+        // A ring without points owns nothing, at every point (found by the
+        // proptest: one member of weight 0, one vnode).
+        let none = Ring::new(&members(&[0]), 1);
+        for h in [0, 1, 1 << 63, u64::MAX] {
+            assert_eq!(none.owner_of_point(h), None);
+        }
         // Most arcs hold no point: one table read answers.
         let whole = r.lut.iter().filter(|&&e| e & WHOLE_ARC != 0).count();
         assert!(whole > 2048 - 192, "{whole} whole arcs");
