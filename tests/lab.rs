@@ -596,8 +596,9 @@ fn saturated_nginx_makes_its_member_pass_new_connections_on() {
         state: shoal_config::State::Stateful,
         ..dpdk("dpr-mac")
     });
-    let ports = lab.ports_inspected_by("srv1", 40);
-    let (during, after) = ports.split_at(30);
+    let ports = lab.ports_inspected_by("srv1", 50);
+    let (during, rest) = ports.split_at(30);
+    let (after, probes) = rest.split_at(10);
     let calm = |what: &str| {
         await_value(what, std::time::Duration::from_secs(20), || {
             let l = announced_load("srv2", "srv1");
@@ -608,7 +609,7 @@ fn saturated_nginx_makes_its_member_pass_new_connections_on() {
         })
     };
     calm("srv1's load below max_load at start");
-    let redirected_before = lab.counter("srv1", "dpr_overload_choice");
+    let mut redirected_before = lab.counter("srv1", "dpr_overload_choice");
 
     // The hog: bounded by -d and --timeout, killed by its PID at the end.
     let hog = lab.client(
@@ -641,6 +642,26 @@ fn saturated_nginx_makes_its_member_pass_new_connections_on() {
     // The load is the application's: the dataplane's figures stay low.
     assert!(srv1["load"]["busy"].as_f64().unwrap() < 0.5, "{srv1}");
     assert!(detail["app"].as_f64().unwrap() > 0.5, "{srv1}");
+    // srv2 can hear the load before srv1's own dataplane has it (control
+    // hands its dataplane the membership on its own tick): wait until a
+    // probe connection srv1 inspects is passed on (the one redirected
+    // probe is counted in dpr_overload_choice), then fetch.
+    let mut next_probe = probes.iter();
+    await_value(
+        "srv1's own dataplane passes a new connection on",
+        std::time::Duration::from_secs(10),
+        || match next_probe.next() {
+            Some(&p) => {
+                let by = served_from_ports(&lab, &[p]);
+                (
+                    (by[0] != "srv1").then_some(()),
+                    format!("probe {p} served by {by:?}"),
+                )
+            }
+            None => (None, "out of probe ports".to_owned()),
+        },
+    );
+    redirected_before += 1;
     let served = served_from_ports(&lab, during);
     let redirected = lab.counter("srv1", "dpr_overload_choice");
     let still_loaded = announced_load("srv2", "srv1");
