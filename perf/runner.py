@@ -157,12 +157,13 @@ def front_down():
             pid = int(open(pidfile).read().split()[0])
             os.kill(pid, signal.SIGTERM)
         except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
-            pass
+            # No pid, or the process is gone already: nothing to wait for.
+            continue
         for _ in range(50):
             try:
                 os.kill(pid, 0)
                 time.sleep(0.05)
-            except (ProcessLookupError, UnboundLocalError):
+            except ProcessLookupError:
                 break
     if os.path.exists(f"/run/netns/{FRONT_NS}"):
         sh(["ip", "netns", "del", FRONT_NS], check=False)
