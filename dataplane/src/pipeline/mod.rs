@@ -281,6 +281,30 @@ impl Pipeline {
         self.tables = tables;
     }
 
+    /// [`Pipeline::set_tables`] for the first membership a member gets from
+    /// control after it starts. In routed mode, when `tables` count this
+    /// member alive, the previous tables become `tables` without it: what
+    /// the other members decided with while it was away (their previous
+    /// tables once they see it back). So a packet of a connection begun in
+    /// its absence that a router hands to it directly gets its second
+    /// chance at the member serving it, as through any other receiver.
+    /// When `tables` do not count it yet, this is `set_tables`: the later
+    /// change that does makes them the previous tables.
+    ///
+    /// A guess where the cluster never saw it away (a restart faster than
+    /// failure detection): connections begun under older tables whose
+    /// packets reach it directly then find no alternate (counted
+    /// `routed_second_chance_dropped`).
+    pub fn set_tables_joining(&mut self, tables: Arc<Tables>) {
+        let counted = tables.member(tables.own_id).is_some_and(|m| m.alive);
+        let without =
+            (tables.routed && counted).then(|| Arc::new(tables.without_member(tables.own_id)));
+        self.set_tables(tables);
+        if without.is_some() {
+            self.previous = without;
+        }
+    }
+
     /// Routed mode: the tables the alternate target is computed with (the
     /// last ones whose membership differed from the current), if any.
     pub fn previous_tables(&self) -> Option<&Tables> {

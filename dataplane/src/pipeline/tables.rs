@@ -43,6 +43,9 @@ pub struct ServiceEntry {
     /// L4 TCP, `syn_proxy = "auto"`: half-open flows per worker above which
     /// new SYNs are proxied.
     pub syn_proxy_half_open: u32,
+    /// The service's `[selection]` (the selectors are rebuilt from it for
+    /// another membership: [`Tables::without_member`]).
+    pub selection: shoal_config::Selection,
 }
 
 /// A member as the pipeline sees it in one epoch.
@@ -180,26 +183,14 @@ impl Tables {
             .filter(|m| m.role != MemberRole::Both)
             .map(|m| (m.id, m.role))
             .collect();
-        let role = |id: u16| {
-            roles
-                .iter()
-                .find(|&&(r, _)| r == id)
-                .map_or(MemberRole::Both, |&(_, role)| role)
-        };
-        // Inspectors are chosen among the members that inspect.
-        let inspecting: Vec<MemberEntry> = members
-            .iter()
-            .map(|m| MemberEntry {
-                weight: if role(m.id).inspects() { m.weight } else { 0 },
-                ..m.clone()
-            })
-            .collect();
+        let inspecting = inspecting(&members, &roles);
         let mut services = Vec::with_capacity(cfg.services.len());
         for s in &cfg.services {
             services.push(ServiceEntry {
                 name: s.name.clone(),
                 selector: build_selector(&s.selection, &inspecting),
                 target: Arc::new(Salted(build_selector(&s.selection, &members))),
+                selection: s.selection.clone(),
                 state: s.state,
                 max_load: s.selection.max_load,
                 load_choice: s.selection.load_choice,
@@ -238,6 +229,50 @@ impl Tables {
             mtu: cfg.dataplane.mtu,
             routed,
         })
+    }
+
+    /// These tables with member `id` out of the membership (not alive), the
+    /// selectors rebuilt: what the other members decided with while it was
+    /// away. Routed mode gives a member that joins these as its previous
+    /// tables (`Pipeline::set_tables_joining`).
+    pub fn without_member(&self, id: u16) -> Tables {
+        let members: Vec<MemberEntry> = self
+            .members
+            .iter()
+            .map(|m| MemberEntry {
+                alive: m.alive && m.id != id,
+                ..m.clone()
+            })
+            .collect();
+        let inspecting = inspecting(&members, &self.roles);
+        let services = self
+            .services
+            .iter()
+            .map(|s| ServiceEntry {
+                selector: build_selector(&s.selection, &inspecting),
+                target: Arc::new(Salted(build_selector(&s.selection, &members))),
+                ..s.clone()
+            })
+            .collect::<Vec<_>>();
+        let selector = match services.first() {
+            Some(first) => Arc::clone(&first.selector),
+            None => build_selector(&shoal_config::Selection::default(), &inspecting),
+        };
+        Tables {
+            epoch: self.epoch,
+            digest: self.digest,
+            vips: self.vips.clone(),
+            cluster_mac: self.cluster_mac,
+            own_id: self.own_id,
+            own_addr: self.own_addr,
+            own_mac: self.own_mac,
+            services,
+            selector,
+            members,
+            roles: self.roles.clone(),
+            mtu: self.mtu,
+            routed: self.routed,
+        }
     }
 
     /// Whether member `id` may serve requests (its role is not
@@ -295,6 +330,24 @@ impl Tables {
             .iter()
             .find(|s| s.port == port && s.vip == vip && s.protocol == protocol)
     }
+}
+
+/// `members` as inspector selection sees them: a member whose role does
+/// not inspect (`back-end`) has weight 0 there.
+fn inspecting(members: &[MemberEntry], roles: &[(u16, MemberRole)]) -> Vec<MemberEntry> {
+    members
+        .iter()
+        .map(|m| {
+            let role = roles
+                .iter()
+                .find(|&&(r, _)| r == m.id)
+                .map_or(MemberRole::Both, |&(_, role)| role);
+            MemberEntry {
+                weight: if role.inspects() { m.weight } else { 0 },
+                ..m.clone()
+            }
+        })
+        .collect()
 }
 
 /// The selector a service's `[selection]` asks for, over `members` (the

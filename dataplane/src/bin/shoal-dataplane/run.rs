@@ -872,6 +872,7 @@ fn drive<Io: PacketIo>(
                             worker.pipeline_mut().renew_lease(until, confirmed, now);
                         }
                         Applied::Members(e, digest, members) => {
+                            let joining = control_members.is_none();
                             control_members = Some((digest, members.clone()));
                             match tables_from_control(&current, opts, e, digest, members) {
                                 Ok(t) => {
@@ -886,7 +887,13 @@ fn drive<Io: PacketIo>(
                                     if index == 0 {
                                         log_epoch(&t, &mut last_logged);
                                     }
-                                    worker.pipeline_mut().set_tables(Arc::new(t));
+                                    // The first membership since this start:
+                                    // this member (re)joins the cluster.
+                                    if joining {
+                                        worker.pipeline_mut().set_tables_joining(Arc::new(t));
+                                    } else {
+                                        worker.pipeline_mut().set_tables(Arc::new(t));
+                                    }
                                     link.applied_digest = digest;
                                 }
                                 Err(err) => {
