@@ -186,7 +186,7 @@ impl Lab {
             .filter_map(|n| n["name"].as_str().map(str::to_owned))
             .collect();
         let since: Vec<Option<f64>> = running.iter().map(|n| uptime(n)).collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         loop {
             std::thread::sleep(std::time::Duration::from_millis(100));
             let behind: Vec<&String> = running
@@ -2849,10 +2849,10 @@ fn interactive_p99_stays_low_under_bulk_with_strict_priority() {
         let wait = "shoal_dataplane_class_wait_seconds";
         let waited = sum_of(&format!("{wait}_count"), "interactive", "");
         assert!(waited >= released("interactive"), "{metrics}");
-        assert_eq!(
-            sum_of(&format!("{wait}_bucket"), "interactive", "le=\"0.001\""),
-            waited,
-            "an interactive request waited behind bulk ones: {metrics}"
+        let within_1ms = sum_of(&format!("{wait}_bucket"), "interactive", "le=\"0.001\"");
+        assert!(
+            (within_1ms - waited).abs() < 0.5,
+            "an interactive request waited behind bulk ones ({within_1ms} of {waited} within 1 ms): {metrics}"
         );
         lab.assert_alive();
         (run, refused)

@@ -235,6 +235,7 @@ impl Tables {
     /// selectors rebuilt: what the other members decided with while it was
     /// away. Routed mode gives a member that joins these as its previous
     /// tables (`Pipeline::set_tables_joining`).
+    #[must_use]
     pub fn without_member(&self, id: u16) -> Tables {
         let members: Vec<MemberEntry> = self
             .members
