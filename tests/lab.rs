@@ -3022,34 +3022,121 @@ fn sticky_sessions_stay_on_their_member_and_a_drain_moves_new_ones_only() {
 
 /// Client ports whose connections the routed lab's members serve (the
 /// target every receiver computes, `Tables::routed_target`, for the routed
-/// client's address), `count` each for `nodes`.
-fn routed_ports_served_by(lab: &Lab, nodes: &[&str], count: usize) -> Vec<u16> {
-    let cfg = lab.0.server_config(server("srv1")).unwrap();
-    let tables = shoal_dataplane::pipeline::Tables::from_config(&cfg, 1).unwrap();
+/// client's address), `count` each for `nodes`, from port `from` up (a
+/// port used for an earlier connection is in TIME_WAIT on the client).
+fn routed_ports_served_by(lab: &Lab, nodes: &[&str], count: usize, from: u16) -> Vec<u16> {
+    let tables = routed_tables(lab, &MEMBERS);
     let mut ports = Vec::new();
     for node in nodes {
-        let id = cfg
-            .cluster
-            .members
-            .iter()
-            .find(|m| m.name == *node)
-            .unwrap()
-            .id;
+        let id = tables.members.iter().find(|m| m.name == *node).unwrap().id;
         ports.extend(
-            (30_000..40_000)
-                .filter(|&port| {
-                    tables.routed_target(
-                        0,
-                        shoal_select::ClientKey {
-                            addr: shoal_lab::topology::ROUTED_CLIENT_ADDR,
-                            port,
-                        },
-                    ) == Some(id)
-                })
+            (from..from.saturating_add(10_000))
+                .filter(|&port| routed_target(&tables, port) == Some(id))
                 .take(count),
         );
     }
     ports
+}
+
+/// The tables every member computes routed targets with when `alive` are
+/// the members taking new connections (the others dead or drained).
+fn routed_tables(lab: &Lab, alive: &[&str]) -> shoal_dataplane::pipeline::Tables {
+    let cfg = lab.0.server_config(server("srv1")).unwrap();
+    let members = cfg
+        .cluster
+        .members
+        .iter()
+        .map(|m| shoal_dataplane::pipeline::MemberEntry {
+            alive: alive.contains(&m.name.as_str()),
+            ..shoal_dataplane::pipeline::MemberEntry::from_config(m)
+        })
+        .collect();
+    shoal_dataplane::pipeline::Tables::build(&cfg, 1, members).unwrap()
+}
+
+/// The routed client's connection from `port` to the VIP's first service:
+/// its target member's id under `tables`.
+fn routed_target(tables: &shoal_dataplane::pipeline::Tables, port: u16) -> Option<u16> {
+    tables.routed_target(
+        0,
+        shoal_select::ClientKey {
+            addr: shoal_lab::topology::ROUTED_CLIENT_ADDR,
+            port,
+        },
+    )
+}
+
+/// Client ports whose connections the "moved" figures follow.
+const MOVED_PORTS: std::ops::Range<u16> = 31_000..31_300;
+
+/// The router's next hop (the ECMP receiver) for the routed client's
+/// connection from each of `ports` to the VIP on port 80, as the kernel's
+/// L4 multipath hash picks it for a packet arriving from the client side
+/// (`eth1`).
+fn router_receivers(lab: &Lab, ports: &[u16]) -> Vec<String> {
+    let client = shoal_lab::topology::ROUTED_CLIENT_ADDR;
+    let mut script = String::from("ip -batch - <<'EOF'\n");
+    for p in ports {
+        script.push_str(&format!(
+            "route get 198.18.0.100 from {client} iif eth1 ipproto tcp sport {p} dport 80\n"
+        ));
+    }
+    script.push_str("EOF\n");
+    let out = lab.exec("router", &["bash", "-c", &script]);
+    let hops: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split(" via ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(hops.len(), ports.len(), "{out}");
+    hops
+}
+
+/// Prints how many of the [`MOVED_PORTS`] connections `event` gave another
+/// receiver (router, measured) and another target (tables, computed),
+/// from `before` to `after` (receivers, then targets).
+fn print_moved(
+    event: &str,
+    before: &(Vec<String>, Vec<Option<u16>>),
+    after: &(Vec<String>, Vec<Option<u16>>),
+) {
+    let n = before.0.len();
+    let receivers = before
+        .0
+        .iter()
+        .zip(&after.0)
+        .filter(|(a, b)| a != b)
+        .count();
+    // Moved between next hops that are in both sets (legacy multipath
+    // re-hashes them too; a resilient group would not).
+    let survivors = before
+        .0
+        .iter()
+        .zip(&after.0)
+        .filter(|(a, b)| a != b && after.0.contains(a) && before.0.contains(b))
+        .count();
+    let targets = before
+        .1
+        .iter()
+        .zip(&after.1)
+        .filter(|(a, b)| a != b)
+        .count();
+    println!(
+        "routed: {event}: {receivers} of {n} connections moved to another receiver \
+         ({survivors} between receivers in both sets), {targets} to another target"
+    );
+}
+
+/// The receivers and targets of the [`MOVED_PORTS`] connections now, with
+/// `alive` taking new connections.
+fn placement(lab: &Lab, alive: &[&str]) -> (Vec<String>, Vec<Option<u16>>) {
+    let ports: Vec<u16> = MOVED_PORTS.collect();
+    let tables = routed_tables(lab, alive);
+    (
+        router_receivers(lab, &ports),
+        ports.iter().map(|&p| routed_target(&tables, p)).collect(),
+    )
 }
 
 /// Waits until the router's VIP route has exactly `want` as next hops;
@@ -3064,37 +3151,15 @@ fn await_next_hops(want: &[&str], within: std::time::Duration) -> std::time::Dur
     t0.elapsed()
 }
 
-/// Issue 18, routed mode (`lab up --topology routed`, `local`): the client
-/// sits behind a BIRD 2 router that spreads the VIP over the three servers
-/// by ECMP (L4 hash), each server's BIRD announcing it while its control
-/// says so. New connections from many client ports reach every server;
-/// `lab kill srv3` (a crash: BIRD dies with it) removes srv3's next hop at
-/// the router within the BGP hold time (3 s, bounded here by 10 s), after
-/// which every new connection succeeds on srv1/srv2, and slow downloads
-/// served by srv1 and srv2 that ran across the kill finish intact (packets
-/// the router sent to srv3 in the meantime are retransmitted); `lab start
-/// srv3` announces it again and it serves new connections, while downloads
-/// begun in its absence whose target is now srv3 finish intact on their
-/// holders through srv3's second chance (none dropped there). The times
-/// are printed (kill -> withdrawn at the router, start -> announced).
-#[test]
-#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
-fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
-    let lab = Lab::up_with(&UpOptions {
-        topology: shoal_lab::options::LabTopology::Routed,
-        ..UpOptions::default()
-    });
-    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
-    for node in MEMBERS {
-        let v: serde_json::Value =
-            serde_json::from_str(&shoalctl(node, &["status", "--json"])).unwrap();
-        assert_eq!(v["bgp"]["announced"], true, "{node}: {}", v["bgp"]);
-        assert_eq!(v["bgp"]["sessions"][0]["up"], true, "{node}: {}", v["bgp"]);
-        assert!(
-            shoalctl(node, &["status"]).contains("bgp: announced (serving); sessions tor up"),
-            "{node}"
-        );
-    }
+/// The part of the routed lab tests every mode shares (the lab up, every
+/// member announced): new connections spread over the three members; `lab
+/// kill srv3` withdraws its next hop while downloads held by srv1 and srv2
+/// go on intact; `lab start srv3` announces it again, it serves new
+/// connections, and downloads begun in its absence whose target is now
+/// srv3 finish intact on their holders through srv3's second chance. Prints
+/// the times and the connections each event moved; returns where the 300
+/// [`MOVED_PORTS`] connections are placed at the end (all three members).
+fn routed_spread_kill_and_return(lab: &Lab) -> (Vec<String>, Vec<Option<u16>>) {
     let status = lab.status();
     let files = status["files"].clone();
     assert_eq!(
@@ -3103,7 +3168,7 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     );
 
     // Spread: every server takes new connections from the router.
-    let fetches = fetch_mix(&lab, 150, 1000);
+    let fetches = fetch_mix(lab, 150, 1000);
     for f in &fetches {
         assert_intact(f, &files);
     }
@@ -3114,8 +3179,10 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         );
     }
 
+    let all_three = placement(lab, &MEMBERS);
+
     // Slow downloads (16 s each) served by srv1 and srv2, across the kill.
-    let held = routed_ports_served_by(&lab, &["srv1", "srv2"], 2);
+    let held = routed_ports_served_by(lab, &["srv1", "srv2"], 2, 30_000);
     let mut script = String::from("mkdir -p /tmp/shoal-rt && rm -f /tmp/shoal-rt/*\n");
     for p in &held {
         script.push_str(&format!(
@@ -3133,7 +3200,9 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         withdrawn.as_millis(),
         shoal_lab::bird::HOLD_TIME_S
     );
-    let after = fetch_mix(&lab, 90, 1000);
+    let without_srv3 = placement(lab, &["srv1", "srv2"]);
+    print_moved("lab kill srv3", &all_three, &without_srv3);
+    let after = fetch_mix(lab, 90, 1000);
     for f in &after {
         assert_intact(f, &files);
         assert_ne!(f.served_by, "srv3", "{f:?}");
@@ -3160,13 +3229,13 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     }
 
     // Connections begun while srv3 is away whose target is srv3 once it is
-    // back (12 downloads of 20 s, held by srv1 and srv2): when it returns,
+    // back (12 downloads of 8 s, held by srv1 and srv2): when it returns,
     // the router hands some of their packets to srv3 itself, the others
     // send them to srv3 in GUE; srv3 holds no flow for them and gives each
     // its second chance at its holder (its previous tables are the
     // membership without itself: `set_tables_joining`).
-    let late = routed_ports_served_by(&lab, &["srv3"], 12);
-    lab.start_downloads(&late, "400K");
+    let late = routed_ports_served_by(lab, &["srv3"], 12, 30_000);
+    lab.start_downloads(&late, "1M");
     std::thread::sleep(std::time::Duration::from_secs(1));
 
     let t0 = std::time::Instant::now();
@@ -3176,7 +3245,9 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         "routed: lab start srv3 -> srv3's next hop back at the router in {} ms (start included)",
         t0.elapsed().as_millis()
     );
-    let again = fetch_mix(&lab, 150, 1000);
+    let back = placement(lab, &MEMBERS);
+    print_moved("lab start srv3", &without_srv3, &back);
+    let again = fetch_mix(lab, 150, 1000);
     for f in &again {
         assert_intact(f, &files);
     }
@@ -3198,13 +3269,87 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     let text = shoal_lab::Lab::status().unwrap().text();
     assert!(text.contains("router: ns=up"), "{text}");
     assert!(text.contains("srv3 Established"), "{text}");
+    back
+}
+
+/// Issue 18, routed mode (`lab up --topology routed`, `local`): the client
+/// sits behind a BIRD 2 router that spreads the VIP over the three servers
+/// by ECMP (L4 hash), each server's BIRD announcing it while its control
+/// says so. New connections from many client ports reach every server;
+/// `lab kill srv3` (a crash: BIRD dies with it) removes srv3's next hop at
+/// the router within the BGP hold time (3 s, bounded here by 10 s), after
+/// which every new connection succeeds on srv1/srv2, and slow downloads
+/// served by srv1 and srv2 that ran across the kill finish intact (packets
+/// the router sent to srv3 in the meantime are retransmitted); `lab start
+/// srv3` announces it again and it serves new connections, while downloads
+/// begun in its absence whose target is now srv3 finish intact on their
+/// holders through srv3's second chance (none dropped there). `shoalctl
+/// drain srv2` withdraws at once and srv2's running downloads finish
+/// intact; `drain --wait` returns once srv2 holds no open connection. The
+/// times are printed (kill -> withdrawn at the router, start -> announced,
+/// drain -> withdrawn) and, per event, how many of 300 connections moved
+/// to another receiver (the router's `ip route get`) and another target.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
+    let lab = Lab::up_with(&UpOptions {
+        topology: shoal_lab::options::LabTopology::Routed,
+        ..UpOptions::default()
+    });
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    for node in MEMBERS {
+        let v: serde_json::Value =
+            serde_json::from_str(&shoalctl(node, &["status", "--json"])).unwrap();
+        assert_eq!(v["bgp"]["announced"], true, "{node}: {}", v["bgp"]);
+        assert_eq!(v["bgp"]["sessions"][0]["up"], true, "{node}: {}", v["bgp"]);
+        assert!(
+            shoalctl(node, &["status"]).contains("bgp: announced (serving); sessions tor up"),
+            "{node}"
+        );
+    }
+    let back = routed_spread_kill_and_return(&lab);
+    let files = lab.status()["files"].clone();
+    let sha8 = files["8m"]["sha256"].as_str().unwrap();
 
     // The other reasons to withdraw, each undone: a drain, a failed health
     // check (srv1's nginx stopped: no answer within the timeout, 3 in a
     // row), a SIGTERM to control (withdraw first, then leave).
-    lab.drain("srv2");
-    await_next_hops(&["srv1", "srv3"], std::time::Duration::from_secs(5));
+    // A drain withdraws at once and lets srv2's running downloads finish
+    // (8 s each, begun before it): their packets now reach srv1 and srv3,
+    // whose targets are no longer srv2, and get their second chance there.
+    // `shoalctl drain srv2 --wait`, run on srv2, returns once srv2 holds no
+    // open connection.
+    let draining = routed_ports_served_by(&lab, &["srv2"], 4, 36_000);
+    lab.start_downloads(&draining, "1M");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let token = ["--token-file", "/run/shoal-lab/admin.token"];
+    shoalctl("srv2", &[&["drain", "srv2"][..], &token].concat());
+    let withdrawn = await_next_hops(&["srv1", "srv3"], std::time::Duration::from_secs(5));
+    println!(
+        "routed: shoalctl drain srv2 -> withdrawn in {} ms",
+        withdrawn.as_millis()
+    );
+    print_moved("drain srv2", &back, &placement(&lab, &["srv1", "srv3"]));
     assert!(shoalctl("srv2", &["status"]).contains("bgp: withdrawn (draining)"));
+    let t0 = std::time::Instant::now();
+    let waited = shoalctl(
+        "srv2",
+        &[&["drain", "srv2", "--wait", "--timeout", "60"][..], &token].concat(),
+    );
+    println!(
+        "routed: shoalctl drain srv2 --wait returned after {} ms: {}",
+        t0.elapsed().as_millis(),
+        waited.trim().replace('\n', "; ")
+    );
+    assert!(waited.contains("connection(s) open"), "{waited}");
+    assert!(
+        waited.contains("srv2: drained, no connection open"),
+        "{waited}"
+    );
+    for (port, (by, sum)) in draining.iter().zip(lab.finish_downloads(&draining)) {
+        assert_eq!(sum, sha8, "download from port {port} across srv2's drain");
+        assert_eq!(by, "srv2", "download from port {port}");
+    }
     lab.undrain("srv2");
     await_next_hops(&MEMBERS, std::time::Duration::from_secs(5));
 
@@ -3257,6 +3402,44 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     for f in &last {
         assert_intact(f, &files);
     }
+    lab.assert_alive();
+}
+
+/// Issue 18, routed mode with a stateless `dpr-ipip` service (`lab up
+/// --topology routed --mode dpr-ipip --state stateless`): the target is the
+/// service's DPR target hash, not the inspector selection, and the rest is
+/// as in `local` (`routed_spread_kill_and_return`): spread over the three
+/// members, `lab kill srv3` and `lab start srv3` with no download broken
+/// (held across the kill, begun in srv3's absence), receivers forwarding
+/// to targets in GUE.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn routed_dpr_ipip_keeps_connections_across_a_kill_and_a_return() {
+    let lab = Lab::up_with(&UpOptions {
+        topology: shoal_lab::options::LabTopology::Routed,
+        mode: shoal_config::Mode::DprIpip,
+        state: shoal_config::State::Stateless,
+        ..UpOptions::default()
+    });
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    // The lab's tables are dpr-ipip ones: a target differs from the
+    // inspector selection for some connections.
+    let tables = routed_tables(&lab, &MEMBERS);
+    assert_eq!(tables.services[0].mode, shoal_config::Mode::DprIpip);
+    let differ = MOVED_PORTS
+        .filter(|&port| {
+            let key = shoal_select::ClientKey {
+                addr: shoal_lab::topology::ROUTED_CLIENT_ADDR,
+                port,
+            };
+            tables.services[0].selector.select(key) != routed_target(&tables, port)
+        })
+        .count();
+    assert!(differ > 0, "the DPR target hash is the inspector selection");
+    routed_spread_kill_and_return(&lab);
+    lab.settle();
+    assert!(routed_counter(&lab, "routed_forwarded") > 0);
+    assert_eq!(routed_counter(&lab, "drop_encap_not_member"), 0);
     lab.assert_alive();
 }
 

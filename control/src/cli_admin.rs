@@ -45,10 +45,20 @@ pub enum AdminCommand {
     Members(#[command(flatten)] Connection),
     /// The epoch's member table and each member's share of sampled keys.
     Ring(#[command(flatten)] Connection),
-    /// Stop sending new connections to NODE (cluster-wide).
+    /// Stop sending new connections to NODE (cluster-wide; in routed mode
+    /// NODE's control withdraws its BGP announcement first).
     Drain {
         /// Member name or id.
         node: String,
+        /// Then wait until NODE holds no open connection (its dataplane's
+        /// SYN and established flows; closing ones are left to finish),
+        /// printing the count as it falls: ask NODE's own control
+        /// (`--admin`). Exit status 3 when `--timeout` passes first.
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait with `--wait`, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
         /// Connection options.
         #[command(flatten)]
         conn: Connection,
@@ -267,7 +277,7 @@ pub fn run(cmd: &AdminCommand) -> ExitCode {
         AdminCommand::Status(c) => (c, "GET", "/status".to_owned()),
         AdminCommand::Members(c) => (c, "GET", "/members".to_owned()),
         AdminCommand::Ring(c) => (c, "GET", "/ring".to_owned()),
-        AdminCommand::Drain { node, conn } => (conn, "POST", format!("/drain/{node}")),
+        AdminCommand::Drain { node, conn, .. } => (conn, "POST", format!("/drain/{node}")),
         AdminCommand::Undrain { node, conn } => (conn, "POST", format!("/undrain/{node}")),
         AdminCommand::Weight { node, weight, conn } => {
             (conn, "POST", format!("/weight/{node}/{weight}"))
@@ -318,16 +328,106 @@ pub fn run(cmd: &AdminCommand) -> ExitCode {
                     _ => eprintln!("  {}", body["error"].as_str().unwrap_or_default()),
                 }
             }
-            if (200..300).contains(&status) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            if !(200..300).contains(&status) {
+                return ExitCode::FAILURE;
+            }
+            match cmd {
+                AdminCommand::Drain {
+                    node,
+                    wait: true,
+                    timeout,
+                    conn,
+                } => wait_for_drain(conn, token.as_ref(), node, Duration::from_secs(*timeout)),
+                _ => ExitCode::SUCCESS,
             }
         }
         Err(e) => {
             eprintln!("shoalctl: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the `/status` answer `status` is member `node`'s (name or id).
+fn status_is_of(status: &Value, node: &str) -> bool {
+    status["member"].as_str() == Some(node)
+        || node
+            .parse::<u64>()
+            .is_ok_and(|id| status["id"].as_u64() == Some(id))
+}
+
+/// Open connections (SYN and established flows) over the workers of the
+/// `/status` answer `status`; `None` when no worker reports figures.
+fn open_connections(status: &Value) -> Option<u64> {
+    let figures: Vec<u64> = status["workers"]
+        .as_array()?
+        .iter()
+        .filter_map(|w| w["flows_open"].as_u64())
+        .collect();
+    (!figures.is_empty()).then(|| figures.iter().sum())
+}
+
+/// `drain --wait`: polls NODE's own `/status` every second until its
+/// dataplane holds no open connection (exit 0) or `timeout` passes (exit
+/// 3), printing the count whenever it changes.
+fn wait_for_drain(
+    conn: &Connection,
+    token: Option<&AdminToken>,
+    node: &str,
+    timeout: Duration,
+) -> ExitCode {
+    let start = std::time::Instant::now();
+    let mut last = None;
+    loop {
+        let status = match call(conn.admin, "GET", "/status", token) {
+            Ok((200, body)) => body,
+            Ok((code, _)) => {
+                eprintln!("shoalctl: drain --wait: GET /status: HTTP {code}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("shoalctl: drain --wait: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if !status_is_of(&status, node) {
+            eprintln!(
+                "shoalctl: drain --wait watches the drained member's own flows, but {} answers \
+                 for {}: {node} is draining; run the wait against {node}'s control (--admin)",
+                conn.admin,
+                status["member"].as_str().unwrap_or("?")
+            );
+            return ExitCode::FAILURE;
+        }
+        let Some(open) = open_connections(&status) else {
+            eprintln!(
+                "shoalctl: drain --wait: {node}'s dataplane reports no figures (is it running?)"
+            );
+            return ExitCode::FAILURE;
+        };
+        let waited = start.elapsed();
+        if open == 0 {
+            println!(
+                "{node}: drained, no connection open ({:.0} s)",
+                waited.as_secs_f64()
+            );
+            return ExitCode::SUCCESS;
+        }
+        if last != Some(open) {
+            println!(
+                "{node}: {open} connection(s) open ({:.0} s)",
+                waited.as_secs_f64()
+            );
+            last = Some(open);
+        }
+        if waited >= timeout {
+            eprintln!(
+                "shoalctl: {node} still holds {open} open connection(s) after {} s",
+                timeout.as_secs()
+            );
+            return ExitCode::from(3);
+        }
+        std::thread::sleep(Duration::from_secs(1).min(timeout.saturating_sub(waited)));
     }
 }
 
@@ -688,9 +788,33 @@ mod tests {
     }
 
     #[test]
+    fn drain_wait_reads_the_open_connections_of_the_drained_member_only() {
+        let status = serde_json::json!({
+            "member": "srv2", "id": 2,
+            "workers": [
+                {"worker": 0, "flows_live": 9, "flows_open": 3},
+                {"worker": 1, "flows_live": 4, "flows_open": 2},
+                {"worker": 2, "flows_live": null, "flows_open": null}
+            ]
+        });
+        assert!(status_is_of(&status, "srv2"));
+        assert!(status_is_of(&status, "2"));
+        assert!(!status_is_of(&status, "srv1"));
+        assert!(!status_is_of(&status, "1"));
+        assert_eq!(open_connections(&status), Some(5));
+        let none = serde_json::json!({"member": "srv2", "workers": [{"flows_open": null}]});
+        assert_eq!(open_connections(&none), None);
+        assert_eq!(open_connections(&serde_json::json!({})), None);
+        let drained = serde_json::json!({"workers": [{"flows_open": 0}]});
+        assert_eq!(open_connections(&drained), Some(0));
+    }
+
+    #[test]
     fn renders_a_drain_answer() {
         let cmd = AdminCommand::Drain {
             node: "srv2".into(),
+            wait: false,
+            timeout: 300,
             conn: Connection {
                 admin: DEFAULT_ADMIN,
                 token_file: None,

@@ -444,6 +444,10 @@ impl DataplaneLink {
                     .map(|s| now_unix_ns.saturating_sub(s.written_at_unix_ns) as f64 / 1e9),
                 applied_epoch: worker.last.as_ref().and_then(|s| s.value("applied_epoch")),
                 flows_live: worker.last.as_ref().and_then(|s| s.value("flows_live")),
+                flows_open: worker
+                    .last
+                    .as_ref()
+                    .and_then(|s| Some(s.value("flows_syn")? + s.value("flows_established")?)),
                 rx_packets: worker.last.as_ref().map(|s| {
                     s.value("wire_rx_packets").unwrap_or(0)
                         + s.value("kernel_rx_packets").unwrap_or(0)

@@ -71,6 +71,9 @@ pub struct WorkerStatus {
     pub applied_epoch: Option<u64>,
     /// Flows in its table.
     pub flows_live: Option<u64>,
+    /// Of those, connections not closing yet (SYN and established flows):
+    /// what `shoalctl drain --wait` waits for.
+    pub flows_open: Option<u64>,
     /// Frames it processed from the wire and from the kernel.
     pub rx_packets: Option<u64>,
     /// Frames it passed to other workers / received from them (flow
@@ -283,6 +286,7 @@ pub(crate) fn test_worker(names: &[&str]) -> WorkerStatus {
         stats_age_seconds: Some(0.5),
         applied_epoch: Some(7),
         flows_live: None,
+        flows_open: None,
         rx_packets: None,
         steered: None,
         busy_fraction: None,
