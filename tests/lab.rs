@@ -3023,7 +3023,7 @@ fn sticky_sessions_stay_on_their_member_and_a_drain_moves_new_ones_only() {
 /// Client ports whose connections the routed lab's members serve (the
 /// target every receiver computes, `Tables::routed_target`, for the routed
 /// client's address), `count` each for `nodes`, from port `from` up (a
-/// port used for an earlier connection is in TIME_WAIT on the client).
+/// port used for an earlier connection is in `TIME_WAIT` on the client).
 fn routed_ports_served_by(lab: &Lab, nodes: &[&str], count: usize, from: u16) -> Vec<u16> {
     let tables = routed_tables(lab, &MEMBERS);
     let mut ports = Vec::new();
