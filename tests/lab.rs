@@ -3139,6 +3139,20 @@ fn placement(lab: &Lab, alive: &[&str]) -> (Vec<String>, Vec<Option<u16>>) {
     )
 }
 
+/// Waits (5 s at most) until `node`'s `shoalctl status` says `want`:
+/// control publishes its BGP status once per interval, so the router can
+/// see a change a moment before the status does.
+fn await_bgp_status(node: &str, want: &str) {
+    await_value(
+        &format!("{node}'s status to say {want:?}"),
+        std::time::Duration::from_secs(5),
+        || {
+            let st = shoalctl(node, &["status"]);
+            (st.contains(want).then_some(()), st)
+        },
+    );
+}
+
 /// Waits until the router's VIP route has exactly `want` as next hops;
 /// returns how long that took.
 fn await_next_hops(want: &[&str], within: std::time::Duration) -> std::time::Duration {
@@ -3298,14 +3312,13 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     });
     await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
     for node in MEMBERS {
+        // Control publishes its BGP status once per interval: the router
+        // may see a change a moment before `shoalctl status` does.
+        await_bgp_status(node, "bgp: announced (serving); sessions tor up");
         let v: serde_json::Value =
             serde_json::from_str(&shoalctl(node, &["status", "--json"])).unwrap();
         assert_eq!(v["bgp"]["announced"], true, "{node}: {}", v["bgp"]);
         assert_eq!(v["bgp"]["sessions"][0]["up"], true, "{node}: {}", v["bgp"]);
-        assert!(
-            shoalctl(node, &["status"]).contains("bgp: announced (serving); sessions tor up"),
-            "{node}"
-        );
     }
     let back = routed_spread_kill_and_return(&lab);
     let files = lab.status()["files"].clone();
@@ -3330,7 +3343,7 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         withdrawn.as_millis()
     );
     print_moved("drain srv2", &back, &placement(&lab, &["srv1", "srv3"]));
-    assert!(shoalctl("srv2", &["status"]).contains("bgp: withdrawn (draining)"));
+    await_bgp_status("srv2", "bgp: withdrawn (draining)");
     let t0 = std::time::Instant::now();
     let waited = shoalctl(
         "srv2",
@@ -3374,7 +3387,7 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
         "routed: srv1's nginx stopped -> withdrawn in {} ms",
         sick.as_millis()
     );
-    assert!(shoalctl("srv1", &["status"]).contains("bgp: withdrawn (health_failed)"));
+    await_bgp_status("srv1", "bgp: withdrawn (health_failed)");
     signal("CONT", &nginx);
     await_next_hops(&MEMBERS, std::time::Duration::from_secs(5));
 
