@@ -208,12 +208,7 @@ impl Tables {
                 mode: s.mode,
             });
         }
-        // ICMP to a VIP has no service; it follows the first service's
-        // selector so a ping is answered by exactly one member.
-        let selector = match services.first() {
-            Some(first) => Arc::clone(&first.selector),
-            None => build_selector(&shoal_config::Selection::default(), &inspecting),
-        };
+        let selector = icmp_selector(&services, &inspecting);
         Ok(Tables {
             epoch,
             digest: 0,
@@ -255,10 +250,7 @@ impl Tables {
                 ..s.clone()
             })
             .collect::<Vec<_>>();
-        let selector = match services.first() {
-            Some(first) => Arc::clone(&first.selector),
-            None => build_selector(&shoal_config::Selection::default(), &inspecting),
-        };
+        let selector = icmp_selector(&services, &inspecting);
         Tables {
             epoch: self.epoch,
             digest: self.digest,
@@ -349,6 +341,16 @@ fn inspecting(members: &[MemberEntry], roles: &[(u16, MemberRole)]) -> Vec<Membe
             }
         })
         .collect()
+}
+
+/// The selector for VIP traffic outside any service: ICMP to a VIP follows
+/// the first service's inspector selection, so a ping is answered by
+/// exactly one member.
+fn icmp_selector(services: &[ServiceEntry], inspecting: &[MemberEntry]) -> Arc<dyn Selector> {
+    match services.first() {
+        Some(first) => Arc::clone(&first.selector),
+        None => build_selector(&shoal_config::Selection::default(), inspecting),
+    }
 }
 
 /// The selector a service's `[selection]` asks for, over `members` (the
