@@ -1044,7 +1044,7 @@ fn a_reused_tuple_after_a_handoff_is_a_new_connection_on_every_member() {
     let tomb = srv1.flows().get(&key).unwrap();
     assert_eq!(
         tomb.value.action,
-        shoal_dataplane::pipeline::FlowAction::HandedOff
+        shoal_dataplane::pipeline::FlowAction::HandedOff { member: 2 }
     );
     assert_eq!((tomb.value.client_isn, tomb.value.ended), (50_000, false));
     let spliced = srv2.flows().get(&key).unwrap();

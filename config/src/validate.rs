@@ -12,7 +12,7 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
-    Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, KeyHash,
+    Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, HandoffMode, KeyHash,
     Location, MemberRole, Mode, PortRole, Protocol, Service, State, SynProxy, Topology,
 };
 
@@ -459,11 +459,26 @@ fn check_service(cluster: &Cluster, s: &Service, key: &str, p: &mut Problems) {
 
 /// A service under `dataplane.topology = "routed"`: a packet reaches one
 /// member (the receiver), which forwards it by a consistent hash every
-/// member computes alike, with no flow: `local` and stateless `dpr-ipip`
-/// only, and no SYN proxy (the cookie ACK may reach another receiver).
+/// member computes alike, with no flow: `local`, stateless `dpr-ipip` and
+/// `splice` (the inspector is the target) with frequent handoff only, and
+/// no SYN proxy (the cookie ACK may reach another receiver).
 fn check_routed(s: &Service, key: &str, p: &mut Problems) {
     match (s.mode, s.state) {
         (Mode::Local, _) | (Mode::DprIpip, State::Stateless) => {}
+        (Mode::Splice, _) => {
+            if s
+                .dispatch
+                .as_ref()
+                .is_some_and(|d| d.handoff == HandoffMode::Rare)
+            {
+                p.add(
+                    format!("{key}.dispatch.handoff"),
+                    "handoff = \"rare\" is not available with dataplane.topology = \"routed\" \
+                     (the hashed server's kernel answers the SYN, and its later packets may \
+                     reach another receiver): use handoff = \"frequent\"",
+                );
+            }
+        }
         (Mode::DprIpip, State::Stateful) => p.add(
             format!("{key}.state"),
             "with dataplane.topology = \"routed\" every receiver computes the target by a \
@@ -475,13 +490,6 @@ fn check_routed(s: &Service, key: &str, p: &mut Problems) {
             "mode = \"dpr-mac\" rewrites MAC addresses on one broadcast segment; with \
              dataplane.topology = \"routed\" packets reach one member through a router: use \
              mode = \"local\" or mode = \"dpr-ipip\" with state = \"stateless\"",
-        ),
-        (Mode::Splice, _) => p.add(
-            format!("{key}.mode"),
-            "mode = \"splice\" is not available with dataplane.topology = \"routed\" yet \
-             (the client's packets after a handover must be forwarded to the processing \
-             member): use mode = \"local\" or mode = \"dpr-ipip\" with state = \
-             \"stateless\", or dataplane.topology = \"segment\"",
         ),
     }
     if s.syn_proxy.is_some_and(|sp| sp != SynProxy::Off) {

@@ -1725,28 +1725,26 @@ fn member_roles_need_splice_services_and_a_key() {
 }
 
 #[test]
-fn routed_topology_refuses_dpr_mac_splice_stateful_dpr_and_the_syn_proxy() {
+fn routed_topology_refuses_dpr_mac_rare_splice_stateful_dpr_and_the_syn_proxy() {
     let text = edit("memory_mb = 256", "memory_mb = 256\ntopology = \"routed\"");
     let found = problems(&text);
     let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, ["services[1].mode", "services[2].mode"], "{found:#?}");
-    assert!(found[0].reason.contains("splice"), "{}", found[0].reason);
+    assert_eq!(keys, ["services[2].mode"], "{found:#?}");
     assert!(
-        found[1].reason.contains("dpr-mac") && found[1].reason.contains("routed"),
+        found[0].reason.contains("dpr-mac") && found[0].reason.contains("routed"),
         "{}",
-        found[1].reason
+        found[0].reason
     );
 
-    // Only local and stateless dpr-ipip remain: valid.
-    let valid = text
-        .replace("mode = \"splice\"", "mode = \"local\"")
-        .replace(
-            "[services.dispatch]\npolicy = \"url-hash\"\nhot_paths = [\"/static/\"]\nmax_request_bytes = 16384\nrequest_timeout_ms = 5000\n",
-            "",
-        )
-        .replace("mode = \"dpr-mac\"", "mode = \"dpr-ipip\"\nstate = \"stateless\"");
-    let config = load(&valid).expect("routed local + stateless dpr-ipip is valid");
+    // Local, splice (frequent handoff) and stateless dpr-ipip: valid.
+    let valid = text.replace("mode = \"dpr-mac\"", "mode = \"dpr-ipip\"\nstate = \"stateless\"");
+    let config = load(&valid).expect("routed local + splice + stateless dpr-ipip is valid");
     assert_eq!(config.dataplane.topology, shoal_config::Topology::Routed);
+    let rare = valid.replace(
+        "[services.dispatch]\npolicy = \"url-hash\"",
+        "[services.dispatch]\nhandoff = \"rare\"\npolicy = \"url-hash\"",
+    );
+    check_key(&rare, "services[1].dispatch.handoff", "frequent");
 
     let stateful = valid.replace("state = \"stateless\"\n", "");
     check_key(&stateful, "services[2].state", "state = \"stateless\"");

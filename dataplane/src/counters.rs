@@ -501,6 +501,21 @@ counters! {
     /// Routed: GUE whose inner packet is not for a VIP service (or is a
     /// fragment): dropped.
     DropEncapInner => "drop_encap_inner",
+    /// Routed splice: client packets of a connection this member inspected
+    /// and handed to another member, forwarded to that member in GUE (the
+    /// inspector's tombstone; the processing member holds the translation).
+    RoutedTombstoneForwarded => "routed_tombstone_forwarded",
+    /// Routed splice: non-SYN packets no member is known to hold (their
+    /// inspector left the membership): sent in GUE to every other live
+    /// member, of which only the one holding the connection keeps it.
+    RoutedFlooded => "routed_flooded",
+    /// Routed splice: flooded copies that reached a member without the
+    /// connection (expected: all but one copy of each flooded packet).
+    RoutedFloodMiss => "routed_flood_miss",
+    /// Routed splice: packets this member would answer itself (cookie
+    /// SYN-ACK, ACKs of the request) before it learned the router's MAC
+    /// from a VIP frame of the router: dropped (the client retransmits).
+    DropRoutedNoRouterMac => "drop_routed_no_router_mac",
     /// Routed: SYNs this member accepted as the connection's target (a flow
     /// created: its later packets find this member). Not an outcome.
     RoutedSynAccepted => "routed_syn_accepted",
@@ -622,6 +637,10 @@ impl Counter {
         Counter::DropEncapNotMember,
         Counter::DropEncapMalformed,
         Counter::DropEncapInner,
+        Counter::RoutedTombstoneForwarded,
+        Counter::RoutedFlooded,
+        Counter::RoutedFloodMiss,
+        Counter::DropRoutedNoRouterMac,
         Counter::PersistHeld,
         Counter::PersistKernelNotUp,
         Counter::PersistSessionLost,

@@ -61,7 +61,9 @@ impl Flow {
                 member: self.member,
             },
             3 => FlowAction::Received,
-            4 => FlowAction::HandedOff,
+            4 => FlowAction::HandedOff {
+                member: self.member,
+            },
             _ => FlowAction::Spliced(SpliceParams {
                 delta: self.params.0,
                 ts_offset: self.params.1,

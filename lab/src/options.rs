@@ -217,13 +217,20 @@ impl UpOptions {
                 );
             }
             let stateless_dpr = self.mode == Mode::DprIpip && self.state == State::Stateless;
-            if self.mode != Mode::Local && !stateless_dpr {
+            if self.mode != Mode::Local && self.mode != Mode::Splice && !stateless_dpr {
                 return Err(format!(
-                    "--topology routed serves --mode local or --mode dpr-ipip --state stateless \
+                    "--topology routed serves --mode local, splice or dpr-ipip --state stateless \
                      (got mode {} state {})",
                     kebab(&self.mode),
                     kebab(&self.state)
                 ));
+            }
+            if self.mode == Mode::Splice && self.handoff == HandoffMode::Rare {
+                return Err(
+                    "--topology routed hands spliced connections over with --handoff frequent \
+                     (got rare)"
+                        .to_owned(),
+                );
             }
         }
         if (1..=MAX_NODES).contains(&self.nodes) {

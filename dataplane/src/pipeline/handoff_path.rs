@@ -177,14 +177,14 @@ impl Pipeline {
         for e in inspector_events {
             match e {
                 InspectorEvent::Send { to, message } => self.handoff_send(to, &message, now),
-                InspectorEvent::HandedOver { id, .. } => {
+                InspectorEvent::HandedOver { id, to, .. } => {
                     if let Some(slot) = self.conns.by_handoff(id) {
                         if let Some(conn) = self.conns.release(slot) {
                             if conn.moving {
                                 self.counters.inc(Counter::RehandoffDone);
                             }
                             if let Some(mut flow) = self.flows.lookup_touch(&conn.key, now) {
-                                flow.value_mut().action = FlowAction::HandedOff;
+                                flow.value_mut().action = FlowAction::HandedOff { member: to };
                                 flow.set_state(FlowState::Tombstone, now);
                                 self.flows.note_changed(conn.key);
                             }

@@ -42,6 +42,11 @@ impl Pipeline {
                 return self.drop(Counter::DropKernelMalformed);
             };
             let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            if self.tables.routed && self.tables.is_vip(src) {
+                // Routed: the kernel sends its clients' replies to a router
+                // too; the dataplane's own answers go the same way.
+                self.router_mac = Some(kernel_to);
+            }
             if ip.next_header() == IpProtocol::Tcp && !ip.is_fragment() && self.tables.is_vip(src) {
                 let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) else {
                     return self.drop(Counter::DropKernelMalformed);
@@ -72,7 +77,7 @@ impl Pipeline {
                     Some(FlowAction::Tracked { slot }) => {
                         return self.persist_kernel(slot, &mut tcp, now);
                     }
-                    Some(FlowAction::HandedOff) => {
+                    Some(FlowAction::HandedOff { .. }) => {
                         // The connection moved; this kernel's socket is gone.
                         return self.drop(Counter::KernelRstSuppressed);
                     }

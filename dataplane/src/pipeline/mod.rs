@@ -104,9 +104,14 @@ pub enum FlowAction {
     },
     /// Splice: handed over to this kernel; both directions are translated.
     Spliced(SpliceParams),
-    /// Splice: handed over to another member, which sees the client's
-    /// packets itself: this member ignores them (tombstone).
-    HandedOff,
+    /// Splice: handed over to another member (tombstone). On a segment
+    /// that member sees the client's packets itself and this member ignores
+    /// them; routed, this member forwards them to it in GUE.
+    HandedOff {
+        /// The member the connection was handed to (0: not known, from a
+        /// snapshot of an older version).
+        member: u16,
+    },
     /// Splice, a persistent connection this kernel serves, followed request
     /// by request (`persist`): the translation and the rest are in session
     /// `slot`.
@@ -138,6 +143,10 @@ enum Plan {
         second_chance: bool,
         strip: usize,
     },
+    /// Routed splice: strip `strip` bytes of outer headers, then send a
+    /// copy of the IPv4 packet in GUE to every other live member except
+    /// `except` (it had no flow) and drop the frame (`routed.rs`, flood).
+    Flood { strip: usize, except: Option<u16> },
 }
 
 /// Whether member `own` is the inspector of `client` for service `index`
@@ -167,6 +176,10 @@ pub struct Pipeline {
     /// membership differed (`routed.rs`: the alternate target of the second
     /// chance); None until the membership first changes.
     previous: Option<Arc<Tables>>,
+    /// Routed mode: the Ethernet source of the last VIP frame a router
+    /// sent here (or where this kernel sends VIP replies): where frames this
+    /// member answers a client with go (`routed.rs`, splice).
+    router_mac: Option<crate::wire::EthernetAddress>,
     /// The epochs new connections are claimed with, and the lease.
     claims: ClaimSet<Arc<Tables>>,
     flows: FlowTable<FlowEntry>,
@@ -194,6 +207,9 @@ pub struct Pipeline {
     /// Splice: answers to new connections with no setup slot free (tokens
     /// of a bucket refilled at [`BUSY_ANSWERS_PER_SEC`], and when).
     busy_answers: (u32, Instant),
+    /// Routed splice: the flood bucket (`routed.rs`), refilled at
+    /// [`FLOODS_PER_SEC`].
+    floods: (u32, Instant),
     /// Splice: persistent connections followed request by request.
     sessions: persist::Sessions,
     /// SYN proxy of the L4 services: one state per service of `tables`.
@@ -217,6 +233,28 @@ pub struct Pipeline {
 /// connections that find no setup slot free; beyond it they are dropped,
 /// counted (`splice_conn_table_full`), and the client retransmits.
 const BUSY_ANSWERS_PER_SEC: u32 = 1000;
+/// Routed splice: packets a worker floods to every member at most per
+/// second (each costs one copy per member; over it they are dropped,
+/// counted `routed_second_chance_dropped`).
+const FLOODS_PER_SEC: u32 = 2000;
+
+/// Takes one token from `bucket` (tokens left, last refill), refilled at
+/// `per_sec` up to `per_sec`; false when none is left at `now`.
+fn take_token(bucket: &mut (u32, Instant), per_sec: u32, now: Instant) -> bool {
+    let (tokens, last) = *bucket;
+    let elapsed_ms = now.saturating_since(last).as_millis();
+    let refill = u32::try_from(elapsed_ms * u128::from(per_sec) / 1000).unwrap_or(u32::MAX);
+    let tokens = tokens.saturating_add(refill).min(per_sec);
+    // The clock moves on only when a token was added, so that frequent
+    // calls under a millisecond apart still refill.
+    let last = if refill > 0 { now } else { last };
+    if tokens == 0 {
+        *bucket = (0, last);
+        return false;
+    }
+    *bucket = (tokens - 1, last);
+    true
+}
 
 /// Flows one burst may create or change before the journal falls back to
 /// a full snapshot (far more than two bursts of frames can touch).
@@ -242,6 +280,7 @@ impl Pipeline {
             classes,
             requeue: Vec::new(),
             busy_answers: (BUSY_ANSWERS_PER_SEC, Instant::ZERO),
+            floods: (FLOODS_PER_SEC, Instant::ZERO),
             cookies: CookieKeys::new(secret),
             handoff: None,
             sticky_key: None,
@@ -253,6 +292,7 @@ impl Pipeline {
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
             previous: None,
+            router_mac: None,
             flows: FlowTable::new(capacity, timeouts),
             burst_hashes: Vec::new(),
             pins: pins::Pins::default(),
@@ -586,6 +626,7 @@ impl Pipeline {
                     second_chance,
                     strip,
                 } => self.gue_encapsulate(frame, to, alternate, second_chance, strip),
+                Plan::Flood { strip, except } => self.gue_flood(frame.bytes(), strip, except),
                 // Handled inside on_wire, which has the Ethernet header.
                 Plan::RewriteMac { .. } => Verdict::Drop,
             }

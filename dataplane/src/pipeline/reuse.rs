@@ -175,7 +175,7 @@ impl Pipeline {
                 Counter::TupleReusedSplicing
             }
             FlowAction::Spliced(_) | FlowAction::Tracked { .. } => Counter::TupleReusedSpliced,
-            FlowAction::HandedOff => Counter::TupleReusedTombstone,
+            FlowAction::HandedOff { .. } => Counter::TupleReusedTombstone,
         };
         self.counters.inc(Counter::TupleReused);
         self.counters.inc(kind);

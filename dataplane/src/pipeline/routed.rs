@@ -35,13 +35,15 @@ use shoal_select::ClientKey;
 use shoal_wire::gue::{self, GuePacket, GueRepr};
 use shoal_wire::time::Instant;
 
+use shoal_config::Mode;
+
 use super::reuse::SynOnFlow;
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, ETH_LEN, KERNEL, WIRE};
 use crate::counters::{Counter, Layer};
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::io::Frame;
 use crate::wire::{
-    icmpv4, Error, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    icmpv4, Error, EthernetAddress, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
     TcpPacket, UdpPacket,
 };
 
@@ -56,6 +58,8 @@ const PROBES: u32 = 64;
 /// What the GUE header of a packet that arrived encapsulated said.
 #[derive(Debug, Clone, Copy)]
 struct Arrived {
+    /// The member that sent it (outer source address).
+    from: Ipv4Addr,
     /// The alternate target's address, if listed.
     alternate: Option<Ipv4Addr>,
     /// Already forwarded to the alternate: never forward again.
@@ -95,13 +99,108 @@ pub(super) fn membership_changed(old: &Tables, new: &Tables) -> bool {
     })
 }
 
+/// Whether `action` is a splice connection's (handled by the segment's
+/// splice path, `routed_splice_hit`).
+fn is_splice(action: FlowAction) -> bool {
+    matches!(
+        action,
+        FlowAction::Splicing { .. }
+            | FlowAction::Spliced(_)
+            | FlowAction::Tracked { .. }
+            | FlowAction::HandedOff { .. }
+    )
+}
+
+/// The segment path's plan for a packet that may have arrived in GUE: one
+/// for this kernel loses its outer headers (its outcome is counted).
+fn to_kernel(plan: Plan, arrived: Option<Arrived>) -> Plan {
+    match (plan, arrived) {
+        (Plan::Done(Verdict::Forward(KERNEL)), Some(a)) => Plan::Decap {
+            outer_len: a.outer_len,
+        },
+        (plan, _) => plan,
+    }
+}
+
+/// What the outer headers of a GUE frame say besides the addresses.
+struct Outer {
+    ident: u16,
+    dont_frag: bool,
+    dscp_ecn: u8,
+    /// The connection's entropy (UDP source port).
+    entropy: u16,
+    repr: GueRepr,
+}
+
+impl Outer {
+    /// The outer fields for the IPv4 packet `inner`.
+    fn of(inner: &[u8], ident: u16, repr: GueRepr) -> Outer {
+        let ip = Ipv4Packet::new_unchecked(inner);
+        let ports = ip
+            .payload()
+            .get(..4)
+            .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+        let mix = u32::from(ip.src_addr()) ^ u32::from(ip.dst_addr()).rotate_left(16) ^ ports;
+        Outer {
+            ident,
+            dont_frag: ip.dont_frag(),
+            dscp_ecn: ip.dscp_ecn(),
+            entropy: (mix.wrapping_mul(0x9e37_79b1) >> 18) as u16,
+            repr,
+        }
+    }
+
+    /// Writes the Ethernet (source and destination), outer IPv4, UDP and GUE
+    /// headers before the `inner_len` bytes of inner packet at the end of
+    /// `bytes` (Ethernet type already IPv4).
+    fn emit(
+        &self,
+        bytes: &mut [u8],
+        from: (EthernetAddress, Ipv4Addr),
+        to: (EthernetAddress, Ipv4Addr),
+        inner_len: usize,
+    ) {
+        let mut eth = EthernetFrame::new_unchecked(&mut bytes[..]);
+        eth.set_dst_addr(to.0);
+        eth.set_src_addr(from.0);
+        let udp_len = 8 + gue::field::HEADER_LEN + inner_len;
+        let outer = Ipv4Repr {
+            src_addr: from.1,
+            dst_addr: to.1,
+            protocol: IpProtocol::Udp,
+            payload_len: udp_len,
+            ttl: 64,
+            ident: self.ident,
+            dont_frag: self.dont_frag,
+            more_frags: false,
+            frag_offset: 0,
+            dscp_ecn: self.dscp_ecn,
+        };
+        let mut ip = Ipv4Packet::new_unchecked(&mut bytes[ETH_LEN..]);
+        outer.emit(&mut ip);
+        ip.fill_checksum();
+        let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+        // Source port: the connection's entropy in the dynamic range
+        // (receive-side scaling at the target); checksum 0 (none, RFC 768).
+        udp.set_src_port(0xc000 | self.entropy);
+        udp.set_dst_port(gue::PORT);
+        udp.set_len(udp_len as u16);
+        udp.set_checksum(0);
+        self.repr
+            .emit(&mut GuePacket::new_unchecked(udp.payload_mut()));
+    }
+}
+
 impl Pipeline {
     /// A VIP packet from a router (IPv4 header and checksum checked).
     pub(super) fn routed_from_wire(
         &mut self,
         ip: &mut Ipv4Packet<&mut [u8]>,
+        src_mac: EthernetAddress,
         now: Instant,
     ) -> Plan {
+        // Where this member's own answers to clients go (splice).
+        self.router_mac = Some(src_mac);
         if ip.is_fragment() {
             return Plan::Done(self.drop(Counter::DropRoutedFragment));
         }
@@ -132,6 +231,7 @@ impl Pipeline {
             return Plan::Done(self.drop(Counter::DropEncapMalformed));
         };
         let arrived = Arrived {
+            from,
             alternate: gue.alternate(),
             second_chance: gue.second_chance(),
             outer_len: ihl + 8 + gue::field::HEADER_LEN,
@@ -300,7 +400,10 @@ impl Pipeline {
         let own_syn =
             pure_syn && self.syn_meets_flow(&key, tcp.seq_number(), now) == SynOnFlow::OwnSyn;
         let mss = self.tables.mtu.saturating_sub(GUE_OVERHEAD + 40);
-        if self.track(&key, tcp.flags(), true, now).is_some() {
+        if let Some(action) = self.track(&key, tcp.flags(), true, now) {
+            if is_splice(action) {
+                return self.routed_splice_hit(action, own_syn, pure_syn, &mut tcp, arrived, now);
+            }
             if own_syn {
                 self.counters.inc(Counter::SynRetransmit);
             }
@@ -333,6 +436,10 @@ impl Pipeline {
                 };
             }
         }
+        if self.tables.services[index].mode == Mode::Splice {
+            let plain_ack = tcp.ack() && !tcp.syn() && !tcp.rst();
+            return self.routed_splice_miss(key, index, (pure_syn, plain_ack), &tcp, arrived, now);
+        }
         if pure_syn {
             return self.routed_syn(key, &mut tcp, mss, arrived, now);
         }
@@ -357,6 +464,143 @@ impl Pipeline {
             }
             None => Plan::Done(self.drop(Counter::RoutedSecondChanceDropped)),
         }
+    }
+
+    /// A packet of a splice connection this member holds a flow for (it
+    /// inspects it, serves it, or handed it on): the segment path's
+    /// handling (cookie handshake, request, translation, persistent
+    /// session), with the client's frames answered through the router; a
+    /// handed-off connection's packets go on to the member serving it.
+    fn routed_splice_hit(
+        &mut self,
+        action: FlowAction,
+        own_syn: bool,
+        pure_syn: bool,
+        tcp: &mut TcpPacket<&mut [u8]>,
+        arrived: Option<Arrived>,
+        now: Instant,
+    ) -> Plan {
+        let plan = match action {
+            FlowAction::HandedOff { member } => {
+                if member == 0 || member == self.tables.own_id {
+                    return Plan::Done(self.drop(Counter::HandoffTombstoneHit));
+                }
+                // Marked as a second chance: the serving member never
+                // forwards it again.
+                self.counters.inc(Counter::RoutedTombstoneForwarded);
+                return Plan::Gue {
+                    to: member,
+                    alternate: Some(member),
+                    second_chance: true,
+                    strip: arrived.map_or(0, |a| a.outer_len),
+                };
+            }
+            FlowAction::Tracked { slot } => {
+                let Some(mac) = self.router_mac else {
+                    return Plan::Done(self.drop(Counter::DropRoutedNoRouterMac));
+                };
+                if own_syn {
+                    self.counters.inc(Counter::SynRetransmit);
+                }
+                self.persist_client(slot, mac, tcp, now)
+            }
+            _ => self.tcp_flow_hit(action, own_syn, pure_syn, tcp, now),
+        };
+        to_kernel(plan, arrived)
+    }
+
+    /// A segment without a flow to a `splice` service at its target (the
+    /// inspector): a SYN gets a cookie, an ACK carrying this member's
+    /// cookie opens the setup, as on a segment; anything else belongs to a
+    /// connection placed under other tables (`routed_splice_orphan`).
+    /// `flags` is (pure SYN, ACK without SYN or RST).
+    fn routed_splice_miss(
+        &mut self,
+        key: FlowKey,
+        index: usize,
+        (pure_syn, plain_ack): (bool, bool),
+        tcp: &TcpPacket<&mut [u8]>,
+        arrived: Option<Arrived>,
+        now: Instant,
+    ) -> Plan {
+        let client = ClientKey {
+            addr: key.src,
+            port: key.src_port,
+        };
+        if pure_syn {
+            let Some(mac) = self.router_mac else {
+                return Plan::Done(self.drop(Counter::DropRoutedNoRouterMac));
+            };
+            let plan = self.tcp_splice_miss(mac, key, client, index, (true, false), tcp, now);
+            return to_kernel(plan, arrived);
+        }
+        // Only this member's cookie key verifies a cookie, whatever the
+        // tables said when it was sent (the ACK may come as a second chance).
+        if let (true, Some(mac)) = (plain_ack, self.router_mac) {
+            if let Some(conn) = self.cookie_conn(mac, key, index, tcp, now) {
+                return self.splice_accept(conn, index, tcp, now);
+            }
+        }
+        self.routed_splice_orphan(key, client, arrived, now)
+    }
+
+    /// A non-SYN segment of a splice connection this member holds no flow
+    /// for. Its serving member is not a hash of the client (the request
+    /// chose it), and only the inspector's tombstone knows it:
+    /// - a flood copy (below) that finds no flow here: dropped, counted;
+    /// - the alternate (the inspector under the previous tables) is a live
+    ///   member: second chance there, as for `local` (its tombstone
+    ///   forwards it on);
+    /// - the alternate left the membership, or this member is the
+    ///   alternate and holds nothing: the inspector's knowledge is gone, so
+    ///   a copy goes to every other live member (GUE, second chance, the
+    ///   sender named as alternate: the mark of a flood copy); the one
+    ///   serving the connection keeps it. Bounded per worker
+    ///   ([`super::FLOODS_PER_SEC`]);
+    /// - no alternate: dropped, counted.
+    fn routed_splice_orphan(
+        &mut self,
+        key: FlowKey,
+        client: ClientKey,
+        arrived: Option<Arrived>,
+        now: Instant,
+    ) -> Plan {
+        let own = self.tables.own_id;
+        let strip = arrived.map_or(0, |a| a.outer_len);
+        let sender = arrived.and_then(|a| self.member_id_by_addr(a.from));
+        let alternate = match arrived {
+            Some(a) if a.second_chance && a.alternate == Some(a.from) => {
+                return Plan::Done(self.drop(Counter::RoutedFloodMiss));
+            }
+            Some(a) if a.second_chance => None,
+            Some(a) => a.alternate.and_then(|addr| self.member_id_by_addr(addr)),
+            None => self.previous_target(key.dst, key.dst_port, client),
+        };
+        let second_chance_taken = arrived.is_some_and(|a| a.second_chance);
+        let live = |t: &Tables, id: u16| t.member(id).is_some_and(|m| m.alive);
+        match alternate.filter(|&a| a != own) {
+            Some(to) if live(&self.tables, to) => {
+                self.counters.inc(Counter::RoutedSecondChance);
+                Plan::Gue {
+                    to,
+                    alternate: Some(to),
+                    second_chance: true,
+                    strip,
+                }
+            }
+            Some(_) => self.routed_flood(strip, sender, now),
+            None if second_chance_taken => self.routed_flood(strip, sender, now),
+            None => Plan::Done(self.drop(Counter::RoutedSecondChanceDropped)),
+        }
+    }
+
+    /// Plans a flood (`routed_splice_orphan`) if the worker's bucket allows.
+    fn routed_flood(&mut self, strip: usize, except: Option<u16>, now: Instant) -> Plan {
+        if !super::take_token(&mut self.floods, super::FLOODS_PER_SEC, now) {
+            return Plan::Done(self.drop(Counter::RoutedSecondChanceDropped));
+        }
+        self.counters.inc(Counter::RoutedFlooded);
+        Plan::Flood { strip, except }
     }
 
     /// A SYN this member is the target of: intact, lease held, a flow
@@ -436,30 +680,24 @@ impl Pipeline {
                 return Verdict::Drop;
             }
         }
-        let (inner_len, dont_frag, dscp_ecn, entropy) = {
+        let inner_len = {
             let ip = Ipv4Packet::new_unchecked(&frame.bytes()[ETH_LEN..]);
-            let ports = ip
-                .payload()
-                .get(..4)
-                .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
-            let mix = u32::from(ip.src_addr()) ^ u32::from(ip.dst_addr()).rotate_left(16) ^ ports;
-            let entropy = (mix.wrapping_mul(0x9e37_79b1) >> 18) as u16;
-            (
-                usize::from(ip.total_len()),
-                ip.dont_frag(),
-                ip.dscp_ecn(),
-                entropy,
-            )
+            usize::from(ip.total_len())
         };
         let over = usize::from(GUE_OVERHEAD);
         if inner_len + over > usize::from(t.mtu) {
-            if dont_frag {
+            if Ipv4Packet::new_unchecked(&frame.bytes()[ETH_LEN..]).dont_frag() {
                 return self.frag_needed(frame, GUE_OVERHEAD);
             }
             self.counters.inc(Counter::DropTooBig);
             return Verdict::Drop;
         }
         self.ident = self.ident.wrapping_add(1);
+        let repr = GueRepr {
+            alternate,
+            second_chance,
+        };
+        let head = Outer::of(&frame.bytes()[ETH_LEN..], self.ident, repr);
         // Drop Ethernet padding, then make room in the headroom.
         if !frame.truncate(ETH_LEN + inner_len) || !frame.prepend(over) {
             self.counters.inc(Counter::DropNoHeadroom);
@@ -467,37 +705,45 @@ impl Pipeline {
         }
         let bytes = frame.bytes_mut();
         bytes.copy_within(over..over + ETH_LEN, 0);
-        let mut eth = EthernetFrame::new_unchecked(&mut bytes[..]);
-        eth.set_dst_addr(to_mac);
-        eth.set_src_addr(t.own_mac);
-        let udp_len = 8 + gue::field::HEADER_LEN + inner_len;
-        let outer = Ipv4Repr {
-            src_addr: t.own_addr,
-            dst_addr: to_addr,
-            protocol: IpProtocol::Udp,
-            payload_len: udp_len,
-            ttl: 64,
-            ident: self.ident,
-            dont_frag,
-            more_frags: false,
-            frag_offset: 0,
-            dscp_ecn,
-        };
-        let mut ip = Ipv4Packet::new_unchecked(&mut bytes[ETH_LEN..]);
-        outer.emit(&mut ip);
-        ip.fill_checksum();
-        let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
-        // Source port: the connection's entropy in the dynamic range
-        // (receive-side scaling at the target); checksum 0 (none, RFC 768).
-        udp.set_src_port(0xc000 | entropy);
-        udp.set_dst_port(gue::PORT);
-        udp.set_len(udp_len as u16);
-        udp.set_checksum(0);
-        GueRepr {
-            alternate,
-            second_chance,
-        }
-        .emit(&mut GuePacket::new_unchecked(udp.payload_mut()));
+        head.emit(bytes, (t.own_mac, t.own_addr), (to_mac, to_addr), inner_len);
         Verdict::Forward(WIRE)
+    }
+
+    /// Sends a copy of the IPv4 packet in `bytes` (after `strip` bytes of
+    /// outer headers) in GUE to every other live member but `except`,
+    /// marked as flood copies (second chance, this member as alternate);
+    /// the frame itself is dropped (its outcome, `routed_flooded`, counted
+    /// when planned). A copy that would exceed the MTU is not sent
+    /// (`drop_too_big`).
+    pub(super) fn gue_flood(&mut self, bytes: &[u8], strip: usize, except: Option<u16>) -> Verdict {
+        let Some(inner) = bytes.get(ETH_LEN + strip..) else {
+            return Verdict::Drop;
+        };
+        let inner_len = usize::from(Ipv4Packet::new_unchecked(inner).total_len()).min(inner.len());
+        let inner = &inner[..inner_len];
+        let over = usize::from(GUE_OVERHEAD);
+        let t = Arc::clone(&self.tables);
+        if inner_len + over > usize::from(t.mtu) {
+            self.counters.inc(Counter::DropTooBig);
+            return Verdict::Drop;
+        }
+        let repr = GueRepr {
+            alternate: Some(t.own_addr),
+            second_chance: true,
+        };
+        let to = t
+            .members
+            .iter()
+            .filter(|m| m.alive && m.id != t.own_id && Some(m.id) != except);
+        for m in to {
+            self.ident = self.ident.wrapping_add(1);
+            let head = Outer::of(inner, self.ident, repr);
+            let mut frame = vec![0u8; ETH_LEN + over + inner_len];
+            frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            frame[ETH_LEN + over..].copy_from_slice(inner);
+            head.emit(&mut frame, (t.own_mac, t.own_addr), (m.mac, m.addr), inner_len);
+            self.emitted.push((WIRE, frame));
+        }
+        Verdict::Drop
     }
 }

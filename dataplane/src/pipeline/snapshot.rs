@@ -163,7 +163,7 @@ fn encode_record(k: FlowKey, state: FlowState, v: &FlowEntry) -> Option<[u8; REC
         FlowAction::RedirectMac { member } => (KIND_MAC, member, None),
         FlowAction::RedirectIpip { member } => (KIND_IPIP, member, None),
         FlowAction::Received => (KIND_RECEIVED, 0, None),
-        FlowAction::HandedOff => (KIND_HANDED_OFF, 0, None),
+        FlowAction::HandedOff { member } => (KIND_HANDED_OFF, member, None),
         FlowAction::Spliced(p) => (KIND_SPLICED, 0, Some(p)),
         // A tracked flow is recorded by the pipeline as the splice it is
         // (`encode`'s `resolve`); without its session it is not kept.
@@ -205,7 +205,7 @@ fn decode_record(r: &[u8]) -> Result<Restored, &'static str> {
         KIND_MAC => FlowAction::RedirectMac { member: target },
         KIND_IPIP => FlowAction::RedirectIpip { member: target },
         KIND_RECEIVED => FlowAction::Received,
-        KIND_HANDED_OFF => FlowAction::HandedOff,
+        KIND_HANDED_OFF => FlowAction::HandedOff { member: target },
         KIND_SPLICED => FlowAction::Spliced(SpliceParams {
             delta: u32_at(r, 22),
             ts_offset: u32_at(r, 26),
@@ -409,7 +409,7 @@ mod tests {
                 FlowAction::RedirectIpip { member: 3 },
             ),
             (1003, FlowState::Established, FlowAction::Received),
-            (1004, FlowState::Tombstone, FlowAction::HandedOff),
+            (1004, FlowState::Tombstone, FlowAction::HandedOff { member: 2 }),
             (1005, FlowState::Established, spliced),
             // Not kept: closing, and a setup in progress.
             (1006, FlowState::Closing, FlowAction::Local),

@@ -234,7 +234,13 @@ impl Pipeline {
             TcpFlags::SYN | TcpFlags::ACK,
             0xFFFF,
         );
-        reply.mss = Some(opts.mss.min(self.tables.mtu.saturating_sub(40)));
+        // Routed, the client's segments may reach this member in GUE.
+        let room = if self.tables.routed {
+            super::routed::GUE_OVERHEAD + 40
+        } else {
+            40
+        };
+        reply.mss = Some(opts.mss.min(self.tables.mtu.saturating_sub(room)));
         reply.sack_permitted = opts.sack_permitted;
         reply.window_scale = opts.window_scale.map(|_| ADVERTISED_WSCALE);
         reply.timestamps = ts_val.zip(opts.client_tsval);
@@ -260,6 +266,18 @@ impl Pipeline {
         let Some(conn) = self.cookie_conn(client_mac, key, service, tcp, now) else {
             return Plan::Done(self.drop(Counter::SpliceCookieRejected));
         };
+        self.splice_accept(conn, service, tcp, now)
+    }
+
+    /// The ACK `tcp` completed the cookie handshake of `conn`: a setup
+    /// slot (or a busy answer), and the ACK's request bytes buffered.
+    pub(super) fn splice_accept(
+        &mut self,
+        conn: Conn,
+        service: usize,
+        tcp: &TcpPacket<&mut [u8]>,
+        now: Instant,
+    ) -> Plan {
         if !self.conns.has_free() {
             return Plan::Done(self.busy_answer(&conn, service, tcp, now));
         }
@@ -582,22 +600,7 @@ impl Pipeline {
 
     /// One token of the busy-answer bucket, if any is left at `now`.
     fn take_busy_token(&mut self, now: Instant) -> bool {
-        let (tokens, last) = self.busy_answers;
-        let elapsed_ms = now.saturating_since(last).as_millis();
-        let refill = u32::try_from(elapsed_ms * u128::from(super::BUSY_ANSWERS_PER_SEC) / 1000)
-            .unwrap_or(u32::MAX);
-        let tokens = tokens
-            .saturating_add(refill)
-            .min(super::BUSY_ANSWERS_PER_SEC);
-        // The clock moves on only when a token was added, so that frequent
-        // calls under a millisecond apart still refill.
-        let last = if refill > 0 { now } else { last };
-        if tokens == 0 {
-            self.busy_answers = (0, last);
-            return false;
-        }
-        self.busy_answers = (tokens - 1, last);
-        true
+        super::take_token(&mut self.busy_answers, super::BUSY_ANSWERS_PER_SEC, now)
     }
 
     /// Step 3: the client's SYN, replayed into this member's kernel.

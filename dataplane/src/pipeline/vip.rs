@@ -68,7 +68,7 @@ impl Pipeline {
         }
         if t.routed {
             // From a router, to this member's own MAC: `routed.rs`.
-            return self.routed_from_wire(&mut ip, now);
+            return self.routed_from_wire(&mut ip, src_mac, now);
         }
         if let Err(e) = ip.check_options() {
             return Plan::Done(self.malformed(Layer::Ipv4, e));
@@ -146,7 +146,7 @@ impl Pipeline {
             // Handled before placement (tcp_from_wire).
             FlowAction::Splicing { .. }
             | FlowAction::Spliced(_)
-            | FlowAction::HandedOff
+            | FlowAction::HandedOff { .. }
             | FlowAction::Tracked { .. } => Plan::Done(Verdict::Drop),
             FlowAction::RedirectMac { member } => Plan::RewriteMac { to: member },
             FlowAction::RedirectIpip { member } => {
@@ -378,7 +378,7 @@ impl Pipeline {
     /// A segment of a flow in the table: its action (`track` moved its
     /// state along).
     #[inline]
-    fn tcp_flow_hit(
+    pub(super) fn tcp_flow_hit(
         &mut self,
         action: FlowAction,
         own_syn: bool,
@@ -406,7 +406,7 @@ impl Pipeline {
                 }
                 return Plan::Done(self.drop(Counter::SpliceBuffered));
             }
-            FlowAction::HandedOff => {
+            FlowAction::HandedOff { .. } => {
                 return Plan::Done(self.drop(Counter::HandoffTombstoneHit));
             }
             FlowAction::Spliced(params) => {
@@ -429,7 +429,7 @@ impl Pipeline {
     /// may complete a cookie handshake; the rest belongs to another member.
     /// `flags` is (pure SYN, ACK without SYN or RST).
     #[allow(clippy::too_many_arguments)]
-    fn tcp_splice_miss(
+    pub(super) fn tcp_splice_miss(
         &mut self,
         src_mac: EthernetAddress,
         key: FlowKey,
