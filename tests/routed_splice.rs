@@ -148,16 +148,13 @@ impl Cluster {
                 }
                 let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
                 let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-                match (0..3).find(|&j| addr_of(j) == ip.dst_addr()) {
-                    Some(j) => {
-                        assert_eq!(eth.dst_addr(), mac_of(j), "to the member's MAC");
-                        queue.push_back((j, WIRE, frame.clone()));
-                    }
-                    None => {
-                        assert_eq!(eth.dst_addr(), ROUTER_MAC, "to the client via the router");
-                        assert_eq!(ip.src_addr(), VIP);
-                        out.to_client.push((k, frame.clone()));
-                    }
+                if let Some(j) = (0..3).find(|&j| addr_of(j) == ip.dst_addr()) {
+                    assert_eq!(eth.dst_addr(), mac_of(j), "to the member's MAC");
+                    queue.push_back((j, WIRE, frame.clone()));
+                } else {
+                    assert_eq!(eth.dst_addr(), ROUTER_MAC, "to the client via the router");
+                    assert_eq!(ip.src_addr(), VIP);
+                    out.to_client.push((k, frame.clone()));
                 }
             }
         }
@@ -341,7 +338,7 @@ fn open_to_srv2(
         ip: VIP,
         port: 80,
     };
-    let mut client_side = c.clone();
+    let mut client_side = *c;
     client_side.mac = ROUTER_MAC;
     let ksa = tcp_header(80, c.port, KERNEL_ISN, Some(ISN + 1), TcpFlags::SYN);
     let out = cl.deliver(
