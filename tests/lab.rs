@@ -3456,6 +3456,156 @@ fn routed_dpr_ipip_keeps_connections_across_a_kill_and_a_return() {
     lab.assert_alive();
 }
 
+/// Issue 18, splice in routed mode (`lab up --topology routed --mode
+/// splice`): the inspector is each connection's routed target; receivers
+/// send it the client's packets in GUE, it reads the request and hands the
+/// connection to the member its URL dispatches to, whose kernel answers the
+/// client directly; the inspector's tombstone forwards the client's later
+/// packets there. Then the inspector of running downloads is killed: their
+/// packets reach the new target, which has no flow and whose alternate
+/// (the dead inspector) is gone, so it floods a copy to the other live
+/// member, which holds them: they finish intact. Downloads begun while the
+/// member is away whose target it is once back finish intact through its
+/// second chance at their inspector's tombstone.
+#[test]
+#[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
+fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
+    let lab = Lab::up_with(&UpOptions {
+        topology: shoal_lab::options::LabTopology::Routed,
+        mode: shoal_config::Mode::Splice,
+        ..UpOptions::default()
+    });
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    let files = lab.status()["files"].clone();
+    let fetches = fetch_mix(&lab, 120, 1000);
+    for f in &fetches {
+        assert_intact(f, &files);
+    }
+    // Each path on one server whatever the receiver and the inspector.
+    let out = lab.client(
+        "for r in 1 2; do for i in $(seq 1 20); do \
+           curl -s -m 5 -o /dev/null -w \"$i %header{x-served-by}\\n\" http://198.18.0.100/probe/$i; \
+         done; done",
+    );
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for line in out.lines() {
+        let (path, server) = line.split_once(' ').unwrap();
+        assert!(MEMBERS.contains(&server), "{line}");
+        let first = owner
+            .entry(path.to_owned())
+            .or_insert_with(|| server.to_owned());
+        assert_eq!(first, server, "path {path} moved between servers");
+    }
+    assert_eq!(owner.len(), 20, "{out}");
+    lab.settle();
+    let sum =
+        |names: &[&str], name: &str| -> u64 { names.iter().map(|n| lab.counter(n, name)).sum() };
+    assert_eq!(
+        sum(&MEMBERS, "handoff_handed_over"),
+        sum(&MEMBERS, "handoff_received")
+    );
+    assert!(sum(&MEMBERS, "handoff_handed_over") > 0);
+    assert!(sum(&MEMBERS, "routed_tombstone_forwarded") > 0);
+    assert_eq!(sum(&MEMBERS, "splice_cookie_rejected"), 0);
+    for node in MEMBERS {
+        // The router spread connections over every receiver.
+        assert!(lab.counter(node, "routed_forwarded") > 0, "{node}");
+    }
+
+    // The member /slow/8m is dispatched to serves the downloads; another
+    // one inspects them and is killed.
+    let serving = lab
+        .client("curl -s -m 5 -r 0-0 -o /dev/null -w '%header{x-served-by}' http://198.18.0.100/slow/8m")
+        .trim()
+        .to_owned();
+    assert!(MEMBERS.contains(&serving.as_str()), "{serving}");
+    let victim = if serving == "srv3" { "srv2" } else { "srv3" };
+    let others: Vec<&str> = MEMBERS.iter().copied().filter(|n| *n != victim).collect();
+    // Inspected by the victim; without it, targeted at the member that does
+    // not serve them (so that a packet reaching that one finds no flow).
+    let (all, without) = (routed_tables(&lab, &MEMBERS), routed_tables(&lab, &others));
+    let id = |name: &str| all.members.iter().find(|m| m.name == name).unwrap().id;
+    let held: Vec<u16> = (30_000..40_000)
+        .filter(|&p| {
+            routed_target(&all, p) == Some(id(victim))
+                && routed_target(&without, p) != Some(id(&serving))
+        })
+        .take(6)
+        .collect();
+    assert_eq!(held.len(), 6);
+    start_slow_downloads(&lab, "/tmp/shoal-rs", &held);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    lab.kill(victim, Part::All);
+    let withdrawn = await_next_hops(&others, std::time::Duration::from_secs(10));
+    println!(
+        "routed splice: lab kill {victim} -> withdrawn in {} ms",
+        withdrawn.as_millis()
+    );
+    // Those the router now hands to the member that does not serve them.
+    let serving_addr = server(&serving).addr().to_string();
+    let lost_inspector = router_receivers(&lab, &held)
+        .iter()
+        .filter(|r| **r != serving_addr)
+        .count();
+    for f in &fetch_mix(&lab, 60, 1000) {
+        assert_intact(f, &files);
+        assert_ne!(f.served_by, victim, "{f:?}");
+    }
+
+    // Begun in the victim's absence, its connections once it is back.
+    let late = routed_ports_served_by(&lab, &[victim], 6, 32_000);
+    start_slow_downloads(&lab, "/tmp/shoal-rs-late", &late);
+    let sha = files["8m"]["sha256"].as_str().unwrap();
+    for (port, (by, sum, rc)) in
+        held.iter()
+            .zip(finish_slow_downloads(&lab, "/tmp/shoal-rs", &held))
+    {
+        assert_eq!(
+            (by.as_str(), sum.as_str(), rc.as_str()),
+            (serving.as_str(), sha, "0"),
+            "port {port} across the kill of its inspector"
+        );
+    }
+    lab.settle();
+    println!(
+        "routed splice: {lost_inspector} of {} downloads reached a member without their flow; \
+         flooded packets {}, flood copies missed {}",
+        held.len(),
+        sum(&others, "routed_flooded"),
+        sum(&others, "routed_flood_miss")
+    );
+    if lost_inspector > 0 {
+        assert!(
+            sum(&others, "routed_flooded") > 0,
+            "the dead inspector's connections were looked for"
+        );
+    }
+
+    lab.start(victim, Part::All);
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
+    for f in &fetch_mix(&lab, 60, 1000) {
+        assert_intact(f, &files);
+    }
+    for (port, (by, sum, rc)) in
+        late.iter()
+            .zip(finish_slow_downloads(&lab, "/tmp/shoal-rs-late", &late))
+    {
+        assert_eq!(
+            (by.as_str(), sum.as_str(), rc.as_str()),
+            (serving.as_str(), sha, "0"),
+            "port {port} across the return of its inspector"
+        );
+    }
+    lab.settle();
+    assert!(
+        lab.counter(victim, "splice_cookie_sent") > 0,
+        "{victim} inspects again"
+    );
+    assert!(lab.counter(victim, "routed_second_chance") > 0);
+    assert_eq!(lab.counter(victim, "routed_second_chance_dropped"), 0);
+    lab.assert_alive();
+}
+
 /// Starts a /slow/8m download (16 s at 512 KiB/s) from each client port in
 /// the background, results under `dir` in the client namespace.
 fn start_slow_downloads(lab: &Lab, dir: &str, ports: &[u16]) {
