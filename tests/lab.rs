@@ -3552,9 +3552,6 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
         assert_ne!(f.served_by, victim, "{f:?}");
     }
 
-    // Begun in the victim's absence, its connections once it is back.
-    let late = routed_ports_served_by(&lab, &[victim], 6, 32_000);
-    start_slow_downloads(&lab, "/tmp/shoal-rs-late", &late);
     let sha = files["8m"]["sha256"].as_str().unwrap();
     for (port, (by, sum, rc)) in
         held.iter()
@@ -3581,6 +3578,10 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
         );
     }
 
+    // Begun in the victim's absence, its connections once it is back.
+    let late = routed_ports_served_by(&lab, &[victim], 6, 32_000);
+    start_slow_downloads(&lab, "/tmp/shoal-rs-late", &late);
+    std::thread::sleep(std::time::Duration::from_secs(1));
     lab.start(victim, Part::All);
     await_next_hops(&MEMBERS, std::time::Duration::from_secs(20));
     for f in &fetch_mix(&lab, 60, 1000) {
