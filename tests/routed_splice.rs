@@ -461,12 +461,52 @@ fn when_the_inspector_leaves_its_connections_are_found_by_flooding() {
     cl.set_alive([false, true, true], 2, &[1, 2]);
     teach_router(&mut cl, 2);
     // Through srv3 (the new target): no flow, the alternate (srv1) is gone:
-    // a copy to srv2, which holds it.
-    assert_reaches_srv2(&mut cl, &c, o, 2, 2);
+    // a copy to srv2, which holds it and tells srv3 so (`located`: the
+    // third frame).
+    assert_reaches_srv2(&mut cl, &c, o, 2, 3);
     assert_eq!(cl.count(2, Counter::RoutedFlooded), 1);
     assert_eq!(cl.count(1, Counter::RoutedFloodMiss), 0);
+    assert_eq!(cl.count(1, Counter::RoutedLocatedSent), 1);
+    assert_eq!(cl.count(2, Counter::RoutedLocatedLearned), 1);
+    // From then on srv3 sends the connection's packets to srv2 alone.
+    assert_reaches_srv2(&mut cl, &c, o, 2, 2);
+    assert_eq!(cl.count(2, Counter::RoutedFlooded), 1);
+    assert_eq!(cl.count(2, Counter::RoutedTombstoneForwarded), 1);
     // Through srv2: its own flow.
     assert_reaches_srv2(&mut cl, &c, o, 1, 1);
+    // A forged `located` (not signed with the cluster key) teaches nothing.
+    let forged = shoal_l7::handoff::encode(
+        &shoal_l7::handoff::Envelope {
+            sender: 2,
+            recipient: 3,
+            incarnation: 1,
+            sequence: 99,
+            timestamp_ms: 1_100_000,
+        },
+        &shoal_l7::handoff::Message::Located(shoal_l7::handoff::Located {
+            client: std::net::SocketAddrV4::new(stray.ip, stray.port),
+            vip: std::net::SocketAddrV4::new(VIP, 80),
+        }),
+        &shoal_l7::handoff::ClusterKey::from_bytes(&[8; 32]).unwrap(),
+    );
+    let frame = shoal_dataplane::traffic::udp_frame(
+        &Endpoint {
+            mac: mac_of(1),
+            ip: addr_of(1),
+            port: shoal_l7::handoff::PORT,
+        },
+        &Endpoint {
+            mac: mac_of(2),
+            ip: addr_of(2),
+            port: shoal_l7::handoff::PORT,
+        },
+        &forged,
+        1,
+    );
+    let out = cl.deliver(2, WIRE, frame);
+    assert!(out.kernels.is_empty() && out.to_client.is_empty());
+    assert_eq!(cl.count(2, Counter::HandoffRejectedBadMac), 1);
+    assert_eq!(cl.count(2, Counter::RoutedLocatedLearned), 1);
 
     // A packet of a connection nobody holds (another client of srv1's):
     // flooded, missed at srv2, never reaches a kernel.

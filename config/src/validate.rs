@@ -12,8 +12,8 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
-    Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, HandoffMode, KeyHash,
-    Location, MemberRole, Mode, PortRole, Protocol, Service, State, SynProxy, Topology,
+    Algorithm, Backend, Cluster, Config, Control, Dataplane, Dispatch, DispatchPolicy, HandoffMode,
+    KeyHash, Location, MemberRole, Mode, PortRole, Protocol, Service, State, SynProxy, Topology,
 };
 
 /// Highest `selection.vnodes`.
@@ -466,8 +466,7 @@ fn check_routed(s: &Service, key: &str, p: &mut Problems) {
     match (s.mode, s.state) {
         (Mode::Local, _) | (Mode::DprIpip, State::Stateless) => {}
         (Mode::Splice, _) => {
-            if s
-                .dispatch
+            if s.dispatch
                 .as_ref()
                 .is_some_and(|d| d.handoff == HandoffMode::Rare)
             {

@@ -1737,7 +1737,10 @@ fn routed_topology_refuses_dpr_mac_rare_splice_stateful_dpr_and_the_syn_proxy() 
     );
 
     // Local, splice (frequent handoff) and stateless dpr-ipip: valid.
-    let valid = text.replace("mode = \"dpr-mac\"", "mode = \"dpr-ipip\"\nstate = \"stateless\"");
+    let valid = text.replace(
+        "mode = \"dpr-mac\"",
+        "mode = \"dpr-ipip\"\nstate = \"stateless\"",
+    );
     let config = load(&valid).expect("routed local + splice + stateless dpr-ipip is valid");
     assert_eq!(config.dataplane.topology, shoal_config::Topology::Routed);
     let rare = valid.replace(

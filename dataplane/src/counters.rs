@@ -516,6 +516,12 @@ counters! {
     /// SYN-ACK, ACKs of the request) before it learned the router's MAC
     /// from a VIP frame of the router: dropped (the client retransmits).
     DropRoutedNoRouterMac => "drop_routed_no_router_mac",
+    /// Routed splice: flood copies of a connection this member holds,
+    /// answered with a `located` message to the member that flooded.
+    RoutedLocatedSent => "routed_located_sent",
+    /// Routed splice: `located` messages that taught this member where a
+    /// connection it flooded is (a tombstone forwarding there from now on).
+    RoutedLocatedLearned => "routed_located_learned",
     /// Routed: SYNs this member accepted as the connection's target (a flow
     /// created: its later packets find this member). Not an outcome.
     RoutedSynAccepted => "routed_syn_accepted",

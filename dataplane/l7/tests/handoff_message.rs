@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use shoal_l7::handoff::message::{field, MAX_DATAGRAM_LEN};
 use shoal_l7::handoff::{
     decode, encode, part_count, Accept, ClusterKey, Datagram, Envelope, FlowSnapshot, HandoffError,
-    HandoffId, Message, Negotiated, Offer, OfferPart, Refuse, RefuseReason, Timestamps,
+    HandoffId, Located, Message, Negotiated, Offer, OfferPart, Refuse, RefuseReason, Timestamps,
     WindowScale, PART_BYTES,
 };
 
@@ -431,7 +431,15 @@ fn arb_datagram() -> impl Strategy<Value = Datagram> {
             reason: RefuseReason::from_code(code),
         })
     });
-    (env, prop_oneof![offer, accept, refuse])
+    let located = (any::<u32>(), any::<u16>(), any::<u32>(), any::<u16>()).prop_map(
+        |(client, client_port, vip, vip_port)| {
+            Message::Located(Located {
+                client: SocketAddrV4::new(Ipv4Addr::from(client), client_port),
+                vip: SocketAddrV4::new(Ipv4Addr::from(vip), vip_port),
+            })
+        },
+    );
+    (env, prop_oneof![offer, accept, refuse, located])
         .prop_map(|(envelope, message)| Datagram { envelope, message })
 }
 

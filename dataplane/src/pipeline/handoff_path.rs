@@ -130,6 +130,7 @@ impl Pipeline {
         let unix = h.unix_ms(now);
         match h.link.open(payload, unix) {
             Ok(received) => {
+                let mut located = None;
                 match &received.message {
                     Message::Offer(_) => {
                         h.receiver
@@ -139,8 +140,12 @@ impl Pipeline {
                         h.inspector
                             .on_message(received.origin.member, &received.message, now);
                     }
+                    Message::Located(l) => located = Some((received.origin.member, *l)),
                 }
                 self.counters.inc(Counter::HandoffDatagram);
+                if let Some((member, l)) = located {
+                    self.routed_learn(member, &l, now);
+                }
                 self.handoff_poll(now);
                 Plan::Done(Verdict::Drop)
             }
@@ -329,7 +334,7 @@ impl Pipeline {
         self.handoff_poll(now);
     }
 
-    fn handoff_send(&mut self, to: u16, message: &Message, now: Instant) {
+    pub(super) fn handoff_send(&mut self, to: u16, message: &Message, now: Instant) {
         let Some(member) = self.tables.member(to).cloned() else {
             return;
         };

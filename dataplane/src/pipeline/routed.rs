@@ -28,7 +28,7 @@
 //! change the segment mode: every entry point is reached only when
 //! `Tables::routed`.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use shoal_select::ClientKey;
@@ -36,6 +36,7 @@ use shoal_wire::gue::{self, GuePacket, GueRepr};
 use shoal_wire::time::Instant;
 
 use shoal_config::Mode;
+use shoal_l7::handoff::{Located, Message};
 
 use super::reuse::SynOnFlow;
 use super::{FlowAction, FlowEntry, Pipeline, Plan, Tables, Verdict, ETH_LEN, KERNEL, WIRE};
@@ -43,8 +44,8 @@ use crate::counters::{Counter, Layer};
 use crate::flow::{FlowKey, FlowState, Insert};
 use crate::io::Frame;
 use crate::wire::{
-    icmpv4, Error, EthernetAddress, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpPacket, UdpPacket,
+    icmpv4, Error, EthernetAddress, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket,
 };
 
 /// Bytes GUE adds before the client's packet (outer IPv4, UDP, GUE header).
@@ -402,7 +403,8 @@ impl Pipeline {
         let mss = self.tables.mtu.saturating_sub(GUE_OVERHEAD + 40);
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
             if is_splice(action) {
-                return self.routed_splice_hit(action, own_syn, pure_syn, &mut tcp, arrived, now);
+                return self
+                    .routed_splice_hit(key, action, own_syn, pure_syn, &mut tcp, arrived, now);
             }
             if own_syn {
                 self.counters.inc(Counter::SynRetransmit);
@@ -473,6 +475,7 @@ impl Pipeline {
     /// handed-off connection's packets go on to the member serving it.
     fn routed_splice_hit(
         &mut self,
+        key: FlowKey,
         action: FlowAction,
         own_syn: bool,
         pure_syn: bool,
@@ -506,6 +509,17 @@ impl Pipeline {
             }
             _ => self.tcp_flow_hit(action, own_syn, pure_syn, tcp, now),
         };
+        if let Some(a) = arrived.filter(|a| a.second_chance && a.alternate == Some(a.from)) {
+            // A flood copy: tell the member that flooded where it is.
+            if let Some(to) = self.member_id_by_addr(a.from) {
+                let located = Located {
+                    client: SocketAddrV4::new(key.src, key.src_port),
+                    vip: SocketAddrV4::new(key.dst, key.dst_port),
+                };
+                self.handoff_send(to, &Message::Located(located), now);
+                self.counters.inc(Counter::RoutedLocatedSent);
+            }
+        }
         to_kernel(plan, arrived)
     }
 
@@ -591,6 +605,36 @@ impl Pipeline {
             Some(_) => self.routed_flood(strip, sender, now),
             None if second_chance_taken => self.routed_flood(strip, sender, now),
             None => Plan::Done(self.drop(Counter::RoutedSecondChanceDropped)),
+        }
+    }
+
+    /// A `located` message from member `member`: it holds the connection
+    /// this member flooded packets of. Unless a flow is here already, a
+    /// tombstone forwards the connection's packets there from now on (it
+    /// lasts while they come: `flow_table.timeouts.tombstone_s` after the
+    /// last). From a member only (the handoff link checked the sender).
+    pub(super) fn routed_learn(&mut self, member: u16, l: &Located, now: Instant) {
+        if !self.tables.routed || member == self.tables.own_id {
+            return;
+        }
+        let key = FlowKey::new(
+            *l.client.ip(),
+            l.client.port(),
+            *l.vip.ip(),
+            l.vip.port(),
+            IpProtocol::Tcp.into(),
+        );
+        if self.flows.get(&key).is_some()
+            || self
+                .tables
+                .service_index(key.dst, key.dst_port, IpProtocol::Tcp)
+                .is_none()
+        {
+            return;
+        }
+        let entry = FlowEntry::new(FlowAction::HandedOff { member }, 0);
+        if self.flows.insert(key, FlowState::Tombstone, entry, now) != Insert::Rejected {
+            self.counters.inc(Counter::RoutedLocatedLearned);
         }
     }
 
@@ -741,7 +785,12 @@ impl Pipeline {
             let mut frame = vec![0u8; ETH_LEN + over + inner_len];
             frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
             frame[ETH_LEN + over..].copy_from_slice(inner);
-            head.emit(&mut frame, (t.own_mac, t.own_addr), (m.mac, m.addr), inner_len);
+            head.emit(
+                &mut frame,
+                (t.own_mac, t.own_addr),
+                (m.mac, m.addr),
+                inner_len,
+            );
             self.emitted.push((WIRE, frame));
         }
         Verdict::Drop

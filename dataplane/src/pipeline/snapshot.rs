@@ -409,7 +409,11 @@ mod tests {
                 FlowAction::RedirectIpip { member: 3 },
             ),
             (1003, FlowState::Established, FlowAction::Received),
-            (1004, FlowState::Tombstone, FlowAction::HandedOff { member: 2 }),
+            (
+                1004,
+                FlowState::Tombstone,
+                FlowAction::HandedOff { member: 2 },
+            ),
             (1005, FlowState::Established, spliced),
             // Not kept: closing, and a setup in progress.
             (1006, FlowState::Closing, FlowAction::Local),

@@ -379,7 +379,7 @@ impl Inspector {
         match message {
             Message::Accept(a) => self.on_accept(from, a, now),
             Message::Refuse(r) => self.on_refuse(from, r, now),
-            Message::Offer(_) => self.counters.unexpected += 1,
+            Message::Offer(_) | Message::Located(_) => self.counters.unexpected += 1,
         }
     }
 

@@ -18,7 +18,7 @@
 //!
 //! ```text
 //! header (48 bytes)
-//!  0  magic "SHHO"    4  version (1)    5  kind (1 offer, 2 accept, 3 refuse)
+//!  0  magic "SHHO"    4  version (1)    5  kind (1 offer, 2 accept, 3 refuse, 4 located)
 //!  6  body length u16 8  sender member id u16   10  recipient member id u16
 //! 12  reserved (0) u32
 //! 16  sender incarnation u64   24  sequence u64 (from 1)
@@ -33,6 +33,8 @@
 //! 48  part index u16 50 part count u16    52 part bytes
 //! accept body (8 bytes):  0 kernel ISN u32   4 reserved (0) u32
 //! refuse body (4 bytes):  0 reason u8        1 reserved (0) x3
+//! located body (12 bytes): 0 client addr  4 client port  6 VIP addr  10 VIP port
+//!                          (handoff id 0)
 //! tag: HMAC-SHA256 over header and body, 32 bytes
 //! ```
 //!
@@ -135,6 +137,18 @@ pub mod field {
     }
 
     /// Offsets inside a refuse body.
+    pub mod located {
+        use core::ops::Range;
+
+        /// Client address and port.
+        pub const CLIENT: Range<usize> = 0..6;
+        /// VIP address and port.
+        pub const VIP: Range<usize> = 6..12;
+        /// Length of the body.
+        pub const LEN: usize = 12;
+    }
+
+    /// Offsets inside a refuse body.
     pub mod refuse {
         use core::ops::Range;
 
@@ -233,6 +247,9 @@ pub enum Kind {
     Accept = 2,
     /// Receiver -> inspector: the receiver will not take the flow.
     Refuse = 3,
+    /// Routed mode: "this member holds that connection", to a member
+    /// that flooded one of its packets.
+    Located = 4,
 }
 
 impl Kind {
@@ -241,6 +258,7 @@ impl Kind {
             1 => Some(Kind::Offer),
             2 => Some(Kind::Accept),
             3 => Some(Kind::Refuse),
+            4 => Some(Kind::Located),
             _ => None,
         }
     }
@@ -438,6 +456,16 @@ pub struct Refuse {
     pub reason: RefuseReason,
 }
 
+/// Routed mode: the sender holds the connection of `client` to `vip` (a
+/// member that flooded one of its packets learns where it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// The client's address and port.
+    pub client: SocketAddrV4,
+    /// The VIP and port.
+    pub vip: SocketAddrV4,
+}
+
 /// A handoff message (the body of one datagram).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -447,6 +475,8 @@ pub enum Message {
     Accept(Accept),
     /// The receiver will not take the flow.
     Refuse(Refuse),
+    /// Routed: where a connection is (no handoff: id 0).
+    Located(Located),
 }
 
 impl Message {
@@ -456,6 +486,7 @@ impl Message {
             Message::Offer(p) => p.id,
             Message::Accept(a) => a.id,
             Message::Refuse(r) => r.id,
+            Message::Located(_) => HandoffId(0),
         }
     }
 
@@ -465,6 +496,7 @@ impl Message {
             Message::Offer(_) => Kind::Offer,
             Message::Accept(_) => Kind::Accept,
             Message::Refuse(_) => Kind::Refuse,
+            Message::Located(_) => Kind::Located,
         }
     }
 
@@ -473,6 +505,7 @@ impl Message {
             Message::Offer(p) => field::offer::FIXED_LEN + p.part.len(),
             Message::Accept(_) => field::accept::LEN,
             Message::Refuse(_) => field::refuse::LEN,
+            Message::Located(_) => field::located::LEN,
         }
     }
 }
@@ -663,6 +696,25 @@ impl Message {
                     reason: RefuseReason::from_code(b[f::REASON]),
                 }))
             }
+            Kind::Located => {
+                use field::located as f;
+                if b.len() != f::LEN {
+                    return Err(HandoffError::Length("located body is not 12 bytes"));
+                }
+                if id.0 != 0 {
+                    return Err(HandoffError::Malformed("located with a handoff id"));
+                }
+                let at = |r: core::ops::Range<usize>| {
+                    SocketAddrV4::new(
+                        Ipv4Addr::new(b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3]),
+                        be16(b, r.start + 4),
+                    )
+                };
+                Ok(Message::Located(Located {
+                    client: at(f::CLIENT),
+                    vip: at(f::VIP),
+                }))
+            }
         }
     }
 }
@@ -843,6 +895,12 @@ pub fn encode(envelope: &Envelope, message: &Message, key: &ClusterKey) -> Vec<u
             b.extend_from_slice(&[0; 4]);
         }
         Message::Refuse(r) => b.extend_from_slice(&[r.reason.code(), 0, 0, 0]),
+        Message::Located(l) => {
+            for a in [l.client, l.vip] {
+                b.extend_from_slice(&a.ip().octets());
+                b.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
     }
     let tag = key.sign(&b);
     b.extend_from_slice(&tag);

@@ -39,7 +39,7 @@ pub use inspector::{
 pub use link::{lane, Link, LinkCounters, OpenError, Origin, Received, Rejection, ReplayGuard};
 pub use message::{
     decode, encode, part_count, Accept, Datagram, Envelope, FlowSnapshot, HandoffError, HandoffId,
-    Message, Negotiated, Offer, OfferPart, Refuse, RefuseReason, Timestamps, WindowScale,
+    Located, Message, Negotiated, Offer, OfferPart, Refuse, RefuseReason, Timestamps, WindowScale,
     MAX_REQUEST_BYTES, PART_BYTES,
 };
 pub use receiver::{AnswerError, Receiver, ReceiverConfig, ReceiverCounters, ReceiverEvent};

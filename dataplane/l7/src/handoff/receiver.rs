@@ -216,7 +216,9 @@ impl Receiver {
     pub fn on_message(&mut self, origin: Origin, message: &Message, now: Instant) {
         match message {
             Message::Offer(part) => self.on_offer(origin, part, now),
-            Message::Accept(_) | Message::Refuse(_) => self.counters.unexpected += 1,
+            Message::Accept(_) | Message::Refuse(_) | Message::Located(_) => {
+                self.counters.unexpected += 1;
+            }
         }
     }
 
