@@ -3566,16 +3566,19 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
     lab.settle();
     println!(
         "routed splice: {lost_inspector} of {} downloads reached a member without their flow; \
-         flooded packets {}, flood copies missed {}",
+         flooded packets {}, flood copies missed {}, located learned {}, tombstone forwarded {}",
         held.len(),
         sum(&others, "routed_flooded"),
-        sum(&others, "routed_flood_miss")
+        sum(&others, "routed_flood_miss"),
+        sum(&others, "routed_located_learned"),
+        sum(&others, "routed_tombstone_forwarded"),
     );
     if lost_inspector > 0 {
         assert!(
             sum(&others, "routed_flooded") > 0,
             "the dead inspector's connections were looked for"
         );
+        assert!(sum(&others, "routed_located_learned") > 0, "and found");
     }
 
     // Begun in the victim's absence, its connections once it is back.

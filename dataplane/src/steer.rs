@@ -13,6 +13,7 @@
 //! | IP-in-IP to this member's address (DPR tunnel) | the inner packet's |
 //! | routed mode's GUE to this member's address (UDP 7948) | the inner packet's |
 //! | handoff `offer` to this member's address | the offer's client and VIP |
+//! | handoff `located` (routed: the answer to a flood) | its client and VIP |
 //! | handoff `accept`/`refuse` | none: the handoff id's lane names the worker that offered ([`shoal_l7::handoff::lane_of`]) |
 //! | ICMP error to the VIP | the quoted packet's (a VIP → client packet) |
 //! | from the kernel (TAP) with a VIP source | destination → source (the reply direction) |
@@ -247,14 +248,31 @@ fn handoff(udp: &[u8]) -> Steer {
         return Steer::Here;
     };
     let body = handoff_field::HEADER_LEN;
+    // Where the client and VIP (address, port) are in an offer's or a
+    // located's body.
+    let at = match msg.get(handoff_field::KIND) {
+        Some(1) => [
+            handoff_field::offer::CLIENT_ADDR.start,
+            handoff_field::offer::CLIENT_PORT.start,
+            handoff_field::offer::VIP_ADDR.start,
+            handoff_field::offer::VIP_PORT.start,
+        ],
+        Some(4) => {
+            let (c, v) = (
+                handoff_field::located::CLIENT.start,
+                handoff_field::located::VIP.start,
+            );
+            [c, c + 4, v, v + 4]
+        }
+        _ => [0; 4],
+    };
     match msg.get(handoff_field::KIND) {
-        Some(1) => {
-            let o = |r: core::ops::Range<usize>| (body + r.start)..(body + r.end);
+        Some(1 | 4) => {
             match (
-                addr(msg, o(handoff_field::offer::CLIENT_ADDR).start),
-                be16(msg, o(handoff_field::offer::CLIENT_PORT).start),
-                addr(msg, o(handoff_field::offer::VIP_ADDR).start),
-                be16(msg, o(handoff_field::offer::VIP_PORT).start),
+                addr(msg, body + at[0]),
+                be16(msg, body + at[1]),
+                addr(msg, body + at[2]),
+                be16(msg, body + at[3]),
             ) {
                 (Some(client), Some(client_port), Some(vip), Some(vip_port)) => {
                     Steer::Flow(Tuple {

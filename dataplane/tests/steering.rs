@@ -26,7 +26,7 @@ use shoal_dataplane::traffic::{client_trace, tcp_frame, tcp_header, Endpoint, Tr
 use shoal_dataplane::worker::{Steering, Worker};
 use shoal_l7::handoff::{
     encode, Accept, ClusterKey, Envelope, FlowSnapshot, HandoffId, Inspector, InspectorConfig,
-    Message, Negotiated, Offer,
+    Located, Message, Negotiated, Offer,
 };
 use shoal_wire::time::Instant;
 use shoal_wire::{EthernetAddress, TcpFlags};
@@ -159,6 +159,13 @@ proptest! {
             let f = handoff_frame(&t, &Message::Offer(part));
             prop_assert_eq!(steer::target(WIRE, &f, &t, workers), Some(owner), "offer");
         }
+        // Routed: the answer to a flooded packet goes to the connection's owner.
+        let located = Located {
+            client: std::net::SocketAddrV4::new(client, client_port),
+            vip: std::net::SocketAddrV4::new(VIP, 80),
+        };
+        let f = handoff_frame(&t, &Message::Located(located));
+        prop_assert_eq!(steer::target(WIRE, &f, &t, workers), Some(owner), "located");
         let mut inspector = Inspector::with_lane(InspectorConfig::default(), lane);
         let id = inspector.start(2, snapshot(&tuple), b"GET /", Instant::ZERO).unwrap();
         let accept = handoff_frame(&t, &Message::Accept(Accept { id, kernel_isn: 5 }));
