@@ -43,5 +43,5 @@ fn scrape_config_and_rules_pass_promtool() {
     assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");
     let (ok, text) = promtool(&["check", "rules", &deploy("shoal-alerts.yml")]).unwrap();
     assert!(ok, "{text}");
-    assert!(text.contains("SUCCESS: 16 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 17 rules found"), "{text}");
 }
