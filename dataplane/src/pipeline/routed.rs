@@ -403,8 +403,14 @@ impl Pipeline {
         let mss = self.tables.mtu.saturating_sub(GUE_OVERHEAD + 40);
         if let Some(action) = self.track(&key, tcp.flags(), true, now) {
             if is_splice(action) {
-                return self
-                    .routed_splice_hit(key, action, own_syn, pure_syn, &mut tcp, arrived, now);
+                return self.routed_splice_hit(
+                    key,
+                    action,
+                    (own_syn, pure_syn),
+                    &mut tcp,
+                    arrived,
+                    now,
+                );
             }
             if own_syn {
                 self.counters.inc(Counter::SynRetransmit);
@@ -477,8 +483,7 @@ impl Pipeline {
         &mut self,
         key: FlowKey,
         action: FlowAction,
-        own_syn: bool,
-        pure_syn: bool,
+        (own_syn, pure_syn): (bool, bool),
         tcp: &mut TcpPacket<&mut [u8]>,
         arrived: Option<Arrived>,
         now: Instant,
