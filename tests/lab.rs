@@ -3464,9 +3464,11 @@ fn routed_dpr_ipip_keeps_connections_across_a_kill_and_a_return() {
 /// packets there. Then the inspector of running downloads is killed: their
 /// packets reach the new target, which has no flow and whose alternate
 /// (the dead inspector) is gone, so it floods a copy to the other live
-/// member, which holds them: they finish intact. Downloads begun while the
-/// member is away whose target it is once back finish intact through its
-/// second chance at their inspector's tombstone.
+/// member, which holds them and answers `located`: they finish intact.
+/// Downloads begun while the member is away whose target it is once back
+/// finish intact through its second chance at their inspector's
+/// tombstone. Then the member serving all of them drains: withdrawn at
+/// once, the downloads finish, `drain --wait` returns when they ended.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
 fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
@@ -3562,17 +3564,41 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
     for f in &fetch_mix(&lab, 45, 1000) {
         assert_intact(f, &files);
     }
+    // The member serving every download drains: withdrawn at once, its
+    // downloads go on (their packets reach the others, which no longer
+    // target it, and get their second chance or a tombstone's forwarding
+    // to it); `drain --wait` returns once they ended.
+    let token = ["--token-file", "/run/shoal-lab/admin.token"];
+    shoalctl(
+        &serving,
+        &[&["drain", serving.as_str()][..], &token].concat(),
+    );
+    let rest: Vec<&str> = MEMBERS.iter().copied().filter(|n| *n != serving).collect();
+    let withdrawn = await_next_hops(&rest, std::time::Duration::from_secs(5));
+    println!(
+        "routed splice: shoalctl drain {serving} -> withdrawn in {} ms",
+        withdrawn.as_millis()
+    );
+    let waited = shoalctl(
+        &serving,
+        &[
+            &["drain", serving.as_str(), "--wait", "--timeout", "60"][..],
+            &token,
+        ]
+        .concat(),
+    );
+    assert!(waited.contains("drained, no connection open"), "{waited}");
     let sha = files["8m"]["sha256"].as_str().unwrap();
     for (dir, ports, what) in [
         (
             "/tmp/shoal-rs",
             &held,
-            "across the kill and the return of its inspector",
+            "across the kill and return of its inspector and a drain",
         ),
         (
             "/tmp/shoal-rs-late",
             &late,
-            "begun without its inspector, across its return",
+            "begun without its inspector, across its return and a drain",
         ),
     ] {
         for (port, (by, sum, rc)) in ports.iter().zip(finish_slow_downloads(&lab, dir, ports)) {
