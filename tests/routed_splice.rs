@@ -429,10 +429,13 @@ fn a_spliced_connection_reaches_its_member_through_any_receiver() {
 }
 
 #[test]
-fn a_new_inspector_sends_a_handed_off_connection_on_by_second_chance() {
+fn a_new_inspector_sends_a_handed_off_connection_on_by_second_chance_and_learns_where_it_is() {
     // srv3 joins while the connection is open: the target of the client's
     // packets moves from srv1 to srv3, which has no flow and sends them to
-    // srv1 (the alternate), whose tombstone sends them to srv2.
+    // srv1 (the alternate), whose tombstone sends them to srv2 and tells
+    // srv3 (`located`): srv3 sends the next ones to srv2 itself, and still
+    // does when the membership changes again (its previous tables no
+    // longer name srv1).
     let mut cl = Cluster::new([true, true, false]);
     let c = clients_moving(([true, true, false], 0), ([true; 3], 2))
         .next()
@@ -442,10 +445,26 @@ fn a_new_inspector_sends_a_handed_off_connection_on_by_second_chance() {
     cl.set_alive([true; 3], 2, &[0, 1, 2]);
     teach_router(&mut cl, 2);
     let before = cl.count(2, Counter::RoutedSecondChance);
-    assert_reaches_srv2(&mut cl, &c, o, 2, 3);
+    // srv3, srv1, srv2, and the `located` back to srv3.
+    assert_reaches_srv2(&mut cl, &c, o, 2, 4);
     assert_eq!(cl.count(2, Counter::RoutedSecondChance), before + 1);
+    assert_eq!(cl.count(0, Counter::RoutedLocatedSent), 1);
+    assert_eq!(cl.count(2, Counter::RoutedLocatedLearned), 1);
+    assert_reaches_srv2(&mut cl, &c, o, 2, 2);
+    assert_eq!(cl.count(2, Counter::RoutedSecondChance), before + 1);
+    assert_eq!(cl.count(2, Counter::RoutedTombstoneForwarded), 1);
     assert_reaches_srv2(&mut cl, &c, o, 0, 2);
     assert_eq!(cl.count(0, Counter::RoutedTombstoneForwarded), 2);
+    assert_eq!(
+        cl.count(0, Counter::RoutedLocatedSent),
+        1,
+        "srv1 told srv3 once"
+    );
+    // srv1 leaves: srv3's previous tables are those with srv1, which target
+    // srv3 too; the learned tombstone still knows.
+    cl.set_alive([false, true, true], 3, &[1, 2]);
+    assert_reaches_srv2(&mut cl, &c, o, 2, 2);
+    assert_eq!(cl.count(2, Counter::RoutedSecondChanceDropped), 0);
     cl.assert_one_outcome_per_frame();
 }
 
@@ -486,6 +505,7 @@ fn when_the_inspector_leaves_its_connections_are_found_by_flooding() {
         &shoal_l7::handoff::Message::Located(shoal_l7::handoff::Located {
             client: std::net::SocketAddrV4::new(stray.ip, stray.port),
             vip: std::net::SocketAddrV4::new(VIP, 80),
+            member: 2,
         }),
         &shoal_l7::handoff::ClusterKey::from_bytes(&[8; 32]).unwrap(),
     );

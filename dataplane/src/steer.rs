@@ -13,7 +13,7 @@
 //! | IP-in-IP to this member's address (DPR tunnel) | the inner packet's |
 //! | routed mode's GUE to this member's address (UDP 7948) | the inner packet's |
 //! | handoff `offer` to this member's address | the offer's client and VIP |
-//! | handoff `located` (routed: the answer to a flood) | its client and VIP |
+//! | handoff `located` (routed: where a connection is) | its client and VIP |
 //! | handoff `accept`/`refuse` | none: the handoff id's lane names the worker that offered ([`shoal_l7::handoff::lane_of`]) |
 //! | ICMP error to the VIP | the quoted packet's (a VIP → client packet) |
 //! | from the kernel (TAP) with a VIP source | destination → source (the reply direction) |

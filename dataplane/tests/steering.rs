@@ -163,6 +163,7 @@ proptest! {
         let located = Located {
             client: std::net::SocketAddrV4::new(client, client_port),
             vip: std::net::SocketAddrV4::new(VIP, 80),
+            member: 3,
         };
         let f = handoff_frame(&t, &Message::Located(located));
         prop_assert_eq!(steer::target(WIRE, &f, &t, workers), Some(owner), "located");

@@ -431,14 +431,20 @@ fn arb_datagram() -> impl Strategy<Value = Datagram> {
             reason: RefuseReason::from_code(code),
         })
     });
-    let located = (any::<u32>(), any::<u16>(), any::<u32>(), any::<u16>()).prop_map(
-        |(client, client_port, vip, vip_port)| {
+    let located = (
+        any::<u32>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u16>(),
+        1u16..,
+    )
+        .prop_map(|(client, client_port, vip, vip_port, member)| {
             Message::Located(Located {
                 client: SocketAddrV4::new(Ipv4Addr::from(client), client_port),
                 vip: SocketAddrV4::new(Ipv4Addr::from(vip), vip_port),
+                member,
             })
-        },
-    );
+        });
     (env, prop_oneof![offer, accept, refuse, located])
         .prop_map(|(envelope, message)| Datagram { envelope, message })
 }

@@ -418,6 +418,7 @@ impl Pipeline {
             if pure_syn && tcp.clamp_mss(mss) {
                 self.counters.inc(Counter::MssClamped);
             }
+            self.tell_where(key, arrived, self.tables.own_id, now);
             return self.routed_deliver(arrived);
         }
         let Some(index) = self.tables.service_index(dst, dport, IpProtocol::Tcp) else {
@@ -493,13 +494,14 @@ impl Pipeline {
                 if member == 0 || member == self.tables.own_id {
                     return Plan::Done(self.drop(Counter::HandoffTombstoneHit));
                 }
-                // Marked as a second chance: the serving member never
-                // forwards it again.
+                self.tell_where(key, arrived, member, now);
+                // Sent to its holder, with no alternate: a holder that lost
+                // it drops it (never forwards it on).
                 self.counters.inc(Counter::RoutedTombstoneForwarded);
                 return Plan::Gue {
                     to: member,
-                    alternate: Some(member),
-                    second_chance: true,
+                    alternate: None,
+                    second_chance: false,
                     strip: arrived.map_or(0, |a| a.outer_len),
                 };
             }
@@ -514,18 +516,29 @@ impl Pipeline {
             }
             _ => self.tcp_flow_hit(action, own_syn, pure_syn, tcp, now),
         };
-        if let Some(a) = arrived.filter(|a| a.second_chance && a.alternate == Some(a.from)) {
-            // A flood copy: tell the member that flooded where it is.
-            if let Some(to) = self.member_id_by_addr(a.from) {
-                let located = Located {
-                    client: SocketAddrV4::new(key.src, key.src_port),
-                    vip: SocketAddrV4::new(key.dst, key.dst_port),
-                };
-                self.handoff_send(to, &Message::Located(located), now);
-                self.counters.inc(Counter::RoutedLocatedSent);
-            }
-        }
+        self.tell_where(key, arrived, self.tables.own_id, now);
         to_kernel(plan, arrived)
+    }
+
+    /// A packet that reached this member as a second chance or a flood copy
+    /// was sent by a member that did not know where its connection is:
+    /// tell it (`located`: member `holder` holds it), so that it forwards
+    /// the connection's later packets there itself (`routed_learn`) and
+    /// its tables' history no longer matters.
+    fn tell_where(&mut self, key: FlowKey, arrived: Option<Arrived>, holder: u16, now: Instant) {
+        let Some(a) = arrived.filter(|a| a.second_chance) else {
+            return;
+        };
+        let Some(to) = self.member_id_by_addr(a.from).filter(|&to| to != holder) else {
+            return;
+        };
+        let located = Located {
+            client: SocketAddrV4::new(key.src, key.src_port),
+            vip: SocketAddrV4::new(key.dst, key.dst_port),
+            member: holder,
+        };
+        self.handoff_send(to, &Message::Located(located), now);
+        self.counters.inc(Counter::RoutedLocatedSent);
     }
 
     /// A segment without a flow to a `splice` service at its target (the
@@ -613,13 +626,24 @@ impl Pipeline {
         }
     }
 
-    /// A `located` message from member `member`: it holds the connection
-    /// this member flooded packets of. Unless a flow is here already, a
-    /// tombstone forwards the connection's packets there from now on (it
-    /// lasts while they come: `flow_table.timeouts.tombstone_s` after the
-    /// last). From a member only (the handoff link checked the sender).
-    pub(super) fn routed_learn(&mut self, member: u16, l: &Located, now: Instant) {
-        if !self.tables.routed || member == self.tables.own_id {
+    /// A `located` message from member `from` (the handoff link checked
+    /// its signature): member `l.member` holds the connection this member
+    /// sent a packet of as a second chance or a flood. Unless a flow is here
+    /// already, a tombstone forwards the connection's packets there from
+    /// now on (it lasts while they come: `flow_table.timeouts.tombstone_s`
+    /// after the last).
+    pub(super) fn routed_learn(&mut self, from: u16, l: &Located, now: Instant) {
+        let member = l.member;
+        let known = self.tables.member(member).is_some()
+            || self
+                .previous
+                .as_deref()
+                .is_some_and(|p| p.member(member).is_some());
+        if !self.tables.routed
+            || from == self.tables.own_id
+            || member == self.tables.own_id
+            || !known
+        {
             return;
         }
         let key = FlowKey::new(

@@ -33,8 +33,8 @@
 //! 48  part index u16 50 part count u16    52 part bytes
 //! accept body (8 bytes):  0 kernel ISN u32   4 reserved (0) u32
 //! refuse body (4 bytes):  0 reason u8        1 reserved (0) x3
-//! located body (12 bytes): 0 client addr  4 client port  6 VIP addr  10 VIP port
-//!                          (handoff id 0)
+//! located body (16 bytes): 0 client addr  4 client port  6 VIP addr  10 VIP port
+//!                          12 member id u16  14 reserved (0) u16 (handoff id 0)
 //! tag: HMAC-SHA256 over header and body, 32 bytes
 //! ```
 //!
@@ -144,8 +144,12 @@ pub mod field {
         pub const CLIENT: Range<usize> = 0..6;
         /// VIP address and port.
         pub const VIP: Range<usize> = 6..12;
+        /// The member holding the connection.
+        pub const MEMBER: Range<usize> = 12..14;
+        /// Reserved, zero.
+        pub const RESERVED: Range<usize> = 14..16;
         /// Length of the body.
-        pub const LEN: usize = 12;
+        pub const LEN: usize = 16;
     }
 
     /// Offsets inside a refuse body.
@@ -247,8 +251,8 @@ pub enum Kind {
     Accept = 2,
     /// Receiver -> inspector: the receiver will not take the flow.
     Refuse = 3,
-    /// Routed mode: "this member holds that connection", to a member
-    /// that flooded one of its packets.
+    /// Routed mode: "that connection is held by member M", to a member
+    /// that sent one of its packets without knowing (second chance, flood).
     Located = 4,
 }
 
@@ -456,14 +460,17 @@ pub struct Refuse {
     pub reason: RefuseReason,
 }
 
-/// Routed mode: the sender holds the connection of `client` to `vip` (a
-/// member that flooded one of its packets learns where it is).
+/// Routed mode: member `member` holds the connection of `client` to `vip`
+/// (a member that sent one of its packets without knowing where it is, as
+/// a second chance or a flood, learns it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Located {
     /// The client's address and port.
     pub client: SocketAddrV4,
     /// The VIP and port.
     pub vip: SocketAddrV4,
+    /// The member holding the connection (1..=65535).
+    pub member: MemberId,
 }
 
 /// A handoff message (the body of one datagram).
@@ -699,10 +706,17 @@ impl Message {
             Kind::Located => {
                 use field::located as f;
                 if b.len() != f::LEN {
-                    return Err(HandoffError::Length("located body is not 12 bytes"));
+                    return Err(HandoffError::Length("located body is not 16 bytes"));
                 }
                 if id.0 != 0 {
                     return Err(HandoffError::Malformed("located with a handoff id"));
+                }
+                if b[f::RESERVED].iter().any(|&x| x != 0) {
+                    return Err(HandoffError::Malformed("reserved located bytes not zero"));
+                }
+                let member = be16(b, f::MEMBER.start);
+                if member == 0 {
+                    return Err(HandoffError::Malformed("located member id 0"));
                 }
                 let at = |r: core::ops::Range<usize>| {
                     SocketAddrV4::new(
@@ -713,6 +727,7 @@ impl Message {
                 Ok(Message::Located(Located {
                     client: at(f::CLIENT),
                     vip: at(f::VIP),
+                    member,
                 }))
             }
         }
@@ -900,6 +915,8 @@ pub fn encode(envelope: &Envelope, message: &Message, key: &ClusterKey) -> Vec<u
                 b.extend_from_slice(&a.ip().octets());
                 b.extend_from_slice(&a.port().to_be_bytes());
             }
+            b.extend_from_slice(&l.member.to_be_bytes());
+            b.extend_from_slice(&[0; 2]);
         }
     }
     let tag = key.sign(&b);
