@@ -3579,15 +3579,72 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
         "routed splice: shoalctl drain {serving} -> withdrawn in {} ms",
         withdrawn.as_millis()
     );
-    let waited = shoalctl(
-        &serving,
+    let bin = PathBuf::from(std::env::var_os("SHOAL_BIN_DIR").unwrap()).join("shoalctl");
+    let node: Node = serving.parse().unwrap();
+    let out = shoal_lab::Lab::command(
+        node,
         &[
-            &["drain", serving.as_str(), "--wait", "--timeout", "60"][..],
+            &[
+                bin.to_str().unwrap(),
+                "drain",
+                serving.as_str(),
+                "--wait",
+                "--timeout",
+                "30",
+            ][..],
             &token,
         ]
         .concat(),
+    )
+    .unwrap()
+    .output()
+    .unwrap();
+    let waited = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(waited.contains("drained, no connection open"), "{waited}");
+    if !waited.contains("drained, no connection open") {
+        for node in MEMBERS {
+            let c = &lab.stats(node)["counters"];
+            let mine: Vec<String> = c
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, v)| {
+                    v.as_u64().unwrap_or(0) > 0
+                        && [
+                            "routed",
+                            "handoff",
+                            "persist",
+                            "splice",
+                            "drop",
+                            "second",
+                            "flood",
+                            "located",
+                            "tombstone",
+                        ]
+                        .iter()
+                        .any(|w| k.contains(w))
+                })
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!("{node}: {}", mine.join(" "));
+        }
+        println!("{}", lab.client("ss -tni | head -80"));
+        for (dir, ports) in [("/tmp/shoal-rs", &held), ("/tmp/shoal-rs-late", &late)] {
+            for p in ports.iter() {
+                println!(
+                    "{dir} {p}: {}",
+                    lab.client(&format!(
+                        "cat {dir}/{p}.rc 2>/dev/null; ls -l {dir}/{p}.body"
+                    ))
+                    .trim()
+                );
+            }
+        }
+        panic!("drain --wait: {waited}");
+    }
     let sha = files["8m"]["sha256"].as_str().unwrap();
     for (dir, ports, what) in [
         (

@@ -783,3 +783,42 @@ proptest! {
         cluster.assert_one_outcome_per_frame();
     }
 }
+
+/// Two membership changes in a row before a connection's next packet, the
+/// second one not moving it (as when a member restarts: it joins, then its
+/// weight or role settles): its target's newest earlier tables name the
+/// target itself, the ones before name the holder. The alternate is the
+/// newest earlier target that differs from the current one, so the packet
+/// still gets its second chance at the holder.
+#[test]
+fn the_alternate_is_the_newest_earlier_target_that_differs() {
+    let mut cluster = Cluster::new(Mode::Local, [true, true, false]);
+    let all = tables(0, Mode::Local, [true; 3], 2);
+    let without_srv2 = tables(0, Mode::Local, [true, false, true], 3);
+    let to = |t: &Tables, c: &Endpoint| t.routed_target(0, key(c));
+    let c = (0..20_000)
+        .map(client)
+        .find(|c| {
+            target(&cluster.members[0], c) == 0
+                && to(&all, c) == Some(3)
+                && to(&without_srv2, c) == Some(3)
+        })
+        .unwrap();
+    assert_eq!(cluster.route(0, &syn(&c)).kernel, Some(0));
+    cluster.set_alive([true; 3], 2);
+    cluster.set_alive([true, false, true], 3);
+    // Straight from the router to srv3 (its second chance at srv1), and to
+    // srv1 itself.
+    for (n, receiver) in [2, 0].into_iter().enumerate() {
+        let d = cluster.route(receiver, &data(&c, n as u32));
+        assert_eq!(d.kernel, Some(0), "through srv{}", receiver + 1);
+    }
+    assert_eq!(
+        cluster.members[2]
+            .counters()
+            .get(Counter::RoutedSecondChance),
+        1
+    );
+    assert_eq!(cluster.count(Counter::RoutedSecondChanceDropped), 0);
+    cluster.assert_one_outcome_per_frame();
+}

@@ -172,10 +172,11 @@ const FRAGMENT_CAPACITY: usize = 4096;
 #[derive(Debug)]
 pub struct Pipeline {
     tables: Arc<Tables>,
-    /// Routed mode: the last tables before the current ones whose
-    /// membership differed (`routed.rs`: the alternate target of the second
-    /// chance); None until the membership first changes.
-    previous: Option<Arc<Tables>>,
+    /// Routed mode: the last [`HISTORY`] tables before the current ones
+    /// whose membership differed, newest first (`routed.rs`: the alternate
+    /// target of the second chance is the newest target there that differs
+    /// from the current one); empty until the membership first changes.
+    previous: Vec<Arc<Tables>>,
     /// Routed mode: the Ethernet source of the last VIP frame a router
     /// sent here (or where this kernel sends VIP replies): where frames this
     /// member answers a client with go (`routed.rs`, splice).
@@ -233,6 +234,10 @@ pub struct Pipeline {
 /// connections that find no setup slot free; beyond it they are dropped,
 /// counted (`splice_conn_table_full`), and the client retransmits.
 const BUSY_ANSWERS_PER_SEC: u32 = 1000;
+/// Routed mode: earlier memberships a worker keeps for second chances (a
+/// connection's target may have moved several times in quick succession,
+/// as when a member restarts).
+const HISTORY: usize = 4;
 /// Routed splice: packets a worker floods to every member at most per
 /// second (each costs one copy per member; over it they are dropped,
 /// counted `routed_second_chance_dropped`).
@@ -291,7 +296,7 @@ impl Pipeline {
             dispatchers,
             claims: ClaimSet::new(Arc::clone(&tables), tables.digest, Fence::Unfenced),
             tables,
-            previous: None,
+            previous: Vec::new(),
             router_mac: None,
             flows: FlowTable::new(capacity, timeouts),
             burst_hashes: Vec::new(),
@@ -316,7 +321,8 @@ impl Pipeline {
         self.synproxy = synproxy_path::carry_over(&self.tables, &tables, &self.synproxy);
         self.claims.apply(Arc::clone(&tables), tables.digest);
         if routed::membership_changed(&self.tables, &tables) {
-            self.previous = Some(Arc::clone(&self.tables));
+            self.previous.insert(0, Arc::clone(&self.tables));
+            self.previous.truncate(HISTORY);
         }
         self.tables = tables;
     }
@@ -340,15 +346,16 @@ impl Pipeline {
         let without =
             (tables.routed && counted).then(|| Arc::new(tables.without_member(tables.own_id)));
         self.set_tables(tables);
-        if without.is_some() {
-            self.previous = without;
+        if let Some(without) = without {
+            // What this member had before its restart means nothing now.
+            self.previous = vec![without];
         }
     }
 
-    /// Routed mode: the tables the alternate target is computed with (the
-    /// last ones whose membership differed from the current), if any.
+    /// Routed mode: the newest tables before the current ones whose
+    /// membership differed, if any.
     pub fn previous_tables(&self) -> Option<&Tables> {
-        self.previous.as_deref()
+        self.previous.first().map(|t| &**t)
     }
 
     /// Fences new connections behind a lease from control (`Fence::Leased`),

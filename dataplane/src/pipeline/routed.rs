@@ -258,7 +258,7 @@ impl Pipeline {
     /// the previous tables (who may send GUE here).
     fn is_other_member(&self, addr: Ipv4Addr) -> bool {
         let other = |t: &Tables| t.member_by_addr(addr).is_some_and(|m| m.id != t.own_id);
-        other(&self.tables) || self.previous.as_deref().is_some_and(other)
+        other(&self.tables) || self.previous.iter().any(|t| other(t))
     }
 
     /// A VIP packet this member received from a router (`arrived` None) or
@@ -634,11 +634,7 @@ impl Pipeline {
     /// after the last).
     pub(super) fn routed_learn(&mut self, from: u16, l: &Located, now: Instant) {
         let member = l.member;
-        let known = self.tables.member(member).is_some()
-            || self
-                .previous
-                .as_deref()
-                .is_some_and(|p| p.member(member).is_some());
+        let known = self.any_member(member).is_some();
         if !self.tables.routed
             || from == self.tables.own_id
             || member == self.tables.own_id
@@ -704,20 +700,34 @@ impl Pipeline {
         self.routed_deliver(arrived)
     }
 
-    /// The target of `client`'s connection to (`vip`, `port`) under the
-    /// previous tables, if they exist and have that service.
+    /// The alternate of `client`'s connection to (`vip`, `port`): its
+    /// target under the newest earlier tables where that differs from its
+    /// target now, if any.
     fn previous_target(&self, vip: Ipv4Addr, port: u16, client: ClientKey) -> Option<u16> {
-        let p = self.previous.as_deref()?;
-        let index = p.service_index(vip, port, IpProtocol::Tcp)?;
-        p.routed_target(index, client)
+        let target = |t: &Tables| {
+            let index = t.service_index(vip, port, IpProtocol::Tcp)?;
+            t.routed_target(index, client)
+        };
+        let now = target(&self.tables);
+        self.previous
+            .iter()
+            .filter_map(|t| target(t))
+            .find(|&p| Some(p) != now)
     }
 
-    /// The id of the member whose address is `addr` (current, then previous
+    /// The member with id `id` (current, then earlier tables).
+    fn any_member(&self, id: u16) -> Option<&super::MemberEntry> {
+        self.tables
+            .member(id)
+            .or_else(|| self.previous.iter().find_map(|t| t.member(id)))
+    }
+
+    /// The id of the member whose address is `addr` (current, then earlier
     /// tables).
     fn member_id_by_addr(&self, addr: Ipv4Addr) -> Option<u16> {
         self.tables
             .member_by_addr(addr)
-            .or_else(|| self.previous.as_deref()?.member_by_addr(addr))
+            .or_else(|| self.previous.iter().find_map(|t| t.member_by_addr(addr)))
             .map(|m| m.id)
     }
 
@@ -735,12 +745,7 @@ impl Pipeline {
         strip: usize,
     ) -> Verdict {
         let t = Arc::clone(&self.tables);
-        let previous = self.previous.clone();
-        let find = |id: u16| {
-            t.member(id)
-                .or_else(|| previous.as_deref()?.member(id))
-                .map(|m| (m.addr, m.mac))
-        };
+        let find = |id: u16| self.any_member(id).map(|m| (m.addr, m.mac));
         let Some((to_addr, to_mac)) = find(to) else {
             self.counters.inc(Counter::DropRedirectTargetGone);
             return Verdict::Drop;
