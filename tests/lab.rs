@@ -3633,7 +3633,7 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
         }
         println!("{}", lab.client("ss -tni | head -80"));
         for (dir, ports) in [("/tmp/shoal-rs", &held), ("/tmp/shoal-rs-late", &late)] {
-            for p in ports.iter() {
+            for p in ports {
                 println!(
                     "{dir} {p}: {}",
                     lab.client(&format!(
