@@ -1102,6 +1102,27 @@ fn shoalctl_drain_and_control_restart_keep_traffic_flowing() {
     lab.assert_alive();
 }
 
+/// Fetches /probe/1../probe/`paths` `rounds` times over (new connections,
+/// new client ports: other inspectors) and returns the server of each
+/// path, asserting that a path is always served by the same server.
+fn probe_owners(lab: &Lab, rounds: u32, paths: u32) -> BTreeMap<String, String> {
+    let out = lab.client(&format!(
+        "for r in $(seq 1 {rounds}); do for i in $(seq 1 {paths}); do \
+           curl -s -m 5 -o /dev/null -w \"$i %header{{x-served-by}}\\n\" http://198.18.0.100/probe/$i; \
+         done; done"
+    ));
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for line in out.lines() {
+        let (path, server) = line.split_once(' ').unwrap();
+        assert!(MEMBERS.contains(&server), "{line}");
+        let first = owner
+            .entry(path.to_owned())
+            .or_insert_with(|| server.to_owned());
+        assert_eq!(first, server, "path {path} moved between servers");
+    }
+    owner
+}
+
 /// Splice mode: SYN cookies, the request read by the dataplane, URL
 /// dispatch (url-hash, every path hashed), handover to the chosen server —
 /// the inspector's own kernel or another member's through an authenticated
@@ -1126,20 +1147,7 @@ fn splice_mode_dispatches_urls_and_hands_connections_over() {
     }
     // 30 paths, each fetched 3 times over new connections (new client
     // ports, so different inspectors): always the same server per path.
-    let out = lab.client(
-        "for r in 1 2 3; do for i in $(seq 1 30); do \
-           curl -s -m 5 -o /dev/null -w \"$i %header{x-served-by}\\n\" http://198.18.0.100/probe/$i; \
-         done; done",
-    );
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    for line in out.lines() {
-        let (path, server) = line.split_once(' ').unwrap();
-        assert!(MEMBERS.contains(&server), "{line}");
-        let first = owner
-            .entry(path.to_owned())
-            .or_insert_with(|| server.to_owned());
-        assert_eq!(first, server, "path {path} moved between servers");
-    }
+    let owner = probe_owners(&lab, 3, 30);
     assert_eq!(owner.len(), 30);
     let used: std::collections::BTreeSet<&String> = owner.values().collect();
     assert_eq!(used.len(), 3, "{owner:?}");
@@ -3484,21 +3492,8 @@ fn routed_splice_hands_over_and_keeps_connections_when_their_inspector_dies() {
         assert_intact(f, &files);
     }
     // Each path on one server whatever the receiver and the inspector.
-    let out = lab.client(
-        "for r in 1 2; do for i in $(seq 1 20); do \
-           curl -s -m 5 -o /dev/null -w \"$i %header{x-served-by}\\n\" http://198.18.0.100/probe/$i; \
-         done; done",
-    );
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    for line in out.lines() {
-        let (path, server) = line.split_once(' ').unwrap();
-        assert!(MEMBERS.contains(&server), "{line}");
-        let first = owner
-            .entry(path.to_owned())
-            .or_insert_with(|| server.to_owned());
-        assert_eq!(first, server, "path {path} moved between servers");
-    }
-    assert_eq!(owner.len(), 20, "{out}");
+    let owner = probe_owners(&lab, 2, 20);
+    assert_eq!(owner.len(), 20, "{owner:?}");
     lab.settle();
     let sum =
         |names: &[&str], name: &str| -> u64 { names.iter().map(|n| lab.counter(n, name)).sum() };

@@ -462,15 +462,7 @@ impl Pipeline {
             None => (self.previous_target(dst, dport, client), 0),
         };
         match alternate.filter(|&a| a != own) {
-            Some(to) => {
-                self.counters.inc(Counter::RoutedSecondChance);
-                Plan::Gue {
-                    to,
-                    alternate: Some(to),
-                    second_chance: true,
-                    strip,
-                }
-            }
+            Some(to) => self.second_chance(to, strip),
             None => Plan::Done(self.drop(Counter::RoutedSecondChanceDropped)),
         }
     }
@@ -611,15 +603,7 @@ impl Pipeline {
         let second_chance_taken = arrived.is_some_and(|a| a.second_chance);
         let live = |t: &Tables, id: u16| t.member(id).is_some_and(|m| m.alive);
         match alternate.filter(|&a| a != own) {
-            Some(to) if live(&self.tables, to) => {
-                self.counters.inc(Counter::RoutedSecondChance);
-                Plan::Gue {
-                    to,
-                    alternate: Some(to),
-                    second_chance: true,
-                    strip,
-                }
-            }
+            Some(to) if live(&self.tables, to) => self.second_chance(to, strip),
             Some(_) => self.routed_flood(strip, sender, now),
             None if second_chance_taken => self.routed_flood(strip, sender, now),
             None => Plan::Done(self.drop(Counter::RoutedSecondChanceDropped)),
@@ -660,6 +644,18 @@ impl Pipeline {
         let entry = FlowEntry::new(FlowAction::HandedOff { member }, 0);
         if self.flows.insert(key, FlowState::Tombstone, entry, now) != Insert::Rejected {
             self.counters.inc(Counter::RoutedLocatedLearned);
+        }
+    }
+
+    /// The second chance at member `to`, after stripping `strip` bytes of
+    /// outer headers: marked so that `to` never forwards it on.
+    fn second_chance(&mut self, to: u16, strip: usize) -> Plan {
+        self.counters.inc(Counter::RoutedSecondChance);
+        Plan::Gue {
+            to,
+            alternate: Some(to),
+            second_chance: true,
+            strip,
         }
     }
 
