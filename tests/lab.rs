@@ -3077,6 +3077,53 @@ fn routed_target(tables: &shoal_dataplane::pipeline::Tables, port: u16) -> Optio
 /// Client ports whose connections the "moved" figures follow.
 const MOVED_PORTS: std::ops::Range<u16> = 31_000..31_300;
 
+/// A drain of srv2 under downloads it serves (routed, `before`: the
+/// placement before it, for the moved figures), undone at the end.
+fn routed_drain_lets_downloads_finish(lab: &Lab, before: &(Vec<String>, Vec<Option<u16>>)) {
+    let sha8 = lab.status()["files"]["8m"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A drain withdraws at once and lets srv2's running downloads finish
+    // (8 s each, begun before it): their packets now reach srv1 and srv3,
+    // whose targets are no longer srv2, and get their second chance there.
+    // `shoalctl drain srv2 --wait`, run on srv2, returns once srv2 holds no
+    // open connection.
+    let draining = routed_ports_served_by(lab, &["srv2"], 4, 36_000);
+    lab.start_downloads(&draining, "1M");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let token = ["--token-file", "/run/shoal-lab/admin.token"];
+    shoalctl("srv2", &[&["drain", "srv2"][..], &token].concat());
+    let withdrawn = await_next_hops(&["srv1", "srv3"], std::time::Duration::from_secs(5));
+    println!(
+        "routed: shoalctl drain srv2 -> withdrawn in {} ms",
+        withdrawn.as_millis()
+    );
+    print_moved("drain srv2", before, &placement(lab, &["srv1", "srv3"]));
+    await_bgp_status("srv2", "bgp: withdrawn (draining)");
+    let t0 = std::time::Instant::now();
+    let waited = shoalctl(
+        "srv2",
+        &[&["drain", "srv2", "--wait", "--timeout", "60"][..], &token].concat(),
+    );
+    println!(
+        "routed: shoalctl drain srv2 --wait returned after {} ms: {}",
+        t0.elapsed().as_millis(),
+        waited.trim().replace('\n', "; ")
+    );
+    assert!(waited.contains("connection(s) open"), "{waited}");
+    assert!(
+        waited.contains("srv2: drained, no connection open"),
+        "{waited}"
+    );
+    for (port, (by, sum)) in draining.iter().zip(lab.finish_downloads(&draining)) {
+        assert_eq!(sum, sha8, "download from port {port} across srv2's drain");
+        assert_eq!(by, "srv2", "download from port {port}");
+    }
+    lab.undrain("srv2");
+    await_next_hops(&MEMBERS, std::time::Duration::from_secs(5));
+}
+
 /// The router's next hop (the ECMP receiver) for the routed client's
 /// connection from each of `ports` to the VIP on port 80, as the kernel's
 /// L4 multipath hash picks it for a packet arriving from the client side
@@ -3330,49 +3377,11 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
     }
     let back = routed_spread_kill_and_return(&lab);
     let files = lab.status()["files"].clone();
-    let sha8 = files["8m"]["sha256"].as_str().unwrap();
 
     // The other reasons to withdraw, each undone: a drain, a failed health
     // check (srv1's nginx stopped: no answer within the timeout, 3 in a
     // row), a SIGTERM to control (withdraw first, then leave).
-    // A drain withdraws at once and lets srv2's running downloads finish
-    // (8 s each, begun before it): their packets now reach srv1 and srv3,
-    // whose targets are no longer srv2, and get their second chance there.
-    // `shoalctl drain srv2 --wait`, run on srv2, returns once srv2 holds no
-    // open connection.
-    let draining = routed_ports_served_by(&lab, &["srv2"], 4, 36_000);
-    lab.start_downloads(&draining, "1M");
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let token = ["--token-file", "/run/shoal-lab/admin.token"];
-    shoalctl("srv2", &[&["drain", "srv2"][..], &token].concat());
-    let withdrawn = await_next_hops(&["srv1", "srv3"], std::time::Duration::from_secs(5));
-    println!(
-        "routed: shoalctl drain srv2 -> withdrawn in {} ms",
-        withdrawn.as_millis()
-    );
-    print_moved("drain srv2", &back, &placement(&lab, &["srv1", "srv3"]));
-    await_bgp_status("srv2", "bgp: withdrawn (draining)");
-    let t0 = std::time::Instant::now();
-    let waited = shoalctl(
-        "srv2",
-        &[&["drain", "srv2", "--wait", "--timeout", "60"][..], &token].concat(),
-    );
-    println!(
-        "routed: shoalctl drain srv2 --wait returned after {} ms: {}",
-        t0.elapsed().as_millis(),
-        waited.trim().replace('\n', "; ")
-    );
-    assert!(waited.contains("connection(s) open"), "{waited}");
-    assert!(
-        waited.contains("srv2: drained, no connection open"),
-        "{waited}"
-    );
-    for (port, (by, sum)) in draining.iter().zip(lab.finish_downloads(&draining)) {
-        assert_eq!(sum, sha8, "download from port {port} across srv2's drain");
-        assert_eq!(by, "srv2", "download from port {port}");
-    }
-    lab.undrain("srv2");
-    await_next_hops(&MEMBERS, std::time::Duration::from_secs(5));
+    routed_drain_lets_downloads_finish(&lab, &back);
 
     let nginx: Vec<u32> = shoal_lab::process::pids_in("shoal-srv1")
         .into_iter()
@@ -3431,11 +3440,12 @@ fn routed_local_spreads_by_ecmp_withdraws_a_killed_member_and_reannounces() {
 /// service's DPR target hash, not the inspector selection, and the rest is
 /// as in `local` (`routed_spread_kill_and_return`): spread over the three
 /// members, `lab kill srv3` and `lab start srv3` with no download broken
-/// (held across the kill, begun in srv3's absence), receivers forwarding
-/// to targets in GUE.
+/// (held across the kill, begun in srv3's absence), a drain of srv2 whose
+/// running downloads finish (`routed_drain_lets_downloads_finish`),
+/// receivers forwarding to targets in GUE.
 #[test]
 #[ignore = "needs root, netns and release binaries: run by tests/run.sh"]
-fn routed_dpr_ipip_keeps_connections_across_a_kill_and_a_return() {
+fn routed_dpr_ipip_keeps_connections_across_a_kill_a_return_and_a_drain() {
     let lab = Lab::up_with(&UpOptions {
         topology: shoal_lab::options::LabTopology::Routed,
         mode: shoal_config::Mode::DprIpip,
@@ -3457,7 +3467,8 @@ fn routed_dpr_ipip_keeps_connections_across_a_kill_and_a_return() {
         })
         .count();
     assert!(differ > 0, "the DPR target hash is the inspector selection");
-    routed_spread_kill_and_return(&lab);
+    let back = routed_spread_kill_and_return(&lab);
+    routed_drain_lets_downloads_finish(&lab, &back);
     lab.settle();
     assert!(routed_counter(&lab, "routed_forwarded") > 0);
     assert_eq!(routed_counter(&lab, "drop_encap_not_member"), 0);
