@@ -14,6 +14,8 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::collections::VecDeque;
+
+use proptest::prelude::*;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
@@ -107,6 +109,8 @@ struct Outcome {
 
 struct Cluster {
     members: [Pipeline; 3],
+    /// Members whose dataplane runs (frames to the others are lost).
+    running: [bool; 3],
     now: Instant,
 }
 
@@ -114,6 +118,7 @@ impl Cluster {
     fn new(alive: [bool; 3]) -> Cluster {
         Cluster {
             members: [0, 1, 2].map(|k| pipeline(k, alive)),
+            running: [true; 3],
             now: Instant::from_secs(100),
         }
     }
@@ -132,6 +137,9 @@ impl Cluster {
         let mut out = Outcome::default();
         let mut queue = VecDeque::from([(at, port, frame)]);
         while let Some((k, port, bytes)) = queue.pop_front() {
+            if !self.running[k] {
+                continue;
+            }
             out.hops += 1;
             assert!(out.hops <= 12, "a frame causes a bounded number of hops");
             let mut f = HeapFrame::from_bytes(&bytes);
@@ -542,4 +550,77 @@ fn when_the_inspector_leaves_its_connections_are_found_by_flooding() {
     assert_eq!(cl.count(2, Counter::RoutedFlooded), 2);
     assert_eq!(cl.count(1, Counter::RoutedFloodMiss), 1);
     cl.assert_one_outcome_per_frame();
+}
+
+/// A step of the model below: a client packet through a receiver, or a new
+/// membership (srv2, which serves the connection, stays; srv1, its
+/// inspector, and srv3 leave and come back, restarted with their flows as
+/// a dataplane restores its snapshot).
+#[derive(Debug, Clone)]
+enum Op {
+    Data(usize),
+    Membership([bool; 3]),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0usize..3).prop_map(Op::Data),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(a, c)| Op::Membership([a, true, c])),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Exactly one kernel per connection, routed splice: over any sequence
+    /// of receivers and membership changes (the inspector and the third
+    /// member leaving and returning), a handed-over connection's packets
+    /// reach srv2's kernel, once, and no other kernel, and nothing is sent
+    /// to the client by the dataplanes. While the inspector is alive or
+    /// the packet's target learned where the connection is, none is lost.
+    #[test]
+    fn only_the_serving_member_ever_gets_a_handed_over_connection(
+        ops in proptest::collection::vec(op(), 1..40),
+        pick in 0usize..100,
+        via in (0usize..3, 0usize..3),
+    ) {
+        let mut cl = Cluster::new([true; 3]);
+        for k in 0..3 {
+            teach_router(&mut cl, k);
+        }
+        let c = clients_moving(([true; 3], 0), ([true; 3], 0)).nth(pick).unwrap();
+        let o = open_to_srv2(&mut cl, &c, 0, via);
+        let ack = segment(&c, o, (REQUEST.len() as u32, 0), TcpFlags::ACK, &[]);
+        let mut epoch = 2;
+        let (mut sent, mut delivered) = (0u64, 0u64);
+        for op in ops {
+            match op {
+                Op::Data(r) if cl.running[r] => {
+                    let out = cl.route(r, &ack);
+                    prop_assert!(out.kernels.iter().all(|(k, _)| *k == 1), "{:?}", out);
+                    prop_assert!(out.kernels.len() <= 1, "{:?}", out);
+                    prop_assert!(out.to_client.is_empty(), "{:?}", out);
+                    sent += 1;
+                    delivered += out.kernels.len() as u64;
+                }
+                Op::Data(_) => {}
+                Op::Membership(alive) => {
+                    for k in 0..3 {
+                        if alive[k] {
+                            let t = tables(k, alive, epoch);
+                            if cl.running[k] {
+                                cl.members[k].set_tables(t);
+                            } else {
+                                cl.members[k].set_tables_joining(t);
+                            }
+                        }
+                    }
+                    cl.running = alive;
+                    epoch += 1;
+                }
+            }
+        }
+        prop_assert_eq!(sent, delivered);
+        cl.assert_one_outcome_per_frame();
+    }
 }
