@@ -21,6 +21,41 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The tables of epoch `epoch` from `cfg`, with `alive[j]` saying whether
+/// its member j is in the membership (the routed tests' memberships).
+pub fn tables_alive(
+    cfg: &shoal_config::Config,
+    alive: &[bool],
+    epoch: u64,
+) -> std::sync::Arc<shoal_dataplane::pipeline::Tables> {
+    use shoal_dataplane::pipeline::{MemberEntry, Tables};
+    let members = cfg
+        .cluster
+        .members
+        .iter()
+        .zip(alive)
+        .map(|(m, &alive)| MemberEntry {
+            alive,
+            ..MemberEntry::from_config(m)
+        })
+        .collect();
+    std::sync::Arc::new(Tables::build(cfg, epoch, members).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Asserts that every frame each of `pipelines` processed bumped exactly
+/// one outcome counter.
+pub fn assert_one_outcome_per_frame(pipelines: &[shoal_dataplane::pipeline::Pipeline]) {
+    use shoal_dataplane::counters::Counter;
+    for p in pipelines {
+        let c = p.counters();
+        assert_eq!(
+            c.outcomes(),
+            c.get(Counter::WireRx) + c.get(Counter::KernelRx),
+            "one outcome per frame"
+        );
+    }
+}
+
 /// The replay example's config (`deploy/examples/replay.toml`: three
 /// members, one service) as member `member`'s, its service a splice service
 /// with `dispatch`.

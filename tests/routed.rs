@@ -20,7 +20,7 @@ use shoal_dataplane::counters::Counter;
 use shoal_dataplane::flow::Timeouts;
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::Frame;
-use shoal_dataplane::pipeline::{MemberEntry, Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::pipeline::{Pipeline, Tables, Verdict, KERNEL, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, udp_frame, Endpoint};
 use shoal_select::ClientKey;
 use shoal_wire::gue::{self, GuePacket, GueRepr};
@@ -54,18 +54,7 @@ fn config(member: &str, mode: Mode, topology: Topology) -> Config {
 /// Member `k`'s tables of epoch `epoch`, with `alive[j]` saying whether
 /// member j is in the membership.
 fn tables(k: usize, mode: Mode, alive: [bool; 3], epoch: u64) -> Arc<Tables> {
-    let cfg = config(MEMBERS[k], mode, Topology::Routed);
-    let members = cfg
-        .cluster
-        .members
-        .iter()
-        .zip(alive)
-        .map(|(m, alive)| MemberEntry {
-            alive,
-            ..MemberEntry::from_config(m)
-        })
-        .collect();
-    Arc::new(Tables::build(&cfg, epoch, members).unwrap())
+    shoal_e2e::tables_alive(&config(MEMBERS[k], mode, Topology::Routed), &alive, epoch)
 }
 
 fn pipeline(k: usize, mode: Mode, alive: [bool; 3]) -> Pipeline {
@@ -153,14 +142,7 @@ impl Cluster {
     }
 
     fn assert_one_outcome_per_frame(&self) {
-        for p in &self.members {
-            let c = p.counters();
-            assert_eq!(
-                c.outcomes(),
-                c.get(Counter::WireRx) + c.get(Counter::KernelRx),
-                "one outcome per frame"
-            );
-        }
+        shoal_e2e::assert_one_outcome_per_frame(&self.members);
     }
 }
 

@@ -17,15 +17,14 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::Arc;
 
-use shoal_config::{Config, Dispatch, DispatchPolicy, DispatchRule, Mode, Topology};
+use shoal_config::{Config, Topology};
 use shoal_dataplane::counters::Counter;
 use shoal_dataplane::flow::{FlowKey, Timeouts};
 use shoal_dataplane::io::memory::HeapFrame;
 use shoal_dataplane::io::{Frame, PortId};
-use shoal_dataplane::pipeline::{FlowAction, MemberEntry, Pipeline, Tables, Verdict, KERNEL, WIRE};
+use shoal_dataplane::pipeline::{FlowAction, Pipeline, Tables, Verdict, KERNEL, WIRE};
 use shoal_dataplane::traffic::{client_endpoint, tcp_frame, tcp_header, Endpoint};
 use shoal_select::ClientKey;
 use shoal_wire::time::Instant;
@@ -45,19 +44,7 @@ fn addr_of(k: usize) -> Ipv4Addr {
 }
 
 fn config(member: &str) -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/replay.toml");
-    let mut cfg = shoal_config::load_file(&path).unwrap();
-    member.clone_into(&mut cfg.cluster.local_member);
-    cfg.services[0].mode = Mode::Splice;
-    cfg.services[0].dispatch = Some(Dispatch {
-        policy: DispatchPolicy::Rules,
-        rules: vec![DispatchRule {
-            host: None,
-            prefix: "/".into(),
-            member: "srv2".into(),
-        }],
-        ..Dispatch::default()
-    });
+    let mut cfg = shoal_e2e::splice_config(member, shoal_e2e::all_to("srv2"));
     cfg.dataplane.topology = Topology::Routed;
     cfg.validate().unwrap();
     cfg
@@ -66,18 +53,7 @@ fn config(member: &str) -> Config {
 /// Member `k`'s tables of epoch `epoch`; `alive[j]`: member j is in the
 /// membership.
 fn tables(k: usize, alive: [bool; 3], epoch: u64) -> Arc<Tables> {
-    let cfg = config(MEMBERS[k]);
-    let members = cfg
-        .cluster
-        .members
-        .iter()
-        .zip(alive)
-        .map(|(m, alive)| MemberEntry {
-            alive,
-            ..MemberEntry::from_config(m)
-        })
-        .collect();
-    Arc::new(Tables::build(&cfg, epoch, members).unwrap())
+    shoal_e2e::tables_alive(&config(MEMBERS[k]), &alive, epoch)
 }
 
 fn pipeline(k: usize, alive: [bool; 3]) -> Pipeline {
@@ -182,14 +158,7 @@ impl Cluster {
     }
 
     fn assert_one_outcome_per_frame(&self) {
-        for p in &self.members {
-            let c = p.counters();
-            assert_eq!(
-                c.outcomes(),
-                c.get(Counter::WireRx) + c.get(Counter::KernelRx),
-                "one outcome per frame"
-            );
-        }
+        shoal_e2e::assert_one_outcome_per_frame(&self.members);
     }
 }
 

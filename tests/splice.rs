@@ -314,16 +314,7 @@ fn garbage_requests_get_the_configured_answer() {
 /// srv1 keeps a tombstone; the client's packets are then served by srv2.
 #[test]
 fn handoff_to_another_member_over_the_wire() {
-    use shoal_config::{DispatchPolicy, DispatchRule};
-    let dispatch = Dispatch {
-        policy: DispatchPolicy::Rules,
-        rules: vec![DispatchRule {
-            host: None,
-            prefix: "/".into(),
-            member: "srv2".into(),
-        }],
-        ..Dispatch::default()
-    };
+    let dispatch = shoal_e2e::all_to("srv2");
     let (mut srv1, mut srv2) = (
         member_pipeline("srv1", dispatch.clone()),
         member_pipeline("srv2", dispatch),
@@ -798,16 +789,7 @@ fn key_of(c: &Endpoint) -> shoal_dataplane::flow::FlowKey {
 
 /// srv1 and srv2 of a cluster whose dispatch sends every request to srv2.
 fn to_srv2() -> (Pipeline, Pipeline) {
-    use shoal_config::{DispatchPolicy, DispatchRule};
-    let dispatch = Dispatch {
-        policy: DispatchPolicy::Rules,
-        rules: vec![DispatchRule {
-            host: None,
-            prefix: "/".into(),
-            member: "srv2".into(),
-        }],
-        ..Dispatch::default()
-    };
+    let dispatch = shoal_e2e::all_to("srv2");
     (
         member_pipeline("srv1", dispatch.clone()),
         member_pipeline("srv2", dispatch),
