@@ -26,7 +26,7 @@ echo "== perf report tool (perf/report.py)"
 python3 -m unittest perf/test_report.py
 
 echo "== fuzzing: every target briefly (fuzz/README.md; long runs: bash fuzz/run.sh)"
-bash fuzz/run.sh --dev --seconds 15 --jobs 2
+bash fuzz/run.sh --dev --seconds 10 --jobs 2
 
 echo "== TRex profiles compile offline (perf/trex)"
 bash perf/trex/check.sh
